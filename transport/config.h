@@ -1,0 +1,66 @@
+// Configuration of a Transport. Every bound has its unit in its name.
+//
+// Thread-safety: a plain value.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace flotilla::transport {
+
+// Mutual TLS between NodeHosts. When enabled, both sides present a
+// certificate signed by the CA in `ca_path` and verify the peer's; a peer
+// without a valid certificate cannot open any stream.
+struct TlsConfig {
+  bool enabled = false;
+  std::string ca_path;    // PEM: the CA that signs every NodeHost's certificate
+  std::string cert_path;  // PEM: this NodeHost's certificate chain
+  std::string key_path;   // PEM: this NodeHost's private key
+};
+
+struct TransportConfig {
+  // Where this NodeHost listens ("host:port"; port 0 lets the OS choose, see
+  // Transport::address() for the result). The in-process transport uses it as
+  // the NodeHost's name on the InProcNetwork.
+  std::string listen_address = "127.0.0.1:0";
+  // Two clusters with different ids refuse each other's streams.
+  uint64_t deployment_id = 0;
+  // Received snapshots are written below this directory (created if absent).
+  std::string snapshot_dir;
+
+  // Per remote NodeHost and lane (control or data): messages waiting to be
+  // sent. A Send beyond either bound is dropped and reported to the caller.
+  size_t max_queue_messages = 8192;
+  size_t max_queue_bytes = 64u << 20;
+  // A batch written to a stream holds at most this many bytes (as counted by
+  // raft::Message::SizeBytes), except that one message always fits alone.
+  size_t max_batch_bytes = 1u << 20;
+  // Largest gRPC message accepted: bounds a single batch or snapshot chunk.
+  size_t max_receive_message_bytes = 128u << 20;
+  // Incoming data that exceeds these is rejected as corrupt.
+  size_t max_entries_per_message = 1u << 16;
+  size_t max_members_per_list = 1024;
+
+  // Snapshots.
+  size_t snapshot_chunk_bytes = 1u << 20;
+  size_t max_concurrent_snapshot_sends = 4;
+  size_t max_queued_snapshot_sends = 64;
+  size_t max_concurrent_snapshot_receives = 4;
+  uint64_t max_snapshot_bytes = uint64_t{64} << 30;
+  size_t max_snapshot_files = 4096;
+  uint64_t snapshot_timeout_ms = 10 * 60 * 1000;
+
+  // Connections.
+  uint64_t connect_timeout_ms = 2000;
+  uint64_t reconnect_backoff_initial_ms = 50;
+  uint64_t reconnect_backoff_max_ms = 5000;
+  uint64_t keepalive_interval_ms = 10000;
+  uint64_t keepalive_timeout_ms = 5000;
+  // How long Stop() lets in-flight calls finish before cancelling them.
+  uint64_t shutdown_grace_ms = 200;
+
+  TlsConfig tls;
+};
+
+}  // namespace flotilla::transport

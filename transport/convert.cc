@@ -1,0 +1,191 @@
+#include "transport/convert.h"
+
+#include <string_view>
+
+namespace flotilla::transport {
+namespace {
+
+using google::protobuf::RepeatedField;
+
+void MembersToWire(const std::vector<raft::ReplicaId>& in, RepeatedField<uint64_t>* out) {
+  out->Reserve(static_cast<int>(in.size()));
+  for (raft::ReplicaId r : in) out->Add(r);
+}
+
+Status MembersFromWire(const RepeatedField<uint64_t>& in, const WireLimits& limits,
+                       std::string_view what, std::vector<raft::ReplicaId>* out) {
+  if (static_cast<size_t>(in.size()) > limits.max_members_per_list) {
+    return Status::InvalidArgument("membership list " + std::string(what) + " has " +
+                                   std::to_string(in.size()) + " members, limit " +
+                                   std::to_string(limits.max_members_per_list));
+  }
+  out->assign(in.begin(), in.end());
+  for (raft::ReplicaId r : *out) {
+    if (r == raft::kNoReplica) {
+      return Status::InvalidArgument("membership list " + std::string(what) + " holds replica 0");
+    }
+  }
+  return Status::Ok();
+}
+
+void SnapshotToWire(const raft::SnapshotMeta& s, wire::SnapshotMeta* out) {
+  out->set_index(s.index);
+  out->set_term(s.term);
+  wire::Membership* m = out->mutable_membership();
+  MembersToWire(s.membership.voters, m->mutable_voters());
+  MembersToWire(s.membership.voters_outgoing, m->mutable_voters_outgoing());
+  MembersToWire(s.membership.non_voting, m->mutable_non_voting());
+  MembersToWire(s.membership.non_voting_next, m->mutable_non_voting_next());
+  MembersToWire(s.membership.witnesses, m->mutable_witnesses());
+  m->set_auto_leave(s.membership.auto_leave);
+}
+
+Status SnapshotFromWire(const wire::SnapshotMeta& in, const WireLimits& limits,
+                        raft::SnapshotMeta* out) {
+  out->index = in.index();
+  out->term = in.term();
+  const wire::Membership& m = in.membership();
+  raft::Membership& r = out->membership;
+  FLOTILLA_RETURN_IF_ERROR(MembersFromWire(m.voters(), limits, "voters", &r.voters));
+  FLOTILLA_RETURN_IF_ERROR(
+      MembersFromWire(m.voters_outgoing(), limits, "voters_outgoing", &r.voters_outgoing));
+  FLOTILLA_RETURN_IF_ERROR(MembersFromWire(m.non_voting(), limits, "non_voting", &r.non_voting));
+  FLOTILLA_RETURN_IF_ERROR(
+      MembersFromWire(m.non_voting_next(), limits, "non_voting_next", &r.non_voting_next));
+  FLOTILLA_RETURN_IF_ERROR(MembersFromWire(m.witnesses(), limits, "witnesses", &r.witnesses));
+  r.auto_leave = m.auto_leave();
+  return Status::Ok();
+}
+
+Status EntryFromWire(wire::Entry* in, raft::Entry* out) {
+  if (in->type() > static_cast<uint32_t>(raft::EntryType::kMetadata)) {
+    return Status::InvalidArgument("entry " + std::to_string(in->index()) + " has unknown type " +
+                                   std::to_string(in->type()));
+  }
+  out->term = in->term();
+  out->index = in->index();
+  out->type = static_cast<raft::EntryType>(in->type());
+  out->key = in->key();
+  out->client_id = in->client_id();
+  out->series_id = in->series_id();
+  out->responded_to = in->responded_to();
+  out->cmd = std::move(*in->mutable_cmd());
+  return Status::Ok();
+}
+
+}  // namespace
+
+WireLimits LimitsFrom(const TransportConfig& config) {
+  return WireLimits{config.max_entries_per_message, config.max_members_per_list};
+}
+
+void MakeHeader(uint64_t deployment_id, const std::string& source_address, wire::Header* out) {
+  out->set_deployment_id(deployment_id);
+  out->set_protocol_version(kProtocolVersion);
+  out->set_source_address(source_address);
+}
+
+Status CheckHeader(const wire::Header& h, uint64_t deployment_id) {
+  if (h.deployment_id() != deployment_id) {
+    return Status::Rejected("deployment id mismatch: peer " + h.source_address() + " has " +
+                            std::to_string(h.deployment_id()) + ", this NodeHost has " +
+                            std::to_string(deployment_id));
+  }
+  if (h.protocol_version() != kProtocolVersion) {
+    return Status::Rejected("protocol version mismatch: peer " + h.source_address() +
+                            " speaks " + std::to_string(h.protocol_version()) +
+                            ", this NodeHost speaks " + std::to_string(kProtocolVersion));
+  }
+  return Status::Ok();
+}
+
+bool IsWireMessageType(raft::MessageType t) {
+  return t >= raft::MessageType::kReplicate && t < raft::MessageType::kCount;
+}
+
+void ToWire(raft::Message&& m, wire::Message* out) {
+  out->set_type(static_cast<uint32_t>(m.type));
+  out->set_shard_id(m.shard_id);
+  out->set_from(m.from);
+  out->set_to(m.to);
+  out->set_term(m.term);
+  out->set_log_term(m.log_term);
+  out->set_log_index(m.log_index);
+  out->set_commit(m.commit);
+  out->set_reject(m.reject);
+  out->set_hint(m.hint);
+  out->set_hint_term(m.hint_term);
+  out->set_ctx(m.ctx);
+  out->mutable_entries()->Reserve(static_cast<int>(m.entries.size()));
+  for (raft::Entry& e : m.entries) {
+    wire::Entry* w = out->add_entries();
+    w->set_term(e.term);
+    w->set_index(e.index);
+    w->set_type(static_cast<uint32_t>(e.type));
+    w->set_key(e.key);
+    w->set_client_id(e.client_id);
+    w->set_series_id(e.series_id);
+    w->set_responded_to(e.responded_to);
+    w->set_cmd(std::move(e.cmd));
+  }
+  // Only snapshots carry metadata; leaving the field unset keeps other
+  // messages small on the wire.
+  if (!m.snapshot.IsEmpty() || m.type == raft::MessageType::kInstallSnapshot) {
+    SnapshotToWire(m.snapshot, out->mutable_snapshot());
+  }
+}
+
+Status FromWire(wire::Message* in, const WireLimits& limits, raft::Message* out) {
+  if (in->type() >= static_cast<uint32_t>(raft::MessageType::kCount) ||
+      !IsWireMessageType(static_cast<raft::MessageType>(in->type()))) {
+    return Status::InvalidArgument("unknown message type " + std::to_string(in->type()));
+  }
+  if (in->from() == raft::kNoReplica || in->to() == raft::kNoReplica) {
+    return Status::InvalidArgument("message of shard " + std::to_string(in->shard_id()) +
+                                   " has no sender or no recipient");
+  }
+  if (static_cast<size_t>(in->entries_size()) > limits.max_entries_per_message) {
+    return Status::InvalidArgument("message of shard " + std::to_string(in->shard_id()) +
+                                   " has " + std::to_string(in->entries_size()) +
+                                   " entries, limit " +
+                                   std::to_string(limits.max_entries_per_message));
+  }
+  out->type = static_cast<raft::MessageType>(in->type());
+  out->shard_id = in->shard_id();
+  out->from = in->from();
+  out->to = in->to();
+  out->term = in->term();
+  out->log_term = in->log_term();
+  out->log_index = in->log_index();
+  out->commit = in->commit();
+  out->reject = in->reject();
+  out->hint = in->hint();
+  out->hint_term = in->hint_term();
+  out->ctx = in->ctx();
+  out->entries.resize(static_cast<size_t>(in->entries_size()));
+  for (int i = 0; i < in->entries_size(); ++i) {
+    FLOTILLA_RETURN_IF_ERROR(EntryFromWire(in->mutable_entries(i), &out->entries[static_cast<size_t>(i)]));
+  }
+  if (in->has_snapshot()) {
+    FLOTILLA_RETURN_IF_ERROR(SnapshotFromWire(in->snapshot(), limits, &out->snapshot));
+  } else {
+    out->snapshot = raft::SnapshotMeta{};
+  }
+  return Status::Ok();
+}
+
+Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
+                     std::vector<raft::Message>* out) {
+  const size_t first = out->size();
+  out->resize(first + static_cast<size_t>(in->messages_size()));
+  for (int i = 0; i < in->messages_size(); ++i) {
+    Status s = FromWire(in->mutable_messages(i), limits, &(*out)[first + static_cast<size_t>(i)]);
+    if (!s.ok()) {
+      out->resize(first);
+      return Status(s.code(), "message " + std::to_string(i) + " of batch: " + s.message());
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace flotilla::transport

@@ -1,0 +1,49 @@
+// Conversion between the core's value types and the wire schema
+// (proto/raft.proto), with validation of everything that comes off the wire.
+// Incoming data is untrusted: anything out of range is rejected with an
+// InvalidArgument/Corruption status, never an assertion.
+//
+// Internal to transport/: exposes protobuf types.
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/raft/types.h"
+#include "flotilla/status.h"
+#include "proto/raft.pb.h"
+#include "transport/config.h"
+
+namespace flotilla::transport {
+
+// Changes when the meaning of an existing wire field changes; peers with
+// another version refuse each other.
+inline constexpr uint32_t kProtocolVersion = 1;
+
+struct WireLimits {
+  size_t max_entries_per_message = 1u << 16;
+  size_t max_members_per_list = 1024;
+};
+WireLimits LimitsFrom(const TransportConfig& config);
+
+void MakeHeader(uint64_t deployment_id, const std::string& source_address, wire::Header* out);
+// OK when `h` may talk to a NodeHost of `deployment_id`; Rejected otherwise,
+// with a message that names both sides' values.
+Status CheckHeader(const wire::Header& h, uint64_t deployment_id);
+
+// True for the message types that may travel between NodeHosts.
+bool IsWireMessageType(raft::MessageType t);
+
+// Fills *out from m, moving the entries' payloads out of m.
+void ToWire(raft::Message&& m, wire::Message* out);
+// Fills *out from *in after validating every field, moving payloads out of
+// *in. On error *out is unspecified.
+Status FromWire(wire::Message* in, const WireLimits& limits, raft::Message* out);
+// Appends the messages of *in to *out; on error appends nothing.
+Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
+                     std::vector<raft::Message>* out);
+
+}  // namespace flotilla::transport

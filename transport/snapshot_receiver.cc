@@ -1,0 +1,192 @@
+#include "transport/snapshot_receiver.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "transport/crc32c.h"
+
+namespace flotilla::transport {
+namespace fs = std::filesystem;
+namespace {
+
+std::string Errno(std::string_view what, const std::string& path) {
+  return std::string(what) + " " + path + ": " + std::strerror(errno);
+}
+
+Status SyncPath(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError(Errno("open", path));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Status::IOError(Errno("fsync", path));
+  return Status::Ok();
+}
+
+// A suffix that keeps two concurrent receptions of the same snapshot apart.
+std::string RandomSuffix() {
+  static std::atomic<uint64_t> counter{std::random_device{}()};
+  uint64_t v = counter.fetch_add(0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+}  // namespace
+
+bool IsValidSnapshotFileName(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
+  for (char c : name) {
+    if (c == '/' || c == '\0') return false;
+  }
+  return true;
+}
+
+SnapshotReceiver::SnapshotReceiver(std::string snapshot_dir, SnapshotReceiverLimits limits)
+    : snapshot_dir_(std::move(snapshot_dir)), limits_(limits) {}
+
+SnapshotReceiver::~SnapshotReceiver() { Cleanup(); }
+
+void SnapshotReceiver::Cleanup() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (!committed_ && !tmp_dir_.empty()) {
+    std::error_code ec;
+    fs::remove_all(tmp_dir_, ec);  // best effort: a leftover is removed at the next start
+    tmp_dir_.clear();
+  }
+}
+
+Status SnapshotReceiver::Begin(const raft::Message& m) {
+  if (m.type != raft::MessageType::kInstallSnapshot) {
+    return Status::InvalidArgument("snapshot stream does not start with an InstallSnapshot");
+  }
+  if (m.snapshot.IsEmpty()) return Status::InvalidArgument("snapshot with index 0");
+  if (!tmp_dir_.empty()) return Status::Internal("SnapshotReceiver::Begin called twice");
+  std::error_code ec;
+  fs::create_directories(snapshot_dir_, ec);
+  if (ec) return Status::IOError("create " + snapshot_dir_ + ": " + ec.message());
+  std::string id = std::to_string(m.shard_id) + "-" + std::to_string(m.to) + "-" +
+                   std::to_string(m.snapshot.index);
+  tmp_dir_ = snapshot_dir_ + "/tmp-" + id + "-" + RandomSuffix();
+  final_dir_ = snapshot_dir_ + "/snapshot-" + id;
+  if (!fs::create_directory(tmp_dir_, ec) || ec) {
+    std::string dir = tmp_dir_;
+    tmp_dir_.clear();
+    return Status::IOError("create " + dir + ": " + (ec ? ec.message() : "exists"));
+  }
+  return Status::Ok();
+}
+
+Status SnapshotReceiver::OpenFile(std::string_view name) {
+  if (!IsValidSnapshotFileName(name)) {
+    return Status::InvalidArgument("invalid snapshot file name");
+  }
+  if (files_done_ >= limits_.max_snapshot_files) {
+    return Status::TooLarge("snapshot has more than " +
+                            std::to_string(limits_.max_snapshot_files) + " files");
+  }
+  file_name_ = std::string(name);
+  std::string path = tmp_dir_ + "/" + file_name_;
+  // O_EXCL: a file name sent twice is an error, not an overwrite.
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd_ < 0) return Status::IOError(Errno("create", path));
+  file_bytes_ = 0;
+  file_crc_ = 0;
+  return Status::Ok();
+}
+
+Status SnapshotReceiver::CloseFile(uint32_t expected_crc) {
+  if (file_crc_ != expected_crc) {
+    return Status::Corruption("snapshot file " + file_name_ + ": checksum mismatch");
+  }
+  if (::fsync(fd_) != 0) return Status::IOError(Errno("fsync", file_name_));
+  ::close(fd_);
+  fd_ = -1;
+  ++files_done_;
+  return Status::Ok();
+}
+
+Status SnapshotReceiver::AddLast(const ChunkData& c) {
+  if (fd_ >= 0) return Status::Corruption("snapshot ended inside file " + file_name_);
+  if (c.file_count != files_done_) {
+    return Status::Corruption("snapshot announced " + std::to_string(c.file_count) +
+                              " files, received " + std::to_string(files_done_));
+  }
+  if (c.total_bytes != total_bytes_) {
+    return Status::Corruption("snapshot announced " + std::to_string(c.total_bytes) +
+                              " bytes, received " + std::to_string(total_bytes_));
+  }
+  complete_ = true;
+  return Status::Ok();
+}
+
+Status SnapshotReceiver::Add(const ChunkData& c) {
+  if (tmp_dir_.empty()) return Status::Internal("SnapshotReceiver::Add before Begin");
+  if (complete_) return Status::Corruption("snapshot chunk after the last one");
+  if (c.last && c.file_name.empty() && c.data.empty()) return AddLast(c);
+  if (c.file_name.empty()) return Status::Corruption("snapshot chunk without a file name");
+  if (fd_ < 0) {
+    FLOTILLA_RETURN_IF_ERROR(OpenFile(c.file_name));
+  } else if (c.file_name != file_name_) {
+    return Status::Corruption("snapshot file started before " + file_name_ + " ended");
+  }
+  if (c.file_offset != file_bytes_) {
+    return Status::Corruption("snapshot file " + file_name_ + ": chunk at offset " +
+                              std::to_string(c.file_offset) + ", expected " +
+                              std::to_string(file_bytes_));
+  }
+  if (Crc32c(c.data) != c.data_crc32c) {
+    return Status::Corruption("snapshot file " + file_name_ + ": chunk checksum mismatch at " +
+                              std::to_string(c.file_offset));
+  }
+  if (c.data.size() > limits_.max_snapshot_bytes - total_bytes_) {
+    return Status::TooLarge("snapshot exceeds " + std::to_string(limits_.max_snapshot_bytes) +
+                            " bytes");
+  }
+  const char* p = c.data.data();
+  size_t left = c.data.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return errno == ENOSPC ? Status::NoSpace(Errno("write", file_name_))
+                             : Status::IOError(Errno("write", file_name_));
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  file_crc_ = Crc32cExtend(file_crc_, c.data.data(), c.data.size());
+  file_bytes_ += c.data.size();
+  total_bytes_ += c.data.size();
+  if (c.file_end) FLOTILLA_RETURN_IF_ERROR(CloseFile(c.file_crc32c));
+  if (c.last) {
+    if (!c.file_end) return Status::Corruption("last snapshot chunk inside a file");
+    return AddLast(c);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> SnapshotReceiver::Finish() {
+  if (!complete_) return Status::Internal("SnapshotReceiver::Finish before the last chunk");
+  FLOTILLA_RETURN_IF_ERROR(SyncPath(tmp_dir_));
+  std::error_code ec;
+  // The same snapshot received again replaces the earlier copy: the engine
+  // did not take it over, or it would have asked for no new one.
+  fs::remove_all(final_dir_, ec);
+  if (ec) return Status::IOError("remove " + final_dir_ + ": " + ec.message());
+  fs::rename(tmp_dir_, final_dir_, ec);
+  if (ec) return Status::IOError("rename " + tmp_dir_ + ": " + ec.message());
+  committed_ = true;
+  FLOTILLA_RETURN_IF_ERROR(SyncPath(snapshot_dir_));
+  return final_dir_;
+}
+
+}  // namespace flotilla::transport

@@ -1,0 +1,125 @@
+// The transport: how the Raft messages and snapshots of all shards of one
+// NodeHost reach the other NodeHosts.
+//
+// The engine owns a Registry (who lives where), a Handler (what to do with
+// what arrives) and one Transport. Two implementations share this contract:
+// the gRPC transport (grpc_transport.h) between processes, and the in-process
+// transport (inproc_transport.h) for tests and the deterministic simulator.
+// See docs/transport.md.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/raft/types.h"
+#include "flotilla/status.h"
+#include "transport/registry.h"
+
+namespace flotilla::transport {
+
+// Implemented by the engine. Calls come from transport threads (gRPC) or from
+// the thread that drives the InProcNetwork; an implementation must be
+// thread-safe and must not block for long: it hands work to its own queues.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+
+  // Messages that arrived from one NodeHost, of any shards, in the order they
+  // were sent per shard. The engine routes them to its replicas.
+  virtual void HandleBatch(std::vector<raft::Message>&& messages) = 0;
+
+  // A message to `replica` of `shard` was dropped because its NodeHost could
+  // not be reached (or its queue was full). Called at most once per
+  // (shard, replica) per failed send pass.
+  virtual void HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) = 0;
+
+  // A snapshot for `install.to` was received in full, verified and renamed
+  // into `snapshot_path` (a directory holding the snapshot's files). The
+  // engine owns the directory from now on.
+  virtual void HandleSnapshot(raft::Message install, std::string snapshot_path) = 0;
+
+  // Sender side: the snapshot to `replica` of `shard` finished (failed =
+  // false) or failed (failed = true).
+  virtual void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica,
+                                    bool failed) = 0;
+
+  // The connection to the NodeHost at `address` came up or went down.
+  virtual void HandleConnectionUp(const std::string& address) { (void)address; }
+  virtual void HandleConnectionDown(const std::string& address) { (void)address; }
+};
+
+// The bytes of one snapshot, as a sequence of named files. A snapshot on disk
+// is read with NewFileSnapshotSource; an on-disk state machine can implement
+// this interface to stream straight from itself.
+//
+// Thread-safety: used by one thread at a time.
+class SnapshotSource {
+ public:
+  virtual ~SnapshotSource() = default;
+  // Moves to the next file and sets *name (a plain file name: no '/', not
+  // "." or ".."). Returns false when there are no more files.
+  virtual Result<bool> NextFile(std::string* name) = 0;
+  // Appends up to `max_bytes` of the current file to *out and returns how
+  // many; 0 means the current file has ended.
+  virtual Result<size_t> Read(size_t max_bytes, std::string* out) = 0;
+};
+
+// Reads the snapshot at `path`: a single file, or a directory whose regular
+// files (not recursively, in name order) make up the snapshot.
+Result<std::unique_ptr<SnapshotSource>> NewFileSnapshotSource(const std::string& path);
+
+// One snapshot to send: `install` is the kInstallSnapshot message (with
+// shard_id, from, to and the snapshot's metadata); `source` yields its bytes.
+struct SnapshotJob {
+  raft::Message install;
+  std::unique_ptr<SnapshotSource> source;
+};
+
+// A (shard, replica) whose messages were dropped.
+struct DroppedTarget {
+  raft::ShardId shard_id = 0;
+  raft::ReplicaId replica_id = 0;
+  friend bool operator==(const DroppedTarget&, const DroppedTarget&) = default;
+};
+
+// Thread-safety: every method may be called from any thread, concurrently,
+// between Start() and Stop().
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Starts listening and sending. Fails when the address cannot be bound or
+  // the TLS files cannot be read.
+  virtual Status Start() = 0;
+  // Stops sending and receiving; queued messages are dropped and in-flight
+  // snapshots fail. Handlers are not called after Stop() returns. Idempotent.
+  virtual void Stop() = 0;
+
+  // The address this NodeHost is reachable at (with the port the OS chose).
+  virtual std::string address() const = 0;
+
+  // Queues `m` for m.to of m.shard_id without blocking. Returns false when it
+  // was dropped: the address is unknown to the Registry, the bounded queue
+  // of that NodeHost is full, the transport is stopped, or m is a
+  // kInstallSnapshot (those go through SendSnapshot). The caller then
+  // reports the peer unreachable to its replica.
+  virtual bool Send(raft::Message&& m) = 0;
+
+  // Send() for a whole pass at once, with one lock per destination queue
+  // instead of one per message. Moves the messages out of `messages` and
+  // clears it (its capacity stays with the caller). Appends the targets of
+  // dropped messages to *dropped (may be null), deduplicated.
+  virtual void SendBatch(std::vector<raft::Message>& messages,
+                         std::vector<DroppedTarget>* dropped) = 0;
+
+  // Starts streaming a snapshot to job.install.to. Returns an error at once
+  // when the job is malformed, the address is unknown, or too many snapshots
+  // are queued (Busy); otherwise the outcome arrives later through
+  // Handler::HandleSnapshotStatus.
+  virtual Status SendSnapshot(SnapshotJob job) = 0;
+};
+
+}  // namespace flotilla::transport
