@@ -1,0 +1,433 @@
+#include "logdb/kv_logdb.h"
+
+#include <algorithm>
+#include <string>
+
+#include "logdb/format.h"
+
+namespace flotilla::logdb {
+
+using format::RecordType;
+
+// Buffers reused across Saves so that encoding allocates nothing once warm.
+struct KvLogDB::Scratch {
+  std::unique_ptr<KvStore::Batch> batch;
+  std::string key;
+  std::string end_key;
+  std::string value;
+  std::vector<raft::Index> lasts;  // per update: last stored entry before / after the Save
+};
+
+namespace {
+
+std::string Describe(ReplicaKey r) {
+  return "shard " + std::to_string(r.shard_id) + " replica " + std::to_string(r.replica_id);
+}
+
+Status ValidateUpdate(const ReplicaUpdate& u) {
+  const ReplicaKey r{u.shard_id, u.replica_id};
+  raft::Index want = u.snapshot ? u.snapshot->index + 1 : 0;
+  if (u.snapshot && u.snapshot->index == 0) {
+    return Status::InvalidArgument(Describe(r) + ": snapshot at index 0");
+  }
+  for (const raft::Entry& e : u.entries) {
+    if (e.index == 0 || e.index > format::kMaxIndex) {
+      return Status::InvalidArgument(Describe(r) + ": entry index " + std::to_string(e.index) +
+                                     " out of range");
+    }
+    if (want != 0 && e.index != want) {
+      return Status::InvalidArgument(Describe(r) + ": entry index " + std::to_string(e.index) +
+                                     " where " + std::to_string(want) + " was expected");
+    }
+    want = e.index + 1;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+KvLogDB::KvLogDB(std::unique_ptr<KvStore> store, bool sync, const char* name)
+    : store_(std::move(store)), sync_(sync), name_(name) {}
+
+KvLogDB::~KvLogDB() = default;
+
+void KvLogDB::ForgetVolatileState() {
+  std::lock_guard<std::mutex> lock(mu_);
+  poisoned_ = Status::Ok();
+  last_entry_.clear();
+}
+
+std::unique_ptr<KvLogDB::Scratch> KvLogDB::AcquireScratch(Status* poisoned) {
+  std::unique_ptr<Scratch> s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    *poisoned = poisoned_;
+    if (!free_scratch_.empty()) {
+      s = std::move(free_scratch_.back());
+      free_scratch_.pop_back();
+    }
+  }
+  if (!s) {
+    s = std::make_unique<Scratch>();
+    s->batch = store_->NewBatch();
+  }
+  s->batch->Clear();
+  return s;
+}
+
+void KvLogDB::ReleaseScratch(std::unique_ptr<Scratch> s) {
+  // Bound the pool: one buffer set per concurrent writer is all that is reused.
+  constexpr size_t kMaxPooledScratch = 64;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (free_scratch_.size() < kMaxPooledScratch) free_scratch_.push_back(std::move(s));
+}
+
+Status KvLogDB::Commit(KvStore::Batch* batch, bool durable) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!poisoned_.ok()) return poisoned_;
+  }
+  Status s = store_->Write(batch, durable && sync_);
+  if (s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (poisoned_.ok()) {
+    poisoned_ = Status(s.code(), "logdb refuses writes after a failed write: " + s.message());
+  }
+  return s;
+}
+
+Status KvLogDB::EntryBounds(ReplicaKey r, raft::Index* first, raft::Index* last) {
+  std::string lower;
+  std::string upper;
+  format::EntryKey(r.shard_id, r.replica_id, 0, &lower);
+  format::EntryKey(r.shard_id, r.replica_id, format::kMaxIndex + 1, &upper);
+  auto it = store_->NewIterator(lower, upper);
+  *first = 0;
+  *last = 0;
+  it->Seek(lower);
+  if (!it->Valid()) return it->status();
+  format::ParsedKey k;
+  if (!format::ParseKey(it->key(), &k)) return Status::Corruption(Describe(r) + ": malformed entry key");
+  *first = k.index;
+  it->SeekForPrev(upper);
+  if (!it->Valid() || !format::ParseKey(it->key(), &k)) {
+    FLOTILLA_RETURN_IF_ERROR(it->status());
+    return Status::Corruption(Describe(r) + ": entry keys vanished while reading");
+  }
+  *last = k.index;
+  return Status::Ok();
+}
+
+Status KvLogDB::Save(const std::vector<ReplicaUpdate>& updates) {
+  for (const ReplicaUpdate& u : updates) FLOTILLA_RETURN_IF_ERROR(ValidateUpdate(u));
+  Status poisoned;
+  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
+  if (!poisoned.ok()) {
+    ReleaseScratch(std::move(s));
+    return poisoned;
+  }
+  s->lasts.assign(updates.size(), kUnknown);
+  {
+    // One lock for the whole Save, not one per replica.
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < updates.size(); ++i) {
+      auto it = last_entry_.find({updates[i].shard_id, updates[i].replica_id});
+      if (it != last_entry_.end()) s->lasts[i] = it->second;
+    }
+  }
+  Status st;
+  for (size_t i = 0; i < updates.size() && st.ok(); ++i) {
+    st = EncodeUpdate(updates[i], &s->lasts[i], s.get());
+  }
+  if (st.ok() && s->batch->Count() > 0) st = Commit(s->batch.get(), /*durable=*/true);
+  if (st.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < updates.size(); ++i) {
+      if (s->lasts[i] != kUnknown) last_entry_[{updates[i].shard_id, updates[i].replica_id}] = s->lasts[i];
+    }
+  }
+  ReleaseScratch(std::move(s));
+  return st;
+}
+
+// Adds one replica's records to the batch. `last` is the last stored entry
+// index (kUnknown: not cached yet) and becomes the one after this update.
+Status KvLogDB::EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch* s) {
+  const ReplicaKey r{u.shard_id, u.replica_id};
+  KvStore::Batch* b = s->batch.get();
+  if (u.snapshot) {
+    // An installed snapshot replaces the whole log.
+    format::EntryKey(r.shard_id, r.replica_id, 0, &s->key);
+    format::EntryKey(r.shard_id, r.replica_id, format::kMaxIndex + 1, &s->end_key);
+    b->DeleteRange(s->key, s->end_key);
+    format::RecordKey(RecordType::kCompaction, r.shard_id, r.replica_id, &s->key);
+    b->Delete(s->key);
+    format::RecordKey(RecordType::kSnapshot, r.shard_id, r.replica_id, &s->key);
+    format::EncodeSnapshot(s->key, *u.snapshot, &s->value);
+    b->Put(s->key, s->value);
+    *last = 0;
+  }
+  if (!u.entries.empty()) {
+    if (*last == kUnknown) {
+      raft::Index first = 0;
+      FLOTILLA_RETURN_IF_ERROR(EntryBounds(r, &first, last));
+    }
+    const raft::Index lo = u.entries.front().index;
+    const raft::Index hi = u.entries.back().index;
+    if (*last != 0 && lo > *last + 1) {
+      return Status::InvalidArgument(Describe(r) + ": entries start at " + std::to_string(lo) +
+                                     " after a gap; last stored is " + std::to_string(*last));
+    }
+    if (*last > hi) {
+      // A new leader overwrote our suffix: drop the stored entries past it.
+      format::EntryKey(r.shard_id, r.replica_id, hi + 1, &s->key);
+      format::EntryKey(r.shard_id, r.replica_id, *last + 1, &s->end_key);
+      b->DeleteRange(s->key, s->end_key);
+    }
+    for (const raft::Entry& e : u.entries) {
+      format::EntryKey(r.shard_id, r.replica_id, e.index, &s->key);
+      format::EncodeEntry(s->key, e, &s->value);
+      b->Put(s->key, s->value);
+    }
+    *last = hi;
+  }
+  if (u.hard_state) {
+    format::RecordKey(RecordType::kHardState, r.shard_id, r.replica_id, &s->key);
+    format::EncodeHardState(s->key, *u.hard_state, &s->value);
+    b->Put(s->key, s->value);
+  }
+  return Status::Ok();
+}
+
+Status KvLogDB::ReadSnapshot(ReplicaKey r, raft::SnapshotMeta* meta) {
+  std::string key;
+  std::string value;
+  format::RecordKey(RecordType::kSnapshot, r.shard_id, r.replica_id, &key);
+  Status s = store_->Get(key, &value);
+  if (s.code() == StatusCode::kNotFound) {
+    *meta = raft::SnapshotMeta();
+    return Status::Ok();
+  }
+  FLOTILLA_RETURN_IF_ERROR(s);
+  return format::DecodeSnapshot(key, value, meta);
+}
+
+Status KvLogDB::ReadCompaction(ReplicaKey r, raft::Index* index, raft::Term* term) {
+  std::string key;
+  std::string value;
+  format::RecordKey(RecordType::kCompaction, r.shard_id, r.replica_id, &key);
+  Status s = store_->Get(key, &value);
+  *index = 0;
+  *term = 0;
+  if (s.code() == StatusCode::kNotFound) return Status::Ok();
+  FLOTILLA_RETURN_IF_ERROR(s);
+  return format::DecodeCompaction(key, value, index, term);
+}
+
+Status KvLogDB::SaveSnapshot(raft::ShardId shard, raft::ReplicaId replica,
+                             const raft::SnapshotMeta& meta) {
+  raft::SnapshotMeta stored;
+  FLOTILLA_RETURN_IF_ERROR(ReadSnapshot({shard, replica}, &stored));
+  if (meta.index < stored.index) return Status::Ok();
+  Status poisoned;
+  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
+  format::RecordKey(RecordType::kSnapshot, shard, replica, &s->key);
+  format::EncodeSnapshot(s->key, meta, &s->value);
+  s->batch->Put(s->key, s->value);
+  Status st = poisoned.ok() ? Commit(s->batch.get(), /*durable=*/true) : poisoned;
+  ReleaseScratch(std::move(s));
+  return st;
+}
+
+Status KvLogDB::SaveBootstrap(raft::ShardId shard, raft::ReplicaId replica,
+                              const Bootstrap& bootstrap) {
+  Status poisoned;
+  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
+  format::RecordKey(RecordType::kBootstrap, shard, replica, &s->key);
+  format::EncodeBootstrap(s->key, bootstrap, &s->value);
+  s->batch->Put(s->key, s->value);
+  Status st = poisoned.ok() ? Commit(s->batch.get(), /*durable=*/true) : poisoned;
+  ReleaseScratch(std::move(s));
+  return st;
+}
+
+Status KvLogDB::Entries(raft::ShardId shard, raft::ReplicaId replica, raft::Index lo,
+                        raft::Index hi, uint64_t max_bytes, std::vector<raft::Entry>* out) {
+  if (lo > hi) return Status::InvalidArgument("Entries: lo > hi");
+  if (lo == hi) return Status::Ok();
+  std::string lower;
+  std::string upper;
+  format::EntryKey(shard, replica, lo, &lower);
+  format::EntryKey(shard, replica, hi, &upper);
+  auto it = store_->NewIterator(lower, upper);
+  uint64_t bytes = 0;
+  raft::Index want = lo;
+  format::ParsedKey k;
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    if (!format::ParseKey(it->key(), &k) || k.index != want) break;
+    // Account the entry before decoding it, so the one that would exceed the
+    // budget costs no copy.
+    const std::string_view v = it->value();
+    const size_t cmd_bytes = v.size() > format::kEntryFixedSize ? v.size() - format::kEntryFixedSize : 0;
+    bytes += raft::Entry::kOverheadBytes + cmd_bytes;
+    if (want > lo && bytes > max_bytes) return Status::Ok();
+    raft::Entry& e = out->emplace_back();
+    Status s = format::DecodeEntry(it->key(), v, &e);
+    if (!s.ok()) {
+      out->pop_back();
+      return s;
+    }
+    if (++want == hi) return Status::Ok();
+  }
+  FLOTILLA_RETURN_IF_ERROR(it->status());
+  return ExplainMissing({shard, replica}, want);
+}
+
+Status KvLogDB::ExplainMissing(ReplicaKey r, raft::Index missing) {
+  Result<ReplicaState> st = ReadState(r.shard_id, r.replica_id);
+  FLOTILLA_RETURN_IF_ERROR(st.status());
+  const std::string where = Describe(r) + " index " + std::to_string(missing);
+  if (missing < st->first_index) {
+    return Status::DataLoss(where + ": compacted (first index " + std::to_string(st->first_index) + ")");
+  }
+  if (missing > st->last_index) {
+    return Status::NotFound(where + ": beyond the last index " + std::to_string(st->last_index));
+  }
+  return Status::Corruption(where + ": entry missing inside the stored log");
+}
+
+Result<raft::Term> KvLogDB::Term(raft::ShardId shard, raft::ReplicaId replica, raft::Index index) {
+  if (index == 0) return raft::Term{0};
+  std::string key;
+  std::string value;
+  format::EntryKey(shard, replica, index, &key);
+  Status s = store_->Get(key, &value);
+  if (s.ok()) {
+    raft::Term term = 0;
+    FLOTILLA_RETURN_IF_ERROR(format::DecodeEntryTerm(key, value, &term));
+    return term;
+  }
+  if (s.code() != StatusCode::kNotFound) return s;
+  Result<ReplicaState> st = ReadState(shard, replica);
+  FLOTILLA_RETURN_IF_ERROR(st.status());
+  if (index == st->first_index - 1) return st->prev_term;
+  if (index == st->snapshot.index) return st->snapshot.term;
+  return ExplainMissing({shard, replica}, index);
+}
+
+Result<ReplicaState> KvLogDB::ReadState(raft::ShardId shard, raft::ReplicaId replica) {
+  const ReplicaKey r{shard, replica};
+  ReplicaState st;
+  std::string key;
+  std::string value;
+  format::RecordKey(RecordType::kHardState, shard, replica, &key);
+  Status s = store_->Get(key, &value);
+  if (s.ok()) s = format::DecodeHardState(key, value, &st.hard_state);
+  if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+  format::RecordKey(RecordType::kBootstrap, shard, replica, &key);
+  s = store_->Get(key, &value);
+  if (s.ok()) {
+    st.bootstrap.emplace();
+    s = format::DecodeBootstrap(key, value, &*st.bootstrap);
+  }
+  if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+  FLOTILLA_RETURN_IF_ERROR(ReadSnapshot(r, &st.snapshot));
+  raft::Index compacted = 0;
+  raft::Term compacted_term = 0;
+  FLOTILLA_RETURN_IF_ERROR(ReadCompaction(r, &compacted, &compacted_term));
+  raft::Index first = 0;
+  raft::Index last = 0;
+  FLOTILLA_RETURN_IF_ERROR(EntryBounds(r, &first, &last));
+  if (last != 0) {
+    st.first_index = first;
+    st.last_index = last;
+  } else {
+    st.last_index = std::max(st.snapshot.index, compacted);
+    st.first_index = st.last_index + 1;
+  }
+  const raft::Index prev = st.first_index - 1;
+  if (prev != 0 && prev == st.snapshot.index) st.prev_term = st.snapshot.term;
+  if (prev != 0 && prev == compacted) st.prev_term = compacted_term;
+  return st;
+}
+
+Result<std::vector<ReplicaKey>> KvLogDB::ListReplicas() {
+  std::vector<ReplicaKey> out;
+  const std::string lower(1, static_cast<char>(RecordType::kEntry));
+  const std::string upper(1, static_cast<char>(static_cast<uint8_t>(RecordType::kCompaction) + 1));
+  auto it = store_->NewIterator(lower, upper);
+  std::string next;
+  format::ParsedKey k;
+  it->Seek(lower);
+  while (it->Valid()) {
+    if (!format::ParseKey(it->key(), &k)) return Status::Corruption("ListReplicas: malformed key");
+    out.push_back(k.replica);
+    if (k.type != RecordType::kEntry) {
+      it->Next();
+      continue;
+    }
+    // Skip the rest of this replica's entries with one seek.
+    if (k.replica.replica_id != UINT64_MAX) {
+      format::EntryKey(k.replica.shard_id, k.replica.replica_id + 1, 0, &next);
+    } else if (k.replica.shard_id != UINT64_MAX) {
+      format::EntryKey(k.replica.shard_id + 1, 0, 0, &next);
+    } else {
+      format::RecordKey(RecordType::kHardState, 0, 0, &next);
+    }
+    it->Seek(next);
+  }
+  FLOTILLA_RETURN_IF_ERROR(it->status());
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+Status KvLogDB::CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::Index index) {
+  const ReplicaKey r{shard, replica};
+  raft::Index compacted = 0;
+  raft::Term compacted_term = 0;
+  FLOTILLA_RETURN_IF_ERROR(ReadCompaction(r, &compacted, &compacted_term));
+  if (index <= compacted) return Status::Ok();
+  Result<raft::Term> term = Term(shard, replica, index);
+  if (term.status().code() == StatusCode::kNotFound || term.status().code() == StatusCode::kDataLoss) {
+    return Status::InvalidArgument(Describe(r) + ": cannot compact to " + std::to_string(index) +
+                                   ": " + term.status().message());
+  }
+  FLOTILLA_RETURN_IF_ERROR(term.status());
+  Status poisoned;
+  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
+  format::EntryKey(shard, replica, 0, &s->key);
+  format::EntryKey(shard, replica, index + 1, &s->end_key);
+  s->batch->DeleteRange(s->key, s->end_key);
+  format::RecordKey(RecordType::kCompaction, shard, replica, &s->key);
+  format::EncodeCompaction(s->key, index, *term, &s->value);
+  s->batch->Put(s->key, s->value);
+  Status st = poisoned.ok() ? Commit(s->batch.get(), /*durable=*/false) : poisoned;
+  ReleaseScratch(std::move(s));
+  if (!st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = last_entry_.find(r);
+  if (it != last_entry_.end() && it->second <= index) it->second = 0;
+  return st;
+}
+
+Status KvLogDB::RemoveReplica(raft::ShardId shard, raft::ReplicaId replica) {
+  Status poisoned;
+  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
+  format::EntryKey(shard, replica, 0, &s->key);
+  format::EntryKey(shard, replica, format::kMaxIndex + 1, &s->end_key);
+  s->batch->DeleteRange(s->key, s->end_key);
+  for (RecordType t : {RecordType::kHardState, RecordType::kSnapshot, RecordType::kBootstrap,
+                       RecordType::kCompaction}) {
+    format::RecordKey(t, shard, replica, &s->key);
+    s->batch->Delete(s->key);
+  }
+  Status st = poisoned.ok() ? Commit(s->batch.get(), /*durable=*/true) : poisoned;
+  ReleaseScratch(std::move(s));
+  if (!st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mu_);
+  last_entry_.erase({shard, replica});
+  return st;
+}
+
+}  // namespace flotilla::logdb

@@ -1,0 +1,84 @@
+// KvLogDB: the LogDB contract implemented once over an ordered KvStore.
+//
+// Holds, besides the store, the index of the last stored entry of each replica
+// it has seen (so a Save knows, without a read, when new entries cut off a
+// longer stored suffix that must be range-deleted), a pool of encoding buffers
+// reused by every Save (no per-entry heap allocation on the hot path beyond
+// the store's own), and the poison status of the first failed write.
+//
+// Thread-safety: thread-safe (see LogDB for the per-replica rule). mu_ guards
+// only the small shared maps; no lock is held across store I/O.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "logdb/kv_store.h"
+#include "logdb/logdb.h"
+
+namespace flotilla::logdb {
+
+class KvLogDB : public LogDB {
+ public:
+  // `sync`: make durable writes (Save, SaveSnapshot, SaveBootstrap,
+  // RemoveReplica) fsync before returning. Off only for benchmarks and tests.
+  KvLogDB(std::unique_ptr<KvStore> store, bool sync, const char* name);
+  ~KvLogDB() override;
+
+  Status Save(const std::vector<ReplicaUpdate>& updates) override;
+  Status SaveSnapshot(raft::ShardId shard, raft::ReplicaId replica,
+                      const raft::SnapshotMeta& meta) override;
+  Status SaveBootstrap(raft::ShardId shard, raft::ReplicaId replica,
+                       const Bootstrap& bootstrap) override;
+  Status Entries(raft::ShardId shard, raft::ReplicaId replica, raft::Index lo, raft::Index hi,
+                 uint64_t max_bytes, std::vector<raft::Entry>* out) override;
+  Result<raft::Term> Term(raft::ShardId shard, raft::ReplicaId replica, raft::Index index) override;
+  Result<ReplicaState> ReadState(raft::ShardId shard, raft::ReplicaId replica) override;
+  Result<std::vector<ReplicaKey>> ListReplicas() override;
+  Status CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::Index index) override;
+  Status RemoveReplica(raft::ShardId shard, raft::ReplicaId replica) override;
+  const char* Name() const override { return name_; }
+
+  // The store underneath, for tests that damage stored bytes on purpose.
+  KvStore* store_for_testing() { return store_.get(); }
+
+ protected:
+  // Forgets everything held in memory (cached indexes, poison), as a process
+  // restart would; what the store holds stays.
+  void ForgetVolatileState();
+
+ private:
+  struct Scratch;
+  struct KeyHash {
+    size_t operator()(const ReplicaKey& k) const {
+      return std::hash<uint64_t>()(k.shard_id * 0x9e3779b97f4a7c15ULL ^ k.replica_id);
+    }
+  };
+  // Sentinel in Scratch::lasts for a replica whose last index is not cached.
+  static constexpr raft::Index kUnknown = UINT64_MAX;
+
+  std::unique_ptr<Scratch> AcquireScratch(Status* poisoned);
+  void ReleaseScratch(std::unique_ptr<Scratch> s);
+  // Writes `batch` unless poisoned; poisons on failure.
+  Status Commit(KvStore::Batch* batch, bool durable);
+  Status EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch* s);
+  // First and last stored entry index (0, 0 when none), read from the store.
+  Status EntryBounds(ReplicaKey r, raft::Index* first, raft::Index* last);
+  // Entries stopped short at `missing`: tell compacted, absent and holes apart.
+  Status ExplainMissing(ReplicaKey r, raft::Index missing);
+  Status ReadCompaction(ReplicaKey r, raft::Index* index, raft::Term* term);
+  Status ReadSnapshot(ReplicaKey r, raft::SnapshotMeta* meta);
+
+  const std::unique_ptr<KvStore> store_;
+  const bool sync_;
+  const char* const name_;
+
+  std::mutex mu_;
+  Status poisoned_;                                                    // guarded by mu_
+  std::unordered_map<ReplicaKey, raft::Index, KeyHash> last_entry_;    // guarded by mu_; 0 = none
+  std::vector<std::unique_ptr<Scratch>> free_scratch_;                 // guarded by mu_
+};
+
+}  // namespace flotilla::logdb

@@ -1,0 +1,153 @@
+// LogDB: the durable store of the Raft logs of every replica on one NodeHost.
+//
+// The engine calls Save once per worker pass with the updates of all the
+// shards that worker stepped; one Save is one atomic write and (with sync on)
+// one fsync, so durability is paid once per pass, not once per shard. Reads
+// happen on restart (ReadState, Entries) and when the in-memory entry cache of
+// a replica misses.
+//
+// Contract shared by every implementation (tests/logdb/conformance_test.cc
+// checks it against each of them):
+//  - A Save that returns OK is entirely durable; a Save that fails, or that was
+//    interrupted by a crash, is either entirely visible after restart or not at
+//    all, never in part.
+//  - Any failed write leaves the LogDB "poisoned": every later write returns
+//    the same error. An fsync that failed is never retried as if nothing had
+//    happened, because the kernel may already have dropped the dirty pages it
+//    could not write (see docs/logdb.md for what the engine does then). Reads
+//    keep working so the engine can report state.
+//  - Every stored entry is verified against its checksum when read; a mismatch
+//    is a Corruption status naming shard, replica and index.
+//
+// Record layout: logdb/format.h and docs/logdb-format.md.
+//
+// Thread-safety: every implementation is thread-safe. Calls that write the
+// same replica must not run concurrently (the engine guarantees this: one step
+// worker owns a shard); calls on different replicas may.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/raft/types.h"
+#include "flotilla/status.h"
+
+namespace flotilla::logdb {
+
+struct ReplicaKey {
+  raft::ShardId shard_id = 0;
+  raft::ReplicaId replica_id = 0;
+  friend auto operator<=>(const ReplicaKey&, const ReplicaKey&) = default;
+};
+
+// How a replica was created; written once before its first Save.
+struct Bootstrap {
+  std::map<raft::ReplicaId, std::string> members;  // initial members: replica id -> raft address
+  bool join = false;                 // the replica joins an existing shard (members empty)
+  uint8_t state_machine_kind = 0;    // engine-defined: in-memory, concurrent, on-disk
+  friend bool operator==(const Bootstrap&, const Bootstrap&) = default;
+};
+
+// What one replica persists in a Save.
+struct ReplicaUpdate {
+  raft::ShardId shard_id = 0;
+  raft::ReplicaId replica_id = 0;
+  // Contiguous, ascending, indexes in [1, format::kMaxIndex]. Storing entries
+  // from index i replaces every stored entry at or above i (the suffix a new
+  // leader overwrote). Not owned: must stay valid during Save.
+  std::span<const raft::Entry> entries;
+  std::optional<raft::HardState> hard_state;
+  // A snapshot received from the leader: it replaces the whole log (every
+  // stored entry is removed before `entries` are written). `entries`, if any,
+  // must start at snapshot->index + 1. Locally taken snapshots, which keep the
+  // log, use LogDB::SaveSnapshot instead.
+  std::optional<raft::SnapshotMeta> snapshot;
+
+  // The part of a core Update that must be persisted. `u` must outlive the result.
+  static ReplicaUpdate From(const raft::Update& u) {
+    return {u.shard_id, u.replica_id, u.entries_to_save, u.hard_state, u.snapshot};
+  }
+};
+
+// What a replica finds on start.
+struct ReplicaState {
+  raft::HardState hard_state;
+  raft::SnapshotMeta snapshot;         // empty when none
+  std::optional<Bootstrap> bootstrap;  // unset when never saved
+  // The entries held are [first_index, last_index]; none when
+  // first_index == last_index + 1. With no entries held, last_index is the
+  // newest of the snapshot index and the compaction point.
+  raft::Index first_index = 1;
+  raft::Index last_index = 0;
+  // The term of entry first_index - 1 (0 when unknown or first_index is 1),
+  // from the snapshot or the compaction record: what the core's log needs
+  // to match an append right after its first entry.
+  raft::Term prev_term = 0;
+  friend bool operator==(const ReplicaState&, const ReplicaState&) = default;
+};
+
+class LogDB {
+ public:
+  virtual ~LogDB() = default;
+
+  // Persists the updates of many replicas in one atomic write and, when the
+  // implementation syncs, one fsync. On error nothing is acknowledged and the
+  // LogDB is poisoned. InvalidArgument (malformed update: non-contiguous
+  // entries, index 0, entries not following a snapshot in the same update)
+  // is returned before anything is written and does not poison.
+  [[nodiscard]] virtual Status Save(const std::vector<ReplicaUpdate>& updates) = 0;
+
+  // Records a snapshot taken locally; the entries stay (CompactTo removes
+  // them later). A snapshot older than the stored one is ignored. Durable.
+  [[nodiscard]] virtual Status SaveSnapshot(raft::ShardId shard, raft::ReplicaId replica,
+                                            const raft::SnapshotMeta& meta) = 0;
+
+  // Records how a replica was created. Durable.
+  [[nodiscard]] virtual Status SaveBootstrap(raft::ShardId shard, raft::ReplicaId replica,
+                                             const Bootstrap& bootstrap) = 0;
+
+  // Appends entries [lo, hi) to `out`, stopping before the entry that would
+  // take the accounted size (Entry::SizeBytes) above `max_bytes`; at least one
+  // entry is returned when lo < hi. Errors: DataLoss when lo is below the first
+  // entry held (compacted), NotFound when hi - 1 is above the last entry held,
+  // Corruption when an entry fails its checksum or is missing inside the held
+  // range. On error `out` may hold the entries read before the failure.
+  [[nodiscard]] virtual Status Entries(raft::ShardId shard, raft::ReplicaId replica,
+                                       raft::Index lo, raft::Index hi, uint64_t max_bytes,
+                                       std::vector<raft::Entry>* out) = 0;
+
+  // The term of entry `index`; also answers for the snapshot index and the
+  // compaction point. DataLoss below them, NotFound above the last entry,
+  // Corruption on a checksum mismatch.
+  [[nodiscard]] virtual Result<raft::Term> Term(raft::ShardId shard, raft::ReplicaId replica,
+                                                raft::Index index) = 0;
+
+  // Everything a replica needs to restart. A replica with no records gets the
+  // empty state (not NotFound): check `bootstrap` to tell.
+  [[nodiscard]] virtual Result<ReplicaState> ReadState(raft::ShardId shard,
+                                                       raft::ReplicaId replica) = 0;
+
+  // Every replica with at least one record, in (shard, replica) order.
+  [[nodiscard]] virtual Result<std::vector<ReplicaKey>> ListReplicas() = 0;
+
+  // Removes entries at or below `index` (range delete) and records the index
+  // and term of the last removed one. A no-op when `index` is at or below an
+  // earlier compaction. Removing every held entry is allowed. Not synced: a
+  // compaction lost in a crash only leaves entries that are removed again.
+  [[nodiscard]] virtual Status CompactTo(raft::ShardId shard, raft::ReplicaId replica,
+                                         raft::Index index) = 0;
+
+  // Removes every record of a replica. Durable.
+  [[nodiscard]] virtual Status RemoveReplica(raft::ShardId shard, raft::ReplicaId replica) = 0;
+
+  // Human-readable name of the implementation ("rocksdb", "memory").
+  virtual const char* Name() const = 0;
+};
+
+}  // namespace flotilla::logdb

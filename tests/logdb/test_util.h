@@ -1,0 +1,56 @@
+// Helpers shared by the LogDB tests. Not thread-safe.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "engine/raft/types.h"
+
+namespace flotilla::logdb::testing {
+
+// A fresh directory under /tmp, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "flotilla-logdb-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;  // best effort: a leftover temp dir is not a test failure
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Entries [lo, hi] of term `term` whose payload depends on index and term,
+// so a test can tell an old entry from its replacement.
+inline std::vector<raft::Entry> MakeEntries(raft::Index lo, raft::Index hi, raft::Term term,
+                                            size_t payload_bytes = 16) {
+  std::vector<raft::Entry> out;
+  for (raft::Index i = lo; i <= hi; ++i) {
+    raft::Entry e;
+    e.index = i;
+    e.term = term;
+    e.type = raft::EntryType::kNormal;
+    e.key = i * 7;
+    e.client_id = term;
+    e.series_id = i + term;
+    e.responded_to = i / 2;
+    e.cmd.resize(payload_bytes);
+    for (size_t b = 0; b < payload_bytes; ++b) e.cmd[b] = static_cast<char>((i * 31 + term * 17 + b) & 0xff);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace flotilla::logdb::testing
