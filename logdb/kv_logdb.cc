@@ -96,6 +96,18 @@ Status KvLogDB::Commit(KvStore::Batch* batch, bool durable) {
   return s;
 }
 
+Status KvLogDB::WriteWith(bool durable, const std::function<void(Scratch*)>& fill) {
+  Status poisoned;
+  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
+  Status st = poisoned;
+  if (st.ok()) {
+    fill(s.get());
+    st = Commit(s->batch.get(), durable);
+  }
+  ReleaseScratch(std::move(s));
+  return st;
+}
+
 Status KvLogDB::EntryBounds(ReplicaKey r, raft::Index* first, raft::Index* last) {
   std::string lower;
   std::string upper;
@@ -229,26 +241,20 @@ Status KvLogDB::SaveSnapshot(raft::ShardId shard, raft::ReplicaId replica,
   raft::SnapshotMeta stored;
   FLOTILLA_RETURN_IF_ERROR(ReadSnapshot({shard, replica}, &stored));
   if (meta.index < stored.index) return Status::Ok();
-  Status poisoned;
-  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
-  format::RecordKey(RecordType::kSnapshot, shard, replica, &s->key);
-  format::EncodeSnapshot(s->key, meta, &s->value);
-  s->batch->Put(s->key, s->value);
-  Status st = poisoned.ok() ? Commit(s->batch.get(), /*durable=*/true) : poisoned;
-  ReleaseScratch(std::move(s));
-  return st;
+  return WriteWith(/*durable=*/true, [&](Scratch* s) {
+    format::RecordKey(RecordType::kSnapshot, shard, replica, &s->key);
+    format::EncodeSnapshot(s->key, meta, &s->value);
+    s->batch->Put(s->key, s->value);
+  });
 }
 
 Status KvLogDB::SaveBootstrap(raft::ShardId shard, raft::ReplicaId replica,
                               const Bootstrap& bootstrap) {
-  Status poisoned;
-  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
-  format::RecordKey(RecordType::kBootstrap, shard, replica, &s->key);
-  format::EncodeBootstrap(s->key, bootstrap, &s->value);
-  s->batch->Put(s->key, s->value);
-  Status st = poisoned.ok() ? Commit(s->batch.get(), /*durable=*/true) : poisoned;
-  ReleaseScratch(std::move(s));
-  return st;
+  return WriteWith(/*durable=*/true, [&](Scratch* s) {
+    format::RecordKey(RecordType::kBootstrap, shard, replica, &s->key);
+    format::EncodeBootstrap(s->key, bootstrap, &s->value);
+    s->batch->Put(s->key, s->value);
+  });
 }
 
 Status KvLogDB::Entries(raft::ShardId shard, raft::ReplicaId replica, raft::Index lo,
@@ -394,40 +400,34 @@ Status KvLogDB::CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::In
                                    ": " + term.status().message());
   }
   FLOTILLA_RETURN_IF_ERROR(term.status());
-  Status poisoned;
-  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
-  format::EntryKey(shard, replica, 0, &s->key);
-  format::EntryKey(shard, replica, index + 1, &s->end_key);
-  s->batch->DeleteRange(s->key, s->end_key);
-  format::RecordKey(RecordType::kCompaction, shard, replica, &s->key);
-  format::EncodeCompaction(s->key, index, *term, &s->value);
-  s->batch->Put(s->key, s->value);
-  Status st = poisoned.ok() ? Commit(s->batch.get(), /*durable=*/false) : poisoned;
-  ReleaseScratch(std::move(s));
-  if (!st.ok()) return st;
+  FLOTILLA_RETURN_IF_ERROR(WriteWith(/*durable=*/false, [&](Scratch* s) {
+    format::EntryKey(shard, replica, 0, &s->key);
+    format::EntryKey(shard, replica, index + 1, &s->end_key);
+    s->batch->DeleteRange(s->key, s->end_key);
+    format::RecordKey(RecordType::kCompaction, shard, replica, &s->key);
+    format::EncodeCompaction(s->key, index, *term, &s->value);
+    s->batch->Put(s->key, s->value);
+  }));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = last_entry_.find(r);
   if (it != last_entry_.end() && it->second <= index) it->second = 0;
-  return st;
+  return Status::Ok();
 }
 
 Status KvLogDB::RemoveReplica(raft::ShardId shard, raft::ReplicaId replica) {
-  Status poisoned;
-  std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
-  format::EntryKey(shard, replica, 0, &s->key);
-  format::EntryKey(shard, replica, format::kMaxIndex + 1, &s->end_key);
-  s->batch->DeleteRange(s->key, s->end_key);
-  for (RecordType t : {RecordType::kHardState, RecordType::kSnapshot, RecordType::kBootstrap,
-                       RecordType::kCompaction}) {
-    format::RecordKey(t, shard, replica, &s->key);
-    s->batch->Delete(s->key);
-  }
-  Status st = poisoned.ok() ? Commit(s->batch.get(), /*durable=*/true) : poisoned;
-  ReleaseScratch(std::move(s));
-  if (!st.ok()) return st;
+  FLOTILLA_RETURN_IF_ERROR(WriteWith(/*durable=*/true, [&](Scratch* s) {
+    format::EntryKey(shard, replica, 0, &s->key);
+    format::EntryKey(shard, replica, format::kMaxIndex + 1, &s->end_key);
+    s->batch->DeleteRange(s->key, s->end_key);
+    for (RecordType t : {RecordType::kHardState, RecordType::kSnapshot, RecordType::kBootstrap,
+                         RecordType::kCompaction}) {
+      format::RecordKey(t, shard, replica, &s->key);
+      s->batch->Delete(s->key);
+    }
+  }));
   std::lock_guard<std::mutex> lock(mu_);
   last_entry_.erase({shard, replica});
-  return st;
+  return Status::Ok();
 }
 
 }  // namespace flotilla::logdb

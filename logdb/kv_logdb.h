@@ -10,6 +10,7 @@
 // only the small shared maps; no lock is held across store I/O.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -63,6 +64,8 @@ class KvLogDB : public LogDB {
   void ReleaseScratch(std::unique_ptr<Scratch> s);
   // Writes `batch` unless poisoned; poisons on failure.
   Status Commit(KvStore::Batch* batch, bool durable);
+  // Builds a batch with `fill` in pooled buffers and commits it.
+  Status WriteWith(bool durable, const std::function<void(Scratch*)>& fill);
   Status EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch* s);
   // First and last stored entry index (0, 0 when none), read from the store.
   Status EntryBounds(ReplicaKey r, raft::Index* first, raft::Index* last);
