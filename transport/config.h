@@ -55,6 +55,8 @@ struct TransportConfig {
   uint64_t connect_timeout_ms = 2000;
   uint64_t reconnect_backoff_initial_ms = 50;
   uint64_t reconnect_backoff_max_ms = 5000;
+  // How often an idle lane checks that its connection is still up.
+  uint64_t idle_check_interval_ms = 100;
   uint64_t keepalive_interval_ms = 10000;
   uint64_t keepalive_timeout_ms = 5000;
   // How long Stop() lets in-flight calls finish before cancelling them.

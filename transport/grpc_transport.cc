@@ -1,0 +1,504 @@
+// The gRPC transport: server, per-host lanes (grpc_lane.cc) and snapshot
+// streams.
+#include "transport/grpc_transport.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "transport/convert.h"
+#include "transport/grpc_internal.h"
+#include "transport/snapshot_chunker.h"
+#include "transport/snapshot_receiver.h"
+
+namespace flotilla::transport {
+namespace {
+
+Result<std::string> ReadPem(const std::string& what, const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("tls." + what + " is not set");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::InvalidArgument("cannot read tls." + what + " " + path);
+  std::string data;
+  in.seekg(0, std::ios::end);
+  data.resize(static_cast<size_t>(in.tellg()));
+  in.seekg(0);
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  return data;
+}
+
+ChunkData ViewOf(const wire::SnapshotChunk& c) {
+  ChunkData v;
+  v.file_name = c.file_name();
+  v.file_offset = c.file_offset();
+  v.data = c.data();
+  v.data_crc32c = c.data_crc32c();
+  v.file_end = c.file_end();
+  v.file_crc32c = c.file_crc32c();
+  v.last = c.last();
+  v.total_bytes = c.total_bytes();
+  v.file_count = c.file_count();
+  return v;
+}
+
+void FillChunk(const ChunkData& v, wire::SnapshotChunk* c) {
+  c->set_file_name(std::string(v.file_name));
+  c->set_file_offset(v.file_offset);
+  c->set_data(std::string(v.data));
+  c->set_data_crc32c(v.data_crc32c);
+  c->set_file_end(v.file_end);
+  c->set_file_crc32c(v.file_crc32c);
+  c->set_last(v.last);
+  c->set_total_bytes(v.total_bytes);
+  c->set_file_count(v.file_count);
+}
+
+// Removes temporary directories that a crash left behind.
+void RemoveStaleTemporaries(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().filename().string().rfind("tmp-", 0) == 0) {
+      std::filesystem::remove_all(e.path(), ec);
+    }
+  }
+}
+
+class GrpcTransport;
+
+// The server side: one Batches stream per remote lane, one Snapshot stream
+// per incoming snapshot, each on a gRPC sync-server thread.
+//
+// Thread-safety: thread-safe (gRPC calls it concurrently).
+class RaftService final : public wire::Raft::Service {
+ public:
+  explicit RaftService(GrpcTransport* t) : t_(t) {}
+  grpc::Status Batches(grpc::ServerContext* ctx,
+                       grpc::ServerReaderWriter<wire::BatchAck, wire::MessageBatch>* stream) override;
+  grpc::Status Snapshot(grpc::ServerContext* ctx, grpc::ServerReader<wire::SnapshotChunk>* reader,
+                        wire::SnapshotResult* result) override;
+
+ private:
+  grpc::Status ReceiveSnapshot(grpc::ServerContext* ctx,
+                               grpc::ServerReader<wire::SnapshotChunk>* reader,
+                               wire::SnapshotChunk* chunk);
+  GrpcTransport* const t_;
+};
+
+// Thread-safety: as Transport.
+class GrpcTransport final : public Transport {
+ public:
+  GrpcTransport(TransportConfig config, Registry* registry, Handler* handler)
+      : config_(std::move(config)),
+        limits_(LimitsFrom(config_)),
+        registry_(registry),
+        handler_(handler),
+        service_(this) {}
+  ~GrpcTransport() override { Stop(); }
+
+  Status Start() override;
+  void Stop() override;
+  std::string address() const override { return address_; }
+  bool Send(raft::Message&& m) override;
+  void SendBatch(std::vector<raft::Message>& messages,
+                 std::vector<DroppedTarget>* dropped) override;
+  Status SendSnapshot(SnapshotJob job) override;
+
+  const TransportConfig& config() const { return config_; }
+  const WireLimits& limits() const { return limits_; }
+  Handler* handler() const { return handler_; }
+  bool running() const { return running_.load(std::memory_order_relaxed); }
+  std::atomic<int>& active_receives() { return active_receives_; }
+
+ private:
+  struct PendingSnapshot {
+    RemoteHost* host;
+    SnapshotJob job;
+  };
+
+  Status BuildCredentials();
+  Status StartServer();
+  RemoteHost* HostFor(const std::string& address);
+  void SnapshotWorker();
+  bool StreamSnapshot(RemoteHost* host, SnapshotJob& job);
+
+  const TransportConfig config_;
+  const WireLimits limits_;
+  Registry* const registry_;
+  Handler* const handler_;
+  RaftService service_;
+  std::shared_ptr<grpc::ServerCredentials> server_credentials_;
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  std::atomic<bool> running_{false};
+  std::atomic<int> active_receives_{0};
+
+  std::shared_mutex hosts_mu_;
+  std::unordered_map<std::string, std::unique_ptr<RemoteHost>> hosts_;  // guarded by hosts_mu_
+
+  std::mutex snap_mu_;
+  std::condition_variable snap_cv_;
+  std::deque<PendingSnapshot> snap_queue_;                 // guarded by snap_mu_
+  std::unordered_set<grpc::ClientContext*> snap_active_;   // guarded by snap_mu_
+  bool snap_stopping_ = false;                             // guarded by snap_mu_
+  std::vector<std::thread> snap_workers_;
+};
+
+grpc::Status RaftService::Batches(
+    grpc::ServerContext* ctx, grpc::ServerReaderWriter<wire::BatchAck, wire::MessageBatch>* stream) {
+  wire::MessageBatch batch;
+  if (!stream->Read(&batch)) return grpc::Status(grpc::StatusCode::CANCELLED, "no header");
+  if (Status s = CheckHeader(batch.header(), t_->config().deployment_id); !s.ok()) {
+    spdlog::error("transport: refused batch stream from {}: {}", ctx->peer(), s.message());
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
+  }
+  wire::BatchAck ack;
+  ack.set_accepted(true);
+  if (!stream->Write(ack)) return grpc::Status(grpc::StatusCode::CANCELLED, "peer left");
+  const std::string source = batch.header().source_address();
+  while (stream->Read(&batch) && t_->running()) {
+    std::vector<raft::Message> messages;
+    messages.reserve(static_cast<size_t>(batch.messages_size()));
+    if (Status s = BatchFromWire(&batch, t_->limits(), &messages); !s.ok()) {
+      spdlog::error("transport: rejected a batch from {} ({}): {}", source, ctx->peer(),
+                    s.ToString());
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "batch rejected: " + s.message());
+    }
+    if (!messages.empty()) t_->handler()->HandleBatch(std::move(messages));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
+                                   grpc::ServerReader<wire::SnapshotChunk>* reader,
+                                   wire::SnapshotResult* result) {
+  // Bounded concurrency: a sender that finds the receiver busy retries later.
+  if (t_->active_receives().fetch_add(1) >= static_cast<int>(t_->config().max_concurrent_snapshot_receives)) {
+    t_->active_receives().fetch_sub(1);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many snapshot streams");
+  }
+  wire::SnapshotChunk chunk;
+  grpc::Status st = ReceiveSnapshot(ctx, reader, &chunk);
+  t_->active_receives().fetch_sub(1);
+  result->set_ok(st.ok());
+  if (!st.ok()) result->set_error(st.error_message());
+  return st;
+}
+
+grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
+                                          grpc::ServerReader<wire::SnapshotChunk>* reader,
+                                          wire::SnapshotChunk* chunk) {
+  if (!reader->Read(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "no header");
+  const TransportConfig& c = t_->config();
+  if (Status s = CheckHeader(chunk->header(), c.deployment_id); !s.ok()) {
+    spdlog::error("transport: refused snapshot stream from {}: {}", ctx->peer(), s.message());
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
+  }
+  raft::Message install;
+  Status s = FromWire(chunk->mutable_install(), t_->limits(), &install);
+  // The receiver removes its temporary directory on every early return.
+  SnapshotReceiver rx(c.snapshot_dir, SnapshotReceiverLimits{c.max_snapshot_bytes, c.max_snapshot_files});
+  if (s.ok()) s = rx.Begin(install);
+  while (s.ok()) {
+    s = rx.Add(ViewOf(*chunk));
+    if (!s.ok() || rx.complete()) break;
+    if (!reader->Read(chunk)) {
+      s = Status::Aborted("stream ended before the last chunk");
+      break;
+    }
+    if (!t_->running()) s = Status::Terminated("transport stopping");
+  }
+  if (s.ok()) {
+    Result<std::string> path = rx.Finish();
+    if (path.ok()) {
+      spdlog::info("transport: received snapshot of shard {} replica {} index {} from {}",
+                   install.shard_id, install.to, install.snapshot.index, ctx->peer());
+      t_->handler()->HandleSnapshot(std::move(install), std::move(path).value());
+      return grpc::Status::OK;
+    }
+    s = path.status();
+  }
+  spdlog::error("transport: snapshot from {} (shard {} replica {}) failed, nothing kept: {}",
+                ctx->peer(), install.shard_id, install.to, s.ToString());
+  return grpc::Status(s.code() == StatusCode::kAborted ? grpc::StatusCode::ABORTED
+                                                       : grpc::StatusCode::INVALID_ARGUMENT,
+                      s.ToString());
+}
+
+Status GrpcTransport::BuildCredentials() {
+  if (!config_.tls.enabled) {
+    server_credentials_ = grpc::InsecureServerCredentials();
+    channel_credentials_ = grpc::InsecureChannelCredentials();
+    return Status::Ok();
+  }
+  Result<std::string> ca = ReadPem("ca_path", config_.tls.ca_path);
+  Result<std::string> cert = ReadPem("cert_path", config_.tls.cert_path);
+  Result<std::string> key = ReadPem("key_path", config_.tls.key_path);
+  for (const Status& s : {ca.status(), cert.status(), key.status()}) FLOTILLA_RETURN_IF_ERROR(s);
+  // Mutual TLS: the server requires and verifies a client certificate.
+  grpc::SslServerCredentialsOptions server(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  server.pem_root_certs = *ca;
+  server.pem_key_cert_pairs.push_back({*key, *cert});
+  server_credentials_ = grpc::SslServerCredentials(server);
+  grpc::SslCredentialsOptions client;
+  client.pem_root_certs = *ca;
+  client.pem_private_key = *key;
+  client.pem_cert_chain = *cert;
+  channel_credentials_ = grpc::SslCredentials(client);
+  return Status::Ok();
+}
+
+Status GrpcTransport::StartServer() {
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort(config_.listen_address, server_credentials_, &port);
+  b.RegisterService(&service_);
+  b.SetMaxReceiveMessageSize(static_cast<int>(config_.max_receive_message_bytes));
+  // Binding a port another process holds must fail, not share it.
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Accept the peers' keepalive pings at the interval they are configured with.
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                       static_cast<int>(config_.keepalive_interval_ms / 2));
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  server_ = b.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    server_.reset();
+    return Status::Unavailable("cannot listen on " + config_.listen_address);
+  }
+  address_ = config_.listen_address.substr(0, config_.listen_address.rfind(':')) + ":" +
+             std::to_string(port);
+  return Status::Ok();
+}
+
+Status GrpcTransport::Start() {
+  if (running_.load()) return Status::Ok();
+  if (config_.snapshot_dir.empty()) return Status::InvalidArgument("snapshot_dir is not set");
+  std::error_code ec;
+  std::filesystem::create_directories(config_.snapshot_dir, ec);
+  if (ec) return Status::IOError("create " + config_.snapshot_dir + ": " + ec.message());
+  RemoveStaleTemporaries(config_.snapshot_dir);
+  FLOTILLA_RETURN_IF_ERROR(BuildCredentials());
+  FLOTILLA_RETURN_IF_ERROR(StartServer());
+  {
+    std::lock_guard lock(snap_mu_);
+    snap_stopping_ = false;
+  }
+  for (size_t i = 0; i < std::max<size_t>(config_.max_concurrent_snapshot_sends, 1); ++i) {
+    snap_workers_.emplace_back([this] { SnapshotWorker(); });
+  }
+  running_.store(true);
+  spdlog::info("transport: listening on {} (deployment {}, tls {})", address_,
+               config_.deployment_id, config_.tls.enabled ? "on" : "off");
+  return Status::Ok();
+}
+
+void GrpcTransport::Stop() {
+  if (!running_.exchange(false)) return;
+  // Incoming streams first: Shutdown waits for their handlers to return,
+  // cancelling them after the grace period.
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(config_.shutdown_grace_ms));
+  server_.reset();
+  {
+    std::lock_guard lock(snap_mu_);
+    snap_stopping_ = true;
+    for (grpc::ClientContext* ctx : snap_active_) ctx->TryCancel();
+  }
+  snap_cv_.notify_all();
+  for (std::thread& t : snap_workers_) t.join();
+  snap_workers_.clear();
+  std::unordered_map<std::string, std::unique_ptr<RemoteHost>> hosts;
+  {
+    std::unique_lock lock(hosts_mu_);
+    hosts.swap(hosts_);
+  }
+  for (auto& [address, host] : hosts) host->Stop();
+  // Snapshots never started fail; their senders hear of it.
+  std::deque<PendingSnapshot> left;
+  {
+    std::lock_guard lock(snap_mu_);
+    left.swap(snap_queue_);
+  }
+  for (PendingSnapshot& p : left) {
+    handler_->HandleSnapshotStatus(p.job.install.shard_id, p.job.install.to, true);
+  }
+}
+
+RemoteHost* GrpcTransport::HostFor(const std::string& address) {
+  {
+    std::shared_lock lock(hosts_mu_);
+    auto it = hosts_.find(address);
+    if (it != hosts_.end()) return it->second.get();
+  }
+  std::unique_lock lock(hosts_mu_);
+  if (!running()) return nullptr;
+  auto& slot = hosts_[address];
+  if (slot == nullptr) {
+    slot = std::make_unique<RemoteHost>(address, config_, handler_, channel_credentials_, address_);
+    slot->Start();
+  }
+  return slot.get();
+}
+
+bool GrpcTransport::Send(raft::Message&& m) {
+  if (!running() || m.type == raft::MessageType::kInstallSnapshot) return false;
+  std::optional<std::string> address = registry_->Resolve(m.shard_id, m.to);
+  if (!address) return false;
+  RemoteHost* host = HostFor(*address);
+  if (host == nullptr) return false;
+  return host->LaneFor(m.type).Push(std::move(m));
+}
+
+void GrpcTransport::SendBatch(std::vector<raft::Message>& messages,
+                              std::vector<DroppedTarget>* dropped) {
+  std::vector<DroppedTarget> lost;
+  // Resolve all destinations under one registry lock, then queue per lane
+  // under one lock each.
+  std::vector<std::pair<Lane*, size_t>> order;
+  order.reserve(messages.size());
+  std::vector<std::string> unknown_hosts;
+  std::vector<std::pair<std::string, size_t>> to_create;
+  registry_->ResolveMany(
+      messages.size(),
+      [&](size_t i) { return std::pair{messages[i].shard_id, messages[i].to}; },
+      [&](size_t i, const std::string* address) {
+        if (address == nullptr || messages[i].type == raft::MessageType::kInstallSnapshot) {
+          lost.push_back({messages[i].shard_id, messages[i].to});
+        } else {
+          to_create.emplace_back(*address, i);
+        }
+      });
+  RemoteHost* last = nullptr;
+  const std::string* last_address = nullptr;
+  for (auto& [address, i] : to_create) {
+    if (last_address == nullptr || *last_address != address) {
+      last = HostFor(address);
+      last_address = &address;
+    }
+    if (last == nullptr) {
+      lost.push_back({messages[i].shard_id, messages[i].to});
+      continue;
+    }
+    order.emplace_back(&last->LaneFor(messages[i].type), i);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<size_t> indexes;
+  for (size_t g = 0; g < order.size();) {
+    size_t e = g;
+    indexes.clear();
+    while (e < order.size() && order[e].first == order[g].first) indexes.push_back(order[e++].second);
+    order[g].first->PushMany(messages, indexes.data(), indexes.size(), &lost);
+    g = e;
+  }
+  messages.clear();
+  if (dropped != nullptr && !lost.empty()) {
+    std::sort(lost.begin(), lost.end(), [](const DroppedTarget& a, const DroppedTarget& b) {
+      return a.shard_id != b.shard_id ? a.shard_id < b.shard_id : a.replica_id < b.replica_id;
+    });
+    lost.erase(std::unique(lost.begin(), lost.end()), lost.end());
+    dropped->insert(dropped->end(), lost.begin(), lost.end());
+  }
+}
+
+Status GrpcTransport::SendSnapshot(SnapshotJob job) {
+  if (!running()) return Status::Terminated("transport stopped");
+  if (job.install.type != raft::MessageType::kInstallSnapshot || job.source == nullptr ||
+      job.install.snapshot.IsEmpty()) {
+    return Status::InvalidArgument("snapshot job needs an InstallSnapshot message and a source");
+  }
+  std::optional<std::string> address = registry_->Resolve(job.install.shard_id, job.install.to);
+  if (!address) {
+    return Status::NotFound("no address for shard " + std::to_string(job.install.shard_id) +
+                            " replica " + std::to_string(job.install.to));
+  }
+  RemoteHost* host = HostFor(*address);
+  if (host == nullptr) return Status::Terminated("transport stopped");
+  {
+    std::lock_guard lock(snap_mu_);
+    if (snap_queue_.size() >= config_.max_queued_snapshot_sends) {
+      return Status::Busy("too many snapshots queued");
+    }
+    snap_queue_.push_back({host, std::move(job)});
+  }
+  snap_cv_.notify_one();
+  return Status::Ok();
+}
+
+void GrpcTransport::SnapshotWorker() {
+  for (;;) {
+    PendingSnapshot p;
+    {
+      std::unique_lock lock(snap_mu_);
+      snap_cv_.wait(lock, [this] { return snap_stopping_ || !snap_queue_.empty(); });
+      if (snap_stopping_) return;
+      p = std::move(snap_queue_.front());
+      snap_queue_.pop_front();
+    }
+    const raft::ShardId shard = p.job.install.shard_id;
+    const raft::ReplicaId to = p.job.install.to;
+    const bool ok = StreamSnapshot(p.host, p.job);
+    handler_->HandleSnapshotStatus(shard, to, !ok);
+  }
+}
+
+bool GrpcTransport::StreamSnapshot(RemoteHost* host, SnapshotJob& job) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(config_.snapshot_timeout_ms));
+  {
+    std::lock_guard lock(snap_mu_);
+    if (snap_stopping_) return false;
+    snap_active_.insert(&ctx);
+  }
+  const raft::Message install = job.install;
+  wire::SnapshotResult result;
+  auto writer = host->stub()->Snapshot(&ctx, &result);
+  wire::SnapshotChunk chunk;
+  MakeHeader(config_.deployment_id, address_, chunk.mutable_header());
+  ToWire(std::move(job.install), chunk.mutable_install());
+  SnapshotChunker chunker(job.source.get(), config_.snapshot_chunk_bytes);
+  Status s;
+  ChunkData c;
+  for (bool first = true;; first = false) {
+    Result<bool> more = chunker.Next(&c);
+    if (!more.ok()) {
+      s = more.status();
+      ctx.TryCancel();  // the receiver drops what it has
+      break;
+    }
+    if (!*more) break;
+    if (!first) chunk.Clear();
+    FillChunk(c, &chunk);
+    if (!writer->Write(chunk)) break;  // Finish() says why
+  }
+  writer->WritesDone();
+  grpc::Status st = writer->Finish();
+  {
+    std::lock_guard lock(snap_mu_);
+    snap_active_.erase(&ctx);
+  }
+  if (s.ok() && st.ok() && result.ok()) {
+    spdlog::info("transport: sent snapshot of shard {} index {} to replica {} at {}",
+                 install.shard_id, install.snapshot.index, install.to, host->address());
+    return true;
+  }
+  spdlog::warn("transport: snapshot of shard {} index {} to replica {} at {} failed: {}",
+               install.shard_id, install.snapshot.index, install.to, host->address(),
+               !s.ok() ? s.ToString() : st.error_message());
+  return false;
+}
+
+}  // namespace
+
+std::unique_ptr<Transport> NewGrpcTransport(TransportConfig config, Registry* registry,
+                                            Handler* handler) {
+  return std::make_unique<GrpcTransport>(std::move(config), registry, handler);
+}
+
+}  // namespace flotilla::transport
