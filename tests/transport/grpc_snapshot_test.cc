@@ -1,0 +1,160 @@
+// Snapshots over real loopback gRPC: a large snapshot streamed and verified,
+// and streams broken half-way that must leave nothing behind.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "tests/transport/grpc_test_util.h"
+
+namespace flotilla::transport {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FastConfig;
+using testing::ListWithPrefix;
+using testing::MakeInstall;
+using testing::Node;
+using testing::TcpProxy;
+using testing::TempDir;
+
+// Passes another source through, and calls `at_half` once after `half_bytes`
+// were read, or fails from then on when `fail` is set.
+class InterruptingSource final : public SnapshotSource {
+ public:
+  InterruptingSource(std::unique_ptr<SnapshotSource> inner, uint64_t half_bytes,
+                     std::function<void()> at_half, bool fail)
+      : inner_(std::move(inner)), half_bytes_(half_bytes), at_half_(std::move(at_half)), fail_(fail) {}
+  Result<bool> NextFile(std::string* name) override { return inner_->NextFile(name); }
+  Result<size_t> Read(size_t max_bytes, std::string* out) override {
+    if (read_ >= half_bytes_) {
+      if (fail_) return Status::IOError("disk went away");
+      if (!fired_) {
+        fired_ = true;
+        at_half_();
+        // Give the cut time to reach both ends before the next chunk.
+        std::this_thread::sleep_for(50ms);
+      }
+    }
+    Result<size_t> n = inner_->Read(max_bytes, out);
+    if (n.ok()) read_ += *n;
+    return n;
+  }
+
+ private:
+  std::unique_ptr<SnapshotSource> inner_;
+  const uint64_t half_bytes_;
+  std::function<void()> at_half_;
+  const bool fail_;
+  bool fired_ = false;
+  uint64_t read_ = 0;
+};
+
+class GrpcSnapshotTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(tmp_.Sub("src"));
+    testing::WriteRandomFile(tmp_.Sub("src/state"), kStateBytes, 11);
+    testing::WriteRandomFile(tmp_.Sub("src/meta"), 100, 12);
+    a_ = std::make_unique<Node>(FastConfig(tmp_.Sub("a")), &registry_);
+    b_ = std::make_unique<Node>(FastConfig(tmp_.Sub("b")), &registry_);
+    ASSERT_TRUE(a_->transport->Start().ok());
+    ASSERT_TRUE(b_->transport->Start().ok());
+    registry_.Add(1, 2, b_->transport->address());
+  }
+
+  std::unique_ptr<SnapshotSource> Source() {
+    auto s = NewFileSnapshotSource(tmp_.Sub("src"));
+    EXPECT_TRUE(s.ok());
+    return std::move(s).value();
+  }
+
+  // Waits for the n-th snapshot status at the sender and returns it.
+  bool WaitStatus(size_t n, bool* failed) {
+    bool got = a_->handler.WaitFor([&] { return a_->handler.statuses().size() >= n; }, 60s);
+    if (got) {
+      std::lock_guard lock(a_->handler.mu());
+      *failed = a_->handler.statuses()[n - 1].failed;
+    }
+    return got;
+  }
+
+  void ExpectNothingLeftBehind() {
+    // The receiver cleans up on its own thread; give it a moment.
+    for (int i = 0; i < 100 && !ListWithPrefix(tmp_.Sub("b"), "").empty(); ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_TRUE(ListWithPrefix(tmp_.Sub("b"), "").empty());
+    EXPECT_TRUE(b_->handler.snapshots().empty());
+  }
+
+  void ExpectReceived(size_t n) {
+    ASSERT_TRUE(b_->handler.WaitFor([&] { return b_->handler.snapshots().size() == n; }));
+    std::lock_guard lock(b_->handler.mu());
+    const auto& got = b_->handler.snapshots()[n - 1];
+    EXPECT_EQ(got.install.snapshot.index, 77u);
+    EXPECT_EQ(got.install.snapshot.membership.voters, (std::vector<raft::ReplicaId>{1, 2, 3}));
+    EXPECT_EQ(got.path, tmp_.Sub("b") + "/snapshot-1-2-77");
+    EXPECT_TRUE(testing::SameFiles(tmp_.Sub("src"), got.path));
+    EXPECT_TRUE(ListWithPrefix(tmp_.Sub("b"), "tmp-").empty());
+  }
+
+  static constexpr size_t kStateBytes = 64u << 20;
+  TempDir tmp_;
+  Registry registry_;
+  std::unique_ptr<Node> a_;
+  std::unique_ptr<Node> b_;
+};
+
+TEST_F(GrpcSnapshotTest, SixtyFourMebibytesStreamedAndVerified) {
+  ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), Source()}).ok());
+  bool failed = true;
+  ASSERT_TRUE(WaitStatus(1, &failed));
+  EXPECT_FALSE(failed);
+  ExpectReceived(1);
+}
+
+TEST_F(GrpcSnapshotTest, ConnectionCutMidStreamLeavesNothingAndRetrySucceeds) {
+  TcpProxy proxy(b_->transport->address());
+  registry_.Add(1, 2, proxy.address());
+  auto cutting = std::make_unique<InterruptingSource>(Source(), kStateBytes / 2,
+                                                      [&] { proxy.Cut(); }, false);
+  ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), std::move(cutting)}).ok());
+  bool failed = false;
+  ASSERT_TRUE(WaitStatus(1, &failed));
+  EXPECT_TRUE(failed);
+  ExpectNothingLeftBehind();
+
+  // The next attempt, through the same proxy, succeeds.
+  ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), Source()}).ok());
+  ASSERT_TRUE(WaitStatus(2, &failed));
+  EXPECT_FALSE(failed);
+  ExpectReceived(1);
+}
+
+TEST_F(GrpcSnapshotTest, SourceFailureAbortsCleanly) {
+  auto failing = std::make_unique<InterruptingSource>(Source(), 8u << 20, [] {}, true);
+  ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), std::move(failing)}).ok());
+  bool failed = false;
+  ASSERT_TRUE(WaitStatus(1, &failed));
+  EXPECT_TRUE(failed);
+  ExpectNothingLeftBehind();
+}
+
+TEST_F(GrpcSnapshotTest, MalformedJobsAreRefusedAtOnce) {
+  EXPECT_EQ(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), nullptr}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(a_->transport->SendSnapshot({MakeInstall(1, 1, 9, 77), Source()}).code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(GrpcSnapshotTest, StoppedReceiverFailsTheSnapshot) {
+  b_.reset();
+  ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), Source()}).ok());
+  bool failed = false;
+  ASSERT_TRUE(WaitStatus(1, &failed));
+  EXPECT_TRUE(failed);
+}
+
+}  // namespace
+}  // namespace flotilla::transport
