@@ -131,12 +131,9 @@ class Runner {
       return;
     }
     if (n == "deliver-msgs") return DeliverMsgs(c);
-    if (n == "stabilize") {
-      std::vector<ReplicaId> ids;
-      for (size_t i = 0; i < c.args.size(); ++i) ids.push_back(Id(c, i));
-      return h_.Stabilize(ids);
-    }
+    if (n == "stabilize") return Stabilize(c);
     if (n == "cut") return h_.Cut(Id(c, 0), Id(c, 1));
+    if (n == "partition") return Partition(c);
     if (n == "isolate") return h_.Isolate(Id(c, 0));
     if (n == "heal") return h_.Heal();
     if (n == "crash") return h_.Crash(Id(c, 0));
@@ -153,6 +150,8 @@ class Runner {
     if (n == "log") return Line(h_.LogLine(Id(c, 0)));
     if (n == "applied") return Applied(c);
     if (n == "progress") return ProgressOf(c);
+    if (n == "reads") return Reads(c);
+    if (n == "raft-state") return RaftState(c);
     Line("unknown command " + n);
   }
 
@@ -264,6 +263,52 @@ class Runner {
     for (size_t i = 0; i < c.args.size(); ++i) {
       if (h_.Deliver(Id(c, i)) == 0) Line("ok");
     }
+  }
+
+  // stabilize [ID...] [quiet=true]: quiet hides the trace (for set-up steps;
+  // follow it with status or log to show the outcome).
+  void Stabilize(const Command& c) {
+    std::vector<ReplicaId> ids;
+    for (size_t i = 0; i < c.args.size(); ++i) ids.push_back(Id(c, i));
+    h_.set_verbose(Opt(c, "quiet", 0) == 0);
+    h_.Stabilize(ids);
+    h_.set_verbose(true);
+  }
+
+  // partition 1,2 3,4,5: every message between two different groups is lost,
+  // in both directions, until heal.
+  void Partition(const Command& c) {
+    std::vector<std::vector<ReplicaId>> groups;
+    for (const std::string& a : c.args) groups.push_back(IdList(a));
+    for (size_t i = 0; i < groups.size(); ++i) {
+      for (size_t j = 0; j < groups.size(); ++j) {
+        if (i == j) continue;
+        for (ReplicaId from : groups[i]) {
+          for (ReplicaId to : groups[j]) h_.Cut(from, to);
+        }
+      }
+    }
+  }
+
+  // reads ID: the reads that became ready on ID since it (re)started.
+  void Reads(const Command& c) {
+    Node& n = h_.node(Id(c, 0));
+    std::string s = std::to_string(n.id) + ": reads=[";
+    for (size_t i = 0; i < n.reads.size(); ++i) {
+      s += (i ? " " : "") + std::to_string(n.reads[i].ctx) + "@" + std::to_string(n.reads[i].index);
+    }
+    Line(s + "] applied=" + std::to_string(n.sm.applied));
+  }
+
+  // raft-state ID: core state the status line leaves out.
+  void RaftState(const Command& c) {
+    const Raft& r = h_.node(Id(c, 0)).peer->raft();
+    std::ostringstream o;
+    o << r.id() << ": " << RoleName(r.role()) << " term=" << r.term()
+      << " wants-campaign=" << (r.wants_campaign() ? "true" : "false")
+      << " uncommitted-bytes=" << r.uncommitted_bytes()
+      << " promotable=" << (r.Promotable() ? "true" : "false");
+    Line(o.str());
   }
 
   void ReadIndex(const Command& c) {
