@@ -188,4 +188,30 @@ Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
   return Status::Ok();
 }
 
+ChunkData ChunkFromWire(const wire::SnapshotChunk& c) {
+  ChunkData v;
+  v.file_name = c.file_name();
+  v.file_offset = c.file_offset();
+  v.data = c.data();
+  v.data_crc32c = c.data_crc32c();
+  v.file_end = c.file_end();
+  v.file_crc32c = c.file_crc32c();
+  v.last = c.last();
+  v.total_bytes = c.total_bytes();
+  v.file_count = c.file_count();
+  return v;
+}
+
+void ChunkToWire(const ChunkData& v, wire::SnapshotChunk* c) {
+  c->set_file_name(std::string(v.file_name));
+  c->set_file_offset(v.file_offset);
+  c->set_data(std::string(v.data));
+  c->set_data_crc32c(v.data_crc32c);
+  c->set_file_end(v.file_end);
+  c->set_file_crc32c(v.file_crc32c);
+  c->set_last(v.last);
+  c->set_total_bytes(v.total_bytes);
+  c->set_file_count(v.file_count);
+}
+
 }  // namespace flotilla::transport

@@ -16,6 +16,7 @@
 #include "flotilla/status.h"
 #include "proto/raft.pb.h"
 #include "transport/config.h"
+#include "transport/snapshot_receiver.h"
 
 namespace flotilla::transport {
 
@@ -45,5 +46,10 @@ Status FromWire(wire::Message* in, const WireLimits& limits, raft::Message* out)
 // Appends the messages of *in to *out; on error appends nothing.
 Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
                      std::vector<raft::Message>* out);
+
+// A view of a wire chunk (valid while `c` lives and is unchanged), and back.
+// The receiver validates the view; nothing here can fail.
+ChunkData ChunkFromWire(const wire::SnapshotChunk& c);
+void ChunkToWire(const ChunkData& v, wire::SnapshotChunk* c);
 
 }  // namespace flotilla::transport

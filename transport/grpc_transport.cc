@@ -32,32 +32,6 @@ Result<std::string> ReadPem(const std::string& what, const std::string& path) {
   return data;
 }
 
-ChunkData ViewOf(const wire::SnapshotChunk& c) {
-  ChunkData v;
-  v.file_name = c.file_name();
-  v.file_offset = c.file_offset();
-  v.data = c.data();
-  v.data_crc32c = c.data_crc32c();
-  v.file_end = c.file_end();
-  v.file_crc32c = c.file_crc32c();
-  v.last = c.last();
-  v.total_bytes = c.total_bytes();
-  v.file_count = c.file_count();
-  return v;
-}
-
-void FillChunk(const ChunkData& v, wire::SnapshotChunk* c) {
-  c->set_file_name(std::string(v.file_name));
-  c->set_file_offset(v.file_offset);
-  c->set_data(std::string(v.data));
-  c->set_data_crc32c(v.data_crc32c);
-  c->set_file_end(v.file_end);
-  c->set_file_crc32c(v.file_crc32c);
-  c->set_last(v.last);
-  c->set_total_bytes(v.total_bytes);
-  c->set_file_count(v.file_count);
-}
-
 // Removes temporary directories that a crash left behind.
 void RemoveStaleTemporaries(const std::string& dir) {
   std::error_code ec;
@@ -205,7 +179,7 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
   SnapshotReceiver rx(c.snapshot_dir, SnapshotReceiverLimits{c.max_snapshot_bytes, c.max_snapshot_files});
   if (s.ok()) s = rx.Begin(install);
   while (s.ok()) {
-    s = rx.Add(ViewOf(*chunk));
+    s = rx.Add(ChunkFromWire(*chunk));
     if (!s.ok() || rx.complete()) break;
     if (!reader->Read(chunk)) {
       s = Status::Aborted("stream ended before the last chunk");
@@ -474,7 +448,7 @@ bool GrpcTransport::StreamSnapshot(RemoteHost* host, SnapshotJob& job) {
     }
     if (!*more) break;
     if (!first) chunk.Clear();
-    FillChunk(c, &chunk);
+    ChunkToWire(c, &chunk);
     if (!writer->Write(chunk)) break;  // Finish() says why
   }
   writer->WritesDone();

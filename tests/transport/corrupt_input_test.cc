@@ -94,17 +94,7 @@ TEST(CorruptInputTest, RandomAndDamagedChunksAreRejected) {
     if (!chunk.ParseFromString(bytes)) continue;
     SnapshotReceiver rx(tmp.path(), SnapshotReceiverLimits{1u << 20, 4});
     ASSERT_TRUE(rx.Begin(MakeInstall(1, 1, 2, 5)).ok());
-    ChunkData v;
-    v.file_name = chunk.file_name();
-    v.file_offset = chunk.file_offset();
-    v.data = chunk.data();
-    v.data_crc32c = chunk.data_crc32c();
-    v.file_end = chunk.file_end();
-    v.file_crc32c = chunk.file_crc32c();
-    v.last = chunk.last();
-    v.total_bytes = chunk.total_bytes();
-    v.file_count = chunk.file_count();
-    Status s = rx.Add(v);
+    Status s = rx.Add(ChunkFromWire(chunk));
     if (s.ok() && rx.complete()) ++accepted;
     // Damaged install messages are validated too.
     raft::Message install;
