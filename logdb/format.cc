@@ -189,51 +189,149 @@ bool ParseKey(std::string_view key, ParsedKey* out) {
   return true;
 }
 
-void EncodeEntry(std::string_view key, const raft::Entry& e, std::string* out) {
-  StartValue(out);
-  out->push_back(static_cast<char>(e.type));
-  PutLittle64(out, e.term);
-  PutLittle64(out, e.key);
-  PutLittle64(out, e.client_id);
-  PutLittle64(out, e.series_id);
-  PutLittle64(out, e.responded_to);
-  out->append(e.cmd);
-  SealValue(key, out);
-}
-
 namespace {
 
-Status DecodeEntryHead(std::string_view key, std::string_view value, Reader* r, raft::Entry* e) {
-  FLOTILLA_RETURN_IF_ERROR(Open(RecordType::kEntry, key, value, r));
-  uint8_t type = 0;
-  if (!r->U8(&type) || !r->U64(&e->term) || !r->U64(&e->key) || !r->U64(&e->client_id) ||
-      !r->U64(&e->series_id) || !r->U64(&e->responded_to)) {
-    return Bad(RecordType::kEntry, key, "too short");
+void PutVarint(std::string* out, uint64_t v) {
+  char b[10];
+  size_t n = 0;
+  while (v >= 0x80) {
+    b[n++] = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
   }
-  if (type > static_cast<uint8_t>(raft::EntryType::kMetadata)) {
-    return Bad(RecordType::kEntry, key, "has an unknown entry type");
+  b[n++] = static_cast<char>(v);
+  out->append(b, n);
+}
+
+bool GetVarint(std::string_view* in, uint64_t* v) {
+  uint64_t r = 0;
+  for (size_t i = 0; i < in->size() && i < 10; ++i) {
+    const auto byte = static_cast<uint8_t>((*in)[i]);
+    r |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
+    if ((byte & 0x80) == 0) {
+      in->remove_prefix(i + 1);
+      *v = r;
+      return true;
+    }
   }
-  e->type = static_cast<raft::EntryType>(type);
-  return Status::Ok();
+  return false;
+}
+
+void PutLittle32At(std::string* out, size_t pos, uint32_t v) {
+  for (size_t i = 0; i < 4; ++i) (*out)[pos + i] = static_cast<char>((v >> (8 * i)) & 0xffu);
+}
+
+uint32_t GetLittle32(const char* p) {
+  uint32_t r = 0;
+  for (int i = 3; i >= 0; --i) r = (r << 8) | static_cast<uint8_t>(p[i]);
+  return r;
+}
+
+// The checksum of one entry record covers the key the entry would have on
+// its own (so an entry read at the wrong position fails), its length and body.
+uint32_t EntryChecksum(const ReplicaKey& r, raft::Index index, std::string_view len_and_body) {
+  char key[kEntryKeySize];
+  key[0] = static_cast<char>(RecordType::kEntry);
+  uint64_t parts[3] = {r.shard_id, r.replica_id, index};
+  for (int p = 0; p < 3; ++p) {
+    for (int i = 0; i < 8; ++i) key[1 + 8 * p + i] = static_cast<char>((parts[p] >> (56 - 8 * i)) & 0xffu);
+  }
+  return Crc32cExtend(Crc32cExtend(0, key, sizeof(key)), len_and_body.data(), len_and_body.size());
 }
 
 }  // namespace
 
-Status DecodeEntry(std::string_view key, std::string_view value, raft::Entry* out) {
-  Reader r{std::string_view()};
-  FLOTILLA_RETURN_IF_ERROR(DecodeEntryHead(key, value, &r, out));
+void EncodeEntryBatch(std::string_view key, std::span<const raft::Entry> entries, std::string* out) {
   ParsedKey k;
-  if (!ParseKey(key, &k) || k.type != RecordType::kEntry) return Bad(RecordType::kEntry, key, "key is malformed");
-  out->index = k.index;
-  out->cmd.assign(r.rest());
+  if (!ParseKey(key, &k) || k.type != RecordType::kEntry || entries.empty() ||
+      entries.front().index != k.index) {
+    std::abort();  // a caller bug: the key must name the batch's first entry
+  }
+  out->clear();
+  out->append(4, '\0');
+  out->push_back(static_cast<char>(kFormatVersion));
+  PutLittle32(out, static_cast<uint32_t>(entries.size()));
+  PutLittle32At(out, 0, Crc32cExtend(Crc32cExtend(0, key.data(), key.size()), out->data() + 4, 5));
+  for (const raft::Entry& e : entries) {
+    const size_t at = out->size();
+    out->append(kEntryRecordHeaderSize, '\0');
+    out->push_back(static_cast<char>(e.type));
+    PutVarint(out, e.term);
+    PutVarint(out, e.key);
+    PutVarint(out, e.client_id);
+    PutVarint(out, e.series_id);
+    PutVarint(out, e.responded_to);
+    out->append(e.cmd);
+    PutLittle32At(out, at + 4, static_cast<uint32_t>(out->size() - at - kEntryRecordHeaderSize));
+    const std::string_view len_and_body(out->data() + at + 4, out->size() - at - 4);
+    PutLittle32At(out, at, EntryChecksum(k.replica, e.index, len_and_body));
+  }
+}
+
+Status EntryBatchReader::Damaged(raft::Index index, const char* what) const {
+  return Status::Corruption("shard " + std::to_string(replica_.shard_id) + " replica " +
+                            std::to_string(replica_.replica_id) + " index " +
+                            std::to_string(index) + ": " + what);
+}
+
+Status EntryBatchReader::Open(std::string_view key, std::string_view value) {
+  ParsedKey k;
+  if (!ParseKey(key, &k) || k.type != RecordType::kEntry) {
+    return Status::Corruption(Describe(key) + ": not an entry key");
+  }
+  replica_ = k.replica;
+  first_ = k.index;
+  pos_ = 0;
+  count_ = 0;
+  value_ = value;
+  if (value.size() < kBatchHeaderSize) return Damaged(first_, "entry batch too short");
+  const uint32_t crc = Crc32cExtend(Crc32cExtend(0, key.data(), key.size()), value.data() + 4, 5);
+  if (crc != GetLittle32(value.data())) return Damaged(first_, "entry batch header checksum mismatch");
+  if (static_cast<uint8_t>(value[4]) != kFormatVersion) return Damaged(first_, "unknown format version");
+  count_ = GetLittle32(value.data() + 5);
+  if (count_ == 0 || count_ - 1 > kMaxIndex - first_) return Damaged(first_, "entry batch count out of range");
+  rest_ = value.substr(kBatchHeaderSize);
   return Status::Ok();
 }
 
-Status DecodeEntryTerm(std::string_view key, std::string_view value, raft::Term* out) {
-  Reader r{std::string_view()};
-  raft::Entry e;
-  FLOTILLA_RETURN_IF_ERROR(DecodeEntryHead(key, value, &r, &e));
-  *out = e.term;
+Status EntryBatchReader::NextRecordSize(size_t* size) const {
+  if (rest_.size() < kEntryRecordHeaderSize) return Damaged(next_index(), "entry truncated");
+  const uint32_t len = GetLittle32(rest_.data() + 4);
+  if (len > rest_.size() - kEntryRecordHeaderSize) return Damaged(next_index(), "entry truncated");
+  *size = kEntryRecordHeaderSize + len;
+  return Status::Ok();
+}
+
+Status EntryBatchReader::Skip() {
+  size_t size = 0;
+  FLOTILLA_RETURN_IF_ERROR(NextRecordSize(&size));
+  rest_.remove_prefix(size);
+  ++pos_;
+  return Status::Ok();
+}
+
+Status EntryBatchReader::Next(raft::Entry* out) {
+  const raft::Index index = next_index();
+  size_t size = 0;
+  FLOTILLA_RETURN_IF_ERROR(NextRecordSize(&size));
+  const std::string_view len_and_body = rest_.substr(4, size - 4);
+  if (EntryChecksum(replica_, index, len_and_body) != GetLittle32(rest_.data())) {
+    return Damaged(index, "entry checksum mismatch");
+  }
+  std::string_view body = len_and_body.substr(4);
+  if (body.empty() || static_cast<uint8_t>(body[0]) > static_cast<uint8_t>(raft::EntryType::kMetadata)) {
+    return Damaged(index, "entry has an unknown type");
+  }
+  out->type = static_cast<raft::EntryType>(body[0]);
+  body.remove_prefix(1);
+  if (!GetVarint(&body, &out->term) || !GetVarint(&body, &out->key) ||
+      !GetVarint(&body, &out->client_id) || !GetVarint(&body, &out->series_id) ||
+      !GetVarint(&body, &out->responded_to)) {
+    return Damaged(index, "entry is malformed");
+  }
+  out->index = index;
+  out->cmd.assign(body);
+  rest_.remove_prefix(size);
+  ++pos_;
   return Status::Ok();
 }
 

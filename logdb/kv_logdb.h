@@ -44,6 +44,10 @@ class KvLogDB : public LogDB {
 
   // The store underneath, for tests that damage stored bytes on purpose.
   KvStore* store_for_testing() { return store_.get(); }
+  // Where the record of entry `index` lies: the key of its batch and the
+  // byte range inside the batch's value. NotFound when it is not stored.
+  Status LocateEntryForTesting(raft::ShardId shard, raft::ReplicaId replica, raft::Index index,
+                               std::string* key, size_t* offset, size_t* size);
 
  protected:
   // Forgets everything held in memory (cached indexes, poison), as a process
@@ -69,6 +73,10 @@ class KvLogDB : public LogDB {
   Status EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch* s);
   // First and last stored entry index (0, 0 when none), read from the store.
   Status EntryBounds(ReplicaKey r, raft::Index* first, raft::Index* last);
+  // Appends to `out` the entries in [from, to] of the last batch that starts
+  // below index `below` (none when there is no such batch).
+  Status ReadBatchRange(ReplicaKey r, raft::Index from, raft::Index to, raft::Index below,
+                        std::vector<raft::Entry>* out);
   // Entries stopped short at `missing`: tell compacted, absent and holes apart.
   Status ExplainMissing(ReplicaKey r, raft::Index missing);
   Status ReadCompaction(ReplicaKey r, raft::Index* index, raft::Term* term);

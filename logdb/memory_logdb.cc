@@ -190,8 +190,10 @@ void MemoryLogDB::FailNextWrite(Status error) { mem_->FailNextWrite(std::move(er
 bool MemoryLogDB::FlipEntryBit(raft::ShardId shard, raft::ReplicaId replica, raft::Index index,
                                size_t bit) {
   std::string key;
-  format::EntryKey(shard, replica, index, &key);
-  return mem_->FlipBit(key, bit);
+  size_t offset = 0;
+  size_t size = 0;
+  if (!LocateEntryForTesting(shard, replica, index, &key, &offset, &size).ok()) return false;
+  return mem_->FlipBit(key, offset * 8 + bit % (size * 8));
 }
 
 bool MemoryLogDB::DropLastWrite() {

@@ -30,9 +30,9 @@ class MemoryLogDB final : public KvLogDB {
   // failed write, the LogDB is then poisoned until Restart().
   void FailNextWrite(Status error);
 
-  // Flips bit `bit` (counted from the first byte of the stored value, modulo
-  // its size in bits) of the stored entry; the next read of it reports
-  // Corruption. Returns false when no such entry is stored.
+  // Flips bit `bit` (counted from the first byte of the entry's record in its
+  // batch, modulo the record's size in bits) of the stored entry; the next
+  // read of it reports Corruption. Returns false when no such entry is stored.
   bool FlipEntryBit(raft::ShardId shard, raft::ReplicaId replica, raft::Index index, size_t bit);
 
   // A torn last write: reverts every effect of the last successful write call

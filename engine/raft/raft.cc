@@ -1018,8 +1018,13 @@ void Raft::HandleTransferLeader(ReplicaId target) {
 }
 
 bool Raft::HasPendingOutputs() const {
+  // Reads waiting for a round count too: Flush starts the round when the
+  // driver collects the next Update, and without one it would wait for the
+  // next heartbeat tick (every read would pay up to a heartbeat interval).
+  const bool read_round_due =
+      state_ == State::kLeader && reads_.HasWaiting() && !reads_.RoundInFlight();
   return !msgs_.empty() || !msgs_after_persist_.empty() || !read_states_.empty() ||
-         !dropped_reads_.empty() || !dropped_keys_.empty();
+         !dropped_reads_.empty() || !dropped_keys_.empty() || read_round_due;
 }
 
 void Raft::TakeCommitted(uint64_t max_bytes, std::vector<Entry>* out) {

@@ -100,18 +100,35 @@ class LogDBConformance : public ::testing::TestWithParam<std::string> {
     return out;
   }
 
-  // Flips one bit of a stored value through the raw store: works for every
-  // KvLogDB, whatever holds the bytes.
-  void FlipEntryBit(raft::ShardId s, raft::ReplicaId r, raft::Index i, size_t bit) {
+  // Where entry `i` is stored: its batch key and the bit range of its record.
+  struct Location {
+    std::string key;
+    size_t first_bit = 0;
+    size_t bits = 0;
+  };
+  Location Locate(raft::ShardId s, raft::ReplicaId r, raft::Index i) {
+    auto* kv = dynamic_cast<KvLogDB*>(db());
+    Location loc;
+    size_t offset = 0;
+    size_t size = 0;
+    EXPECT_NE(kv, nullptr);
+    EXPECT_TRUE(kv->LocateEntryForTesting(s, r, i, &loc.key, &offset, &size).ok());
+    loc.first_bit = offset * 8;
+    loc.bits = size * 8;
+    return loc;
+  }
+
+  // Flips one bit of an entry's record through the raw store: works for
+  // every KvLogDB, whatever holds the bytes.
+  void FlipBit(const Location& loc, size_t bit) {
     auto* kv = dynamic_cast<KvLogDB*>(db());
     ASSERT_NE(kv, nullptr);
-    std::string key;
     std::string value;
-    format::EntryKey(s, r, i, &key);
-    ASSERT_TRUE(kv->store_for_testing()->Get(key, &value).ok());
-    value[bit / 8 % value.size()] = static_cast<char>(value[bit / 8 % value.size()] ^ (1 << (bit % 8)));
+    ASSERT_TRUE(kv->store_for_testing()->Get(loc.key, &value).ok());
+    const size_t at = loc.first_bit + bit % loc.bits;
+    value[at / 8] = static_cast<char>(value[at / 8] ^ (1 << (at % 8)));
     auto batch = kv->store_for_testing()->NewBatch();
-    batch->Put(key, value);
+    batch->Put(loc.key, value);
     ASSERT_TRUE(kv->store_for_testing()->Write(batch.get(), true).ok());
   }
 
@@ -199,6 +216,40 @@ TEST_P(LogDBConformance, NewEntriesReplaceTheStoredSuffix) {
   ASSERT_TRUE(SaveOne(1, 1, MakeEntries(3, 3, 3)).ok());
   EXPECT_EQ(db()->ReadState(1, 1)->last_index, 3u);
   EXPECT_EQ(db()->Term(1, 1, 3).value(), 3u);
+}
+
+TEST_P(LogDBConformance, ReadsTruncationAndCompactionAcrossSaveBoundaries) {
+  // Entries saved by separate Saves are stored as separate records; every
+  // operation must work whatever the record boundaries are.
+  for (auto [lo, hi] : {std::pair{1, 3}, {4, 4}, {5, 9}, {10, 12}}) {
+    ASSERT_TRUE(SaveOne(1, 1, MakeEntries(lo, hi, 1, 36)).ok());
+  }
+  EXPECT_EQ(Read(1, 1, 2, 13), MakeEntries(2, 12, 1, 36));
+  EXPECT_EQ(Read(1, 1, 3, 13, 350), MakeEntries(3, 5, 1, 36));  // 100 bytes each
+  EXPECT_EQ(db()->Term(1, 1, 4).value(), 1u);
+  // Overwrite from the middle of the third record: its head stays.
+  ASSERT_TRUE(SaveOne(1, 1, MakeEntries(7, 8, 2, 36)).ok());
+  auto expected = MakeEntries(1, 6, 1, 36);
+  for (auto& e : MakeEntries(7, 8, 2, 36)) expected.push_back(e);
+  EXPECT_EQ(Read(1, 1, 1, 9), expected);
+  EXPECT_EQ(db()->ReadState(1, 1).value().last_index, 8u);
+  // Overwrite exactly at a record boundary.
+  ASSERT_TRUE(SaveOne(1, 1, MakeEntries(4, 4, 3, 36)).ok());
+  EXPECT_EQ(db()->ReadState(1, 1).value().last_index, 4u);
+  ASSERT_TRUE(SaveOne(1, 1, MakeEntries(5, 9, 3, 36)).ok());
+  // Compact into the middle of a record, then at a boundary.
+  ASSERT_TRUE(db()->CompactTo(1, 1, 6).ok());
+  EXPECT_EQ(Read(1, 1, 7, 10), MakeEntries(7, 9, 3, 36));
+  EXPECT_EQ(db()->ReadState(1, 1).value().first_index, 7u);
+  EXPECT_EQ(db()->Term(1, 1, 6).value(), 3u);
+  std::vector<Entry> out;
+  EXPECT_EQ(db()->Entries(1, 1, 6, 8, UINT64_MAX, &out).code(), StatusCode::kDataLoss);
+  backend_->Reopen();
+  EXPECT_EQ(Read(1, 1, 7, 10), MakeEntries(7, 9, 3, 36));
+  ASSERT_TRUE(SaveOne(1, 1, MakeEntries(8, 8, 4, 36)).ok());
+  EXPECT_EQ(db()->ReadState(1, 1).value().last_index, 8u);
+  EXPECT_EQ(db()->Term(1, 1, 7).value(), 3u);
+  EXPECT_EQ(db()->Term(1, 1, 8).value(), 4u);
 }
 
 TEST_P(LogDBConformance, MalformedUpdatesAreRejectedWithoutPoisoning) {
@@ -355,17 +406,18 @@ TEST_P(LogDBConformance, RemoveReplicaRemovesOnlyThatReplica) {
 
 TEST_P(LogDBConformance, FlippedBitIsCorruptionNamingTheEntry) {
   ASSERT_TRUE(SaveOne(4, 2, MakeEntries(1, 5, 1, 64)).ok());
-  // Header, fixed fields and payload: each is covered by the checksum.
+  // Checksum, length, fixed fields and payload: each is covered.
+  const Location loc = Locate(4, 2, 3);
   for (size_t bit : {3u, 44u, 77u, 200u, 900u}) {
     SCOPED_TRACE(bit);
-    FlipEntryBit(4, 2, 3, bit);
+    FlipBit(loc, bit);
     std::vector<Entry> out;
     Status s = db()->Entries(4, 2, 1, 6, UINT64_MAX, &out);
     EXPECT_EQ(s.code(), StatusCode::kCorruption);
     EXPECT_NE(s.message().find("shard 4 replica 2 index 3"), std::string::npos) << s.ToString();
     EXPECT_EQ(out.size(), 2u);  // the good entries before it, never the damaged one
     EXPECT_EQ(db()->Term(4, 2, 3).status().code(), StatusCode::kCorruption);
-    FlipEntryBit(4, 2, 3, bit);  // undo
+    FlipBit(loc, bit);  // undo
     EXPECT_EQ(Read(4, 2, 1, 6), MakeEntries(1, 5, 1, 64));
   }
 }

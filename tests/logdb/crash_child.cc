@@ -1,5 +1,5 @@
 // The child of the SIGKILL crash test: opens the RocksDB LogDB in argv[1],
-// checks what it finds, then performs workload saves forever, writing the
+// checks what it finds, writes 0 to the file descriptor argv[2], then performs workload saves forever, writing the
 // number of each save to the file descriptor argv[2] after the save returned.
 // Every tenth save it also compacts, so range deletes are crashed too. The
 // parent kills it with SIGKILL at a random moment.
@@ -41,6 +41,9 @@ int main(int argc, char** argv) {
   if (!db.ok()) return Fail("open: " + db.status().ToString());
   auto k = Workload::Verify(db->get());
   if (!k.ok()) return Fail("verify: " + k.status().ToString());
+  // Save number 0 means "recovered and about to save": the parent times most
+  // kills from here, so that a slow start-up does not eat the test.
+  if (!WriteAck(ack_fd, 0)) return Fail("ack write failed");
   Workload workload;
   constexpr uint64_t kMaxSaves = 1000000;  // far more than any test run reaches
   for (uint64_t next = k.value() + 1; next < kMaxSaves; ++next) {

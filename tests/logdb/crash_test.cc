@@ -46,39 +46,54 @@ Child Spawn(const std::string& dir) {
   return {pid, fds[0]};
 }
 
-// Reads acks for `wait` (the child keeps running), then kills the child and
-// drains the rest of the pipe. Returns the highest save number acknowledged,
-// or 0. Sets *exited_early when the child died on its own.
-uint64_t RunAndKill(const Child& c, std::chrono::microseconds wait, bool* exited_early) {
+// Reads acks until `wait` has passed since the child reported it was ready
+// (or since the start, when !after_ready), then kills the child and drains
+// the rest of the pipe. Returns the highest save number acknowledged, or 0.
+// Sets *exited_early when the child died on its own.
+uint64_t RunAndKill(const Child& c, std::chrono::microseconds wait, bool after_ready,
+                    bool* exited_early) {
   uint64_t highest = 0;
-  const auto deadline = std::chrono::steady_clock::now() + wait;
+  bool ready = false;
+  // A bound on start-up, so that a wedged child fails the test instead of hanging it.
+  constexpr std::chrono::seconds kMaxStartup(20);
+  auto deadline = std::chrono::steady_clock::now() + (after_ready ? kMaxStartup : wait);
   auto drain = [&](int timeout_ms) {
     pollfd p{c.ack_fd, POLLIN, 0};
-    if (::poll(&p, 1, timeout_ms) <= 0) return false;
+    if (::poll(&p, 1, timeout_ms) <= 0) return true;  // nothing yet; still alive
     uint64_t buf[256];
     const ssize_t n = ::read(c.ack_fd, buf, sizeof(buf));
     if (n <= 0) return false;  // EOF: the child is gone
-    for (ssize_t i = 0; i < n / 8; ++i) highest = std::max(highest, buf[i]);
+    for (ssize_t i = 0; i < n / 8; ++i) {
+      if (buf[i] == 0 && after_ready && !ready) {
+        ready = true;
+        deadline = std::chrono::steady_clock::now() + wait;
+      }
+      highest = std::max(highest, buf[i]);
+    }
     return true;
   };
   bool alive = true;
-  while (alive && std::chrono::steady_clock::now() < deadline) {
+  while (alive) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    alive = drain(static_cast<int>(std::max<int64_t>(left.count(), 0)));
-    if (!alive && std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      alive = ::waitpid(c.pid, &status, WNOHANG) == 0;
-      if (alive) continue;
-      *exited_early = true;
-      ::close(c.ack_fd);
-      return highest;
-    }
+    if (left.count() <= 0) break;
+    alive = drain(static_cast<int>(left.count()));
+  }
+  if (!alive) {
+    int status = 0;
+    ::waitpid(c.pid, &status, 0);
+    ::close(c.ack_fd);
+    *exited_early = true;
+    return highest;
   }
   ::kill(c.pid, SIGKILL);
   int status = 0;
   ::waitpid(c.pid, &status, 0);
-  while (drain(0)) {
+  pollfd p{c.ack_fd, POLLIN, 0};
+  uint64_t buf[256];
+  ssize_t n = 0;
+  while (::poll(&p, 1, 0) > 0 && (n = ::read(c.ack_fd, buf, sizeof(buf))) > 0) {
+    for (ssize_t i = 0; i < n / 8; ++i) highest = std::max(highest, buf[i]);
   }
   ::close(c.ack_fd);
   *exited_early = !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -100,11 +115,14 @@ TEST(CrashTest, SigkillNeverLosesOrTearsASave) {
   uint64_t last_seen = 0;
   uint64_t total_acked = 0;
   for (int round = 0; round < kills; ++round) {
-    // Kill anywhere from inside RocksDB's recovery to well into the saves.
-    const std::chrono::microseconds wait(std::uniform_int_distribution<int>(0, 60000)(rng));
+    // One kill in four lands anywhere from process start through RocksDB's
+    // recovery; the others up to 30 ms into the saves.
+    const bool after_ready = std::uniform_int_distribution<int>(0, 3)(rng) != 0;
+    const std::chrono::microseconds wait(
+        std::uniform_int_distribution<int>(0, after_ready ? 30000 : 40000)(rng));
     Child child = Spawn(db_dir);
     bool exited_early = false;
-    const uint64_t acked = RunAndKill(child, wait, &exited_early);
+    const uint64_t acked = RunAndKill(child, wait, after_ready, &exited_early);
     ASSERT_FALSE(exited_early) << "round " << round << ": the child failed (see its stderr)";
     RocksOptions o;
     o.dir = db_dir;
