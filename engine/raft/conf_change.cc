@@ -48,6 +48,10 @@ bool ApplyItem(Membership* m, const ConfChangeItem& item, std::string* error) {
     return false;
   }
   const bool was_witness = Contains(m->witnesses, id);
+  if (item.type != ConfChangeType::kRemove && Contains(m->removed, id)) {
+    *error = "replica " + std::to_string(id) + " was removed and cannot be added again";
+    return false;
+  }
   switch (item.type) {
     case ConfChangeType::kAddVoter:
       if (was_witness) {
@@ -83,6 +87,10 @@ bool ApplyItem(Membership* m, const ConfChangeItem& item, std::string* error) {
       }
       return true;
     case ConfChangeType::kRemove:
+      if (Contains(m->voters, id) || Contains(m->voters_outgoing, id) ||
+          Contains(m->non_voting, id) || Contains(m->non_voting_next, id)) {
+        Insert(&m->removed, id);
+      }
       Erase(&m->voters, id);
       Erase(&m->non_voting, id);
       Erase(&m->non_voting_next, id);

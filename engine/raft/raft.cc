@@ -323,9 +323,13 @@ void Raft::Campaign() {
 }
 
 bool Raft::HasUnappliedConfChange() const {
-  if (log_.committed() <= log_.applied()) return false;
+  // Changes at or below conf_applied_index_ are in the tracker already (for
+  // example replayed on restart) even when the state machine has yet to
+  // apply them.
+  const Index from = std::max(log_.applied(), conf_applied_index_);
+  if (log_.committed() <= from) return false;
   std::vector<Entry> ents;
-  if (log_.Entries(log_.applied() + 1, log_.committed() + 1, UINT64_MAX, &ents) != LogStatus::kOk) {
+  if (log_.Entries(from + 1, log_.committed() + 1, UINT64_MAX, &ents) != LogStatus::kOk) {
     return true;
   }
   return std::any_of(ents.begin(), ents.end(),
@@ -464,7 +468,11 @@ void Raft::Step(Message m) {
     if (m.term == term_ && m.from == leader_ && state_ == State::kFollower) EnterQuiesce();
     return;
   }
-  if (quiesced_) Wake();
+  // A heartbeat response of the current term brings no work: it answers a
+  // heartbeat sent before the leader quiesced, and waking on it would undo
+  // every quiescence whose last heartbeat was still in flight.
+  const bool idle_ack = m.type == MessageType::kHeartbeatResp && m.term == term_;
+  if (quiesced_ && !idle_ack) Wake();
   if (m.type != MessageType::kHeartbeat && m.type != MessageType::kHeartbeatResp) idle_ticks_ = 0;
   if (!StepByTerm(m)) return;
   if (m.type == MessageType::kRequestVote || m.type == MessageType::kRequestPreVote) {

@@ -106,6 +106,8 @@ class Raft {
   RaftLog& log() { return log_; }
   const RaftLog& log() const { return log_; }
   bool quiesced() const { return quiesced_; }
+  uint32_t election_elapsed() const { return election_elapsed_; }
+  uint32_t randomized_election_timeout() const { return randomized_election_timeout_; }
   bool wants_campaign() const { return wants_campaign_; }
   ReplicaId lead_transferee() const { return lead_transferee_; }
   uint64_t uncommitted_bytes() const { return uncommitted_bytes_; }

@@ -72,6 +72,9 @@ struct Membership {
   // left (a voter being demoted while it is still an outgoing voter).
   std::vector<ReplicaId> non_voting_next;
   std::vector<ReplicaId> witnesses;
+  // Replicas removed from the shard. A removed replica id is never added
+  // again: its old log (a witness's stripped one, say) must not rejoin.
+  std::vector<ReplicaId> removed;
   // In a joint configuration: leave it automatically once it is committed.
   bool auto_leave = false;
 

@@ -160,6 +160,19 @@ void Harness::AddNode(ReplicaId id, const Config& cfg, const Membership& initial
   verbose_ = verbose;
 }
 
+void Harness::AddNodeWithLog(ReplicaId id, const Config& cfg, const std::vector<Entry>& entries,
+                             const HardState& hs) {
+  Node n;
+  n.id = id;
+  n.cfg = cfg;
+  n.cfg.replica_id = id;
+  n.log = std::make_unique<MemoryLog>();
+  n.log->Append(entries);
+  n.log->set_hard_state(hs);
+  n.peer = std::make_unique<Peer>(n.cfg, n.log.get(), hs, Membership{});
+  nodes_.emplace(id, std::move(n));
+}
+
 void Harness::Enqueue(std::vector<Message>* msgs) {
   for (Message& m : *msgs) {
     Print("  " + Describe(m));
@@ -245,8 +258,15 @@ void Harness::CrashDuringUpdate(ReplicaId id) {
 
 void Harness::DeliverOne(Message m) {
   auto it = nodes_.find(m.to);
-  if (it == nodes_.end() || !it->second.peer) return;
-  if (cut_.count({m.from, m.to}) != 0) return;
+  const bool lost = it == nodes_.end() || !it->second.peer || cut_.count({m.from, m.to}) != 0;
+  if (auto_report_ && m.type == MessageType::kInstallSnapshot) {
+    // Like a transport, tell the sender how its snapshot stream ended.
+    auto from = nodes_.find(m.from);
+    if (from != nodes_.end() && from->second.peer) {
+      from->second.peer->ReportSnapshotStatus(m.to, lost);
+    }
+  }
+  if (lost) return;
   Print("  " + Describe(m));
   it->second.peer->Step(std::move(m));
 }

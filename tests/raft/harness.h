@@ -56,6 +56,9 @@ class Harness {
 
   // Adds node `id` that bootstraps with `initial` (empty: joins later).
   void AddNode(ReplicaId id, const Config& cfg, const Membership& initial);
+  // Adds node `id` as if restarted from a persisted log and hard state.
+  void AddNodeWithLog(ReplicaId id, const Config& cfg, const std::vector<Entry>& entries,
+                      const HardState& hs);
   Node& node(ReplicaId id) { return nodes_.at(id); }
   std::map<ReplicaId, Node>& nodes() { return nodes_; }
   bool Has(ReplicaId id) const { return nodes_.count(id) != 0; }
@@ -89,6 +92,8 @@ class Harness {
 
   void set_observer(Observer o) { observer_ = std::move(o); }
   void set_verbose(bool v) { verbose_ = v; }
+  // Report the outcome of each delivered (or lost) snapshot to its sender.
+  void set_auto_report_snapshots(bool v) { auto_report_ = v; }
 
   // Formatting used by the scenario files.
   static std::string Describe(const Message& m);
@@ -104,6 +109,7 @@ class Harness {
 
   std::string* out_;
   bool verbose_ = true;
+  bool auto_report_ = false;
   std::map<ReplicaId, Node> nodes_;
   // Snapshot data by index, shared by all nodes: state-machine safety makes
   // the state at one index the same everywhere.

@@ -302,3 +302,25 @@ TEST(ReadIndexQueue, RoundsBatchRequests) {
 
 }  // namespace
 }  // namespace flotilla::raft
+
+namespace flotilla::raft {
+namespace {
+
+TEST(ConfChange, RemovedReplicaCannotBeAddedAgain) {
+  Membership m;
+  m.voters = {1, 2, 3, 4};
+  ConfChange remove;
+  remove.items.push_back({ConfChangeType::kRemove, 4, ""});
+  ChangeResult r = ApplyConfChange(m, remove);
+  ASSERT_TRUE(r.ok);
+  EXPECT_EQ(r.membership.removed, (std::vector<ReplicaId>{4}));
+  for (ConfChangeType t : {ConfChangeType::kAddVoter, ConfChangeType::kAddNonVoting,
+                           ConfChangeType::kAddWitness}) {
+    ConfChange add;
+    add.items.push_back({t, 4, ""});
+    EXPECT_FALSE(ApplyConfChange(r.membership, add).ok);
+  }
+}
+
+}  // namespace
+}  // namespace flotilla::raft
