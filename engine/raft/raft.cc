@@ -715,6 +715,8 @@ void Raft::SendSnapshot(ReplicaId to, Progress* pr) {
   const SnapshotMeta snap = log_.reader()->Snapshot();
   if (snap.IsEmpty()) Fatal("log compacted without a snapshot", to, pr->next);
   pr->BecomeSnapshot(snap.index);
+  // Installing (or already holding) the snapshot commits up to its index.
+  pr->commit_sent = std::max(pr->commit_sent, snap.index);
   Message m;
   m.type = MessageType::kInstallSnapshot;
   m.to = to;
@@ -1026,13 +1028,21 @@ void Raft::HandleTransferLeader(ReplicaId target) {
 }
 
 bool Raft::HasPendingOutputs() const {
-  // Reads waiting for a round count too: Flush starts the round when the
-  // driver collects the next Update, and without one it would wait for the
-  // next heartbeat tick (every read would pay up to a heartbeat interval).
-  const bool read_round_due =
-      state_ == State::kLeader && reads_.HasWaiting() && !reads_.RoundInFlight();
-  return !msgs_.empty() || !msgs_after_persist_.empty() || !read_states_.empty() ||
-         !dropped_reads_.empty() || !dropped_keys_.empty() || read_round_due;
+  if (!msgs_.empty() || !msgs_after_persist_.empty() || !read_states_.empty() ||
+      !dropped_reads_.empty() || !dropped_keys_.empty()) {
+    return true;
+  }
+  if (state_ != State::kLeader) return false;
+  // Work that Flush does when the driver collects the next Update counts
+  // too; without an Update it would wait for the next heartbeat tick. Reads
+  // waiting for a round:
+  if (reads_.HasWaiting() && !reads_.RoundInFlight()) return true;
+  // A follower that holds entries it does not yet know are committed (its
+  // ack arrived after the commit index moved, with nothing else to send):
+  for (const auto& [rid, pr] : tracker_.progress()) {
+    if (rid != id() && pr.commit_sent < std::min(pr.match, log_.committed())) return true;
+  }
+  return false;
 }
 
 void Raft::TakeCommitted(uint64_t max_bytes, std::vector<Entry>* out) {
