@@ -1,5 +1,6 @@
 #include "logdb/memory_logdb.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -92,16 +93,37 @@ class MemoryStore final : public KvStore {
     return true;
   }
 
-  // Copies of [lower, upper) for an iterator: the simulator's logs are small,
-  // and a copy keeps iterators independent of later writes.
-  std::vector<std::pair<std::string, std::string>> Range(std::string_view lower,
-                                                         std::string_view upper) {
+  // Iterator support: the row at the first key >= target (or, with
+  // `before`, the last key <= target) inside [lower, upper), copied out under
+  // the lock so that iterators never hold the lock between calls. Returns
+  // false when there is none.
+  bool Find(std::string_view target, bool before, std::string_view lower, std::string_view upper,
+            std::string* key, std::string* value) {
     std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::pair<std::string, std::string>> out;
-    for (auto it = map_.lower_bound(lower); it != map_.end() && it->first < upper; ++it) {
-      out.emplace_back(it->first, it->second);
+    auto it = map_.lower_bound(before ? std::min(target, upper) : std::max(target, lower));
+    if (before) {
+      // Unless `it` is the target itself, the answer is the key before it.
+      const bool exact = it != map_.end() && it->first == target && target < upper;
+      if (!exact) {
+        if (it == map_.begin()) return false;
+        --it;
+      }
     }
-    return out;
+    if (it == map_.end() || it->first < lower || it->first >= upper) return false;
+    key->assign(it->first);
+    value->assign(it->second);
+    return true;
+  }
+
+  // The row after `key` inside [.., upper).
+  bool FindNext(const std::string& key, std::string_view upper, std::string* next_key,
+                std::string* value) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.upper_bound(key);
+    if (it == map_.end() || it->first >= upper) return false;
+    next_key->assign(it->first);
+    value->assign(it->second);
+    return true;
   }
 
  private:
@@ -142,39 +164,39 @@ class MemoryStore final : public KvStore {
 
 namespace {
 
+// Not a snapshot: each step looks the store up again, so an iterator sees
+// writes made after it was created, as a RocksDB iterator without a snapshot
+// may. Each step is O(log n) and copies one row.
 class MemIterator final : public KvStore::Iterator {
  public:
-  explicit MemIterator(std::vector<std::pair<std::string, std::string>> rows)
-      : rows_(std::move(rows)), pos_(rows_.size()) {}
+  MemIterator(MemoryStore* store, std::string_view lower, std::string_view upper)
+      : store_(store), lower_(lower), upper_(upper) {}
   void Seek(std::string_view target) override {
-    pos_ = 0;
-    while (pos_ < rows_.size() && rows_[pos_].first < target) ++pos_;
+    valid_ = store_->Find(target, false, lower_, upper_, &key_, &value_);
   }
   void SeekForPrev(std::string_view target) override {
-    pos_ = rows_.size();
-    for (size_t i = rows_.size(); i > 0; --i) {
-      if (rows_[i - 1].first <= target) {
-        pos_ = i - 1;
-        break;
-      }
-    }
+    valid_ = store_->Find(target, true, lower_, upper_, &key_, &value_);
   }
-  void Next() override { ++pos_; }
-  bool Valid() const override { return pos_ < rows_.size(); }
-  std::string_view key() const override { return rows_[pos_].first; }
-  std::string_view value() const override { return rows_[pos_].second; }
+  void Next() override { valid_ = store_->FindNext(key_, upper_, &key_, &value_); }
+  bool Valid() const override { return valid_; }
+  std::string_view key() const override { return key_; }
+  std::string_view value() const override { return value_; }
   Status status() const override { return Status::Ok(); }
 
  private:
-  std::vector<std::pair<std::string, std::string>> rows_;
-  size_t pos_;
+  MemoryStore* const store_;
+  const std::string lower_;
+  const std::string upper_;
+  bool valid_ = false;
+  std::string key_;
+  std::string value_;
 };
 
 }  // namespace
 
 std::unique_ptr<KvStore::Iterator> MemoryStore::NewIterator(std::string_view lower,
                                                             std::string_view upper) {
-  return std::make_unique<MemIterator>(Range(lower, upper));
+  return std::make_unique<MemIterator>(this, lower, upper);
 }
 
 MemoryLogDB::MemoryLogDB() : MemoryLogDB(std::make_unique<MemoryStore>()) {}
