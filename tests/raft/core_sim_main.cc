@@ -2,6 +2,9 @@
 //
 //   raft_core_sim --seeds N [--start S] [--steps K]   prints seeds=N failures=F
 //   raft_core_sim --seed S [--verbose]                replays one seed exactly
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -9,7 +12,32 @@
 
 #include "tests/raft/core_sim.h"
 
+namespace {
+
+// The seed being run, for the abort handler: a broken invariant inside the
+// core aborts the process, and the seed must still be reported.
+volatile uint64_t g_seed = 0;
+char g_replay[256];
+
+void OnAbort(int) {
+  char buf[400];
+  const int n = std::snprintf(buf, sizeof(buf),
+                              "FAIL seed=%llu: the core aborted on a broken invariant\n  replay: %s "
+                              "--seed %llu --verbose\n",
+                              static_cast<unsigned long long>(g_seed), g_replay,
+                              static_cast<unsigned long long>(g_seed));
+  if (n > 0) {
+    ssize_t ignored = write(STDOUT_FILENO, buf, static_cast<size_t>(n));
+    (void)ignored;
+  }
+  std::_Exit(1);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  std::snprintf(g_replay, sizeof(g_replay), "%s", argv[0]);
+  std::signal(SIGABRT, OnAbort);
   uint64_t seeds = 2000;
   uint64_t start = 1;
   bool single = false;
@@ -43,6 +71,7 @@ int main(int argc, char** argv) {
   }
   uint64_t failures = 0;
   for (uint64_t s = start; s < start + seeds; ++s) {
+    g_seed = s;
     const auto r = flotilla::raft::testing::RunCoreSim(s, opt);
     if (!r.ok) {
       ++failures;
