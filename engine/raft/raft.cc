@@ -948,11 +948,25 @@ void Raft::HandleReadIndex(uint64_t ctx, ReplicaId from) {
   const bool single_voter =
       tracker_.membership().voters.size() == 1 && tracker_.membership().voters_outgoing.empty() &&
       tracker_.IsVoter(id());
-  if (single_voter || (cfg_.lease_read && cfg_.check_quorum)) {
+  if (single_voter || LeaseHeld()) {
     ServeRead(ctx, from, log_.committed());
     return;
   }
   reads_.Add(ctx, from, log_.committed());
+}
+
+bool Raft::LeaseHeld() {
+  if (!cfg_.lease_read || !cfg_.check_quorum) return false;
+  // Once TimeoutNow is out, the target may win without waiting for anyone's
+  // lease to expire.
+  if (lead_transferee_ != kNoReplica) return false;
+  // Only acks received in the current check-quorum window prove that a
+  // quorum still honours the lease: the check at the end of the window looks
+  // at the previous window, so a leader cut off just after its last acks
+  // stays leader for up to two election timeouts, while the others may elect
+  // a new leader after one. Without fresh acks the read takes a heartbeat
+  // round like any ReadIndex.
+  return tracker_.QuorumActive();
 }
 
 void Raft::ServeRead(uint64_t ctx, ReplicaId from, Index index) {

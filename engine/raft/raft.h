@@ -184,6 +184,8 @@ class Raft {
 
   // Reads.
   void HandleReadIndex(uint64_t ctx, ReplicaId from);
+  // True when a lease read may be served without a heartbeat round.
+  bool LeaseHeld();
   void ServeRead(uint64_t ctx, ReplicaId from, Index index);
   void MaybeStartReadRound();
   void ReleaseConfirmedReads();
