@@ -100,6 +100,8 @@ Status CheckHeader(const wire::Header& h, uint64_t deployment_id) {
 }
 
 bool IsWireMessageType(raft::MessageType t) {
+  // Followers forward proposals and ReadIndex requests to the leader.
+  if (t == raft::MessageType::kPropose || t == raft::MessageType::kReadIndex) return true;
   return t >= raft::MessageType::kReplicate && t < raft::MessageType::kCount;
 }
 

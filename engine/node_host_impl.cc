@@ -1,0 +1,728 @@
+#include "engine/node_host_impl.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <filesystem>
+
+#include "logdb/memory_logdb.h"
+#include "logdb/rocks_logdb.h"
+#include "transport/grpc_transport.h"
+
+namespace flotilla {
+
+std::string_view RequestCodeName(RequestCode c) {
+  switch (c) {
+    case RequestCode::kCompleted: return "completed";
+    case RequestCode::kTimeout: return "timeout";
+    case RequestCode::kTerminated: return "terminated";
+    case RequestCode::kRejected: return "rejected";
+    case RequestCode::kDropped: return "dropped";
+    case RequestCode::kAborted: return "aborted";
+  }
+  return "unknown";
+}
+
+RequestResult RequestHandle::Wait() const {
+  if (!state_) {
+    RequestResult r;
+    r.code = RequestCode::kAborted;
+    return r;
+  }
+  return state_->Wait();
+}
+
+bool RequestHandle::Done() const { return state_ && state_->Done(); }
+
+RequestResult NodeHost::SyncPropose(uint64_t shard_id, std::string_view cmd, Timeout t) {
+  Result<RequestHandle> h = Propose(shard_id, cmd, t);
+  if (!h.ok()) {
+    RequestResult r;
+    r.code = h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
+    r.data = h.status().ToString();
+    return r;
+  }
+  return h->Wait();
+}
+
+RequestResult NodeHost::SyncRead(uint64_t shard_id, std::string_view query, Timeout t) {
+  Result<RequestHandle> h = Read(shard_id, query, t);
+  if (!h.ok()) {
+    RequestResult r;
+    r.code = h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
+    r.data = h.status().ToString();
+    return r;
+  }
+  return h->Wait();
+}
+
+Result<std::unique_ptr<NodeHost>> NodeHost::Create(const NodeHostConfig& config) {
+  auto nh = std::make_unique<engine::NodeHostImpl>(config);
+  FLOTILLA_RETURN_IF_ERROR(nh->Init());
+  return std::unique_ptr<NodeHost>(std::move(nh));
+}
+
+namespace engine {
+namespace {
+
+constexpr uint64_t kMaxTicksPerPass = 5;
+constexpr uint64_t kMaxCacheBytes = 16 << 20;
+constexpr uint64_t kSweepEveryTicks = 64;
+
+std::string RoleString(int role) { return std::string(raft::RoleName(static_cast<raft::Role>(role))); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// StepWorker.
+
+void StepWorker::Add(Replica* r) {
+  std::lock_guard<std::mutex> l(mu_);
+  replicas_.push_back(r);
+  ready_.push_back(r);
+  cv_.notify_one();
+}
+
+void StepWorker::Remove(Replica* r) {
+  std::lock_guard<std::mutex> l(mu_);
+  replicas_.erase(std::remove(replicas_.begin(), replicas_.end(), r), replicas_.end());
+  ready_.erase(std::remove(ready_.begin(), ready_.end(), r), ready_.end());
+}
+
+void StepWorker::Notify(Replica* r) {
+  std::lock_guard<std::mutex> l(mu_);
+  ready_.push_back(r);
+  cv_.notify_one();
+}
+
+void StepWorker::NotifyTick() {
+  std::lock_guard<std::mutex> l(mu_);
+  tick_due_ = true;
+  cv_.notify_one();
+}
+
+void StepWorker::Wake() {
+  std::lock_guard<std::mutex> l(mu_);
+  cv_.notify_one();
+}
+
+void StepWorker::Loop(const std::atomic<bool>& stop) {
+  while (!stop.load(std::memory_order_acquire)) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return stop.load() || !ready_.empty() || tick_due_; });
+    }
+    if (stop.load()) return;
+    RunPass();
+  }
+}
+
+bool StepWorker::RunPass() {
+  const uint64_t now = nh_->ticks();
+  const uint64_t ticks = std::min(now - last_tick_, kMaxTicksPerPass);
+  last_tick_ = now;
+  work_.clear();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    // A tick visits every replica; quiesced ones return at once, so the cost
+    // of idle shards is a flag check.
+    const std::vector<Replica*>& src = tick_due_ || ticks > 0 ? replicas_ : ready_;
+    work_.assign(src.begin(), src.end());
+    if (&src != &ready_) work_.insert(work_.end(), ready_.begin(), ready_.end());
+    ready_.clear();
+    tick_due_ = false;
+  }
+  updated_.clear();
+  for (Replica* r : work_) {
+    if (r->in_pass || r->stopped.load()) continue;
+    r->in_pass = true;
+    StepReplica(r, ticks);
+    if (r->peer->HasUpdate()) {
+      r->peer->GetUpdate(&r->update);
+      updated_.push_back(r);
+    }
+  }
+  for (Replica* r : work_) r->in_pass = false;
+  if (updated_.empty()) return false;
+
+  // The leader's appends leave before its own fsync (Raft thesis 10.2.1).
+  transport::Transport* tr = nh_->transport();
+  for (Replica* r : updated_) {
+    if (r->update.messages.empty()) continue;
+    dropped_.clear();
+    tr->SendBatch(r->update.messages, &dropped_);
+    for (const auto& d : dropped_) r->unreachable_scratch.push_back(d.replica_id);
+  }
+  // One durable write for every replica of the pass.
+  saves_.clear();
+  for (Replica* r : updated_) {
+    const raft::Update& u = r->update;
+    if (!u.entries_to_save.empty() || u.hard_state || u.snapshot) {
+      saves_.push_back(logdb::ReplicaUpdate::From(u));
+    }
+  }
+  if (!saves_.empty()) {
+    Status s = nh_->logdb()->Save(saves_);
+    if (!s.ok()) {
+      // Never retried as if nothing happened: the replicas of this pass stop.
+      nh_->OnStorageFailure(s);
+      for (Replica* r : updated_) {
+        r->failed.store(true);
+        r->stopped.store(true);
+        r->FailAllPending(RequestCode::kTerminated);
+      }
+      return true;
+    }
+  }
+  for (Replica* r : updated_) AfterPersist(r);
+  return true;
+}
+
+void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
+  r->TakeInbound();
+  raft::Peer& p = *r->peer;
+  for (raft::Message& m : r->inbound_scratch) p.Step(std::move(m));
+  for (raft::ReplicaId to : r->unreachable_scratch) p.ReportUnreachable(to);
+  r->unreachable_scratch.clear();
+  for (const auto& [to, failed] : r->report_scratch) p.ReportSnapshotStatus(to, failed);
+  if (!r->proposal_scratch.empty()) {
+    const raft::ProposeResult pr = p.Propose(&r->proposal_scratch);
+    if (pr != raft::ProposeResult::kOk) {
+      for (const raft::Entry& e : r->proposal_scratch) {
+        if (auto s = r->TakePending(e.key)) s->Complete(RequestCode::kDropped);
+      }
+    }
+  }
+  for (uint64_t ctx : r->read_scratch) {
+    if (p.ReadIndex(ctx) != raft::ProposeResult::kOk) {
+      if (auto s = r->TakePendingRead(ctx)) s->Complete(RequestCode::kDropped);
+    }
+  }
+  for (ConfRequest& c : r->conf_scratch) {
+    const raft::ProposeResult pr = p.ProposeConfChange(c.change, c.key);
+    if (pr != raft::ProposeResult::kOk) {
+      if (auto s = r->TakePending(c.key)) {
+        s->Complete(pr == raft::ProposeResult::kInvalid ? RequestCode::kRejected : RequestCode::kDropped);
+      }
+    }
+  }
+  for (uint64_t target : r->transfer_scratch) p.TransferLeader(target);
+  if (!p.raft().quiesced()) {
+    for (uint64_t i = 0; i < ticks; ++i) p.Tick();
+  }
+  if (ticks > 0 && nh_->ticks() % kSweepEveryTicks == 0) {
+    r->SweepExpired(internal::RequestState::Clock::now());
+  }
+  // A restart of thousands of shards must not start thousands of elections
+  // at once: campaigns wait for a slot under max_concurrent_campaigns.
+  if (p.raft().wants_campaign() &&
+      nh_->campaigning().load() < nh_->config().max_concurrent_campaigns) {
+    p.Campaign();
+  }
+}
+
+void StepWorker::AfterPersist(Replica* r) {
+  raft::Update& u = r->update;
+  if (u.snapshot) r->log->ApplySnapshot(*u.snapshot);
+  r->log->Append(std::move(u.entries_to_save));
+  if (!u.messages_after_persist.empty()) {
+    dropped_.clear();
+    nh_->transport()->SendBatch(u.messages_after_persist, &dropped_);
+  }
+  if (u.soft_state) {
+    r->leader.store(u.soft_state->leader);
+    r->role.store(static_cast<int>(u.soft_state->role));
+    const bool campaigning = u.soft_state->role == raft::Role::kCandidate ||
+                             u.soft_state->role == raft::Role::kPreCandidate;
+    if (campaigning != r->campaigning) {
+      r->campaigning = campaigning;
+      if (campaigning) {
+        nh_->campaigning().fetch_add(1);
+      } else {
+        nh_->campaigning().fetch_sub(1);
+      }
+    }
+    spdlog::debug("shard {} replica {}: role {} leader {}", r->shard_id, r->replica_id,
+                  raft::RoleName(u.soft_state->role), u.soft_state->leader);
+  }
+  if (u.hard_state) {
+    r->term.store(u.hard_state->term);
+    r->commit.store(u.hard_state->commit);
+  }
+  if (!u.committed_entries.empty() || !u.ready_reads.empty() || !u.dropped_reads.empty() ||
+      !u.dropped_keys.empty()) {
+    ApplyTask t;
+    t.entries = std::move(u.committed_entries);
+    t.reads = std::move(u.ready_reads);
+    t.dropped_reads = std::move(u.dropped_reads);
+    t.dropped_keys = std::move(u.dropped_keys);
+    r->PushApply(std::move(t));
+    nh_->apply_worker_for(r->shard_id)->Notify(r);
+  }
+  r->peer->Advance(u);
+  r->peer->ReportApplied(r->applied.load(std::memory_order_acquire));
+  r->quiesced.store(r->peer->raft().quiesced());
+  for (raft::ReplicaId to : r->unreachable_scratch) r->peer->ReportUnreachable(to);
+  r->unreachable_scratch.clear();
+}
+
+// ---------------------------------------------------------------------------
+// ApplyWorker.
+
+void ApplyWorker::Notify(Replica* r) {
+  std::lock_guard<std::mutex> l(mu_);
+  ready_.push_back(r);
+  cv_.notify_one();
+}
+
+void ApplyWorker::Wake() {
+  std::lock_guard<std::mutex> l(mu_);
+  cv_.notify_one();
+}
+
+void ApplyWorker::Loop(const std::atomic<bool>& stop) {
+  while (!stop.load(std::memory_order_acquire)) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return stop.load() || !ready_.empty(); });
+    }
+    if (stop.load()) return;
+    RunOnce();
+  }
+}
+
+bool ApplyWorker::RunOnce() {
+  work_.clear();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    work_.swap(ready_);
+  }
+  std::deque<ApplyTask> tasks;
+  for (Replica* r : work_) {
+    tasks.clear();
+    if (!r->TakeApply(&tasks)) continue;
+    for (ApplyTask& t : tasks) Apply(r, t);
+  }
+  return !work_.empty();
+}
+
+void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
+  sm_entries_.clear();
+  for (const raft::Entry& e : t.entries) {
+    if (e.type == raft::EntryType::kNormal) {
+      SMEntry se;
+      se.index = e.index;
+      se.cmd = e.cmd;
+      sm_entries_.push_back(std::move(se));
+    } else if (e.type == raft::EntryType::kConfChange) {
+      raft::ConfChange cc;
+      if (!raft::DecodeConfChange(e.cmd, &cc)) continue;
+      for (const raft::ConfChangeItem& item : cc.items) {
+        if (item.type == raft::ConfChangeType::kRemove) {
+          nh_->registry()->Remove(r->shard_id, item.replica);
+        } else if (!item.context.empty()) {
+          nh_->registry()->Add(r->shard_id, item.replica, item.context);
+        }
+      }
+    }
+  }
+  if (!sm_entries_.empty()) {
+    std::lock_guard<std::mutex> l(r->sm_mu());
+    Status s = r->sm()->Update(sm_entries_);
+    if (!s.ok()) {
+      spdlog::error("shard {} replica {}: state machine update failed, replica stops: {}",
+                    r->shard_id, r->replica_id, s.ToString());
+      r->failed.store(true);
+      r->stopped.store(true);
+      r->FailAllPending(RequestCode::kTerminated);
+      return;
+    }
+  }
+  size_t next_sm = 0;
+  for (const raft::Entry& e : t.entries) {
+    const bool normal = e.type == raft::EntryType::kNormal;
+    SMEntry* se = normal ? &sm_entries_[next_sm++] : nullptr;
+    if (e.key == 0) continue;
+    if (auto s = r->TakePending(e.key)) {
+      RequestResult res;
+      if (se != nullptr) {
+        res.value = se->result;
+        res.data = std::move(se->data);
+      } else {
+        res.value = e.index;
+      }
+      s->Complete(std::move(res));
+    }
+  }
+  if (!t.entries.empty()) r->applied.store(t.entries.back().index, std::memory_order_release);
+  for (uint64_t key : t.dropped_keys) {
+    if (auto s = r->TakePending(key)) s->Complete(RequestCode::kDropped);
+  }
+  for (uint64_t ctx : t.dropped_reads) {
+    if (auto s = r->TakePendingRead(ctx)) s->Complete(RequestCode::kDropped);
+  }
+  for (const raft::ReadState& rs : t.reads) r->waiting_reads.push_back(rs);
+  ServeReads(r);
+}
+
+void ApplyWorker::ServeReads(Replica* r) {
+  const uint64_t applied = r->applied.load();
+  // Reads are served in the order they became ready; one whose index is
+  // not applied yet waits (with everything after it) for the next round.
+  while (!r->waiting_reads.empty() && r->waiting_reads.front().index <= applied) {
+    const raft::ReadState rs = r->waiting_reads.front();
+    r->waiting_reads.pop_front();
+    auto s = r->TakePendingRead(rs.ctx);
+    if (!s) continue;
+    RequestResult res;
+    res.value = rs.index;
+    std::lock_guard<std::mutex> l(r->sm_mu());
+    Result<std::string> v = r->sm()->Lookup(s->query);
+    if (v.ok()) {
+      res.data = std::move(*v);
+    } else {
+      res.code = RequestCode::kRejected;
+      res.data = v.status().ToString();
+    }
+    s->Complete(std::move(res));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// NodeHostImpl.
+
+NodeHostImpl::NodeHostImpl(const NodeHostConfig& config) : config_(config) {
+  std::random_device rd;
+  key_base_ = (static_cast<uint64_t>(rd()) << 32 | rd()) & ~uint64_t{0xffffffff};
+}
+
+NodeHostImpl::~NodeHostImpl() { Close(); }
+
+Status NodeHostImpl::Init() {
+  if (config_.data_dir.empty()) return Status::InvalidArgument("NodeHostConfig.data_dir is required");
+  if (config_.rtt_ms == 0) return Status::InvalidArgument("NodeHostConfig.rtt_ms must be > 0");
+  std::error_code ec;
+  std::filesystem::create_directories(config_.data_dir, ec);
+  if (ec) return Status::IOError("cannot create " + config_.data_dir + ": " + ec.message());
+  if (config_.in_memory_logdb) {
+    logdb_ = logdb::NewMemoryLogDB();
+  } else {
+    logdb::RocksOptions ro;
+    ro.dir = config_.data_dir + "/logdb";
+    ro.wal_dir = config_.wal_dir;
+    Result<std::unique_ptr<logdb::LogDB>> db = logdb::OpenRocksLogDB(ro);
+    if (!db.ok()) return db.status();
+    logdb_ = std::move(db).value();
+  }
+  transport::TransportConfig tc;
+  tc.listen_address = config_.raft_address;
+  tc.deployment_id = config_.deployment_id;
+  tc.snapshot_dir = config_.data_dir + "/snapshots-in";
+  if (!config_.tls_ca_file.empty() && !config_.tls_cert_file.empty() && !config_.tls_key_file.empty()) {
+    tc.tls.enabled = true;
+    tc.tls.ca_path = config_.tls_ca_file;
+    tc.tls.cert_path = config_.tls_cert_file;
+    tc.tls.key_path = config_.tls_key_file;
+  }
+  transport_ = transport::NewGrpcTransport(tc, &registry_, this);
+  FLOTILLA_RETURN_IF_ERROR(transport_->Start());
+  const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const uint32_t steps = config_.step_workers ? config_.step_workers : cores;
+  const uint32_t applies = config_.apply_workers ? config_.apply_workers : cores;
+  for (uint32_t i = 0; i < steps; ++i) step_.push_back(std::make_unique<StepWorker>(this, i));
+  for (uint32_t i = 0; i < applies; ++i) apply_.push_back(std::make_unique<ApplyWorker>(this));
+  StartThreads();
+  return Status::Ok();
+}
+
+void NodeHostImpl::StartThreads() {
+  for (auto& w : step_) threads_.emplace_back([this, p = w.get()] { p->Loop(stop_); });
+  for (auto& w : apply_) threads_.emplace_back([this, p = w.get()] { p->Loop(stop_); });
+  // The ticker: one Boost.Asio timer advancing the logical clock.
+  threads_.emplace_back([this] {
+    boost::asio::io_context io;
+    boost::asio::steady_timer timer(io);
+    const auto period = std::chrono::milliseconds(config_.rtt_ms);
+    std::function<void(const boost::system::error_code&)> on_tick;
+    auto next = std::chrono::steady_clock::now() + period;
+    on_tick = [&](const boost::system::error_code& ec) {
+      if (ec || stop_.load()) return;
+      AdvanceTick();
+      next += period;
+      timer.expires_at(next);
+      timer.async_wait(on_tick);
+    };
+    timer.expires_at(next);
+    timer.async_wait(on_tick);
+    while (!stop_.load()) {
+      io.run_for(std::chrono::milliseconds(50));
+      if (io.stopped()) io.restart();
+    }
+  });
+}
+
+void NodeHostImpl::AdvanceTick() {
+  ticks_.fetch_add(1, std::memory_order_acq_rel);
+  for (auto& w : step_) w->NotifyTick();
+}
+
+void NodeHostImpl::Close() {
+  if (closed_.exchange(true)) return;
+  stop_.store(true);
+  for (auto& w : step_) w->Wake();
+  for (auto& w : apply_) w->Wake();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  if (transport_) transport_->Stop();
+  std::unique_lock<std::shared_mutex> l(replicas_mu_);
+  for (auto& [id, r] : replicas_) {
+    r->stopped.store(true);
+    r->FailAllPending(RequestCode::kTerminated);
+  }
+  replicas_.clear();
+}
+
+std::string NodeHostImpl::raft_address() const { return transport_ ? transport_->address() : ""; }
+
+void NodeHostImpl::OnStorageFailure(const Status& s) {
+  if (!storage_failed_.exchange(true)) {
+    spdlog::critical("LogDB save failed; the replicas of the pass stop accepting writes: {}",
+                     s.ToString());
+  }
+}
+
+std::shared_ptr<Replica> NodeHostImpl::Find(uint64_t shard_id) {
+  std::shared_lock<std::shared_mutex> l(replicas_mu_);
+  auto it = replicas_.find(shard_id);
+  return it == replicas_.end() ? nullptr : it->second;
+}
+
+Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial, bool join,
+                                  StateMachineFactory factory) {
+  if (closed_.load()) return Status::Terminated("NodeHost is closed");
+  if (sc.shard_id == 0 || sc.replica_id == 0) return Status::InvalidArgument("shard and replica ids must be > 0");
+  if (Find(sc.shard_id)) return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
+  Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
+  if (!st.ok()) return st.status();
+  logdb::Bootstrap boot;
+  if (st->bootstrap) {
+    boot = *st->bootstrap;  // a restart: the stored state wins
+  } else {
+    if (!join && initial.count(sc.replica_id) == 0) {
+      return Status::InvalidArgument("initial members must include this replica");
+    }
+    boot.members = join ? std::map<raft::ReplicaId, std::string>{} : initial;
+    boot.join = join;
+    FLOTILLA_RETURN_IF_ERROR(logdb_->SaveBootstrap(sc.shard_id, sc.replica_id, boot));
+  }
+  for (const auto& [rid, addr] : boot.members) registry_.Add(sc.shard_id, rid, addr);
+  auto r = std::make_shared<Replica>(sc, factory(sc.shard_id, sc.replica_id));
+  r->log = std::make_unique<LogCache>(logdb_.get(), sc.shard_id, sc.replica_id, *st, kMaxCacheBytes);
+  raft::Config rc;
+  rc.shard_id = sc.shard_id;
+  rc.replica_id = sc.replica_id;
+  rc.election_ticks = sc.election_rtt;
+  rc.heartbeat_ticks = sc.heartbeat_rtt;
+  rc.check_quorum = sc.check_quorum;
+  rc.pre_vote = sc.pre_vote;
+  rc.max_uncommitted_bytes = sc.max_uncommitted_bytes;
+  rc.max_inflight_msgs = sc.max_inflight_msgs;
+  rc.max_msg_bytes = sc.max_msg_bytes;
+  rc.quiesce_after_election_timeouts = sc.quiesce_after_election_timeouts;
+  rc.gated_campaigns = true;
+  rc.seed = std::random_device{}() ^ (sc.shard_id * 0x9e3779b97f4a7c15ULL);
+  raft::Membership m;
+  for (const auto& [rid, addr] : boot.members) m.voters.push_back(rid);
+  r->peer = std::make_unique<raft::Peer>(rc, r->log.get(), st->hard_state, m);
+  r->term.store(st->hard_state.term);
+  {
+    std::unique_lock<std::shared_mutex> l(replicas_mu_);
+    replicas_.emplace(sc.shard_id, r);
+  }
+  step_[sc.shard_id % step_.size()]->Add(r.get());
+  spdlog::info("shard {} replica {}: started ({})", sc.shard_id, sc.replica_id,
+               st->bootstrap ? "restart" : (join ? "join" : "new"));
+  return Status::Ok();
+}
+
+Status NodeHostImpl::StopReplica(uint64_t shard_id) {
+  std::shared_ptr<Replica> r;
+  {
+    std::unique_lock<std::shared_mutex> l(replicas_mu_);
+    auto it = replicas_.find(shard_id);
+    if (it == replicas_.end()) return Status::NotFound("shard " + std::to_string(shard_id));
+    r = it->second;
+    replicas_.erase(it);
+  }
+  r->stopped.store(true);
+  step_[shard_id % step_.size()]->Remove(r.get());
+  // Let a pass that may hold the replica finish before it is freed: the
+  // worker's next pass no longer sees it. Keep it alive until then.
+  step_[shard_id % step_.size()]->Wake();
+  r->FailAllPending(RequestCode::kTerminated);
+  // Workers hold raw pointers to replicas; a stopped replica is skipped by
+  // every later pass but is kept alive until Close so that a pass running
+  // now never touches freed memory.
+  std::lock_guard<std::mutex> l(graveyard_mu_);
+  graveyard_.push_back(std::move(r));
+  return Status::Ok();
+}
+
+Result<RequestHandle> NodeHostImpl::Propose(uint64_t shard_id, std::string_view cmd, Timeout t) {
+  if (cmd.size() > config_.max_entry_bytes) {
+    return Status::TooLarge("proposal of " + std::to_string(cmd.size()) + " bytes exceeds max_entry_bytes " +
+                            std::to_string(config_.max_entry_bytes));
+  }
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  if (r->stopped.load()) return Status::Terminated("shard " + std::to_string(shard_id) + " stopped");
+  auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
+  raft::Entry e;
+  e.key = NextKey();
+  e.cmd.assign(cmd);
+  r->AddPending(e.key, s);
+  const uint64_t key = e.key;
+  if (!r->PushProposal(std::move(e), config_.max_proposal_queue_length)) {
+    r->TakePending(key);
+    return Status::Busy("proposal queue of shard " + std::to_string(shard_id) + " is full");
+  }
+  step_[shard_id % step_.size()]->Notify(r.get());
+  return RequestHandle(std::move(s));
+}
+
+Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view query, Timeout t) {
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
+  s->query.assign(query);
+  const uint64_t ctx = NextKey();
+  r->AddPendingRead(ctx, s);
+  if (!r->PushRead(ctx, config_.max_proposal_queue_length)) {
+    r->TakePendingRead(ctx);
+    return Status::Busy("read queue of shard " + std::to_string(shard_id) + " is full");
+  }
+  step_[shard_id % step_.size()]->Notify(r.get());
+  return RequestHandle(std::move(s));
+}
+
+Result<std::string> NodeHostImpl::StaleRead(uint64_t shard_id, std::string_view query) {
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  std::lock_guard<std::mutex> l(r->sm_mu());
+  return r->sm()->Lookup(query);
+}
+
+Result<RequestHandle> NodeHostImpl::ProposeConf(uint64_t shard_id, raft::ConfChange cc, Timeout t) {
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
+  ConfRequest c;
+  c.change = std::move(cc);
+  c.key = NextKey();
+  r->AddPending(c.key, s);
+  r->PushConfChange(std::move(c));
+  step_[shard_id % step_.size()]->Notify(r.get());
+  return RequestHandle(std::move(s));
+}
+
+Result<RequestHandle> NodeHostImpl::AddReplica(uint64_t shard_id, uint64_t replica_id,
+                                               const std::string& address, MemberKind kind,
+                                               Timeout t) {
+  raft::ConfChange cc;
+  raft::ConfChangeItem item;
+  item.replica = replica_id;
+  item.context = address;
+  item.type = kind == MemberKind::kVoter       ? raft::ConfChangeType::kAddVoter
+              : kind == MemberKind::kNonVoting ? raft::ConfChangeType::kAddNonVoting
+                                               : raft::ConfChangeType::kAddWitness;
+  cc.items.push_back(std::move(item));
+  return ProposeConf(shard_id, std::move(cc), t);
+}
+
+Result<RequestHandle> NodeHostImpl::RemoveReplica(uint64_t shard_id, uint64_t replica_id, Timeout t) {
+  raft::ConfChange cc;
+  cc.items.push_back({raft::ConfChangeType::kRemove, replica_id, ""});
+  return ProposeConf(shard_id, std::move(cc), t);
+}
+
+Status NodeHostImpl::TransferLeader(uint64_t shard_id, uint64_t target) {
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  r->PushTransfer(target);
+  step_[shard_id % step_.size()]->Notify(r.get());
+  return Status::Ok();
+}
+
+Result<ReplicaInfo> NodeHostImpl::GetReplicaInfo(uint64_t shard_id) {
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  ReplicaInfo info;
+  info.shard_id = r->shard_id;
+  info.replica_id = r->replica_id;
+  info.leader_id = r->leader.load();
+  info.term = r->term.load();
+  info.commit_index = r->commit.load();
+  info.applied_index = r->applied.load();
+  info.role = RoleString(r->role.load());
+  info.quiesced = r->quiesced.load();
+  return info;
+}
+
+NodeHostInfo NodeHostImpl::GetInfo() {
+  NodeHostInfo info;
+  info.raft_address = raft_address();
+  std::vector<uint64_t> ids;
+  {
+    std::shared_lock<std::shared_mutex> l(replicas_mu_);
+    for (const auto& [id, r] : replicas_) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  for (uint64_t id : ids) {
+    Result<ReplicaInfo> ri = GetReplicaInfo(id);
+    if (ri.ok()) info.replicas.push_back(std::move(*ri));
+  }
+  return info;
+}
+
+void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages) {
+  std::shared_lock<std::shared_mutex> l(replicas_mu_);
+  Replica* last = nullptr;
+  for (raft::Message& m : messages) {
+    auto it = replicas_.find(m.shard_id);
+    if (it == replicas_.end() || it->second->replica_id != m.to) continue;  // not ours: drop
+    Replica* r = it->second.get();
+    if (!r->PushMessage(std::move(m), config_.max_inbound_queue_length)) continue;  // full: drop
+    if (r != last) {
+      step_[r->shard_id % step_.size()]->Notify(r);
+      last = r;
+    }
+  }
+}
+
+void NodeHostImpl::HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) {
+  std::shared_ptr<Replica> r = Find(shard);
+  if (!r) return;
+  r->PushUnreachable(replica);
+  step_[shard % step_.size()]->Notify(r.get());
+}
+
+void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_path) {
+  // Snapshot installation is not wired into the driver yet: the snapshot is
+  // refused, and the leader keeps probing.
+  spdlog::warn("shard {}: received snapshot {} at {}; snapshots are not supported yet",
+               install.shard_id, install.snapshot.index, snapshot_path);
+  std::error_code ec;
+  std::filesystem::remove_all(snapshot_path, ec);
+}
+
+void NodeHostImpl::HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) {
+  std::shared_ptr<Replica> r = Find(shard);
+  if (!r) return;
+  r->PushSnapshotStatus(replica, failed);
+  step_[shard % step_.size()]->Notify(r.get());
+}
+
+}  // namespace engine
+}  // namespace flotilla

@@ -1,0 +1,154 @@
+// NodeHostImpl: the driver. Step workers own disjoint shard sets and save
+// each pass in one LogDB write; apply workers run the state machines; one
+// Boost.Asio timer advances the logical clock.
+//
+// A worker pass (StepWorker::RunPass), an apply round (ApplyWorker::RunOnce)
+// and a tick (NodeHostImpl::AdvanceTick) are plain calls; the threads only
+// call them in loops, so a deterministic scheduler can drive them instead.
+//
+// Thread-safe: the public NodeHost methods may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/replica.h"
+#include "flotilla/node_host.h"
+#include "logdb/logdb.h"
+#include "transport/registry.h"
+#include "transport/transport.h"
+
+namespace flotilla::engine {
+
+class NodeHostImpl;
+
+class StepWorker {
+ public:
+  StepWorker(NodeHostImpl* nh, size_t index) : nh_(nh), index_(index) {}
+
+  void Add(Replica* r);
+  void Remove(Replica* r);
+  // Marks `r` as having input; wakes the worker.
+  void Notify(Replica* r);
+  void NotifyTick();
+  // One pass over every replica with input (all replicas when a tick is due).
+  // Returns true when it did any work.
+  bool RunPass();
+  void Loop(const std::atomic<bool>& stop);
+  void Wake();
+
+ private:
+  void StepReplica(Replica* r, uint64_t ticks);
+  void AfterPersist(Replica* r);
+
+  NodeHostImpl* nh_;
+  size_t index_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Replica*> replicas_;  // guarded by mu_
+  std::vector<Replica*> ready_;     // guarded by mu_
+  bool tick_due_ = false;           // guarded by mu_
+  uint64_t last_tick_ = 0;
+  std::vector<Replica*> work_;
+  std::vector<Replica*> updated_;
+  std::vector<logdb::ReplicaUpdate> saves_;
+  std::vector<transport::DroppedTarget> dropped_;
+};
+
+class ApplyWorker {
+ public:
+  explicit ApplyWorker(NodeHostImpl* nh) : nh_(nh) {}
+  void Notify(Replica* r);
+  bool RunOnce();
+  void Loop(const std::atomic<bool>& stop);
+  void Wake();
+
+ private:
+  void Apply(Replica* r, ApplyTask& t);
+  void ServeReads(Replica* r);
+
+  NodeHostImpl* nh_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Replica*> ready_;  // guarded by mu_
+  std::vector<Replica*> work_;
+  std::vector<SMEntry> sm_entries_;
+};
+
+class NodeHostImpl final : public NodeHost, public transport::Handler {
+ public:
+  explicit NodeHostImpl(const NodeHostConfig& config);
+  ~NodeHostImpl() override;
+  Status Init();
+
+  // NodeHost.
+  void Close() override;
+  std::string raft_address() const override;
+  Status StartReplica(const ShardConfig& config, const Members& initial, bool join,
+                      StateMachineFactory factory) override;
+  Status StopReplica(uint64_t shard_id) override;
+  Result<RequestHandle> Propose(uint64_t shard_id, std::string_view cmd, Timeout t) override;
+  Result<RequestHandle> Read(uint64_t shard_id, std::string_view query, Timeout t) override;
+  Result<std::string> StaleRead(uint64_t shard_id, std::string_view query) override;
+  Result<RequestHandle> AddReplica(uint64_t shard_id, uint64_t replica_id,
+                                   const std::string& address, MemberKind kind,
+                                   Timeout t) override;
+  Result<RequestHandle> RemoveReplica(uint64_t shard_id, uint64_t replica_id, Timeout t) override;
+  Status TransferLeader(uint64_t shard_id, uint64_t target) override;
+  Result<ReplicaInfo> GetReplicaInfo(uint64_t shard_id) override;
+  NodeHostInfo GetInfo() override;
+
+  // transport::Handler.
+  void HandleBatch(std::vector<raft::Message>&& messages) override;
+  void HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) override;
+  void HandleSnapshot(raft::Message install, std::string snapshot_path) override;
+  void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) override;
+
+  // Advances the logical clock by one tick and wakes the step workers.
+  void AdvanceTick();
+
+  // Used by the workers.
+  const NodeHostConfig& config() const { return config_; }
+  logdb::LogDB* logdb() { return logdb_.get(); }
+  transport::Transport* transport() { return transport_.get(); }
+  transport::Registry* registry() { return &registry_; }
+  ApplyWorker* apply_worker_for(uint64_t shard) { return apply_[shard % apply_.size()].get(); }
+  uint64_t ticks() const { return ticks_.load(std::memory_order_acquire); }
+  std::atomic<uint32_t>& campaigning() { return campaigning_; }
+  void OnStorageFailure(const Status& s);
+
+ private:
+  std::shared_ptr<Replica> Find(uint64_t shard_id);
+  uint64_t NextKey() { return key_base_ + next_key_.fetch_add(1, std::memory_order_relaxed); }
+  Result<RequestHandle> ProposeConf(uint64_t shard_id, raft::ConfChange cc, Timeout t);
+  void StartThreads();
+
+  const NodeHostConfig config_;
+  std::unique_ptr<logdb::LogDB> logdb_;
+  transport::Registry registry_;
+  std::unique_ptr<transport::Transport> transport_;
+  std::vector<std::unique_ptr<StepWorker>> step_;
+  std::vector<std::unique_ptr<ApplyWorker>> apply_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> closed_{false};
+  std::atomic<uint64_t> ticks_{0};
+  std::atomic<uint32_t> campaigning_{0};
+  std::atomic<bool> storage_failed_{false};
+  uint64_t key_base_;
+  std::atomic<uint64_t> next_key_{1};
+
+  std::mutex graveyard_mu_;
+  std::vector<std::shared_ptr<Replica>> graveyard_;  // guarded by graveyard_mu_
+  std::shared_mutex replicas_mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<Replica>> replicas_;  // guarded by replicas_mu_
+};
+
+}  // namespace flotilla::engine

@@ -1,0 +1,126 @@
+#include "engine/replica.h"
+
+namespace flotilla::engine {
+
+bool Replica::PushMessage(raft::Message&& m, size_t max_len) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (inbound_.size() >= max_len) return false;
+  inbound_.push_back(std::move(m));
+  return true;
+}
+
+bool Replica::PushProposal(raft::Entry&& e, size_t max_len) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (proposals_.size() >= max_len) return false;
+  proposals_.push_back(std::move(e));
+  return true;
+}
+
+bool Replica::PushRead(uint64_t ctx, size_t max_len) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (reads_.size() >= max_len) return false;
+  reads_.push_back(ctx);
+  return true;
+}
+
+void Replica::PushConfChange(ConfRequest&& c) {
+  std::lock_guard<std::mutex> l(mu_);
+  confs_.push_back(std::move(c));
+}
+
+void Replica::PushTransfer(uint64_t target) {
+  std::lock_guard<std::mutex> l(mu_);
+  transfers_.push_back(target);
+}
+
+void Replica::PushUnreachable(raft::ReplicaId to) {
+  std::lock_guard<std::mutex> l(mu_);
+  unreachable_.push_back(to);
+}
+
+void Replica::PushSnapshotStatus(raft::ReplicaId to, bool failed_send) {
+  std::lock_guard<std::mutex> l(mu_);
+  reports_.emplace_back(to, failed_send);
+}
+
+void Replica::TakeInbound() {
+  inbound_scratch.clear();
+  proposal_scratch.clear();
+  read_scratch.clear();
+  conf_scratch.clear();
+  transfer_scratch.clear();
+  report_scratch.clear();
+  unreachable_scratch.clear();
+  std::lock_guard<std::mutex> l(mu_);
+  inbound_.swap(inbound_scratch);
+  proposals_.swap(proposal_scratch);
+  reads_.swap(read_scratch);
+  confs_.swap(conf_scratch);
+  transfers_.swap(transfer_scratch);
+  reports_.swap(report_scratch);
+  unreachable_.swap(unreachable_scratch);
+}
+
+void Replica::AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s) {
+  std::lock_guard<std::mutex> l(pending_mu_);
+  pending_.emplace(key, std::move(s));
+}
+
+void Replica::AddPendingRead(uint64_t ctx, std::shared_ptr<internal::RequestState> s) {
+  std::lock_guard<std::mutex> l(pending_mu_);
+  pending_reads_.emplace(ctx, std::move(s));
+}
+
+std::shared_ptr<internal::RequestState> Replica::TakePending(uint64_t key) {
+  std::lock_guard<std::mutex> l(pending_mu_);
+  auto it = pending_.find(key);
+  if (it == pending_.end()) return nullptr;
+  auto s = std::move(it->second);
+  pending_.erase(it);
+  return s;
+}
+
+std::shared_ptr<internal::RequestState> Replica::TakePendingRead(uint64_t ctx) {
+  std::lock_guard<std::mutex> l(pending_mu_);
+  auto it = pending_reads_.find(ctx);
+  if (it == pending_reads_.end()) return nullptr;
+  auto s = std::move(it->second);
+  pending_reads_.erase(it);
+  return s;
+}
+
+void Replica::SweepExpired(internal::RequestState::Clock::time_point now) {
+  std::lock_guard<std::mutex> l(pending_mu_);
+  for (auto* map : {&pending_, &pending_reads_}) {
+    for (auto it = map->begin(); it != map->end();) {
+      if (it->second->deadline() < now) {
+        it->second->Complete(RequestCode::kTimeout);
+        it = map->erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+void Replica::FailAllPending(RequestCode code) {
+  std::lock_guard<std::mutex> l(pending_mu_);
+  for (auto& [k, s] : pending_) s->Complete(code);
+  for (auto& [k, s] : pending_reads_) s->Complete(code);
+  pending_.clear();
+  pending_reads_.clear();
+}
+
+void Replica::PushApply(ApplyTask&& t) {
+  std::lock_guard<std::mutex> l(apply_mu_);
+  apply_queue_.push_back(std::move(t));
+}
+
+bool Replica::TakeApply(std::deque<ApplyTask>* out) {
+  std::lock_guard<std::mutex> l(apply_mu_);
+  if (apply_queue_.empty()) return false;
+  out->swap(apply_queue_);
+  return true;
+}
+
+}  // namespace flotilla::engine

@@ -1,0 +1,126 @@
+// Replica: one shard replica inside a NodeHost, and the queues through which
+// client threads, the transport, the step worker and the apply worker meet.
+//
+// Thread-safety, per group of fields:
+//  - `peer`, `log`, `update` and the scratch vectors: the owning step worker only.
+//  - inbound queues: `mu_`.
+//  - pending requests: `pending_mu_`.
+//  - the state machine: `sm_mu_`; the apply queue: `apply_mu_`.
+//  - reported state (leader, term, ...): atomics, read by any thread.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/log_cache.h"
+#include "engine/raft/conf_change.h"
+#include "engine/raft/peer.h"
+#include "engine/request_state.h"
+#include "flotilla/config.h"
+#include "flotilla/state_machine.h"
+
+namespace flotilla::engine {
+
+// Work handed from the step worker to the apply worker.
+struct ApplyTask {
+  std::vector<raft::Entry> entries;
+  std::vector<raft::ReadState> reads;
+  std::vector<uint64_t> dropped_reads;
+  std::vector<uint64_t> dropped_keys;
+};
+
+struct ConfRequest {
+  raft::ConfChange change;
+  uint64_t key = 0;
+};
+
+class Replica {
+ public:
+  Replica(const ShardConfig& cfg, std::unique_ptr<StateMachine> sm)
+      : shard_id(cfg.shard_id), replica_id(cfg.replica_id), config(cfg), sm_(std::move(sm)) {}
+
+  const uint64_t shard_id;
+  const uint64_t replica_id;
+  const ShardConfig config;
+
+  // --- Step worker only.
+  std::unique_ptr<LogCache> log;
+  std::unique_ptr<raft::Peer> peer;
+  raft::Update update;
+  bool in_pass = false;
+  bool has_update = false;
+  std::vector<raft::Message> inbound_scratch;
+  std::vector<raft::Entry> proposal_scratch;
+  std::vector<uint64_t> read_scratch;
+  std::vector<ConfRequest> conf_scratch;
+  std::vector<uint64_t> transfer_scratch;
+  std::vector<std::pair<raft::ReplicaId, bool>> report_scratch;  // (replica, snapshot failed?)
+  std::vector<raft::ReplicaId> unreachable_scratch;
+  bool campaigning = false;
+
+  // --- Inbound queues (any thread). Return false when the bounded queue is full.
+  bool PushMessage(raft::Message&& m, size_t max_len);
+  bool PushProposal(raft::Entry&& e, size_t max_len);
+  bool PushRead(uint64_t ctx, size_t max_len);
+  void PushConfChange(ConfRequest&& c);
+  void PushTransfer(uint64_t target);
+  void PushUnreachable(raft::ReplicaId to);
+  void PushSnapshotStatus(raft::ReplicaId to, bool failed);
+  // Moves every queued input into the scratch vectors (step worker).
+  void TakeInbound();
+
+  // --- Pending requests (any thread).
+  void AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s);
+  void AddPendingRead(uint64_t ctx, std::shared_ptr<internal::RequestState> s);
+  std::shared_ptr<internal::RequestState> TakePending(uint64_t key);
+  std::shared_ptr<internal::RequestState> TakePendingRead(uint64_t ctx);
+  // Completes every request whose deadline passed (they are timed out on the
+  // client side already; this frees them).
+  void SweepExpired(internal::RequestState::Clock::time_point now);
+  // Completes every pending request with `code` (replica stopping).
+  void FailAllPending(RequestCode code);
+
+  // --- Apply side.
+  std::mutex& sm_mu() { return sm_mu_; }
+  StateMachine* sm() { return sm_.get(); }
+  void PushApply(ApplyTask&& t);
+  bool TakeApply(std::deque<ApplyTask>* out);
+  // Reads confirmed by Raft that wait for the state machine to catch up.
+  std::deque<raft::ReadState> waiting_reads;  // apply worker only
+
+  // --- Reported state.
+  std::atomic<uint64_t> applied{0};
+  std::atomic<uint64_t> leader{0};
+  std::atomic<uint64_t> term{0};
+  std::atomic<uint64_t> commit{0};
+  std::atomic<int> role{0};
+  std::atomic<bool> quiesced{false};
+  std::atomic<bool> stopped{false};
+  std::atomic<bool> failed{false};
+
+ private:
+  std::mutex mu_;
+  std::vector<raft::Message> inbound_;
+  std::vector<raft::Entry> proposals_;
+  std::vector<uint64_t> reads_;
+  std::vector<ConfRequest> confs_;
+  std::vector<uint64_t> transfers_;
+  std::vector<std::pair<raft::ReplicaId, bool>> reports_;
+  std::vector<raft::ReplicaId> unreachable_;
+
+  std::mutex pending_mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending_;
+  std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending_reads_;
+
+  std::mutex sm_mu_;
+  std::unique_ptr<StateMachine> sm_;
+
+  std::mutex apply_mu_;
+  std::deque<ApplyTask> apply_queue_;
+};
+
+}  // namespace flotilla::engine

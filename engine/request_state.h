@@ -1,0 +1,63 @@
+// RequestState: the shared state behind a RequestHandle.
+//
+// Thread-safe: completed once by the engine (first Complete wins), waited on
+// by any number of client threads.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#include "flotilla/request.h"
+
+namespace flotilla::internal {
+
+class RequestState {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit RequestState(Clock::time_point deadline) : deadline_(deadline) {}
+
+  // Returns false when it was completed already.
+  bool Complete(RequestResult r) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (done_) return false;
+      done_ = true;
+      result_ = std::move(r);
+    }
+    cv_.notify_all();
+    return true;
+  }
+  bool Complete(RequestCode code) {
+    RequestResult r;
+    r.code = code;
+    return Complete(std::move(r));
+  }
+
+  RequestResult Wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!cv_.wait_until(l, deadline_, [&] { return done_; })) {
+      RequestResult r;
+      r.code = RequestCode::kTimeout;
+      return r;
+    }
+    return result_;
+  }
+
+  bool Done() {
+    std::lock_guard<std::mutex> l(mu_);
+    return done_;
+  }
+  Clock::time_point deadline() const { return deadline_; }
+  // For reads: the query run once the read index is applied.
+  std::string query;
+
+ private:
+  const Clock::time_point deadline_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;              // guarded by mu_
+  RequestResult result_;           // guarded by mu_
+};
+
+}  // namespace flotilla::internal

@@ -1,0 +1,62 @@
+// Configuration of a NodeHost and of each shard replica it runs. Every bound
+// names its unit.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace flotilla {
+
+struct NodeHostConfig {
+  // Where the LogDB and snapshots live. Required.
+  std::string data_dir;
+  // Optional separate directory for the LogDB's write-ahead log.
+  std::string wal_dir;
+  // host:port this NodeHost listens on for Raft traffic (port 0: any free
+  // port; NodeHost::raft_address() tells which).
+  std::string raft_address = "127.0.0.1:0";
+  // The length of one logical tick in milliseconds.
+  uint64_t rtt_ms = 10;
+  // NodeHosts with different deployment ids refuse each other.
+  uint64_t deployment_id = 1;
+  // Step workers own disjoint shard sets (shard_id % step_workers); 0: cores.
+  uint32_t step_workers = 0;
+  // Apply workers run state machines (shard_id % apply_workers); 0: cores.
+  uint32_t apply_workers = 0;
+  // Bounded queues per replica: proposals and reads waiting for the step
+  // worker, and inbound messages.
+  uint32_t max_proposal_queue_length = 16384;
+  uint32_t max_inbound_queue_length = 16384;
+  // Largest accepted proposal payload.
+  uint64_t max_entry_bytes = 8 << 20;
+  // Cap on replicas of this NodeHost campaigning at once after a restart.
+  uint32_t max_concurrent_campaigns = 64;
+  // Mutual TLS between NodeHosts (all three set: on).
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Use RocksDB with fsync (production) or the in-memory LogDB (tests).
+  bool in_memory_logdb = false;
+};
+
+struct ShardConfig {
+  uint64_t shard_id = 0;
+  uint64_t replica_id = 0;
+  // Election and heartbeat timeouts in ticks (rtt_ms each).
+  uint32_t election_rtt = 10;
+  uint32_t heartbeat_rtt = 1;
+  bool check_quorum = true;
+  bool pre_vote = true;
+  // Quiesce after this many election timeouts without activity (0: never).
+  uint32_t quiesce_after_election_timeouts = 0;
+  // Bounds handed to the core.
+  uint64_t max_uncommitted_bytes = 64 << 20;
+  uint32_t max_inflight_msgs = 256;
+  uint64_t max_msg_bytes = 2 << 20;
+};
+
+// The members a new shard starts with: replica id -> raft address.
+using Members = std::map<uint64_t, std::string>;
+
+}  // namespace flotilla

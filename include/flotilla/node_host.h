@@ -1,0 +1,87 @@
+// NodeHost: one per process. Runs many shard replicas on fixed worker pools,
+// with one LogDB and one transport shared by all of them.
+//
+// Thread-safe: every method may be called from any thread.
+//
+//   NodeHostConfig nc; nc.data_dir = "/var/lib/app"; nc.raft_address = "10.0.0.1:7000";
+//   auto nh = NodeHost::Create(nc).value();
+//   ShardConfig sc; sc.shard_id = 1; sc.replica_id = 1;
+//   nh->StartReplica(sc, {{1, "10.0.0.1:7000"}, {2, ...}, {3, ...}}, false, MakeMySM).IgnoreError();
+//   RequestResult r = nh->SyncPropose(1, "set x 1", std::chrono::seconds(2));
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "flotilla/config.h"
+#include "flotilla/request.h"
+#include "flotilla/state_machine.h"
+#include "flotilla/status.h"
+
+namespace flotilla {
+
+struct ReplicaInfo {
+  uint64_t shard_id = 0;
+  uint64_t replica_id = 0;
+  uint64_t leader_id = 0;  // 0: unknown
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  std::string role;        // leader, follower, candidate, non-voting, witness, ...
+  bool quiesced = false;
+};
+
+struct NodeHostInfo {
+  std::string raft_address;
+  std::vector<ReplicaInfo> replicas;
+};
+
+using Timeout = std::chrono::milliseconds;
+
+class NodeHost {
+ public:
+  // Opens the LogDB in config.data_dir, starts the transport and workers.
+  static Result<std::unique_ptr<NodeHost>> Create(const NodeHostConfig& config);
+  virtual ~NodeHost() = default;
+
+  // Stops every replica and thread. Requests in flight end as kTerminated.
+  virtual void Close() = 0;
+  virtual std::string raft_address() const = 0;
+
+  // Starts a replica. A new shard: `initial` lists every member and `join`
+  // is false. Joining a running shard (after it added this replica):
+  // `initial` is empty and `join` true. Restarting: the stored state wins
+  // and `initial` is ignored.
+  [[nodiscard]] virtual Status StartReplica(const ShardConfig& config, const Members& initial,
+                                            bool join, StateMachineFactory factory) = 0;
+  [[nodiscard]] virtual Status StopReplica(uint64_t shard_id) = 0;
+
+  // Proposes `cmd`; completes with the state machine's result once applied
+  // on this replica. Busy (queue full), TooLarge or NotFound on refusal.
+  virtual Result<RequestHandle> Propose(uint64_t shard_id, std::string_view cmd, Timeout t) = 0;
+  RequestResult SyncPropose(uint64_t shard_id, std::string_view cmd, Timeout t);
+
+  // Linearizable read: a ReadIndex round, then Lookup once applied.
+  virtual Result<RequestHandle> Read(uint64_t shard_id, std::string_view query, Timeout t) = 0;
+  RequestResult SyncRead(uint64_t shard_id, std::string_view query, Timeout t);
+  // Reads the local state machine now; may be stale.
+  virtual Result<std::string> StaleRead(uint64_t shard_id, std::string_view query) = 0;
+
+  // Membership. Each completes once the change is applied on this replica.
+  enum class MemberKind { kVoter, kNonVoting, kWitness };
+  virtual Result<RequestHandle> AddReplica(uint64_t shard_id, uint64_t replica_id,
+                                           const std::string& address, MemberKind kind,
+                                           Timeout t) = 0;
+  virtual Result<RequestHandle> RemoveReplica(uint64_t shard_id, uint64_t replica_id,
+                                              Timeout t) = 0;
+  [[nodiscard]] virtual Status TransferLeader(uint64_t shard_id, uint64_t target) = 0;
+
+  virtual Result<ReplicaInfo> GetReplicaInfo(uint64_t shard_id) = 0;
+  virtual NodeHostInfo GetInfo() = 0;
+};
+
+}  // namespace flotilla

@@ -1,0 +1,50 @@
+// RequestHandle: the asynchronous result of a request to a NodeHost.
+//
+// Thread-safe: any thread may wait on a handle; the engine completes it once.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace flotilla {
+
+enum class RequestCode : uint8_t {
+  kCompleted = 0,  // applied (or, for a read, confirmed); see value/data
+  kTimeout,        // the deadline passed; the outcome is unknown
+  kTerminated,     // the NodeHost or replica stopped
+  kRejected,       // refused (bad membership change, too large, ...)
+  kDropped,        // dropped by Raft (no leader, leader changed, busy); retry
+  kAborted,        // cancelled before it was proposed
+};
+std::string_view RequestCodeName(RequestCode c);
+
+struct RequestResult {
+  RequestCode code = RequestCode::kCompleted;
+  uint64_t value = 0;   // the state machine's result, or the read index
+  std::string data;     // the state machine's result data, or the read value
+  bool ok() const { return code == RequestCode::kCompleted; }
+};
+
+namespace internal {
+class RequestState;
+}
+
+class RequestHandle {
+ public:
+  RequestHandle() = default;
+  explicit RequestHandle(std::shared_ptr<internal::RequestState> s) : state_(std::move(s)) {}
+
+  // Blocks until the request completes or its deadline passes (then kTimeout).
+  RequestResult Wait() const;
+  // True once completed (non-blocking).
+  bool Done() const;
+  bool valid() const { return state_ != nullptr; }
+
+ private:
+  std::shared_ptr<internal::RequestState> state_;
+};
+
+}  // namespace flotilla

@@ -1,0 +1,63 @@
+// The state-machine interfaces a user implements for each shard.
+//
+// Flotilla calls a state machine of one replica from one apply thread at a
+// time for Update/Save/Recover; Lookup may be called from other threads as
+// described per kind. Entries arrive in log order, exactly once per replica
+// lifetime (after a restart they are replayed from the last snapshot, or,
+// for an on-disk state machine, from the index its Open returned).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "flotilla/status.h"
+
+namespace flotilla {
+
+// One committed entry handed to Update. The state machine sets `result`
+// (and optionally `data`); they complete the proposal's request.
+struct SMEntry {
+  uint64_t index = 0;
+  std::string_view cmd;
+  uint64_t result = 0;
+  std::string data;
+};
+
+// Where a snapshot is written to and read from. Implementations are the
+// engine's; they stream to the snapshot file.
+class SnapshotWriter {
+ public:
+  virtual ~SnapshotWriter() = default;
+  [[nodiscard]] virtual Status Write(std::string_view bytes) = 0;
+};
+class SnapshotReader {
+ public:
+  virtual ~SnapshotReader() = default;
+  // Reads up to `max` bytes into `out` (replacing it); empty at the end.
+  [[nodiscard]] virtual Status Read(size_t max, std::string* out) = 0;
+};
+
+// In-memory kind: Flotilla serialises every call (Update, Lookup, Save,
+// Recover) with a lock, so the implementation needs no synchronisation.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Applies `entries` in order. A returned error stops the replica: the
+  // state machine must be deterministic, so an error is a bug or a disk fault.
+  [[nodiscard]] virtual Status Update(std::span<SMEntry> entries) = 0;
+  // Answers a read. Called after a ReadIndex confirmed the applied state
+  // covers every write acknowledged before the read started.
+  [[nodiscard]] virtual Result<std::string> Lookup(std::string_view query) = 0;
+  [[nodiscard]] virtual Status SaveSnapshot(SnapshotWriter* w) = 0;
+  [[nodiscard]] virtual Status RecoverFromSnapshot(SnapshotReader* r) = 0;
+};
+
+// Creates the state machine of a replica of `shard_id`.
+using StateMachineFactory =
+    std::function<std::unique_ptr<StateMachine>(uint64_t shard_id, uint64_t replica_id)>;
+
+}  // namespace flotilla
