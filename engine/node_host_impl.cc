@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <filesystem>
 
+#include "engine/snapshot_files.h"
 #include "logdb/memory_logdb.h"
 #include "logdb/rocks_logdb.h"
 #include "transport/grpc_transport.h"
@@ -151,6 +152,7 @@ bool StepWorker::RunPass() {
   transport::Transport* tr = nh_->transport();
   for (Replica* r : updated_) {
     if (r->update.messages.empty()) continue;
+    SendSnapshots(r);
     dropped_.clear();
     tr->SendBatch(r->update.messages, &dropped_);
     for (const auto& d : dropped_) r->unreachable_scratch.push_back(d.replica_id);
@@ -180,8 +182,54 @@ bool StepWorker::RunPass() {
   return true;
 }
 
+// Snapshots stream on their own transport streams, from the snapshot files.
+void StepWorker::SendSnapshots(Replica* r) {
+  std::vector<raft::Message>& msgs = r->update.messages;
+  auto it = std::stable_partition(msgs.begin(), msgs.end(), [](const raft::Message& m) {
+    return m.type != raft::MessageType::kInstallSnapshot;
+  });
+  for (auto m = it; m != msgs.end(); ++m) {
+    const std::string path = SnapshotPath(r->snapshot_root, m->snapshot.index);
+    Result<std::unique_ptr<transport::SnapshotSource>> src = transport::NewFileSnapshotSource(path);
+    Status s = src.status();
+    if (src.ok()) {
+      transport::SnapshotJob job;
+      job.install = std::move(*m);
+      job.source = std::move(src).value();
+      s = nh_->transport()->SendSnapshot(std::move(job));
+    }
+    if (!s.ok()) {
+      spdlog::warn("shard {} replica {}: cannot send snapshot: {}", r->shard_id, r->replica_id,
+                   s.ToString());
+      r->PushSnapshotStatus(m->to, true);
+      Notify(r);
+    }
+  }
+  msgs.erase(it, msgs.end());
+}
+
+// A snapshot taken by the apply worker: record it durably, then compact.
+void StepWorker::RecordSnapshots(Replica* r) {
+  for (const raft::SnapshotMeta& meta : r->taken_scratch) {
+    Status s = nh_->logdb()->SaveSnapshot(r->shard_id, r->replica_id, meta);
+    if (!s.ok()) {
+      nh_->OnStorageFailure(s);
+      continue;
+    }
+    const uint64_t overhead = r->config.compaction_overhead;
+    const raft::Index compact_to = meta.index > overhead ? meta.index - overhead : 0;
+    r->log->SetSnapshot(meta, compact_to);
+    if (compact_to >= r->log->FirstIndex() - 1 && compact_to > 0) {
+      s = nh_->logdb()->CompactTo(r->shard_id, r->replica_id, compact_to);
+      if (!s.ok()) spdlog::warn("shard {}: compaction failed: {}", r->shard_id, s.ToString());
+    }
+    PruneSnapshots(r->snapshot_root, 2);
+  }
+}
+
 void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
   r->TakeInbound();
+  RecordSnapshots(r);
   raft::Peer& p = *r->peer;
   for (raft::Message& m : r->inbound_scratch) p.Step(std::move(m));
   for (raft::ReplicaId to : r->unreachable_scratch) p.ReportUnreachable(to);
@@ -252,8 +300,9 @@ void StepWorker::AfterPersist(Replica* r) {
     r->commit.store(u.hard_state->commit);
   }
   if (!u.committed_entries.empty() || !u.ready_reads.empty() || !u.dropped_reads.empty() ||
-      !u.dropped_keys.empty()) {
+      !u.dropped_keys.empty() || u.snapshot) {
     ApplyTask t;
+    t.snapshot = u.snapshot;
     t.entries = std::move(u.committed_entries);
     t.reads = std::move(u.ready_reads);
     t.dropped_reads = std::move(u.dropped_reads);
@@ -309,7 +358,10 @@ bool ApplyWorker::RunOnce() {
 }
 
 void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
+  if (t.snapshot && !Restore(r, *t.snapshot)) return;
   sm_entries_.clear();
+  const uint64_t base = r->applied.load();
+  std::erase_if(t.entries, [&](const raft::Entry& e) { return e.index <= base; });
   for (const raft::Entry& e : t.entries) {
     if (e.type == raft::EntryType::kNormal) {
       SMEntry se;
@@ -319,6 +371,8 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
     } else if (e.type == raft::EntryType::kConfChange) {
       raft::ConfChange cc;
       if (!raft::DecodeConfChange(e.cmd, &cc)) continue;
+      raft::ChangeResult next = raft::ApplyConfChange(r->sm_membership, cc);
+      if (next.ok) r->sm_membership = std::move(next.membership);
       for (const raft::ConfChangeItem& item : cc.items) {
         if (item.type == raft::ConfChangeType::kRemove) {
           nh_->registry()->Remove(r->shard_id, item.replica);
@@ -356,7 +410,10 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
       s->Complete(std::move(res));
     }
   }
-  if (!t.entries.empty()) r->applied.store(t.entries.back().index, std::memory_order_release);
+  if (!t.entries.empty()) {
+    r->applied_term = t.entries.back().term;
+    r->applied.store(t.entries.back().index, std::memory_order_release);
+  }
   for (uint64_t key : t.dropped_keys) {
     if (auto s = r->TakePending(key)) s->Complete(RequestCode::kDropped);
   }
@@ -365,6 +422,48 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
   }
   for (const raft::ReadState& rs : t.reads) r->waiting_reads.push_back(rs);
   ServeReads(r);
+  MaybeSnapshot(r);
+}
+
+bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
+  std::lock_guard<std::mutex> l(r->sm_mu());
+  Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, meta.index), r->sm());
+  if (!s.ok()) {
+    spdlog::error("shard {} replica {}: cannot restore snapshot {}, replica stops: {}", r->shard_id,
+                  r->replica_id, meta.index, s.ToString());
+    r->failed.store(true);
+    r->stopped.store(true);
+    r->FailAllPending(RequestCode::kTerminated);
+    return false;
+  }
+  r->sm_membership = meta.membership;
+  r->applied_term = meta.term;
+  r->last_snapshot_index = meta.index;
+  r->applied.store(meta.index, std::memory_order_release);
+  spdlog::info("shard {} replica {}: restored snapshot {}", r->shard_id, r->replica_id, meta.index);
+  return true;
+}
+
+void ApplyWorker::MaybeSnapshot(Replica* r) {
+  const uint64_t every = r->config.snapshot_entries;
+  const uint64_t applied = r->applied.load();
+  if (every == 0 || applied < r->last_snapshot_index + every) return;
+  raft::SnapshotMeta meta;
+  meta.index = applied;
+  meta.term = r->applied_term;
+  meta.membership = r->sm_membership;
+  Result<std::string> dir = [&] {
+    std::lock_guard<std::mutex> l(r->sm_mu());
+    return WriteSnapshot(r->snapshot_root, applied, r->sm());
+  }();
+  if (!dir.ok()) {
+    spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
+                  applied, dir.status().ToString());
+    return;
+  }
+  r->last_snapshot_index = applied;
+  r->PushSnapshotTaken(meta);
+  nh_->NotifyStep(r);
 }
 
 void ApplyWorker::ServeReads(Replica* r) {
@@ -519,6 +618,15 @@ Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial,
   }
   for (const auto& [rid, addr] : boot.members) registry_.Add(sc.shard_id, rid, addr);
   auto r = std::make_shared<Replica>(sc, factory(sc.shard_id, sc.replica_id));
+  r->snapshot_root = SnapshotRoot(config_.data_dir, sc.shard_id, sc.replica_id);
+  if (!st->snapshot.IsEmpty()) {
+    Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, st->snapshot.index), r->sm());
+    if (!s.ok()) return Status(s.code(), "restoring snapshot: " + s.message());
+    r->sm_membership = st->snapshot.membership;
+    r->applied_term = st->snapshot.term;
+    r->last_snapshot_index = st->snapshot.index;
+    r->applied.store(st->snapshot.index);
+  }
   r->log = std::make_unique<LogCache>(logdb_.get(), sc.shard_id, sc.replica_id, *st, kMaxCacheBytes);
   raft::Config rc;
   rc.shard_id = sc.shard_id;
@@ -532,6 +640,7 @@ Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial,
   rc.max_msg_bytes = sc.max_msg_bytes;
   rc.quiesce_after_election_timeouts = sc.quiesce_after_election_timeouts;
   rc.gated_campaigns = true;
+  rc.applied = st->snapshot.index;
   rc.seed = std::random_device{}() ^ (sc.shard_id * 0x9e3779b97f4a7c15ULL);
   raft::Membership m;
   for (const auto& [rid, addr] : boot.members) m.voters.push_back(rid);
@@ -709,13 +818,30 @@ void NodeHostImpl::HandleUnreachable(raft::ShardId shard, raft::ReplicaId replic
 }
 
 void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_path) {
-  // Snapshot installation is not wired into the driver yet: the snapshot is
-  // refused, and the leader keeps probing.
-  spdlog::warn("shard {}: received snapshot {} at {}; snapshots are not supported yet",
-               install.shard_id, install.snapshot.index, snapshot_path);
   std::error_code ec;
-  std::filesystem::remove_all(snapshot_path, ec);
+  std::shared_ptr<Replica> r = Find(install.shard_id);
+  if (!r || r->replica_id != install.to) {
+    std::filesystem::remove_all(snapshot_path, ec);
+    return;
+  }
+  // Move the verified snapshot under its final name, then let the core
+  // decide whether to install it.
+  const std::string dest = SnapshotPath(r->snapshot_root, install.snapshot.index);
+  std::filesystem::create_directories(r->snapshot_root, ec);
+  std::filesystem::remove_all(dest, ec);
+  std::filesystem::rename(snapshot_path, dest, ec);
+  if (ec) {
+    spdlog::error("shard {}: cannot keep received snapshot {}: {}", install.shard_id,
+                  install.snapshot.index, ec.message());
+    std::filesystem::remove_all(snapshot_path, ec);
+    return;
+  }
+  spdlog::info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id,
+               install.snapshot.index);
+  if (r->PushMessage(std::move(install), config_.max_inbound_queue_length)) NotifyStep(r.get());
 }
+
+void NodeHostImpl::NotifyStep(Replica* r) { step_[r->shard_id % step_.size()]->Notify(r); }
 
 void NodeHostImpl::HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) {
   std::shared_ptr<Replica> r = Find(shard);

@@ -46,6 +46,8 @@ class StepWorker {
 
  private:
   void StepReplica(Replica* r, uint64_t ticks);
+  void SendSnapshots(Replica* r);
+  void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
 
   NodeHostImpl* nh_;
@@ -73,6 +75,8 @@ class ApplyWorker {
  private:
   void Apply(Replica* r, ApplyTask& t);
   void ServeReads(Replica* r);
+  bool Restore(Replica* r, const raft::SnapshotMeta& meta);
+  void MaybeSnapshot(Replica* r);
 
   NodeHostImpl* nh_;
   std::mutex mu_;
@@ -123,6 +127,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   uint64_t ticks() const { return ticks_.load(std::memory_order_acquire); }
   std::atomic<uint32_t>& campaigning() { return campaigning_; }
   void OnStorageFailure(const Status& s);
+  void NotifyStep(Replica* r);
 
  private:
   std::shared_ptr<Replica> Find(uint64_t shard_id);

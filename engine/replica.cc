@@ -43,6 +43,11 @@ void Replica::PushSnapshotStatus(raft::ReplicaId to, bool failed_send) {
   reports_.emplace_back(to, failed_send);
 }
 
+void Replica::PushSnapshotTaken(const raft::SnapshotMeta& meta) {
+  std::lock_guard<std::mutex> l(mu_);
+  taken_.push_back(meta);
+}
+
 void Replica::TakeInbound() {
   inbound_scratch.clear();
   proposal_scratch.clear();
@@ -51,6 +56,7 @@ void Replica::TakeInbound() {
   transfer_scratch.clear();
   report_scratch.clear();
   unreachable_scratch.clear();
+  taken_scratch.clear();
   std::lock_guard<std::mutex> l(mu_);
   inbound_.swap(inbound_scratch);
   proposals_.swap(proposal_scratch);
@@ -59,6 +65,7 @@ void Replica::TakeInbound() {
   transfers_.swap(transfer_scratch);
   reports_.swap(report_scratch);
   unreachable_.swap(unreachable_scratch);
+  taken_.swap(taken_scratch);
 }
 
 void Replica::AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s) {

@@ -13,6 +13,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -27,6 +29,7 @@ namespace flotilla::engine {
 
 // Work handed from the step worker to the apply worker.
 struct ApplyTask {
+  std::optional<raft::SnapshotMeta> snapshot;  // restore this first
   std::vector<raft::Entry> entries;
   std::vector<raft::ReadState> reads;
   std::vector<uint64_t> dropped_reads;
@@ -60,7 +63,9 @@ class Replica {
   std::vector<uint64_t> transfer_scratch;
   std::vector<std::pair<raft::ReplicaId, bool>> report_scratch;  // (replica, snapshot failed?)
   std::vector<raft::ReplicaId> unreachable_scratch;
+  std::vector<raft::SnapshotMeta> taken_scratch;
   bool campaigning = false;
+  std::string snapshot_root;  // immutable after start
 
   // --- Inbound queues (any thread). Return false when the bounded queue is full.
   bool PushMessage(raft::Message&& m, size_t max_len);
@@ -70,6 +75,8 @@ class Replica {
   void PushTransfer(uint64_t target);
   void PushUnreachable(raft::ReplicaId to);
   void PushSnapshotStatus(raft::ReplicaId to, bool failed);
+  // The apply worker took a snapshot; the step worker records it and compacts.
+  void PushSnapshotTaken(const raft::SnapshotMeta& meta);
   // Moves every queued input into the scratch vectors (step worker).
   void TakeInbound();
 
@@ -91,6 +98,9 @@ class Replica {
   bool TakeApply(std::deque<ApplyTask>* out);
   // Reads confirmed by Raft that wait for the state machine to catch up.
   std::deque<raft::ReadState> waiting_reads;  // apply worker only
+  raft::Membership sm_membership;            // apply worker only: at `applied`
+  uint64_t applied_term = 0;                 // apply worker only
+  uint64_t last_snapshot_index = 0;          // apply worker only
 
   // --- Reported state.
   std::atomic<uint64_t> applied{0};
@@ -111,6 +121,7 @@ class Replica {
   std::vector<uint64_t> transfers_;
   std::vector<std::pair<raft::ReplicaId, bool>> reports_;
   std::vector<raft::ReplicaId> unreachable_;
+  std::vector<raft::SnapshotMeta> taken_;
 
   std::mutex pending_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending_;

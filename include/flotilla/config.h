@@ -54,6 +54,11 @@ struct ShardConfig {
   uint64_t max_uncommitted_bytes = 64 << 20;
   uint32_t max_inflight_msgs = 256;
   uint64_t max_msg_bytes = 2 << 20;
+  // Take a snapshot every this many applied entries (0: never), then keep
+  // this many entries before the snapshot index in the log for slow
+  // followers (older ones are compacted away).
+  uint64_t snapshot_entries = 0;
+  uint64_t compaction_overhead = 5000;
 };
 
 // The members a new shard starts with: replica id -> raft address.

@@ -1,0 +1,51 @@
+// Snapshot files of one replica: <data_dir>/snapshots/<shard>-<replica>/snapshot-<index>/data.
+// A snapshot is written into a temporary directory, fsynced, and renamed into
+// place, so a crash never leaves a partial snapshot under the final name.
+//
+// Thread-safety: the classes are not thread-safe; the functions are.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "flotilla/state_machine.h"
+
+namespace flotilla::engine {
+
+std::string SnapshotRoot(const std::string& data_dir, uint64_t shard, uint64_t replica);
+std::string SnapshotPath(const std::string& root, uint64_t index);
+
+class FileSnapshotWriter final : public SnapshotWriter {
+ public:
+  ~FileSnapshotWriter() override;
+  Status Open(const std::string& path);
+  Status Write(std::string_view bytes) override;
+  // Flushes and fsyncs; REQUIRES: Open succeeded.
+  Status Finish();
+
+ private:
+  std::FILE* f_ = nullptr;
+  std::string path_;
+};
+
+class FileSnapshotReader final : public SnapshotReader {
+ public:
+  ~FileSnapshotReader() override;
+  Status Open(const std::string& path);
+  Status Read(size_t max, std::string* out) override;
+
+ private:
+  std::FILE* f_ = nullptr;
+  std::string path_;
+};
+
+// Saves a state machine's snapshot at `index` under `root` (temporary
+// directory, fsync, rename). Returns the final directory.
+Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, StateMachine* sm);
+// Restores a state machine from the snapshot directory `dir`.
+Status ReadSnapshot(const std::string& dir, StateMachine* sm);
+// Removes snapshot directories under `root` other than the newest `keep`.
+void PruneSnapshots(const std::string& root, size_t keep);
+
+}  // namespace flotilla::engine
