@@ -357,31 +357,71 @@ bool ApplyWorker::RunOnce() {
   return !work_.empty();
 }
 
-void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
-  if (t.snapshot && !Restore(r, *t.snapshot)) return;
-  sm_entries_.clear();
-  const uint64_t base = r->applied.load();
-  std::erase_if(t.entries, [&](const raft::Entry& e) { return e.index <= base; });
-  for (const raft::Entry& e : t.entries) {
-    if (e.type == raft::EntryType::kNormal) {
-      SMEntry se;
-      se.index = e.index;
-      se.cmd = e.cmd;
-      sm_entries_.push_back(std::move(se));
-    } else if (e.type == raft::EntryType::kConfChange) {
-      raft::ConfChange cc;
-      if (!raft::DecodeConfChange(e.cmd, &cc)) continue;
-      raft::ChangeResult next = raft::ApplyConfChange(r->sm_membership, cc);
-      if (next.ok) r->sm_membership = std::move(next.membership);
-      for (const raft::ConfChangeItem& item : cc.items) {
-        if (item.type == raft::ConfChangeType::kRemove) {
-          nh_->registry()->Remove(r->shard_id, item.replica);
-        } else if (!item.context.empty()) {
-          nh_->registry()->Add(r->shard_id, item.replica, item.context);
-        }
-      }
+void ApplyWorker::ApplyConfChangeEntry(Replica* r, const raft::Entry& e) {
+  raft::ConfChange cc;
+  if (!raft::DecodeConfChange(e.cmd, &cc)) return;
+  raft::ChangeResult next = raft::ApplyConfChange(r->sm_membership, cc);
+  if (next.ok) r->sm_membership = std::move(next.membership);
+  for (const raft::ConfChangeItem& item : cc.items) {
+    if (item.type == raft::ConfChangeType::kRemove) {
+      nh_->registry()->Remove(r->shard_id, item.replica);
+    } else if (!item.context.empty()) {
+      nh_->registry()->Add(r->shard_id, item.replica, item.context);
     }
   }
+}
+
+// Decides what each committed entry does: go to the state machine, answer
+// from the session registry, or only complete its request.
+void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
+  sm_entries_.clear();
+  outcomes_.assign(t.entries.size(), Outcome{});
+  for (size_t i = 0; i < t.entries.size(); ++i) {
+    const raft::Entry& e = t.entries[i];
+    Outcome& o = outcomes_[i];
+    o.result.value = e.index;
+    if (e.type == raft::EntryType::kConfChange) {
+      ApplyConfChangeEntry(r, e);
+      continue;
+    }
+    if (e.type != raft::EntryType::kNormal) continue;
+    if (e.client_id != 0) {
+      if (e.series_id == Session::kRegisterSeries) {
+        r->sessions.Register(e.client_id);
+        o.result.value = e.client_id;
+        continue;
+      }
+      if (e.series_id == Session::kUnregisterSeries) {
+        r->sessions.Unregister(e.client_id);
+        continue;
+      }
+      const Sessions::Result* cached = nullptr;
+      switch (r->sessions.Begin(e.client_id, e.series_id, e.responded_to, &cached)) {
+        case Sessions::Check::kDuplicate:
+          o.result.value = cached->value;
+          o.result.data = cached->data;
+          continue;
+        case Sessions::Check::kNoSession:
+          o.result.code = RequestCode::kRejected;
+          o.result.data = "session not registered or expired";
+          continue;
+        case Sessions::Check::kApply:
+          break;
+      }
+    }
+    SMEntry se;
+    se.index = e.index;
+    se.cmd = e.cmd;
+    o.sm_pos = static_cast<int64_t>(sm_entries_.size());
+    sm_entries_.push_back(std::move(se));
+  }
+}
+
+void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
+  if (t.snapshot && !Restore(r, *t.snapshot)) return;
+  const uint64_t base = r->applied.load();
+  std::erase_if(t.entries, [&](const raft::Entry& e) { return e.index <= base; });
+  Classify(r, t);
   if (!sm_entries_.empty()) {
     std::lock_guard<std::mutex> l(r->sm_mu());
     Status s = r->sm()->Update(sm_entries_);
@@ -394,21 +434,19 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
       return;
     }
   }
-  size_t next_sm = 0;
-  for (const raft::Entry& e : t.entries) {
-    const bool normal = e.type == raft::EntryType::kNormal;
-    SMEntry* se = normal ? &sm_entries_[next_sm++] : nullptr;
-    if (e.key == 0) continue;
-    if (auto s = r->TakePending(e.key)) {
-      RequestResult res;
-      if (se != nullptr) {
-        res.value = se->result;
-        res.data = std::move(se->data);
-      } else {
-        res.value = e.index;
+  for (size_t i = 0; i < t.entries.size(); ++i) {
+    const raft::Entry& e = t.entries[i];
+    Outcome& o = outcomes_[i];
+    if (o.sm_pos >= 0) {
+      SMEntry& se = sm_entries_[static_cast<size_t>(o.sm_pos)];
+      o.result.value = se.result;
+      o.result.data = std::move(se.data);
+      if (e.client_id != 0) {
+        r->sessions.Record(e.client_id, e.series_id, Sessions::Result{o.result.value, o.result.data});
       }
-      s->Complete(std::move(res));
     }
+    if (e.key == 0) continue;
+    if (auto s = r->TakePending(e.key)) s->Complete(std::move(o.result));
   }
   if (!t.entries.empty()) {
     r->applied_term = t.entries.back().term;
@@ -427,7 +465,9 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
 
 bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   std::lock_guard<std::mutex> l(r->sm_mu());
-  Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, meta.index), r->sm());
+  std::string sessions;
+  Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, meta.index), r->sm(), &sessions);
+  if (s.ok()) s = r->sessions.Deserialize(sessions);
   if (!s.ok()) {
     spdlog::error("shard {} replica {}: cannot restore snapshot {}, replica stops: {}", r->shard_id,
                   r->replica_id, meta.index, s.ToString());
@@ -454,7 +494,7 @@ void ApplyWorker::MaybeSnapshot(Replica* r) {
   meta.membership = r->sm_membership;
   Result<std::string> dir = [&] {
     std::lock_guard<std::mutex> l(r->sm_mu());
-    return WriteSnapshot(r->snapshot_root, applied, r->sm());
+    return WriteSnapshot(r->snapshot_root, applied, r->sm(), r->sessions.Serialize());
   }();
   if (!dir.ok()) {
     spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
@@ -620,7 +660,9 @@ Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial,
   auto r = std::make_shared<Replica>(sc, factory(sc.shard_id, sc.replica_id));
   r->snapshot_root = SnapshotRoot(config_.data_dir, sc.shard_id, sc.replica_id);
   if (!st->snapshot.IsEmpty()) {
-    Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, st->snapshot.index), r->sm());
+    std::string sessions;
+    Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, st->snapshot.index), r->sm(), &sessions);
+    if (s.ok()) s = r->sessions.Deserialize(sessions);
     if (!s.ok()) return Status(s.code(), "restoring snapshot: " + s.message());
     r->sm_membership = st->snapshot.membership;
     r->applied_term = st->snapshot.term;
@@ -680,25 +722,67 @@ Status NodeHostImpl::StopReplica(uint64_t shard_id) {
 }
 
 Result<RequestHandle> NodeHostImpl::Propose(uint64_t shard_id, std::string_view cmd, Timeout t) {
-  if (cmd.size() > config_.max_entry_bytes) {
-    return Status::TooLarge("proposal of " + std::to_string(cmd.size()) + " bytes exceeds max_entry_bytes " +
-                            std::to_string(config_.max_entry_bytes));
+  raft::Entry e;
+  e.cmd.assign(cmd);
+  return ProposeEntry(shard_id, std::move(e), t);
+}
+
+Result<RequestHandle> NodeHostImpl::ProposeEntry(uint64_t shard_id, raft::Entry e, Timeout t) {
+  if (e.cmd.size() > config_.max_entry_bytes) {
+    return Status::TooLarge("proposal of " + std::to_string(e.cmd.size()) +
+                            " bytes exceeds max_entry_bytes " + std::to_string(config_.max_entry_bytes));
   }
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
   if (r->stopped.load()) return Status::Terminated("shard " + std::to_string(shard_id) + " stopped");
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
-  raft::Entry e;
   e.key = NextKey();
-  e.cmd.assign(cmd);
-  r->AddPending(e.key, s);
   const uint64_t key = e.key;
+  r->AddPending(key, s);
   if (!r->PushProposal(std::move(e), config_.max_proposal_queue_length)) {
     r->TakePending(key);
     return Status::Busy("proposal queue of shard " + std::to_string(shard_id) + " is full");
   }
   step_[shard_id % step_.size()]->Notify(r.get());
   return RequestHandle(std::move(s));
+}
+
+Result<Session> NodeHostImpl::SyncRegisterSession(uint64_t shard_id, Timeout t) {
+  uint64_t client_id = 0;
+  while (client_id == 0) client_id = NextKey() ^ (std::random_device{}() * 0x9e3779b97f4a7c15ULL);
+  raft::Entry e;
+  e.client_id = client_id;
+  e.series_id = Session::kRegisterSeries;
+  Result<RequestHandle> h = ProposeEntry(shard_id, std::move(e), t);
+  if (!h.ok()) return h.status();
+  const RequestResult r = h->Wait();
+  if (!r.ok()) {
+    return Status(r.code == RequestCode::kTimeout ? StatusCode::kTimeout : StatusCode::kUnavailable,
+                  "registering a session: " + std::string(RequestCodeName(r.code)));
+  }
+  return Session(shard_id, client_id);
+}
+
+Result<RequestHandle> NodeHostImpl::ProposeInSession(const Session& session, std::string_view cmd,
+                                                     Timeout t) {
+  if (!session.valid()) return Status::InvalidArgument("session is not registered");
+  raft::Entry e;
+  e.client_id = session.client_id();
+  e.series_id = session.series_id();
+  e.responded_to = session.responded_to();
+  e.cmd.assign(cmd);
+  return ProposeEntry(session.shard_id(), std::move(e), t);
+}
+
+Status NodeHostImpl::SyncCloseSession(const Session& session, Timeout t) {
+  raft::Entry e;
+  e.client_id = session.client_id();
+  e.series_id = Session::kUnregisterSeries;
+  Result<RequestHandle> h = ProposeEntry(session.shard_id(), std::move(e), t);
+  if (!h.ok()) return h.status();
+  const RequestResult r = h->Wait();
+  return r.ok() ? Status::Ok()
+                : Status(StatusCode::kUnavailable, "closing a session: " + std::string(RequestCodeName(r.code)));
 }
 
 Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view query, Timeout t) {

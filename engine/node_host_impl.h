@@ -76,6 +76,13 @@ class ApplyWorker {
   void Apply(Replica* r, ApplyTask& t);
   void ServeReads(Replica* r);
   bool Restore(Replica* r, const raft::SnapshotMeta& meta);
+  void Classify(Replica* r, ApplyTask& t);
+  void ApplyConfChangeEntry(Replica* r, const raft::Entry& e);
+  struct Outcome {
+    int64_t sm_pos = -1;  // position in sm_entries_, or -1
+    RequestResult result;
+  };
+  std::vector<Outcome> outcomes_;
   void MaybeSnapshot(Replica* r);
 
   NodeHostImpl* nh_;
@@ -100,6 +107,10 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Status StopReplica(uint64_t shard_id) override;
   Result<RequestHandle> Propose(uint64_t shard_id, std::string_view cmd, Timeout t) override;
   Result<RequestHandle> Read(uint64_t shard_id, std::string_view query, Timeout t) override;
+  Result<Session> SyncRegisterSession(uint64_t shard_id, Timeout t) override;
+  Result<RequestHandle> ProposeInSession(const Session& session, std::string_view cmd,
+                                         Timeout t) override;
+  Status SyncCloseSession(const Session& session, Timeout t) override;
   Result<std::string> StaleRead(uint64_t shard_id, std::string_view query) override;
   Result<RequestHandle> AddReplica(uint64_t shard_id, uint64_t replica_id,
                                    const std::string& address, MemberKind kind,
@@ -132,6 +143,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
  private:
   std::shared_ptr<Replica> Find(uint64_t shard_id);
   uint64_t NextKey() { return key_base_ + next_key_.fetch_add(1, std::memory_order_relaxed); }
+  Result<RequestHandle> ProposeEntry(uint64_t shard_id, raft::Entry e, Timeout t);
   Result<RequestHandle> ProposeConf(uint64_t shard_id, raft::ConfChange cc, Timeout t);
   void StartThreads();
 

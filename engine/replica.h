@@ -22,6 +22,7 @@
 #include "engine/raft/conf_change.h"
 #include "engine/raft/peer.h"
 #include "engine/request_state.h"
+#include "engine/sessions.h"
 #include "flotilla/config.h"
 #include "flotilla/state_machine.h"
 
@@ -101,6 +102,7 @@ class Replica {
   raft::Membership sm_membership;            // apply worker only: at `applied`
   uint64_t applied_term = 0;                 // apply worker only
   uint64_t last_snapshot_index = 0;          // apply worker only
+  Sessions sessions;                         // apply worker only
 
   // --- Reported state.
   std::atomic<uint64_t> applied{0};

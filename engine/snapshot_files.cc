@@ -83,7 +83,8 @@ Status FileSnapshotReader::Read(size_t max, std::string* out) {
   return Status::Ok();
 }
 
-Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, StateMachine* sm) {
+Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, StateMachine* sm,
+                                  const std::string& sessions) {
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return Status::IOError("create " + root + ": " + ec.message());
@@ -96,6 +97,10 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, State
   FLOTILLA_RETURN_IF_ERROR(w.Open(tmp + "/data"));
   FLOTILLA_RETURN_IF_ERROR(sm->SaveSnapshot(&w));
   FLOTILLA_RETURN_IF_ERROR(w.Finish());
+  FileSnapshotWriter sw;
+  FLOTILLA_RETURN_IF_ERROR(sw.Open(tmp + "/sessions"));
+  FLOTILLA_RETURN_IF_ERROR(sw.Write(sessions));
+  FLOTILLA_RETURN_IF_ERROR(sw.Finish());
   FLOTILLA_RETURN_IF_ERROR(SyncDir(tmp));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
@@ -104,10 +109,19 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, State
   return final_dir;
 }
 
-Status ReadSnapshot(const std::string& dir, StateMachine* sm) {
+Status ReadSnapshot(const std::string& dir, StateMachine* sm, std::string* sessions) {
   FileSnapshotReader r;
   FLOTILLA_RETURN_IF_ERROR(r.Open(dir + "/data"));
-  return sm->RecoverFromSnapshot(&r);
+  FLOTILLA_RETURN_IF_ERROR(sm->RecoverFromSnapshot(&r));
+  FileSnapshotReader sr;
+  FLOTILLA_RETURN_IF_ERROR(sr.Open(dir + "/sessions"));
+  sessions->clear();
+  std::string chunk;
+  do {
+    FLOTILLA_RETURN_IF_ERROR(sr.Read(1 << 20, &chunk));
+    sessions->append(chunk);
+  } while (!chunk.empty());
+  return Status::Ok();
 }
 
 void PruneSnapshots(const std::string& root, size_t keep) {

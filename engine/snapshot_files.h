@@ -41,10 +41,12 @@ class FileSnapshotReader final : public SnapshotReader {
 };
 
 // Saves a state machine's snapshot at `index` under `root` (temporary
-// directory, fsync, rename). Returns the final directory.
-Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, StateMachine* sm);
-// Restores a state machine from the snapshot directory `dir`.
-Status ReadSnapshot(const std::string& dir, StateMachine* sm);
+// directory, fsync, rename): the file `data` holds the state machine's bytes,
+// `sessions` the engine's session registry. Returns the final directory.
+Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, StateMachine* sm,
+                                  const std::string& sessions);
+// Restores a state machine (and the session registry bytes) from `dir`.
+Status ReadSnapshot(const std::string& dir, StateMachine* sm, std::string* sessions);
 // Removes snapshot directories under `root` other than the newest `keep`.
 void PruneSnapshots(const std::string& root, size_t keep);
 

@@ -19,6 +19,7 @@
 
 #include "flotilla/config.h"
 #include "flotilla/request.h"
+#include "flotilla/session.h"
 #include "flotilla/state_machine.h"
 #include "flotilla/status.h"
 
@@ -64,6 +65,14 @@ class NodeHost {
   // on this replica. Busy (queue full), TooLarge or NotFound on refusal.
   virtual Result<RequestHandle> Propose(uint64_t shard_id, std::string_view cmd, Timeout t) = 0;
   RequestResult SyncPropose(uint64_t shard_id, std::string_view cmd, Timeout t);
+
+  // Exactly-once proposals. RegisterSession proposes the new session and
+  // returns it once applied; ProposeInSession may be retried with the same
+  // session state and applies at most once; CloseSession ends it.
+  virtual Result<Session> SyncRegisterSession(uint64_t shard_id, Timeout t) = 0;
+  virtual Result<RequestHandle> ProposeInSession(const Session& session, std::string_view cmd,
+                                                 Timeout t) = 0;
+  [[nodiscard]] virtual Status SyncCloseSession(const Session& session, Timeout t) = 0;
 
   // Linearizable read: a ReadIndex round, then Lookup once applied.
   virtual Result<RequestHandle> Read(uint64_t shard_id, std::string_view query, Timeout t) = 0;

@@ -236,6 +236,54 @@ TEST(NodeHost, RestartedReplicaCatchesUpBySnapshotWhenTheLogWasCompacted) {
   EXPECT_EQ(rr.data, "30");
 }
 
+uint64_t AppliedCount(Cluster& c, int host, uint64_t shard) {
+  const std::string f = c.Fingerprint(host, shard);
+  return std::stoull(f.substr(f.find(':') + 1));
+}
+
+TEST(NodeHost, SessionProposalRetriedAfterTimeoutIsAppliedOnce) {
+  Cluster c(3);
+  c.shard_config.snapshot_entries = 5;  // sessions must survive snapshots too
+  c.shard_config.compaction_overhead = 1;
+  c.StartShard(1, 3);
+  ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
+  Result<Session> s = c.host(0)->SyncRegisterSession(1, 10s);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Session session = *s;
+  // The first attempt times out on the client side (a deadline too short to
+  // wait for the commit), but the proposal itself goes through.
+  auto first = c.host(0)->ProposeInSession(session, "x=1", 1ms);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->Wait().code, RequestCode::kTimeout);
+  // The retry carries the same series id: it must not apply again.
+  std::this_thread::sleep_for(200ms);
+  const uint64_t before = AppliedCount(c, 0, 1);
+  auto retry = c.host(0)->ProposeInSession(session, "x=1", 10s);
+  ASSERT_TRUE(retry.ok());
+  const RequestResult r1 = retry->Wait();
+  ASSERT_TRUE(r1.ok()) << RequestCodeName(r1.code);
+  EXPECT_EQ(AppliedCount(c, 0, 1), before) << "the retried proposal was applied twice";
+  // Retried again through another host, after more entries and snapshots.
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(c.host(1)->SyncPropose(1, "y=" + std::to_string(i), 10s).ok());
+  auto again = c.host(1)->ProposeInSession(session, "x=1", 10s);
+  ASSERT_TRUE(again.ok());
+  const RequestResult r2 = again->Wait();
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2.value, r1.value) << "a duplicate answers with the first result";
+  // The next proposal of the session is new.
+  session.ProposalCompleted();
+  const uint64_t before_next = AppliedCount(c, 0, 1);
+  RequestResult r3 = c.host(0)->ProposeInSession(session, "x=2", 10s)->Wait();
+  ASSERT_TRUE(r3.ok());
+  EXPECT_NE(r3.value, r1.value);
+  EXPECT_TRUE(c.WaitSame(1, 3, 10s));
+  EXPECT_EQ(AppliedCount(c, 0, 1), before_next + 1);
+  // A closed session refuses proposals.
+  ASSERT_TRUE(c.host(0)->SyncCloseSession(session, 10s).ok());
+  session.ProposalCompleted();
+  EXPECT_EQ(c.host(0)->ProposeInSession(session, "x=3", 10s)->Wait().code, RequestCode::kRejected);
+}
+
 TEST(NodeHost, BadRequestsGetClearErrors) {
   Cluster c(1);
   EXPECT_EQ(c.host(0)->Propose(99, "x=1", 1s).status().code(), StatusCode::kNotFound);
