@@ -652,7 +652,7 @@ Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial,
     if (!join && initial.count(sc.replica_id) == 0) {
       return Status::InvalidArgument("initial members must include this replica");
     }
-    boot.members = join ? std::map<raft::ReplicaId, std::string>{} : initial;
+    boot.members = initial;
     boot.join = join;
     FLOTILLA_RETURN_IF_ERROR(logdb_->SaveBootstrap(sc.shard_id, sc.replica_id, boot));
   }
@@ -685,8 +685,12 @@ Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial,
   rc.applied = st->snapshot.index;
   rc.seed = std::random_device{}() ^ (sc.shard_id * 0x9e3779b97f4a7c15ULL);
   raft::Membership m;
-  for (const auto& [rid, addr] : boot.members) m.voters.push_back(rid);
-  r->peer = std::make_unique<raft::Peer>(rc, r->log.get(), st->hard_state, m);
+  if (!boot.join) {
+    for (const auto& [rid, addr] : boot.members) m.voters.push_back(rid);
+  }
+  // The bootstrap entries carry every initial member's address, so a replica
+  // that joins later learns them by replaying the log.
+  r->peer = std::make_unique<raft::Peer>(rc, r->log.get(), st->hard_state, m, boot.members);
   r->term.store(st->hard_state.term);
   {
     std::unique_lock<std::shared_mutex> l(replicas_mu_);

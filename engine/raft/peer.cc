@@ -5,8 +5,9 @@
 
 namespace flotilla::raft {
 
-Peer::Peer(const Config& config, LogReader* reader, const HardState& hs, const Membership& initial)
-    : raft_(config, reader, hs, initial), prev_hs_(hs), prev_ss_(raft_.soft_state()) {}
+Peer::Peer(const Config& config, LogReader* reader, const HardState& hs, const Membership& initial,
+           const std::map<ReplicaId, std::string>& contexts)
+    : raft_(config, reader, hs, initial, contexts), prev_hs_(hs), prev_ss_(raft_.soft_state()) {}
 
 bool Peer::HasUpdate() const {
   const Raft& r = raft_;

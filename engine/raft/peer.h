@@ -23,7 +23,8 @@ namespace flotilla::raft {
 
 class Peer {
  public:
-  Peer(const Config& config, LogReader* reader, const HardState& hs, const Membership& initial);
+  Peer(const Config& config, LogReader* reader, const HardState& hs, const Membership& initial,
+       const std::map<ReplicaId, std::string>& contexts = {});
 
   void Tick() { raft_.Tick(); }
   void Step(Message m) { raft_.Step(std::move(m)); }

@@ -65,7 +65,7 @@ std::string_view ProposeResultName(ProposeResult r) {
 }
 
 Raft::Raft(const Config& config, LogReader* reader, const HardState& hs,
-           const Membership& initial)
+           const Membership& initial, const std::map<ReplicaId, std::string>& contexts)
     : cfg_(config),
       log_(reader),
       tracker_(config.max_inflight_msgs, config.max_inflight_bytes),
@@ -91,7 +91,9 @@ Raft::Raft(const Config& config, LogReader* reader, const HardState& hs,
       e.term = 1;
       e.index = boot.size() + 1;
       e.type = EntryType::kConfChange;
-      e.cmd = EncodeConfChange(ConfChange{ConfTransition::kAuto, {{type, id, {}}}});
+      auto ctx = contexts.find(id);
+      e.cmd = EncodeConfChange(ConfChange{
+          ConfTransition::kAuto, {{type, id, ctx == contexts.end() ? std::string() : ctx->second}}});
       boot.push_back(std::move(e));
     };
     for (ReplicaId id : initial.voters) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -74,7 +75,10 @@ class Raft {
   // the log holds nothing yet (a new replica of a new shard). A replica that
   // joins a running shard passes an empty membership and learns it from the
   // leader. `hs` is the persisted hard state.
-  Raft(const Config& config, LogReader* reader, const HardState& hs, const Membership& initial);
+  // `contexts` (optional) gives each initial member's conf-change context
+  // (the driver stores its address there) for the bootstrap entries.
+  Raft(const Config& config, LogReader* reader, const HardState& hs, const Membership& initial,
+       const std::map<ReplicaId, std::string>& contexts = {});
 
   // --- Inputs.
   void Tick();

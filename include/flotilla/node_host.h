@@ -54,9 +54,10 @@ class NodeHost {
   virtual std::string raft_address() const = 0;
 
   // Starts a replica. A new shard: `initial` lists every member and `join`
-  // is false. Joining a running shard (after it added this replica):
-  // `initial` is empty and `join` true. Restarting: the stored state wins
-  // and `initial` is ignored.
+  // is false. Joining a running shard (after it added this replica): `join`
+  // is true and `initial` gives the addresses of the current members (an
+  // address book only: the membership itself comes from the leader).
+  // Restarting: the stored state wins and `initial` is ignored.
   [[nodiscard]] virtual Status StartReplica(const ShardConfig& config, const Members& initial,
                                             bool join, StateMachineFactory factory) = 0;
   [[nodiscard]] virtual Status StopReplica(uint64_t shard_id) = 0;

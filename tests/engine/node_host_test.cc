@@ -103,6 +103,7 @@ class Cluster {
   }
 
   ShardConfig shard_config;  // the template for StartShard
+  const std::string& address(int i) const { return addresses_[static_cast<size_t>(i)]; }
   NodeHost* host(int i) { return hosts_[static_cast<size_t>(i)].get(); }
   void Close(int i) { hosts_[static_cast<size_t>(i)]->Close(); hosts_[static_cast<size_t>(i)].reset(); }
   void Reopen(int i) {
@@ -236,6 +237,21 @@ TEST(NodeHost, RestartedReplicaCatchesUpBySnapshotWhenTheLogWasCompacted) {
   EXPECT_EQ(rr.data, "30");
 }
 
+// Proposes through whichever host currently leads, retrying drops (leader
+// changes); returns true once acknowledged.
+bool ProposeAcked(Cluster& c, int hosts, uint64_t shard, const std::string& cmd) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    for (int i = 0; i < hosts; ++i) {
+      if (c.host(i) == nullptr) continue;
+      auto info = c.host(i)->GetReplicaInfo(shard);
+      if (!info.ok() || info->role != "leader") continue;
+      if (c.host(i)->SyncPropose(shard, cmd, 5s).ok()) return true;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
 uint64_t AppliedCount(Cluster& c, int host, uint64_t shard) {
   const std::string f = c.Fingerprint(host, shard);
   return std::stoull(f.substr(f.find(':') + 1));
@@ -282,6 +298,76 @@ TEST(NodeHost, SessionProposalRetriedAfterTimeoutIsAppliedOnce) {
   ASSERT_TRUE(c.host(0)->SyncCloseSession(session, 10s).ok());
   session.ProposalCompleted();
   EXPECT_EQ(c.host(0)->ProposeInSession(session, "x=3", 10s)->Wait().code, RequestCode::kRejected);
+}
+
+TEST(NodeHost, MembershipChangesAndLeaderTransferUnderLoadLoseNoWrite) {
+  Cluster c(4);
+  c.StartShard(1, 3);  // replicas 1..3 on hosts 0..2; host 3 is spare
+  ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
+  std::atomic<bool> stop{false};
+  std::atomic<int> acked{0};
+  std::vector<std::string> acked_keys;
+  std::mutex mu;
+  std::thread writer([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      const std::string key = "w" + std::to_string(i);
+      if (ProposeAcked(c, 4, 1, key + "=" + std::to_string(i))) {
+        std::lock_guard<std::mutex> l(mu);
+        acked_keys.push_back(key);
+        ++acked;
+      }
+    }
+  });
+  auto leader_host = [&]() -> int {
+    for (int i = 0; i < 4; ++i) {
+      auto info = c.host(i)->GetReplicaInfo(1);
+      if (info.ok() && info->role == "leader") return i;
+    }
+    return -1;
+  };
+  auto wait_acked = [&](int n) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (acked.load() < n && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  };
+  wait_acked(10);
+  // Replica 4 joins as non-voting on host 3, catches up, and is promoted.
+  int lh = leader_host();
+  ASSERT_GE(lh, 0);
+  RequestResult add = c.host(lh)->AddReplica(1, 4, c.address(3), NodeHost::MemberKind::kNonVoting, 10s)->Wait();
+  ASSERT_TRUE(add.ok()) << RequestCodeName(add.code);
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 4;
+  ASSERT_TRUE(c.host(3)->StartReplica(sc, c.MembersOf(3), true, KvFactory()).ok());
+  wait_acked(acked.load() + 10);
+  lh = leader_host();
+  RequestResult promote = c.host(lh)->AddReplica(1, 4, c.address(3), NodeHost::MemberKind::kVoter, 10s)->Wait();
+  ASSERT_TRUE(promote.ok()) << RequestCodeName(promote.code);
+  wait_acked(acked.load() + 10);
+  // Leadership moves to replica 4.
+  lh = leader_host();
+  ASSERT_TRUE(c.host(lh)->TransferLeader(1, 4).ok());
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (leader_host() != 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(leader_host(), 3);
+  wait_acked(acked.load() + 10);
+  // Replica 1 is removed.
+  lh = leader_host();
+  RequestResult rm = c.host(lh)->RemoveReplica(1, 1, 10s)->Wait();
+  ASSERT_TRUE(rm.ok()) << RequestCodeName(rm.code);
+  wait_acked(acked.load() + 10);
+  stop.store(true);
+  writer.join();
+  // Every acknowledged write is on the remaining members.
+  std::lock_guard<std::mutex> l(mu);
+  ASSERT_FALSE(acked_keys.empty());
+  for (int host : {1, 2, 3}) {
+    for (size_t i = 0; i < acked_keys.size(); i += 3) {
+      RequestResult r = ReadWithRetry(c.host(host), 1, acked_keys[i]);
+      ASSERT_TRUE(r.ok()) << "host " << host << ": " << RequestCodeName(r.code);
+      EXPECT_FALSE(r.data.empty()) << "acknowledged write " << acked_keys[i] << " lost on host " << host;
+    }
+  }
 }
 
 TEST(NodeHost, BadRequestsGetClearErrors) {
