@@ -129,6 +129,7 @@ class [[nodiscard]] Result {
   T* operator->() { return &Checked(); }
   const T* operator->() const { return &const_cast<Result*>(this)->Checked(); }
   T& operator*() & { return Checked(); }
+  const T& operator*() const& { return const_cast<Result*>(this)->Checked(); }
 
   // OK when a value is held.
   Status status() const { return ok() ? Status::Ok() : std::get<Status>(v_); }
