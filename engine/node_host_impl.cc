@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "engine/snapshot_files.h"
+#include "flotilla/events.h"
 #include "logdb/memory_logdb.h"
 #include "logdb/rocks_logdb.h"
 #include "transport/grpc_transport.h"
@@ -292,8 +293,14 @@ void StepWorker::AfterPersist(Replica* r) {
         nh_->campaigning().fetch_sub(1);
       }
     }
-    spdlog::debug("shard {} replica {}: role {} leader {}", r->shard_id, r->replica_id,
-                  raft::RoleName(u.soft_state->role), u.soft_state->leader);
+    if (u.soft_state->leader != r->reported_leader) {
+      r->reported_leader = u.soft_state->leader;
+      spdlog::info("shard {} replica {}: leader is now {} ({})", r->shard_id, r->replica_id,
+                   u.soft_state->leader, raft::RoleName(u.soft_state->role));
+      if (auto* l = nh_->listener()) {
+        l->LeaderChanged(r->shard_id, r->replica_id, u.soft_state->leader, r->peer->raft().term());
+      }
+    }
   }
   if (u.hard_state) {
     r->term.store(u.hard_state->term);
@@ -697,6 +704,7 @@ Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial,
     replicas_.emplace(sc.shard_id, r);
   }
   step_[sc.shard_id % step_.size()]->Add(r.get());
+  if (auto* l = listener()) l->ReplicaStarted(sc.shard_id, sc.replica_id);
   spdlog::info("shard {} replica {}: started ({})", sc.shard_id, sc.replica_id,
                st->bootstrap ? "restart" : (join ? "join" : "new"));
   return Status::Ok();
@@ -717,6 +725,8 @@ Status NodeHostImpl::StopReplica(uint64_t shard_id) {
   // worker's next pass no longer sees it. Keep it alive until then.
   step_[shard_id % step_.size()]->Wake();
   r->FailAllPending(RequestCode::kTerminated);
+  spdlog::info("shard {} replica {}: stopped", r->shard_id, r->replica_id);
+  if (auto* l = listener()) l->ReplicaStopped(r->shard_id, r->replica_id);
   // Workers hold raw pointers to replicas; a stopped replica is skipped by
   // every later pass but is kept alive until Close so that a pass running
   // now never touches freed memory.
@@ -926,12 +936,22 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
   }
   spdlog::info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id,
                install.snapshot.index);
+  if (auto* l = listener()) l->SnapshotReceived(r->shard_id, r->replica_id, install.snapshot.index);
   if (r->PushMessage(std::move(install), config_.max_inbound_queue_length)) NotifyStep(r.get());
 }
 
 void NodeHostImpl::NotifyStep(Replica* r) { step_[r->shard_id % step_.size()]->Notify(r); }
 
+void NodeHostImpl::HandleConnectionUp(const std::string& address) {
+  if (auto* l = listener()) l->ConnectionUp(address);
+}
+
+void NodeHostImpl::HandleConnectionDown(const std::string& address) {
+  if (auto* l = listener()) l->ConnectionDown(address);
+}
+
 void NodeHostImpl::HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) {
+  if (auto* l = listener()) l->SnapshotSent(shard, replica, failed);
   std::shared_ptr<Replica> r = Find(shard);
   if (!r) return;
   r->PushSnapshotStatus(replica, failed);

@@ -125,6 +125,9 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   void HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) override;
   void HandleSnapshot(raft::Message install, std::string snapshot_path) override;
   void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) override;
+  void HandleConnectionUp(const std::string& address) override;
+  void HandleConnectionDown(const std::string& address) override;
+  EventListener* listener() const { return config_.listener.get(); }
 
   // Advances the logical clock by one tick and wakes the step workers.
   void AdvanceTick();

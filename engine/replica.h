@@ -66,6 +66,7 @@ class Replica {
   std::vector<raft::ReplicaId> unreachable_scratch;
   std::vector<raft::SnapshotMeta> taken_scratch;
   bool campaigning = false;
+  uint64_t reported_leader = 0;
   std::string snapshot_root;  // immutable after start
 
   // --- Inbound queues (any thread). Return false when the bounded queue is full.

@@ -4,9 +4,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 namespace flotilla {
+
+class EventListener;
 
 struct NodeHostConfig {
   // Where the LogDB and snapshots live. Required.
@@ -38,6 +41,8 @@ struct NodeHostConfig {
   std::string tls_key_file;
   // Use RocksDB with fsync (production) or the in-memory LogDB (tests).
   bool in_memory_logdb = false;
+  // Optional: told about leader changes, replicas, snapshots, connections.
+  std::shared_ptr<EventListener> listener;
 };
 
 struct ShardConfig {

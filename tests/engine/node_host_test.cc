@@ -7,6 +7,7 @@
 #include <random>
 #include <thread>
 
+#include "flotilla/events.h"
 #include "flotilla/node_host.h"
 #include "tests/engine/kv_state_machine.h"
 
@@ -36,6 +37,18 @@ RequestResult ReadWithRetry(NodeHost* nh, uint64_t shard, const std::string& key
   return r;
 }
 
+// Proposes through `nh`, retrying while the proposal is dropped (no leader
+// yet, or the leader changed): the tests' writes are idempotent.
+bool ProposeRetry(NodeHost* nh, uint64_t shard, const std::string& cmd) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  do {
+    const RequestResult r = nh->SyncPropose(shard, cmd, 5s);
+    if (r.ok()) return true;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
+}
+
 StateMachineFactory KvFactory() {
   return [](uint64_t, uint64_t) { return std::make_unique<testing::KvStateMachine>(); };
 }
@@ -63,7 +76,7 @@ class Cluster {
     NodeHostConfig c;
     c.data_dir = root_ + "/nh" + std::to_string(i);
     c.raft_address = addr;
-    c.rtt_ms = 5;
+    c.rtt_ms = 10;
     c.step_workers = 2;
     c.apply_workers = 1;
     return c;
@@ -166,10 +179,9 @@ TEST(NodeHost, LinearizableReadSeesAcknowledgedWrites) {
   c.StartShard(1, 3);
   ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
   for (int i = 0; i < 20; ++i) {
-    RequestResult w = c.host(i % 3)->SyncPropose(1, "x=" + std::to_string(i), 10s);
-    ASSERT_TRUE(w.ok()) << RequestCodeName(w.code);
+    ASSERT_TRUE(ProposeRetry(c.host(i % 3), 1, "x=" + std::to_string(i)));
     // A read on any replica, leader or follower, returns the acknowledged value.
-    RequestResult r = c.host((i + 1) % 3)->SyncRead(1, "x", 10s);
+    RequestResult r = ReadWithRetry(c.host((i + 1) % 3), 1, "x");
     ASSERT_TRUE(r.ok()) << RequestCodeName(r.code);
     EXPECT_EQ(r.data, std::to_string(i));
   }
@@ -179,11 +191,11 @@ TEST(NodeHost, RestartFromDiskCatchesUp) {
   Cluster c(3);
   c.StartShard(1, 3);
   ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
-  for (int i = 0; i < 30; ++i) ASSERT_TRUE(c.host(0)->SyncPropose(1, "a=" + std::to_string(i), 10s).ok());
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(ProposeRetry(c.host(0), 1, "a=" + std::to_string(i)));
   c.Close(2);
   for (int i = 0; i < 30; ++i) {
-    RequestResult r = c.host(i % 2)->SyncPropose(1, "b=" + std::to_string(i), 10s);
-    ASSERT_TRUE(r.ok()) << "the two remaining hosts keep serving: " << RequestCodeName(r.code);
+    ASSERT_TRUE(ProposeRetry(c.host(i % 2), 1, "b=" + std::to_string(i)))
+        << "the two remaining hosts keep serving";
   }
   c.Reopen(2);
   ShardConfig sc;
@@ -199,11 +211,11 @@ TEST(NodeHost, RestartedReplicaCatchesUpBySnapshotWhenTheLogWasCompacted) {
   c.shard_config.compaction_overhead = 2;
   c.StartShard(1, 3);
   ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.host(0)->SyncPropose(1, "a=" + std::to_string(i), 10s).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(ProposeRetry(c.host(0), 1, "a=" + std::to_string(i)));
   c.Close(2);
   // Enough writes for several snapshots; the log before them is compacted.
   for (int i = 0; i < 60; ++i) {
-    ASSERT_TRUE(c.host(i % 2)->SyncPropose(1, "k" + std::to_string(i) + "=" + std::to_string(i), 10s).ok());
+    ASSERT_TRUE(ProposeRetry(c.host(i % 2), 1, "k" + std::to_string(i) + "=" + std::to_string(i)));
   }
   c.Reopen(2);
   ShardConfig sc = c.shard_config;
@@ -224,7 +236,7 @@ TEST(NodeHost, RestartedReplicaCatchesUpBySnapshotWhenTheLogWasCompacted) {
     EXPECT_EQ(*r, std::to_string(i));
   }
   // And it keeps up afterwards.
-  ASSERT_TRUE(c.host(0)->SyncPropose(1, "after=1", 10s).ok());
+  ASSERT_TRUE(ProposeRetry(c.host(0), 1, "after=1"));
   RequestResult rr = ReadWithRetry(c.host(2), 1, "after");
   ASSERT_TRUE(rr.ok()) << RequestCodeName(rr.code);
   EXPECT_EQ(rr.data, "1");
@@ -280,7 +292,7 @@ TEST(NodeHost, SessionProposalRetriedAfterTimeoutIsAppliedOnce) {
   ASSERT_TRUE(r1.ok()) << RequestCodeName(r1.code);
   EXPECT_EQ(AppliedCount(c, 0, 1), before) << "the retried proposal was applied twice";
   // Retried again through another host, after more entries and snapshots.
-  for (int i = 0; i < 12; ++i) ASSERT_TRUE(c.host(1)->SyncPropose(1, "y=" + std::to_string(i), 10s).ok());
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(ProposeRetry(c.host(1), 1, "y=" + std::to_string(i)));
   auto again = c.host(1)->ProposeInSession(session, "x=1", 10s);
   ASSERT_TRUE(again.ok());
   const RequestResult r2 = again->Wait();
@@ -368,6 +380,53 @@ TEST(NodeHost, MembershipChangesAndLeaderTransferUnderLoadLoseNoWrite) {
       EXPECT_FALSE(r.data.empty()) << "acknowledged write " << acked_keys[i] << " lost on host " << host;
     }
   }
+}
+
+class RecordingListener : public EventListener {
+ public:
+  void LeaderChanged(uint64_t shard, uint64_t, uint64_t leader, uint64_t) override {
+    std::lock_guard<std::mutex> l(mu);
+    if (shard == 1 && leader != 0) leaders.push_back(leader);
+  }
+  void ReplicaStarted(uint64_t, uint64_t) override { ++started; }
+  void ReplicaStopped(uint64_t, uint64_t) override { ++stopped; }
+  std::mutex mu;
+  std::vector<uint64_t> leaders;
+  std::atomic<int> started{0};
+  std::atomic<int> stopped{0};
+};
+
+TEST(NodeHost, EventsReachTheListener) {
+  const std::string dir = TempDir("events");
+  auto listener = std::make_shared<RecordingListener>();
+  NodeHostConfig c;
+  c.data_dir = dir;
+  c.rtt_ms = 5;
+  c.listener = listener;
+  auto nh = NodeHost::Create(c);
+  ASSERT_TRUE(nh.ok());
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 1;
+  ASSERT_TRUE((*nh)->StartReplica(sc, {{1, (*nh)->raft_address()}}, false, KvFactory()).ok());
+  // Until the single replica elects itself, proposals are dropped: retry.
+  RequestResult r;
+  r.code = RequestCode::kDropped;
+  for (int i = 0; i < 500 && !r.ok(); ++i) {
+    r = (*nh)->SyncPropose(1, "a=1", 10s);
+    if (!r.ok()) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(r.ok()) << RequestCodeName(r.code);
+  ASSERT_TRUE((*nh)->StopReplica(1).ok());
+  EXPECT_EQ(listener->started.load(), 1);
+  EXPECT_EQ(listener->stopped.load(), 1);
+  {
+    std::lock_guard<std::mutex> l(listener->mu);
+    ASSERT_FALSE(listener->leaders.empty());
+    EXPECT_EQ(listener->leaders.back(), 1u);
+  }
+  (*nh)->Close();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(NodeHost, BadRequestsGetClearErrors) {
