@@ -70,8 +70,7 @@ class GrpcTransport final : public Transport {
       : config_(std::move(config)),
         limits_(LimitsFrom(config_)),
         registry_(registry),
-        handler_(handler),
-        service_(this) {}
+        handler_(handler) {}
   ~GrpcTransport() override { Stop(); }
 
   Status Start() override;
@@ -104,7 +103,9 @@ class GrpcTransport final : public Transport {
   const WireLimits limits_;
   Registry* const registry_;
   Handler* const handler_;
-  RaftService service_;
+  // A gRPC service can be registered with one server only, ever: a new one
+  // per Start() lets a stopped transport start again.
+  std::unique_ptr<RaftService> service_;
   std::shared_ptr<grpc::ServerCredentials> server_credentials_;
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials_;
   std::unique_ptr<grpc::Server> server_;
@@ -231,7 +232,8 @@ Status GrpcTransport::StartServer() {
   grpc::ServerBuilder b;
   int port = 0;
   b.AddListeningPort(config_.listen_address, server_credentials_, &port);
-  b.RegisterService(&service_);
+  service_ = std::make_unique<RaftService>(this);
+  b.RegisterService(service_.get());
   b.SetMaxReceiveMessageSize(static_cast<int>(config_.max_receive_message_bytes));
   // Binding a port another process holds must fail, not share it.
   b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -183,6 +183,16 @@ TEST_F(GrpcTransportTest, ControlMessagesDoNotWaitBehindAppends) {
   EXPECT_LT(appends_before_vote, static_cast<size_t>(kAppends / 2));
 }
 
+TEST_F(GrpcTransportTest, StoppedTransportStartsAgain) {
+  auto a = StartNode(FastConfig(tmp_.Sub("a")));
+  auto b = StartNode(FastConfig(tmp_.Sub("b")));
+  b->transport->Stop();
+  EXPECT_FALSE(b->transport->Send(MakeHeartbeat(1, 2, 1)));
+  ASSERT_TRUE(b->transport->Start().ok());
+  registry_.Add(1, 2, b->transport->address());
+  EXPECT_TRUE(SendUntil(*a, b->handler, [&] { return !b->handler.messages().empty(); }));
+}
+
 TEST_F(GrpcTransportTest, BadListenAddressFails) {
   TransportConfig c = FastConfig(tmp_.Sub("a"));
   c.listen_address = "256.1.1.1:1";
