@@ -100,6 +100,15 @@ class LogDBConformance : public ::testing::TestWithParam<std::string> {
     return out;
   }
 
+  // The replica holds no entries; its log ends at `last` of term `term`.
+  void ExpectNoEntries(raft::ShardId s, raft::ReplicaId r, raft::Index last, raft::Term term) {
+    auto st = db()->ReadState(s, r);
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->first_index, last + 1);
+    EXPECT_EQ(st->last_index, last);
+    EXPECT_EQ(st->prev_term, term);
+  }
+
   // Where entry `i` is stored: its batch key and the bit range of its record.
   struct Location {
     std::string key;
@@ -329,10 +338,7 @@ TEST_P(LogDBConformance, InstalledSnapshotReplacesTheLog) {
 TEST_P(LogDBConformance, SnapshotWithoutEntriesLeavesAnEmptyLog) {
   ASSERT_TRUE(SaveOne(1, 1, MakeEntries(1, 5, 1)).ok());
   ASSERT_TRUE(SaveOne(1, 1, {}, std::nullopt, Snap(100, 9)).ok());
-  auto st = db()->ReadState(1, 1);
-  EXPECT_EQ(st->first_index, 101u);
-  EXPECT_EQ(st->last_index, 100u);
-  EXPECT_EQ(st->prev_term, 9u);
+  ExpectNoEntries(1, 1, 100, 9);
   ASSERT_TRUE(SaveOne(1, 1, MakeEntries(101, 101, 9)).ok());
   EXPECT_EQ(db()->ReadState(1, 1)->first_index, 101u);
   EXPECT_EQ(db()->ReadState(1, 1)->last_index, 101u);
@@ -379,10 +385,7 @@ TEST_P(LogDBConformance, CompactionRemovesEntriesAndKeepsTheirLastTerm) {
   }
   EXPECT_EQ(db()->CompactTo(1, 1, 11).code(), StatusCode::kInvalidArgument);
   ASSERT_TRUE(db()->CompactTo(1, 1, 10).ok());
-  auto st = db()->ReadState(1, 1);
-  EXPECT_EQ(st->first_index, 11u);
-  EXPECT_EQ(st->last_index, 10u);
-  EXPECT_EQ(st->prev_term, 2u);
+  ExpectNoEntries(1, 1, 10, 2);
   ASSERT_TRUE(SaveOne(1, 1, MakeEntries(11, 12, 2)).ok());
   EXPECT_EQ(db()->ReadState(1, 1)->first_index, 11u);
   EXPECT_EQ(Read(1, 1, 11, 13), MakeEntries(11, 12, 2));
