@@ -62,12 +62,15 @@ std::string QuoteOptional(const std::optional<std::string>& value) {
 std::string DescribeCommand(const Command& command) {
   const std::string key = Quote(command.key);
   switch (command.kind) {
-    case OpKind::kGet: return "get(" + key + ")";
-    case OpKind::kPut: return "put(" + key + ", " + Quote(command.value) + ")";
-    case OpKind::kDelete: return "delete(" + key + ")";
+    case OpKind::kGet:
+      return "get(" + key + ")";
+    case OpKind::kPut:
+      return "put(" + key + ", " + Quote(command.value) + ")";
+    case OpKind::kDelete:
+      return "delete(" + key + ")";
     case OpKind::kCas:
-      return "cas(" + key + ", " + QuoteOptional(command.expected) + " -> " +
-             Quote(command.value) + ")";
+      return "cas(" + key + ", " + QuoteOptional(command.expected) + " -> " + Quote(command.value) +
+             ")";
   }
   return "invalid(" + key + ")";
 }
@@ -108,14 +111,32 @@ class ValueTable {
 struct KeyOp {
   size_t index = 0;  // position in the caller's history, for messages
   OpKind kind = OpKind::kGet;
-  bool unknown = false;  // outcome kUnknown: optional, returns never
+  bool unknown = false;        // outcome kUnknown: optional, returns never
   ValueId expected = kAbsent;  // kCas
   ValueId written = kAbsent;   // kPut, kCas; kAbsent for kDelete
   ValueId read = kAbsent;      // kGet
   bool swapped = false;        // kCas with a known outcome
+  bool blind = false;          // see MarkBlindWrites()
   int64_t call = 0;
   int64_t ret = 0;
 };
+
+constexpr ValueId kNoValue = -1;
+
+// The value whose presence `op` depends on: what a get reads or what a
+// swapping (or possibly swapping) CAS expects. kNoValue for blind writes.
+ValueId Observes(const KeyOp& op) {
+  if (op.kind == OpKind::kGet) return op.read;
+  if (op.kind == OpKind::kCas && (op.unknown || op.swapped)) return op.expected;
+  return kNoValue;
+}
+
+// The value whose absence `op` depends on: a completed CAS that did not swap
+// needs the register to hold anything but its expected value.
+ValueId Refuses(const KeyOp& op) {
+  if (op.kind == OpKind::kCas && !op.unknown && !op.swapped) return op.expected;
+  return kNoValue;
+}
 
 // The register's value after `op` is applied to `value`, or nullopt if `op`
 // could not have given its observed result there. An unknown CAS swaps when
@@ -125,8 +146,10 @@ std::optional<ValueId> Step(const KeyOp& op, ValueId value) {
     case OpKind::kGet:
       if (op.read != value) return std::nullopt;
       return value;
-    case OpKind::kPut: return op.written;
-    case OpKind::kDelete: return kAbsent;
+    case OpKind::kPut:
+      return op.written;
+    case OpKind::kDelete:
+      return kAbsent;
     case OpKind::kCas:
       if (op.unknown) return value == op.expected ? op.written : value;
       if (op.swapped) {
@@ -142,7 +165,7 @@ std::optional<ValueId> Step(const KeyOp& op, ValueId value) {
 // Why `op` cannot be the next operation when the register holds `value`;
 // `fits` says whether Step() accepted it (then the search failed later on).
 std::string WhyNotHere(const KeyOp& op, ValueId value, bool fits, const ValueTable& values) {
-  if (fits && op.unknown) return "its outcome is unknown and taking effect here changes nothing";
+  if (fits && op.unknown) return "its outcome is unknown, and taking effect here does not help";
   if (fits) return "fits here, but no order of the remaining operations fits after it";
   if (op.kind == OpKind::kGet) {
     return "reads " + values.Name(op.read) + ", but the value is " + values.Name(value);
@@ -163,14 +186,17 @@ uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-uint64_t HashValue(ValueId value) {
-  return SplitMix64(static_cast<uint64_t>(value) ^ 0x5bd1e9955bd1e995ULL);
+// The part of a search state besides the placed set: the register's value
+// and, while an unknown write waits for its justification, the value it
+// replaced (see KeySearch::replaced_).
+uint64_t Label(ValueId value, ValueId replaced) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(value)) << 32) |
+         static_cast<uint32_t>(replaced);
 }
 
-// The set of (linearized-set bitset, register value) states already
-// explored. Open addressing over a flat arena of bitset words, so a lookup
-// allocates nothing and each state costs its bitset plus about 24 bytes.
-// Not thread-safe.
+// The set of (linearized-set bitset, label) states already explored. Open addressing over a flat
+// arena of bitset words, so a lookup allocates nothing and each state costs its bitset plus about
+// 24 bytes. Not thread-safe.
 class StateCache {
  public:
   enum class InsertResult : uint8_t { kInserted, kPresent, kFull };
@@ -180,18 +206,18 @@ class StateCache {
     slots_.assign(kInitialSlots, kEmptySlot);
   }
 
-  uint64_t size() const { return values_.size(); }
+  uint64_t size() const { return labels_.size(); }
 
-  InsertResult Insert(const std::vector<uint64_t>& bits, ValueId value, uint64_t hash) {
+  InsertResult Insert(const std::vector<uint64_t>& bits, uint64_t label, uint64_t hash) {
     size_t mask = slots_.size() - 1;
     size_t i = hash & mask;
     for (; slots_[i] != kEmptySlot; i = (i + 1) & mask) {
-      if (Matches(slots_[i], bits, value, hash)) return InsertResult::kPresent;
+      if (Matches(slots_[i], bits, label, hash)) return InsertResult::kPresent;
     }
     if (size() >= max_states_) return InsertResult::kFull;
     const uint32_t state = static_cast<uint32_t>(size());
     hashes_.push_back(hash);
-    values_.push_back(value);
+    labels_.push_back(label);
     arena_.insert(arena_.end(), bits.begin(), bits.end());
     slots_[i] = state;
     // Keeping the load under one half keeps probe runs short.
@@ -204,9 +230,9 @@ class StateCache {
   static constexpr uint64_t kMaxSlotIndex = UINT32_MAX - 1;
   static constexpr size_t kInitialSlots = 1024;  // a power of two
 
-  bool Matches(uint32_t state, const std::vector<uint64_t>& bits, ValueId value,
+  bool Matches(uint32_t state, const std::vector<uint64_t>& bits, uint64_t label,
                uint64_t hash) const {
-    if (hashes_[state] != hash || values_[state] != value) return false;
+    if (hashes_[state] != hash || labels_[state] != label) return false;
     return std::equal(bits.begin(), bits.end(), arena_.begin() + state * words_);
   }
 
@@ -222,9 +248,9 @@ class StateCache {
 
   const size_t words_;  // bitset words per state
   const uint64_t max_states_;
-  std::vector<uint32_t> slots_;  // state index or kEmptySlot; size is a power of two
+  std::vector<uint32_t> slots_;   // state index or kEmptySlot; size is a power of two
   std::vector<uint64_t> hashes_;  // per state
-  std::vector<ValueId> values_;   // per state
+  std::vector<uint64_t> labels_;  // per state
   std::vector<uint64_t> arena_;   // words_ bitset words per state
 };
 
@@ -244,13 +270,17 @@ struct DeadEnd {
 // Not thread-safe; one per key.
 class KeySearch {
  public:
-  KeySearch(const std::vector<KeyOp>& ops, const CheckOptions& options, Clock::time_point deadline)
+  KeySearch(const std::vector<KeyOp>& ops, size_t value_count, const CheckOptions& options,
+            Clock::time_point deadline)
       : ops_(ops),
         deadline_(deadline),
         cache_((ops.size() + 63) / 64, options.max_states_per_key),
-        bits_((ops.size() + 63) / 64, 0) {
+        bits_((ops.size() + 63) / 64, 0),
+        observed_stamp_(value_count, 0),
+        refused_stamp_(value_count, 0) {
     zobrist_.reserve(ops_.size());
     for (size_t i = 0; i < ops_.size(); ++i) zobrist_.push_back(SplitMix64(i));
+    for (const KeyOp& op : ops_) pending_ += op.unknown ? 0 : 1;
     BuildEventList();
   }
 
@@ -271,11 +301,18 @@ class KeySearch {
   void Lift(int32_t op);
   void Unlift(int32_t op);
   void Flip(int32_t op);
+  bool Helps(const KeyOp& op, ValueId before, ValueId after);
+  void StampFrontier();
+  bool Justifies(const KeyOp& op, ValueId value) const;
+  void Place(int32_t op, ValueId before);
+  ValueId Unplace();
   void NoteDeadEnd(int32_t return_event, ValueId value);
 
   struct Frame {
     int32_t op;
     ValueId value_before;
+    ValueId replaced_before;
+    bool blind_seen_before;
   };
 
   // Clock reads are costly next to a search step, so the deadline is looked
@@ -292,6 +329,20 @@ class KeySearch {
   std::vector<int32_t> prev_;
   int32_t head_ = 0;
   std::vector<Frame> stack_;
+  size_t pending_ = 0;  // operations with a known outcome not yet placed
+  // When the latest placed operation is an unknown write, the value it
+  // replaced; otherwise kNoValue. While set, the next operation placed must
+  // justify that write (see Justifies()).
+  ValueId replaced_ = kNoValue;
+  // Per value, the frontier_ stamp at which some minimal operation was seen
+  // to observe it, and to refuse it. Stamps spare clearing per frontier.
+  std::vector<uint64_t> observed_stamp_;
+  std::vector<uint64_t> refused_stamp_;
+  uint64_t frontier_ = 1;          // bumped whenever the event list changes
+  uint64_t stamped_frontier_ = 0;  // the frontier the stamps describe
+  // Whether the current scan has passed a blind write already; the others
+  // are then skipped (see MarkBlindWrites()).
+  bool blind_seen_ = false;
   DeadEnd dead_end_;
   bool out_of_time_ = false;
 };
@@ -358,15 +409,82 @@ void KeySearch::Flip(int32_t op) {
   bits_hash_ ^= zobrist_[static_cast<size_t>(op)];
 }
 
+// Whether placing `op` here, moving the register from `before` to `after`,
+// can matter. A known operation always must be placed. An unknown one that
+// changes nothing is the same as one that never happened, which the end of
+// the search allows anyway. An unknown write must be followed at once by an
+// operation that justifies it (see Justifies()), which has to be minimal
+// already: lifting the write does not change which operations are minimal,
+// as its return is never. Checking that here saves one search state per
+// unknown write at every step. The rule depends only on the placed set and
+// the value, so the cache of explored states stays sound.
+bool KeySearch::Helps(const KeyOp& op, ValueId before, ValueId after) {
+  if (!op.unknown) return true;
+  if (after == before) return false;
+  if (stamped_frontier_ != frontier_) StampFrontier();
+  return observed_stamp_[static_cast<size_t>(after)] == frontier_ ||
+         refused_stamp_[static_cast<size_t>(before)] == frontier_;
+}
+
+// Records which values the minimal operations (those called before the
+// first pending return) observe and refuse. Costs one pass over them, as
+// does the scan that calls it.
+void KeySearch::StampFrontier() {
+  for (int32_t e = next_[static_cast<size_t>(head_)]; IsCall(e) && e != head_;
+       e = next_[static_cast<size_t>(e)]) {
+    const KeyOp& op = ops_[static_cast<size_t>(e / 2)];
+    if (Observes(op) != kNoValue) observed_stamp_[static_cast<size_t>(Observes(op))] = frontier_;
+    if (Refuses(op) != kNoValue) refused_stamp_[static_cast<size_t>(Refuses(op))] = frontier_;
+  }
+  stamped_frontier_ = frontier_;
+}
+
+// Whether `op` may come next given the pending unknown write, if any, that
+// set the register to `value`. Such a write need only be placed right
+// before an operation that observes the value it wrote or refuses the value
+// it replaced: in any linearization, moving an unknown write later up to the
+// first such operation keeps it valid (the operations it passes neither
+// change the value nor observe it, and an unknown write's return is never),
+// and if no such operation comes before the next write it can be deleted
+// instead. So the search loses nothing by pairing each unknown write with
+// its justification, and no longer tries every unknown write at every point.
+bool KeySearch::Justifies(const KeyOp& op, ValueId value) const {
+  if (replaced_ == kNoValue) return true;
+  return Observes(op) == value || Refuses(op) == replaced_;
+}
+
+// REQUIRES: op's bit is already set (Run() sets it to probe the cache).
+void KeySearch::Place(int32_t op, ValueId before) {
+  const KeyOp& placed = ops_[static_cast<size_t>(op)];
+  stack_.push_back({op, before, replaced_, blind_seen_});
+  replaced_ = placed.unknown ? before : kNoValue;
+  blind_seen_ = false;
+  Lift(op);
+  ++frontier_;
+  if (!placed.unknown) --pending_;
+}
+
+// Undoes the latest Place() and returns the value before it.
+ValueId KeySearch::Unplace() {
+  const Frame frame = stack_.back();
+  stack_.pop_back();
+  const KeyOp& placed = ops_[static_cast<size_t>(frame.op)];
+  replaced_ = frame.replaced_before;
+  blind_seen_ = frame.blind_seen_before;
+  Flip(frame.op);
+  Unlift(frame.op);
+  ++frontier_;
+  if (!placed.unknown) ++pending_;
+  return frame.value_before;
+}
+
 Verdict KeySearch::Run() {
-  size_t pending = 0;  // operations with a known outcome not yet linearized
-  for (const KeyOp& op : ops_) pending += op.unknown ? 0 : 1;
   ValueId value = kAbsent;
   int32_t event = next_[static_cast<size_t>(head_)];
   uint64_t steps = 0;
-  // Every known operation linearized means success: the unknown ones left
-  // over go last, where, returning never, they are allowed and unobserved.
-  while (pending > 0) {
+  // Every known operation placed means success: the unknown ones left over
+  // go last, where, returning never, they are allowed and unobserved.
+  while (pending_ > 0) {
     if (++steps % kStepsPerClockCheck == 0 && Clock::now() > deadline_) {
       out_of_time_ = true;
       return Verdict::kUnknown;
@@ -377,32 +495,34 @@ Verdict KeySearch::Run() {
       // This operation must already have taken effect: back up.
       NoteDeadEnd(event, value);
       if (stack_.empty()) return Verdict::kViolation;
-      const Frame frame = stack_.back();
-      stack_.pop_back();
-      value = frame.value_before;
-      Flip(frame.op);
-      Unlift(frame.op);
-      if (!ops_[static_cast<size_t>(frame.op)].unknown) ++pending;
-      event = next_[static_cast<size_t>(CallEvent(frame.op))];
+      const int32_t undone = stack_.back().op;
+      value = Unplace();
+      event = next_[static_cast<size_t>(CallEvent(undone))];
       continue;
     }
     const int32_t op = event / 2;
     const KeyOp& candidate = ops_[static_cast<size_t>(op)];
+    if (candidate.blind) {
+      if (blind_seen_) {
+        event = next_[static_cast<size_t>(event)];
+        continue;
+      }
+      blind_seen_ = true;
+    }
     const std::optional<ValueId> after = Step(candidate, value);
-    // An unknown operation that changes nothing here is the same as one that
-    // never happened, which the end of the search already allows.
-    if (after && !(candidate.unknown && *after == value)) {
+    if (after && Justifies(candidate, value) && Helps(candidate, value, *after)) {
+      const uint64_t label = Label(*after, candidate.unknown ? value : kNoValue);
       Flip(op);
-      switch (cache_.Insert(bits_, *after, bits_hash_ ^ HashValue(*after))) {
+      switch (cache_.Insert(bits_, label, bits_hash_ ^ SplitMix64(label))) {
         case StateCache::InsertResult::kInserted:
-          stack_.push_back({op, value});
+          Place(op, value);
           value = *after;
-          Lift(op);
-          if (!candidate.unknown) --pending;
           event = next_[static_cast<size_t>(head_)];
           continue;
-        case StateCache::InsertResult::kPresent: break;
-        case StateCache::InsertResult::kFull: return Verdict::kUnknown;
+        case StateCache::InsertResult::kPresent:
+          break;
+        case StateCache::InsertResult::kFull:
+          return Verdict::kUnknown;
       }
       Flip(op);
     }
@@ -414,7 +534,12 @@ Verdict KeySearch::Run() {
 // Keeps the deepest dead end only: copying the stack there is bounded by
 // the number of operations per new depth, and a search without dead ends
 // (the common, linearizable case) copies nothing.
+//
+// A dead end right after an unknown write is skipped: its candidates were
+// limited to the write's justifications, which would mislead a reader. The
+// search always ends at a dead end without one.
 void KeySearch::NoteDeadEnd(int32_t return_event, ValueId value) {
+  if (replaced_ != kNoValue) return;
   if (dead_end_.recorded && stack_.size() <= dead_end_.prefix.size()) return;
   dead_end_.recorded = true;
   dead_end_.prefix.clear();
@@ -441,7 +566,8 @@ std::string ExplainDeadEnd(const std::vector<Operation>& history, const std::vec
   size_t known = 0;
   size_t known_in_prefix = 0;
   for (const KeyOp& op : ops) known += op.unknown ? 0 : 1;
-  for (int32_t op : dead_end.prefix) known_in_prefix += ops[static_cast<size_t>(op)].unknown ? 0 : 1;
+  for (int32_t op : dead_end.prefix)
+    known_in_prefix += ops[static_cast<size_t>(op)].unknown ? 0 : 1;
   std::string out = "  The longest linearizable prefix places " + std::to_string(known_in_prefix) +
                     " of the " + std::to_string(known) +
                     " operations that must take effect; after it the value is " +
@@ -457,14 +583,72 @@ std::string ExplainDeadEnd(const std::vector<Operation>& history, const std::vec
   for (int32_t id : dead_end.candidates) {
     const KeyOp& op = ops[static_cast<size_t>(id)];
     const bool fits = Step(op, dead_end.value).has_value();
-    out += "    " + Numbered(history, op.index) + ": " +
-           WhyNotHere(op, dead_end.value, fits, values);
+    out +=
+        "    " + Numbered(history, op.index) + ": " + WhyNotHere(op, dead_end.value, fits, values);
     if (id == dead_end.blocking) {
       out += "; it must take effect before it returns at " + std::to_string(op.ret);
     }
     out += "\n";
   }
   return out;
+}
+
+// Whether `op` may set the register (a delete sets it to kAbsent).
+bool MayWrite(const KeyOp& op) {
+  if (op.kind == OpKind::kCas) return op.unknown || op.swapped;
+  return op.kind != OpKind::kGet;
+}
+
+// Removes unknown writes that the search need not consider, because a
+// linearization that uses one stays valid without it. Such writes are the
+// search's worst case: they stay minimal for ever, so without this every
+// backtrack tries every subset of them.
+//
+// An unknown write W of value v is dropped when (1) no operation observes v:
+// no completed get reads it, no swapped or unknown CAS expects it; and (2) no
+// completed CAS that did not swap, expecting a value the register can hold,
+// returns at or after W's call. Proof sketch: take a linearization with W and
+// delete W. Only the operations between W and the next put or delete see a
+// different value (the one before W instead of v). None of them is a get or a
+// swapping CAS, which would have observed v; an unknown CAS among them can be
+// deleted too; and a CAS that did not swap needs the value to differ from its
+// expected one, which (2) guarantees by time or by the value being
+// impossible.
+void DropUnobservedUnknownWrites(std::vector<KeyOp>* ops, size_t value_count) {
+  std::vector<bool> observed(value_count, false);
+  std::vector<bool> writable(value_count, false);
+  writable[kAbsent] = true;  // the initial value
+  for (const KeyOp& op : *ops) {
+    if (MayWrite(op)) writable[static_cast<size_t>(op.written)] = true;
+    if (Observes(op) != kNoValue) observed[static_cast<size_t>(Observes(op))] = true;
+  }
+  std::optional<int64_t> last_refusal;  // the latest return of a CAS as in (2)
+  for (const KeyOp& op : *ops) {
+    const ValueId refused = Refuses(op);
+    if (refused == kNoValue || !writable[static_cast<size_t>(refused)]) continue;
+    last_refusal = std::max(last_refusal.value_or(op.ret), op.ret);
+  }
+  std::erase_if(*ops, [&](const KeyOp& op) {
+    return op.unknown && MayWrite(op) && !observed[static_cast<size_t>(op.written)] &&
+           (!last_refusal || *last_refusal < op.call);
+  });
+}
+
+// Marks the unknown puts whose value no operation observes or refuses. Two
+// such writes that are both minimal are interchangeable: they stay minimal
+// (their return is never), and swapping their places in a linearization,
+// renaming their values, changes no operation's result. So at any point the
+// search tries only the first of them that it meets. Without this, a refusing
+// CAS lets every such write justify itself and the search tries every subset.
+void MarkBlindWrites(std::vector<KeyOp>* ops, size_t value_count) {
+  std::vector<bool> watched(value_count, false);
+  for (const KeyOp& op : *ops) {
+    if (Observes(op) != kNoValue) watched[static_cast<size_t>(Observes(op))] = true;
+    if (Refuses(op) != kNoValue) watched[static_cast<size_t>(Refuses(op))] = true;
+  }
+  for (KeyOp& op : *ops) {
+    op.blind = op.unknown && op.kind == OpKind::kPut && !watched[static_cast<size_t>(op.written)];
+  }
 }
 
 // A quick test that needs no search: an operation that observed a value no
@@ -477,9 +661,7 @@ std::optional<std::string> FindImpossibleObservation(const std::vector<Operation
   // The earliest call among the operations that may write each value.
   std::vector<std::optional<int64_t>> first_writer_call(values.size());
   for (const KeyOp& op : ops) {
-    const bool writes = op.kind == OpKind::kPut ||
-                        (op.kind == OpKind::kCas && (op.unknown || op.swapped));
-    if (!writes) continue;
+    if (!MayWrite(op)) continue;
     auto& first = first_writer_call[static_cast<size_t>(op.written)];
     if (!first || op.call < *first) first = op.call;
   }
@@ -530,18 +712,20 @@ KeyResult CheckKey(const std::vector<Operation>& history, const std::vector<size
     result.explanation = header + "not linearizable.\n" + *why;
     return result;
   }
-  KeySearch search(ops, options, deadline);
+  DropUnobservedUnknownWrites(&ops, values.size());
+  MarkBlindWrites(&ops, values.size());
+  KeySearch search(ops, values.size(), options, deadline);
   result.verdict = search.Run();
   result.states_explored = search.states();
   const std::string counts = std::to_string(ops.size()) + " operations, " +
                              std::to_string(search.states()) + " states explored";
   if (result.verdict == Verdict::kViolation) {
-    result.explanation = header + "not linearizable (" + counts + ").\n" +
-                         ExplainDeadEnd(history, ops, values, search.dead_end(),
-                                        options.max_explained_ops);
+    result.explanation =
+        header + "not linearizable (" + counts + ").\n" +
+        ExplainDeadEnd(history, ops, values, search.dead_end(), options.max_explained_ops);
   } else if (result.verdict == Verdict::kUnknown) {
-    result.explanation = header + "undecided (" + counts + "): " +
-                         (search.out_of_time() ? "max_duration" : "max_states_per_key") +
+    result.explanation = header + "undecided (" + counts +
+                         "): " + (search.out_of_time() ? "max_duration" : "max_states_per_key") +
                          " was reached.\n";
   }
   return result;
@@ -590,19 +774,26 @@ Response Response::Swapped(bool swapped) { return {std::nullopt, swapped}; }
 
 std::string_view OutcomeName(Outcome outcome) {
   switch (outcome) {
-    case Outcome::kOk: return "ok";
-    case Outcome::kFailed: return "failed";
-    case Outcome::kUnknown: return "unknown";
+    case Outcome::kOk:
+      return "ok";
+    case Outcome::kFailed:
+      return "failed";
+    case Outcome::kUnknown:
+      return "unknown";
   }
   return "invalid";
 }
 
 std::string_view VerdictName(Verdict verdict) {
   switch (verdict) {
-    case Verdict::kLinearizable: return "linearizable";
-    case Verdict::kViolation: return "violation";
-    case Verdict::kUnknown: return "unknown";
-    case Verdict::kInvalidHistory: return "invalid_history";
+    case Verdict::kLinearizable:
+      return "linearizable";
+    case Verdict::kViolation:
+      return "violation";
+    case Verdict::kUnknown:
+      return "unknown";
+    case Verdict::kInvalidHistory:
+      return "invalid_history";
   }
   return "invalid";
 }

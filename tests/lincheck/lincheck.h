@@ -114,7 +114,7 @@ std::string_view VerdictName(Verdict verdict);
 struct KeyResult {
   std::string key;
   Verdict verdict = Verdict::kLinearizable;
-  size_t operations = 0;        // checked: failed ops and unknown reads are not counted
+  size_t operations = 0;  // checked: failed ops and unknown reads are not counted
   uint64_t states_explored = 0;
   std::string explanation;  // empty when linearizable
 };
