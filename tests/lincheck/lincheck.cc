@@ -4,6 +4,9 @@
 // operation (one whose call comes before every pending return), walking a
 // linked list of call and return events; and a cache of (set of linearized
 // operations, register value) pairs prunes states already known to fail.
+// Unknown writes, which never return and so could be tried at every step,
+// are further limited by rules that keep every verdict (KeySearch::Helps,
+// KeySearch::Justifies, MarkBlindWrites, DropUnobservedUnknownWrites).
 // docs/lincheck.md explains the algorithm and the treatment of unknown
 // outcomes.
 #include "tests/lincheck/lincheck.h"

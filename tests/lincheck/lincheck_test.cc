@@ -173,6 +173,14 @@ TEST(LincheckLinearizable, UnknownWriteNeverApplied) {
   });
 }
 
+TEST(LincheckLinearizable, OnlyUnknownWrites) {
+  // Every operation is dropped before the search; the key is still reported.
+  const CheckResult result = Check({Unknown(Put(1, "x", "1", 0, 0)), Unknown(Del(2, "x", 1, 0))});
+  EXPECT_EQ(result.verdict, Verdict::kLinearizable) << result.explanation;
+  ASSERT_EQ(result.keys.size(), 1u);
+  EXPECT_EQ(result.keys[0].key, "x");
+}
+
 TEST(LincheckLinearizable, UnknownCasAppliedOrNot) {
   ExpectLinearizable({
       Put(1, "x", "a", 0, 1),
