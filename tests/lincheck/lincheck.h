@@ -126,7 +126,7 @@ struct CheckResult {
   // For humans: the explanation of every violating or undecided key, or of
   // the malformed input. Empty when linearizable.
   std::string explanation;
-  std::vector<KeyResult> keys;  // one per key in the history, sorted by key
+  std::vector<KeyResult> keys;  // one per key with a checked operation, sorted by key
   uint64_t states_explored = 0;
 
   bool ok() const { return verdict == Verdict::kLinearizable; }
