@@ -16,6 +16,7 @@ struct KvLogDB::Scratch {
   std::string end_key;
   std::string value;
   std::vector<raft::Index> lasts;  // per update: last stored entry before / after the Save
+  std::vector<ReplicaKey> replicas;  // the replicas of one Save, sorted to find repeats
 };
 
 namespace {
@@ -180,6 +181,17 @@ Status KvLogDB::Save(const std::vector<ReplicaUpdate>& updates) {
   if (!poisoned.ok()) {
     ReleaseScratch(std::move(s));
     return poisoned;
+  }
+  // Each update is encoded against the stored log as it was before the
+  // Save, so one replica may appear only once per Save.
+  s->replicas.clear();
+  for (const ReplicaUpdate& u : updates) s->replicas.push_back({u.shard_id, u.replica_id});
+  std::sort(s->replicas.begin(), s->replicas.end());
+  auto repeat = std::adjacent_find(s->replicas.begin(), s->replicas.end());
+  if (repeat != s->replicas.end()) {
+    const ReplicaKey r = *repeat;
+    ReleaseScratch(std::move(s));
+    return Status::InvalidArgument(Describe(r) + ": appears twice in one Save");
   }
   s->lasts.assign(updates.size(), kUnknown);
   {

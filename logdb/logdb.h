@@ -100,7 +100,8 @@ class LogDB {
   // implementation syncs, one fsync. On error nothing is acknowledged and the
   // LogDB is poisoned. InvalidArgument (malformed update: non-contiguous
   // entries, index 0, entries not following a snapshot in the same update)
-  // is returned before anything is written and does not poison.
+  // is returned before anything is written and does not poison; so is a
+  // replica that appears in more than one update of the same call.
   [[nodiscard]] virtual Status Save(const std::vector<ReplicaUpdate>& updates) = 0;
 
   // Records a snapshot taken locally; the entries stay (CompactTo removes
