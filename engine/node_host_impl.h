@@ -104,6 +104,10 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::string raft_address() const override;
   Status StartReplica(const ShardConfig& config, const Members& initial, bool join,
                       StateMachineFactory factory) override;
+  Status StartConcurrentReplica(const ShardConfig& config, const Members& initial, bool join,
+                                ConcurrentStateMachineFactory factory) override;
+  Status StartOnDiskReplica(const ShardConfig& config, const Members& initial, bool join,
+                            OnDiskStateMachineFactory factory) override;
   Status StopReplica(uint64_t shard_id) override;
   Result<RequestHandle> Propose(uint64_t shard_id, std::string_view cmd, Timeout t) override;
   Result<RequestHandle> Read(uint64_t shard_id, std::string_view query, Timeout t) override;
@@ -149,6 +153,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Result<RequestHandle> ProposeEntry(uint64_t shard_id, raft::Entry e, Timeout t);
   Result<RequestHandle> ProposeConf(uint64_t shard_id, raft::ConfChange cc, Timeout t);
   void StartThreads();
+  Status StartReplicaImpl(const ShardConfig& config, const Members& initial, bool join, uint8_t kind,
+                          const std::function<std::unique_ptr<ManagedStateMachine>()>& make);
 
   const NodeHostConfig config_;
   std::unique_ptr<logdb::LogDB> logdb_;

@@ -5,7 +5,8 @@
 //  - `peer`, `log`, `update` and the scratch vectors: the owning step worker only.
 //  - inbound queues: `mu_`.
 //  - pending requests: `pending_mu_`.
-//  - the state machine: `sm_mu_`; the apply queue: `apply_mu_`.
+//  - the state machine: locked inside ManagedStateMachine per its kind;
+//    the apply queue: `apply_mu_`.
 //  - reported state (leader, term, ...): atomics, read by any thread.
 #pragma once
 
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "engine/log_cache.h"
+#include "engine/managed_sm.h"
 #include "engine/raft/conf_change.h"
 #include "engine/raft/peer.h"
 #include "engine/request_state.h"
@@ -44,7 +46,7 @@ struct ConfRequest {
 
 class Replica {
  public:
-  Replica(const ShardConfig& cfg, std::unique_ptr<StateMachine> sm)
+  Replica(const ShardConfig& cfg, std::unique_ptr<ManagedStateMachine> sm)
       : shard_id(cfg.shard_id), replica_id(cfg.replica_id), config(cfg), sm_(std::move(sm)) {}
 
   const uint64_t shard_id;
@@ -94,8 +96,7 @@ class Replica {
   void FailAllPending(RequestCode code);
 
   // --- Apply side.
-  std::mutex& sm_mu() { return sm_mu_; }
-  StateMachine* sm() { return sm_.get(); }
+  ManagedStateMachine* sm() { return sm_.get(); }
   void PushApply(ApplyTask&& t);
   bool TakeApply(std::deque<ApplyTask>* out);
   // Reads confirmed by Raft that wait for the state machine to catch up.
@@ -104,6 +105,7 @@ class Replica {
   uint64_t applied_term = 0;                 // apply worker only
   uint64_t last_snapshot_index = 0;          // apply worker only
   Sessions sessions;                         // apply worker only
+  uint64_t skip_through = 0;                 // on-disk kind: applied durably before start
 
   // --- Reported state.
   std::atomic<uint64_t> applied{0};
@@ -130,8 +132,7 @@ class Replica {
   std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending_;
   std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending_reads_;
 
-  std::mutex sm_mu_;
-  std::unique_ptr<StateMachine> sm_;
+  std::unique_ptr<ManagedStateMachine> sm_;
 
   std::mutex apply_mu_;
   std::deque<ApplyTask> apply_queue_;

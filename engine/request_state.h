@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 
 #include "flotilla/request.h"
@@ -19,14 +20,29 @@ class RequestState {
 
   // Returns false when it was completed already.
   bool Complete(RequestResult r) {
+    std::function<void(const RequestResult&)> callback;
     {
       std::lock_guard<std::mutex> l(mu_);
       if (done_) return false;
       done_ = true;
       result_ = std::move(r);
+      callback.swap(callback_);
     }
     cv_.notify_all();
+    // result_ no longer changes once done_ is set, so it is read unlocked.
+    if (callback) callback(result_);
     return true;
+  }
+  // Runs `fn` with the result now if complete, else from Complete.
+  void OnComplete(std::function<void(const RequestResult&)> fn) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!done_) {
+        callback_ = std::move(fn);
+        return;
+      }
+    }
+    fn(result_);
   }
   bool Complete(RequestCode code) {
     RequestResult r;
@@ -58,6 +74,7 @@ class RequestState {
   std::condition_variable cv_;
   bool done_ = false;              // guarded by mu_
   RequestResult result_;           // guarded by mu_
+  std::function<void(const RequestResult&)> callback_;  // guarded by mu_
 };
 
 }  // namespace flotilla::internal

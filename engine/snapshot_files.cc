@@ -83,7 +83,7 @@ Status FileSnapshotReader::Read(size_t max, std::string* out) {
   return Status::Ok();
 }
 
-Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, StateMachine* sm,
+Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, ManagedStateMachine* sm,
                                   const std::string& sessions) {
   std::error_code ec;
   fs::create_directories(root, ec);
@@ -109,10 +109,14 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, State
   return final_dir;
 }
 
-Status ReadSnapshot(const std::string& dir, StateMachine* sm, std::string* sessions) {
+Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string* sessions) {
   FileSnapshotReader r;
   FLOTILLA_RETURN_IF_ERROR(r.Open(dir + "/data"));
-  FLOTILLA_RETURN_IF_ERROR(sm->RecoverFromSnapshot(&r));
+  FLOTILLA_RETURN_IF_ERROR(sm->Recover(&r));
+  return ReadSnapshotSessions(dir, sessions);
+}
+
+Status ReadSnapshotSessions(const std::string& dir, std::string* sessions) {
   FileSnapshotReader sr;
   FLOTILLA_RETURN_IF_ERROR(sr.Open(dir + "/sessions"));
   sessions->clear();

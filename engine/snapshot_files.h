@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "engine/managed_sm.h"
 #include "flotilla/state_machine.h"
 
 namespace flotilla::engine {
@@ -43,10 +44,12 @@ class FileSnapshotReader final : public SnapshotReader {
 // Saves a state machine's snapshot at `index` under `root` (temporary
 // directory, fsync, rename): the file `data` holds the state machine's bytes,
 // `sessions` the engine's session registry. Returns the final directory.
-Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, StateMachine* sm,
+Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, ManagedStateMachine* sm,
                                   const std::string& sessions);
 // Restores a state machine (and the session registry bytes) from `dir`.
-Status ReadSnapshot(const std::string& dir, StateMachine* sm, std::string* sessions);
+Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string* sessions);
+// Reads only the session registry bytes of the snapshot in `dir`.
+Status ReadSnapshotSessions(const std::string& dir, std::string* sessions);
 // Removes snapshot directories under `root` other than the newest `keep`.
 void PruneSnapshots(const std::string& root, size_t keep);
 

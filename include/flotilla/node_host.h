@@ -60,6 +60,13 @@ class NodeHost {
   // Restarting: the stored state wins and `initial` is ignored.
   [[nodiscard]] virtual Status StartReplica(const ShardConfig& config, const Members& initial,
                                             bool join, StateMachineFactory factory) = 0;
+  // The same for the concurrent and on-disk state-machine kinds. A shard
+  // keeps the kind it was created with.
+  [[nodiscard]] virtual Status StartConcurrentReplica(const ShardConfig& config,
+                                                      const Members& initial, bool join,
+                                                      ConcurrentStateMachineFactory factory) = 0;
+  [[nodiscard]] virtual Status StartOnDiskReplica(const ShardConfig& config, const Members& initial,
+                                                  bool join, OnDiskStateMachineFactory factory) = 0;
   [[nodiscard]] virtual Status StopReplica(uint64_t shard_id) = 0;
 
   // Proposes `cmd`; completes with the state machine's result once applied

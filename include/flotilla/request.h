@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,6 +42,13 @@ class RequestHandle {
   RequestResult Wait() const;
   // True once completed (non-blocking).
   bool Done() const;
+  // Runs `fn` once with the result, without blocking: at once on this thread
+  // when the request is complete already, otherwise on the engine thread
+  // that completes it (so `fn` must be quick and must not block on the
+  // NodeHost). A request that times out is reported kTimeout when the engine
+  // frees it, which may be up to a second after its deadline. At most one
+  // callback per request; a later call replaces an earlier, not yet run one.
+  void OnComplete(std::function<void(const RequestResult&)> fn) const;
   bool valid() const { return state_ != nullptr; }
 
  private:

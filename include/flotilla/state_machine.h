@@ -56,8 +56,37 @@ class StateMachine {
   [[nodiscard]] virtual Status RecoverFromSnapshot(SnapshotReader* r) = 0;
 };
 
-// Creates the state machine of a replica of `shard_id`.
+// Concurrent kind: Update calls are serialised, but Lookup may run at the
+// same time as Update (the implementation synchronises its own data), and a
+// snapshot is saved beside updates: PrepareSnapshot runs with updates held
+// off and captures what SaveSnapshot then writes while updates continue.
+class ConcurrentStateMachine {
+ public:
+  virtual ~ConcurrentStateMachine() = default;
+  [[nodiscard]] virtual Status Update(std::span<SMEntry> entries) = 0;
+  [[nodiscard]] virtual Result<std::string> Lookup(std::string_view query) = 0;
+  [[nodiscard]] virtual Result<std::shared_ptr<void>> PrepareSnapshot() = 0;
+  [[nodiscard]] virtual Status SaveSnapshot(std::shared_ptr<void> prepared, SnapshotWriter* w) = 0;
+  [[nodiscard]] virtual Status RecoverFromSnapshot(SnapshotReader* r) = 0;
+};
+
+// On-disk kind: like the concurrent kind, and the state machine persists its
+// own state. Open returns the index of the last entry it applied durably;
+// entries up to it are not applied again after a restart. Sync makes every
+// applied entry durable (called before the log before a snapshot is
+// compacted away).
+class OnDiskStateMachine : public ConcurrentStateMachine {
+ public:
+  [[nodiscard]] virtual Result<uint64_t> Open() = 0;
+  [[nodiscard]] virtual Status Sync() = 0;
+};
+
+// Create the state machine of a replica of `shard_id`, one per kind.
 using StateMachineFactory =
     std::function<std::unique_ptr<StateMachine>(uint64_t shard_id, uint64_t replica_id)>;
+using ConcurrentStateMachineFactory =
+    std::function<std::unique_ptr<ConcurrentStateMachine>(uint64_t shard_id, uint64_t replica_id)>;
+using OnDiskStateMachineFactory =
+    std::function<std::unique_ptr<OnDiskStateMachine>(uint64_t shard_id, uint64_t replica_id)>;
 
 }  // namespace flotilla
