@@ -97,11 +97,12 @@ class LogDB {
   virtual ~LogDB() = default;
 
   // Persists the updates of many replicas in one atomic write and, when the
-  // implementation syncs, one fsync. On error nothing is acknowledged and the
-  // LogDB is poisoned. InvalidArgument (malformed update: non-contiguous
-  // entries, index 0, entries not following a snapshot in the same update)
-  // is returned before anything is written and does not poison; so is a
-  // replica that appears in more than one update of the same call.
+  // implementation syncs, one fsync. On a write error (IOError, NoSpace, ...)
+  // nothing is acknowledged and the LogDB is poisoned. InvalidArgument
+  // (malformed update: non-contiguous entries, index 0, a gap after the
+  // stored log, entries not following a snapshot in the same update, a
+  // replica named by two updates of the call) is returned before anything is
+  // written and does not poison.
   [[nodiscard]] virtual Status Save(const std::vector<ReplicaUpdate>& updates) = 0;
 
   // Records a snapshot taken locally; the entries stay (CompactTo removes
@@ -139,7 +140,8 @@ class LogDB {
 
   // Removes entries at or below `index` (range delete) and records the index
   // and term of the last removed one. A no-op when `index` is at or below an
-  // earlier compaction. Removing every held entry is allowed. Not synced: a
+  // earlier compaction; InvalidArgument when no entry `index` is held (nor
+  // is it the snapshot index). Removing every held entry is allowed. Not synced: a
   // compaction lost in a crash only leaves entries that are removed again.
   [[nodiscard]] virtual Status CompactTo(raft::ShardId shard, raft::ReplicaId replica,
                                          raft::Index index) = 0;
