@@ -37,6 +37,7 @@ void SnapshotToWire(const raft::SnapshotMeta& s, wire::SnapshotMeta* out) {
   MembersToWire(s.membership.non_voting, m->mutable_non_voting());
   MembersToWire(s.membership.non_voting_next, m->mutable_non_voting_next());
   MembersToWire(s.membership.witnesses, m->mutable_witnesses());
+  MembersToWire(s.membership.removed, m->mutable_removed());
   m->set_auto_leave(s.membership.auto_leave);
 }
 
@@ -53,6 +54,7 @@ Status SnapshotFromWire(const wire::SnapshotMeta& in, const WireLimits& limits,
   FLOTILLA_RETURN_IF_ERROR(
       MembersFromWire(m.non_voting_next(), limits, "non_voting_next", &r.non_voting_next));
   FLOTILLA_RETURN_IF_ERROR(MembersFromWire(m.witnesses(), limits, "witnesses", &r.witnesses));
+  FLOTILLA_RETURN_IF_ERROR(MembersFromWire(m.removed(), limits, "removed", &r.removed));
   r.auto_leave = m.auto_leave();
   return Status::Ok();
 }

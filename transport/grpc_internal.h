@@ -99,7 +99,10 @@ class RemoteHost {
   grpc::Channel* channel() const { return channel_.get(); }
   wire::Raft::Stub* stub() const { return stub_.get(); }
   const std::string& local_address() const { return local_address_; }
-  Lane& LaneFor(raft::MessageType t) { return raft::IsControlMessage(t) ? control_ : data_; }
+  // Forwarded proposals carry entries: they travel with the appends.
+  Lane& LaneFor(raft::MessageType t) {
+    return raft::IsControlMessage(t) && t != raft::MessageType::kPropose ? control_ : data_;
+  }
 
   // Connection events from the lanes; the handler hears of the host going up
   // when its first lane connects and down when its last lane disconnects.

@@ -40,6 +40,7 @@ TEST(ConvertTest, RoundTripsEveryField) {
   snap.snapshot.membership.non_voting = {5};
   snap.snapshot.membership.non_voting_next = {6};
   snap.snapshot.membership.witnesses = {3};
+  snap.snapshot.membership.removed = {7, 8};
   snap.snapshot.membership.auto_leave = true;
   raft::Message got = RoundTrip(snap);
   EXPECT_EQ(got.snapshot, snap.snapshot);
@@ -55,7 +56,7 @@ TEST(ConvertTest, RejectsBadFields) {
   ToWire(MakeAppend(1, 1, 2, 5, "x"), &w);
 
   wire::Message bad = w;
-  bad.set_type(static_cast<uint32_t>(raft::MessageType::kPropose));  // local only
+  bad.set_type(static_cast<uint32_t>(raft::MessageType::kElection));  // local only
   EXPECT_EQ(FromWire(&bad, WireLimits{}, &out).code(), StatusCode::kInvalidArgument);
   bad = w;
   bad.set_type(200);
