@@ -82,6 +82,10 @@ namespace {
 constexpr uint64_t kMaxTicksPerPass = 5;
 constexpr uint64_t kMaxCacheBytes = 16 << 20;
 constexpr uint64_t kSweepEveryTicks = 64;
+// logdb::Bootstrap::state_machine_kind values.
+constexpr uint8_t kInMemoryKind = 0;
+constexpr uint8_t kConcurrentKind = 1;
+constexpr uint8_t kOnDiskKind = 2;
 
 std::string RoleString(int role) { return std::string(raft::RoleName(static_cast<raft::Role>(role))); }
 
@@ -402,6 +406,10 @@ void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
       continue;
     }
     if (e.type != raft::EntryType::kNormal) continue;
+    if (e.index <= r->skip_through && e.series_id != Session::kRegisterSeries &&
+        e.series_id != Session::kUnregisterSeries) {
+      continue;  // applied durably by an on-disk state machine before a restart
+    }
     if (e.client_id != 0) {
       if (e.series_id == Session::kRegisterSeries) {
         r->sessions.Register(e.client_id);
@@ -440,7 +448,6 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
   std::erase_if(t.entries, [&](const raft::Entry& e) { return e.index <= base; });
   Classify(r, t);
   if (!sm_entries_.empty()) {
-    std::lock_guard<std::mutex> l(r->sm_mu());
     Status s = r->sm()->Update(sm_entries_);
     if (!s.ok()) {
       spdlog::error("shard {} replica {}: state machine update failed, replica stops: {}",
@@ -481,7 +488,6 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
 }
 
 bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
-  std::lock_guard<std::mutex> l(r->sm_mu());
   std::string sessions;
   Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, meta.index), r->sm(), &sessions);
   if (s.ok()) s = r->sessions.Deserialize(sessions);
@@ -509,10 +515,9 @@ void ApplyWorker::MaybeSnapshot(Replica* r) {
   meta.index = applied;
   meta.term = r->applied_term;
   meta.membership = r->sm_membership;
-  Result<std::string> dir = [&] {
-    std::lock_guard<std::mutex> l(r->sm_mu());
-    return WriteSnapshot(r->snapshot_root, applied, r->sm(), r->sessions.Serialize());
-  }();
+  Status synced = r->sm()->Sync();
+  Result<std::string> dir = synced.ok() ? WriteSnapshot(r->snapshot_root, applied, r->sm(), r->sessions.Serialize())
+                                        : Result<std::string>(synced);
   if (!dir.ok()) {
     spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
                   applied, dir.status().ToString());
@@ -534,7 +539,6 @@ void ApplyWorker::ServeReads(Replica* r) {
     if (!s) continue;
     RequestResult res;
     res.value = rs.index;
-    std::lock_guard<std::mutex> l(r->sm_mu());
     Result<std::string> v = r->sm()->Lookup(s->query);
     if (v.ok()) {
       res.data = std::move(*v);
@@ -657,6 +661,25 @@ std::shared_ptr<Replica> NodeHostImpl::Find(uint64_t shard_id) {
 
 Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial, bool join,
                                   StateMachineFactory factory) {
+  return StartReplicaImpl(sc, initial, join, kInMemoryKind,
+                          [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
+}
+
+Status NodeHostImpl::StartConcurrentReplica(const ShardConfig& sc, const Members& initial, bool join,
+                                            ConcurrentStateMachineFactory factory) {
+  return StartReplicaImpl(sc, initial, join, kConcurrentKind,
+                          [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
+}
+
+Status NodeHostImpl::StartOnDiskReplica(const ShardConfig& sc, const Members& initial, bool join,
+                                        OnDiskStateMachineFactory factory) {
+  return StartReplicaImpl(sc, initial, join, kOnDiskKind,
+                          [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
+}
+
+Status NodeHostImpl::StartReplicaImpl(const ShardConfig& sc, const Members& initial, bool join,
+                                      uint8_t kind,
+                                      const std::function<std::unique_ptr<ManagedStateMachine>()>& make) {
   if (closed_.load()) return Status::Terminated("NodeHost is closed");
   if (sc.shard_id == 0 || sc.replica_id == 0) return Status::InvalidArgument("shard and replica ids must be > 0");
   if (Find(sc.shard_id)) return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
@@ -671,14 +694,32 @@ Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial,
     }
     boot.members = initial;
     boot.join = join;
+    boot.state_machine_kind = kind;
     FLOTILLA_RETURN_IF_ERROR(logdb_->SaveBootstrap(sc.shard_id, sc.replica_id, boot));
   }
+  if (boot.state_machine_kind != kind) {
+    return Status::InvalidArgument("shard " + std::to_string(sc.shard_id) +
+                                   " was created with another state-machine kind");
+  }
   for (const auto& [rid, addr] : boot.members) registry_.Add(sc.shard_id, rid, addr);
-  auto r = std::make_shared<Replica>(sc, factory(sc.shard_id, sc.replica_id));
+  auto r = std::make_shared<Replica>(sc, make());
   r->snapshot_root = SnapshotRoot(config_.data_dir, sc.shard_id, sc.replica_id);
+  // An on-disk state machine keeps its own state: entries up to the index it
+  // applied durably are not applied again (the core still hands them out, so
+  // that membership changes among them are seen).
+  Result<uint64_t> opened = r->sm()->Open();
+  if (!opened.ok()) return Status(opened.status().code(), "opening the state machine: " + opened.status().message());
+  if (*opened > st->last_index) {
+    return Status::Corruption("state machine reports applied index " + std::to_string(*opened) +
+                              " beyond the log's last index " + std::to_string(st->last_index));
+  }
+  r->skip_through = *opened;
   if (!st->snapshot.IsEmpty()) {
     std::string sessions;
-    Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, st->snapshot.index), r->sm(), &sessions);
+    const std::string dir = SnapshotPath(r->snapshot_root, st->snapshot.index);
+    // An on-disk state machine at or past the snapshot keeps its state.
+    Status s = r->skip_through >= st->snapshot.index ? ReadSnapshotSessions(dir, &sessions)
+                                                     : ReadSnapshot(dir, r->sm(), &sessions);
     if (s.ok()) s = r->sessions.Deserialize(sessions);
     if (!s.ok()) return Status(s.code(), "restoring snapshot: " + s.message());
     r->sm_membership = st->snapshot.membership;
@@ -827,7 +868,6 @@ Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view que
 Result<std::string> NodeHostImpl::StaleRead(uint64_t shard_id, std::string_view query) {
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
-  std::lock_guard<std::mutex> l(r->sm_mu());
   return r->sm()->Lookup(query);
 }
 
