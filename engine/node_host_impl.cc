@@ -553,9 +553,23 @@ void ApplyWorker::ServeReads(Replica* r) {
 // ---------------------------------------------------------------------------
 // NodeHostImpl.
 
-NodeHostImpl::NodeHostImpl(const NodeHostConfig& config) : config_(config) {
+NodeHostImpl::NodeHostImpl(const NodeHostConfig& config, NodeHostDeps deps)
+    : config_(config), deps_(std::move(deps)) {
   std::random_device rd;
-  key_base_ = (static_cast<uint64_t>(rd()) << 32 | rd()) & ~uint64_t{0xffffffff};
+  rng_.seed(deps_.seed != 0 ? deps_.seed : (static_cast<uint64_t>(rd()) << 32 | rd()));
+  key_base_ = NextRandom() & ~uint64_t{0xffffffff};
+}
+
+uint64_t NodeHostImpl::NextRandom() {
+  std::lock_guard<std::mutex> l(rng_mu_);
+  return rng_();
+}
+
+bool NodeHostImpl::RunOnce() {
+  bool worked = false;
+  for (auto& w : step_) worked |= w->RunPass();
+  for (auto& w : apply_) worked |= w->RunOnce();
+  return worked;
 }
 
 NodeHostImpl::~NodeHostImpl() { Close(); }
@@ -566,7 +580,9 @@ Status NodeHostImpl::Init() {
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return Status::IOError("cannot create " + config_.data_dir + ": " + ec.message());
-  if (config_.in_memory_logdb) {
+  if (deps_.logdb) {
+    logdb_ = std::move(deps_.logdb);
+  } else if (config_.in_memory_logdb) {
     logdb_ = logdb::NewMemoryLogDB();
   } else {
     logdb::RocksOptions ro;
@@ -586,14 +602,15 @@ Status NodeHostImpl::Init() {
     tc.tls.cert_path = config_.tls_cert_file;
     tc.tls.key_path = config_.tls_key_file;
   }
-  transport_ = transport::NewGrpcTransport(tc, &registry_, this);
+  transport_ = deps_.make_transport ? deps_.make_transport(&registry_, this)
+                                    : transport::NewGrpcTransport(tc, &registry_, this);
   FLOTILLA_RETURN_IF_ERROR(transport_->Start());
   const uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
   const uint32_t steps = config_.step_workers ? config_.step_workers : cores;
   const uint32_t applies = config_.apply_workers ? config_.apply_workers : cores;
   for (uint32_t i = 0; i < steps; ++i) step_.push_back(std::make_unique<StepWorker>(this, i));
   for (uint32_t i = 0; i < applies; ++i) apply_.push_back(std::make_unique<ApplyWorker>(this));
-  StartThreads();
+  if (deps_.start_threads) StartThreads();
   return Status::Ok();
 }
 
@@ -741,7 +758,7 @@ Status NodeHostImpl::StartReplicaImpl(const ShardConfig& sc, const Members& init
   rc.quiesce_after_election_timeouts = sc.quiesce_after_election_timeouts;
   rc.gated_campaigns = true;
   rc.applied = st->snapshot.index;
-  rc.seed = std::random_device{}() ^ (sc.shard_id * 0x9e3779b97f4a7c15ULL);
+  rc.seed = NextRandom() ^ (sc.shard_id * 0x9e3779b97f4a7c15ULL);
   raft::Membership m;
   if (!boot.join) {
     for (const auto& [rid, addr] : boot.members) m.voters.push_back(rid);
@@ -814,7 +831,7 @@ Result<RequestHandle> NodeHostImpl::ProposeEntry(uint64_t shard_id, raft::Entry 
 
 Result<Session> NodeHostImpl::SyncRegisterSession(uint64_t shard_id, Timeout t) {
   uint64_t client_id = 0;
-  while (client_id == 0) client_id = NextKey() ^ (std::random_device{}() * 0x9e3779b97f4a7c15ULL);
+  while (client_id == 0) client_id = NextKey() ^ NextRandom();
   raft::Entry e;
   e.client_id = client_id;
   e.series_id = Session::kRegisterSeries;

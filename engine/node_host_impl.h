@@ -93,9 +93,21 @@ class ApplyWorker {
   std::vector<SMEntry> sm_entries_;
 };
 
+// What a NodeHost is built from. The defaults (RocksDB, gRPC, threads, a
+// random seed) are production; the deterministic simulation injects an
+// in-memory LogDB, the in-process transport, no threads and a fixed seed,
+// and drives passes, apply rounds and ticks itself.
+struct NodeHostDeps {
+  std::unique_ptr<logdb::LogDB> logdb;  // null: from the config
+  std::function<std::unique_ptr<transport::Transport>(transport::Registry*, transport::Handler*)>
+      make_transport;                   // null: gRPC from the config
+  bool start_threads = true;
+  uint64_t seed = 0;                    // 0: random
+};
+
 class NodeHostImpl final : public NodeHost, public transport::Handler {
  public:
-  explicit NodeHostImpl(const NodeHostConfig& config);
+  explicit NodeHostImpl(const NodeHostConfig& config, NodeHostDeps deps = {});
   ~NodeHostImpl() override;
   Status Init();
 
@@ -135,6 +147,12 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
 
   // Advances the logical clock by one tick and wakes the step workers.
   void AdvanceTick();
+  // For a driver without threads (the simulation): one pass of every step
+  // worker and one round of every apply worker. Returns true when any did work.
+  bool RunOnce();
+  size_t step_workers() const { return step_.size(); }
+  StepWorker* step_worker(size_t i) { return step_[i].get(); }
+  ApplyWorker* apply_worker(size_t i) { return apply_[i].get(); }
 
   // Used by the workers.
   const NodeHostConfig& config() const { return config_; }
@@ -157,6 +175,10 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
                           const std::function<std::unique_ptr<ManagedStateMachine>()>& make);
 
   const NodeHostConfig config_;
+  NodeHostDeps deps_;
+  std::mt19937_64 rng_;  // seeds keys and election timeouts; guarded by rng_mu_
+  std::mutex rng_mu_;
+  uint64_t NextRandom();
   std::unique_ptr<logdb::LogDB> logdb_;
   transport::Registry registry_;
   std::unique_ptr<transport::Transport> transport_;
