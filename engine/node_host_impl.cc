@@ -194,6 +194,14 @@ bool StepWorker::RunPass() {
     }
   }
   for (Replica* r : updated_) AfterPersist(r);
+  // Advance can produce more work at once (the leader's own persist may
+  // commit entries): run those replicas again without waiting for a tick.
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (Replica* r : updated_) {
+      if (!r->stopped.load() && r->peer->HasUpdate()) ready_.push_back(r);
+    }
+  }
   return true;
 }
 

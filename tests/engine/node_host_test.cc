@@ -343,29 +343,51 @@ TEST(NodeHost, MembershipChangesAndLeaderTransferUnderLoadLoseNoWrite) {
   };
   wait_acked(10);
   // Replica 4 joins as non-voting on host 3, catches up, and is promoted.
-  int lh = leader_host();
-  ASSERT_GE(lh, 0);
-  RequestResult add = c.host(lh)->AddReplica(1, 4, c.address(3), NodeHost::MemberKind::kNonVoting, 10s)->Wait();
+  // A membership request can be dropped or time out when leadership moves
+  // under it; like a client, retry (the changes are idempotent).
+  auto change = [&](auto&& request) {
+    RequestResult r;
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      const int at = leader_host();
+      if (at < 0) {
+        std::this_thread::sleep_for(20ms);
+        continue;
+      }
+      auto h = request(c.host(at));
+      if (h.ok()) {
+        r = h->Wait();
+        if (r.ok()) return r;
+      }
+    }
+    return r;
+  };
+  RequestResult add = change([&](NodeHost* nh) {
+    return nh->AddReplica(1, 4, c.address(3), NodeHost::MemberKind::kNonVoting, 5s);
+  });
   ASSERT_TRUE(add.ok()) << RequestCodeName(add.code);
   ShardConfig sc;
   sc.shard_id = 1;
   sc.replica_id = 4;
   ASSERT_TRUE(c.host(3)->StartReplica(sc, c.MembersOf(3), true, KvFactory()).ok());
   wait_acked(acked.load() + 10);
-  lh = leader_host();
-  RequestResult promote = c.host(lh)->AddReplica(1, 4, c.address(3), NodeHost::MemberKind::kVoter, 10s)->Wait();
+  RequestResult promote = change([&](NodeHost* nh) {
+    return nh->AddReplica(1, 4, c.address(3), NodeHost::MemberKind::kVoter, 5s);
+  });
   ASSERT_TRUE(promote.ok()) << RequestCodeName(promote.code);
   wait_acked(acked.load() + 10);
   // Leadership moves to replica 4.
-  lh = leader_host();
-  ASSERT_TRUE(c.host(lh)->TransferLeader(1, 4).ok());
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (leader_host() != 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  while (leader_host() != 3 && std::chrono::steady_clock::now() < deadline) {
+    const int lh = leader_host();
+    if (lh >= 0) {
+      ASSERT_TRUE(c.host(lh)->TransferLeader(1, 4).ok());
+    }
+    std::this_thread::sleep_for(200ms);
+  }
   EXPECT_EQ(leader_host(), 3);
   wait_acked(acked.load() + 10);
   // Replica 1 is removed.
-  lh = leader_host();
-  RequestResult rm = c.host(lh)->RemoveReplica(1, 1, 10s)->Wait();
+  RequestResult rm = change([&](NodeHost* nh) { return nh->RemoveReplica(1, 1, 5s); });
   ASSERT_TRUE(rm.ok()) << RequestCodeName(rm.code);
   wait_acked(acked.load() + 10);
   stop.store(true);
