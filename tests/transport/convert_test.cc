@@ -58,6 +58,12 @@ TEST(ConvertTest, RejectsBadFields) {
   wire::Message bad = w;
   bad.set_type(static_cast<uint32_t>(raft::MessageType::kElection));  // local only
   EXPECT_EQ(FromWire(&bad, WireLimits{}, &out).code(), StatusCode::kInvalidArgument);
+  // Forwarded proposals and reads do travel between hosts.
+  bad.set_type(static_cast<uint32_t>(raft::MessageType::kPropose));
+  EXPECT_TRUE(FromWire(&bad, WireLimits{}, &out).ok());
+  bad = w;
+  bad.set_type(static_cast<uint32_t>(raft::MessageType::kCheckQuorum));  // local only
+  EXPECT_EQ(FromWire(&bad, WireLimits{}, &out).code(), StatusCode::kInvalidArgument);
   bad = w;
   bad.set_type(200);
   EXPECT_EQ(FromWire(&bad, WireLimits{}, &out).code(), StatusCode::kInvalidArgument);
