@@ -1,0 +1,25 @@
+# Fails when a file of engine/raft/ includes anything but the standard library
+# and engine/raft/ itself (the core must stay pure). Run by ctest:
+#   cmake -DCORE_DIR=<engine/raft> -P check_core_includes.cmake
+file(GLOB core_files ${CORE_DIR}/*.h ${CORE_DIR}/*.cc)
+set(bad "")
+foreach(f ${core_files})
+  file(STRINGS ${f} lines REGEX "^[ \t]*#[ \t]*include")
+  foreach(line ${lines})
+    if(line MATCHES "\"" AND NOT line MATCHES "\"engine/raft/")
+      list(APPEND bad "${f}: ${line}")
+    endif()
+    # Standard headers have no extension and no directory.
+    if(line MATCHES "<([^>]+)>")
+      set(h ${CMAKE_MATCH_1})
+      if(h MATCHES "[./]")
+        list(APPEND bad "${f}: ${line}")
+      endif()
+    endif()
+  endforeach()
+endforeach()
+if(bad)
+  string(REPLACE ";" "\n" msg "${bad}")
+  message(FATAL_ERROR "engine/raft/ includes more than the standard library:\n${msg}")
+endif()
+message(STATUS "engine/raft/: standard library and engine/raft/ includes only")
