@@ -95,6 +95,7 @@ struct Options {
   double rate = 0;  // ops/s for all clients together; 0: closed loop
   uint64_t rtt_ms = 10;
   uint32_t election_rtt = 10;
+  uint32_t heartbeat_rtt = 1;
   uint32_t client_threads = 2;
   uint32_t step_workers = 0;
   uint32_t apply_workers = 0;
@@ -106,6 +107,7 @@ struct Options {
   int host_index = -1;  // >= 0: run only this host of --addresses
   std::vector<std::string> addresses;
   std::string dir;
+  std::string json_out;  // also append the JSON object to this file
   uint64_t timeout_ms = 10000;
   uint64_t snapshot_entries = 0;
   bool histogram_out = false;  // child of --processes: print buckets too
@@ -114,10 +116,10 @@ struct Options {
 void Usage() {
   std::fprintf(stderr,
                "usage: multigroup_bench [--groups G] [--clients C] [--payload P] [--seconds D]\n"
-               "  [--warmup W] [--read-ratio R] [--rate OPS] [--rtt-ms MS] [--election-rtt T]\n"
+               "  [--warmup W] [--read-ratio R] [--rate OPS] [--rtt-ms MS] [--election-rtt T] [--heartbeat-rtt T]\n"
                "  [--client-threads N] [--step-workers N] [--apply-workers N] [--quiesce]\n"
                "  [--no-balance] [--snapshot-entries N] [--timeout-ms MS] [--dir PATH]\n"
-               "  [--processes | --addresses A,B,C --host-index I] [--json] [--quiet]\n");
+               "  [--processes | --addresses A,B,C --host-index I] [--json] [--json-out FILE] [--quiet]\n");
 }
 
 bool ParseOptions(int argc, char** argv, Options* o) {
@@ -146,12 +148,14 @@ bool ParseOptions(int argc, char** argv, Options* o) {
     else if (a == "--rate") o->rate = std::strtod(next(), nullptr);
     else if (a == "--rtt-ms") o->rtt_ms = std::strtoull(next(), nullptr, 10);
     else if (a == "--election-rtt") o->election_rtt = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
+    else if (a == "--heartbeat-rtt") o->heartbeat_rtt = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
     else if (a == "--client-threads") o->client_threads = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
     else if (a == "--step-workers") o->step_workers = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
     else if (a == "--apply-workers") o->apply_workers = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
     else if (a == "--snapshot-entries") o->snapshot_entries = std::strtoull(next(), nullptr, 10);
     else if (a == "--timeout-ms") o->timeout_ms = std::strtoull(next(), nullptr, 10);
     else if (a == "--dir") o->dir = next();
+    else if (a == "--json-out") o->json_out = next();
     else if (a == "--host-index") o->host_index = std::atoi(next());
     else if (a == "--addresses") {
       std::stringstream ss(next());
@@ -164,6 +168,10 @@ bool ParseOptions(int argc, char** argv, Options* o) {
     else if (a == "--quiet") o->progress = false;
     else if (a == "--processes") o->processes = true;
     else if (a == "--histogram-out") o->histogram_out = true;
+    else if (a == "--help") {
+      Usage();
+      std::exit(0);
+    }
     else {
       Usage();
       return false;
@@ -365,7 +373,7 @@ class Cluster {
         sc.shard_id = s;
         sc.replica_id = one ? static_cast<uint64_t>(o_.host_index) + 1 : h + 1;
         sc.election_rtt = o_.election_rtt;
-        sc.heartbeat_rtt = 1;
+        sc.heartbeat_rtt = o_.heartbeat_rtt;
         sc.quiesce_after_election_timeouts = o_.quiesce ? 1 : 0;
         sc.snapshot_entries = o_.snapshot_entries;
         flotilla::Status st = hosts_[h]->StartReplica(
@@ -757,6 +765,12 @@ std::string Json(const Report& r, bool with_buckets) {
   return out + "}";
 }
 
+void AppendJson(const Options& o, const Report& r) {
+  if (o.json_out.empty()) return;
+  std::ofstream out(o.json_out, std::ios::app);
+  out << Json(r, false) << "\n";
+}
+
 void PrintTable(const Report& r) {
   std::printf("\n== multigroup_bench (%s): %" PRIu64 " shards x 3 replicas, %" PRIu64 " clients, %" PRIu64
               " B payload, %.0f s measured\n",
@@ -892,6 +906,7 @@ int RunLocal(const Options& o) {
     std::printf("%s\n", Json(rep, o.histogram_out).c_str());
   }
   if (!o.json && !o.histogram_out) PrintTable(rep);
+  if (!o.histogram_out) AppendJson(o, rep);
   std::fflush(stdout);
   return 0;
 }
@@ -931,7 +946,7 @@ int RunProcesses(const Options& o, const char* self) {
                       std::to_string(o.seconds) + " --warmup " + std::to_string(o.warmup) + " --read-ratio " +
                       std::to_string(o.read_ratio) + " --rate " + std::to_string(o.rate / 3) + " --rtt-ms " +
                       std::to_string(o.rtt_ms) + " --election-rtt " + std::to_string(o.election_rtt) +
-                      " --client-threads " + std::to_string(o.client_threads) + " --step-workers " +
+                      " --heartbeat-rtt " + std::to_string(o.heartbeat_rtt) + " --client-threads " + std::to_string(o.client_threads) + " --step-workers " +
                       std::to_string(o.step_workers) + " --apply-workers " + std::to_string(o.apply_workers) +
                       " --timeout-ms " + std::to_string(o.timeout_ms) + " --snapshot-entries " +
                       std::to_string(o.snapshot_entries) + (o.quiesce ? " --quiesce" : "");
@@ -967,6 +982,7 @@ int RunProcesses(const Options& o, const char* self) {
     rep.start_rss_mb += JsonNumber(line, "start_rss_mb");
     rep.leader_changes = std::max(rep.leader_changes, static_cast<uint64_t>(JsonNumber(line, "leader_changes")));
     rep.shards_changed = std::max(rep.shards_changed, static_cast<uint64_t>(JsonNumber(line, "shards_changed")));
+    rep.leaders_home = std::max(rep.leaders_home, static_cast<uint64_t>(JsonNumber(line, "leaders_home")));
     JsonHistogram(line, "write_hist", &rep.write_lat);
     JsonHistogram(line, "read_hist", &rep.read_lat);
   }
@@ -981,6 +997,7 @@ int RunProcesses(const Options& o, const char* self) {
   } else {
     PrintTable(rep);
   }
+  AppendJson(o, rep);
   return 0;
 }
 
@@ -990,6 +1007,11 @@ int main(int argc, char** argv) {
   Options o;
   if (!ParseOptions(argc, argv, &o)) return 2;
   spdlog::set_level(spdlog::level::warn);
-  if (o.processes) return RunProcesses(o, "/proc/self/exe");
+  if (o.processes) {
+    // popen runs a shell, so /proc/self/exe must be resolved here.
+    std::error_code ec;
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    return RunProcesses(o, ec ? argv[0] : self.c_str());
+  }
   return RunLocal(o);
 }
