@@ -761,6 +761,7 @@ Status NodeHostImpl::StartReplicaImpl(const ShardConfig& sc, const Members& init
   rc.check_quorum = sc.check_quorum;
   rc.pre_vote = sc.pre_vote;
   rc.max_uncommitted_bytes = sc.max_uncommitted_bytes;
+  rc.max_unapplied_bytes = sc.max_unapplied_bytes;
   rc.max_inflight_msgs = sc.max_inflight_msgs;
   rc.max_msg_bytes = sc.max_msg_bytes;
   rc.quiesce_after_election_timeouts = sc.quiesce_after_election_timeouts;

@@ -57,6 +57,10 @@ struct ShardConfig {
   uint32_t quiesce_after_election_timeouts = 0;
   // Bounds handed to the core.
   uint64_t max_uncommitted_bytes = 64 << 20;
+  // Bytes proposed through this replica while leader and not yet applied by
+  // its state machine: a slow state machine makes proposals come back as
+  // dropped instead of growing memory without bound (0: no limit).
+  uint64_t max_unapplied_bytes = 256 << 20;
   uint32_t max_inflight_msgs = 256;
   uint64_t max_msg_bytes = 2 << 20;
   // Take a snapshot every this many applied entries (0: never), then keep
