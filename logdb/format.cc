@@ -363,6 +363,7 @@ void EncodeSnapshot(std::string_view key, const raft::SnapshotMeta& meta, std::s
   PutIds(out, m.non_voting);
   PutIds(out, m.non_voting_next);
   PutIds(out, m.witnesses);
+  PutIds(out, m.removed);
   SealValue(key, out);
 }
 
@@ -373,7 +374,8 @@ Status DecodeSnapshot(std::string_view key, std::string_view value, raft::Snapsh
   uint8_t auto_leave = 0;
   if (!r.U64(&out->index) || !r.U64(&out->term) || !r.U8(&auto_leave) || auto_leave > 1 ||
       !GetIds(&r, &m.voters) || !GetIds(&r, &m.voters_outgoing) || !GetIds(&r, &m.non_voting) ||
-      !GetIds(&r, &m.non_voting_next) || !GetIds(&r, &m.witnesses) || !r.done()) {
+      !GetIds(&r, &m.non_voting_next) || !GetIds(&r, &m.witnesses) || !GetIds(&r, &m.removed) ||
+      !r.done()) {
     return Bad(RecordType::kSnapshot, key, "is malformed");
   }
   m.auto_leave = auto_leave == 1;

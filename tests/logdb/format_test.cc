@@ -109,6 +109,7 @@ TEST(Format, OtherRecordsRoundTripAndDetectDamage) {
   meta.membership.non_voting = {4};
   meta.membership.non_voting_next = {5};
   meta.membership.witnesses = {2};
+  meta.membership.removed = {9, 11};
   meta.membership.auto_leave = true;
   format::EncodeSnapshot(key, meta, &value);
   raft::SnapshotMeta back;
