@@ -672,6 +672,13 @@ void NodeHostImpl::Close() {
 std::string NodeHostImpl::raft_address() const { return transport_ ? transport_->address() : ""; }
 
 void NodeHostImpl::OnStorageFailure(const Status& s) {
+  {
+    std::lock_guard<std::mutex> l(storage_mu_);
+    if (storage_status_.ok()) {
+      storage_status_ = Status(s.code(), "the LogDB failed and this NodeHost stopped accepting writes: " +
+                                             s.message());
+    }
+  }
   if (!storage_failed_.exchange(true)) {
     spdlog::critical("LogDB save failed; the replicas of the pass stop accepting writes: {}",
                      s.ToString());
@@ -822,6 +829,11 @@ Result<RequestHandle> NodeHostImpl::ProposeEntry(uint64_t shard_id, raft::Entry 
   if (e.cmd.size() > config_.max_entry_bytes) {
     return Status::TooLarge("proposal of " + std::to_string(e.cmd.size()) +
                             " bytes exceeds max_entry_bytes " + std::to_string(config_.max_entry_bytes));
+  }
+  if (storage_failed_.load()) {
+    // Say why: the disk failed (I/O error or no space), not a transient state.
+    std::lock_guard<std::mutex> l(storage_mu_);
+    return storage_status_;
   }
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");

@@ -190,6 +190,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::atomic<uint64_t> ticks_{0};
   std::atomic<uint32_t> campaigning_{0};
   std::atomic<bool> storage_failed_{false};
+  std::mutex storage_mu_;
+  Status storage_status_;  // guarded by storage_mu_: why writes stopped
   uint64_t key_base_;
   std::atomic<uint64_t> next_key_{1};
 

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include "engine/node_host_impl.h"
 #include "logdb/memory_logdb.h"
@@ -96,6 +97,53 @@ TEST(ManualDrive, OneThreadRunsThreeNodeHostsAndTheSameSeedReplaysExactly) {
   int completed_c = 0;
   const std::string c = RunCluster(8, root + "/c", &completed_c);
   EXPECT_GT(completed_c, 200);
+  std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace flotilla::engine
+
+namespace flotilla::engine {
+namespace {
+
+TEST(StorageFailure, AFullDiskStopsWritesAndSaysWhy) {
+  std::random_device rd;
+  const std::string root = (std::filesystem::temp_directory_path() /
+                            ("flotilla-nospace-" + std::to_string(rd()))).string();
+  NodeHostConfig c;
+  c.data_dir = root;
+  c.rtt_ms = 5;
+  NodeHostDeps d;
+  auto db = logdb::NewMemoryLogDB();
+  logdb::MemoryLogDB* raw = db.get();
+  d.logdb = std::move(db);
+  NodeHostImpl nh(c, std::move(d));
+  ASSERT_TRUE(nh.Init().ok());
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 1;
+  ASSERT_TRUE(nh.StartReplica(sc, {{1, nh.raft_address()}}, false, [](uint64_t, uint64_t) {
+    return std::make_unique<testing::KvStateMachine>();
+  }).ok());
+  RequestResult r;
+  r.code = RequestCode::kDropped;
+  for (int i = 0; i < 500 && !r.ok(); ++i) {
+    r = nh.SyncPropose(1, "a=1", 5s);
+    if (!r.ok()) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(r.ok());
+  raw->FailNextWrite(Status::NoSpace("simulated: no space left on device"));
+  // The write that hits the full disk ends as terminated, never as applied.
+  const RequestResult failed = nh.SyncPropose(1, "b=2", 5s);
+  EXPECT_EQ(failed.code, RequestCode::kTerminated);
+  // Later proposals are refused at once, with the reason.
+  Result<RequestHandle> refused = nh.Propose(1, "c=3", 5s);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kNoSpace);
+  EXPECT_NE(refused.status().message().find("LogDB"), std::string::npos) << refused.status().ToString();
+  // Nothing that failed to persist was applied.
+  EXPECT_EQ(*nh.StaleRead(1, "b"), "");
+  nh.Close();
   std::filesystem::remove_all(root);
 }
 
