@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_DIR=${1:-build-release}
-OUT_DIR=${2:-bench-results}
+OUT_DIR=${2:-$BUILD_DIR/bench-results}
 GROUPS_LIST=${GROUPS_LIST:-"1 16 48 256 1000"}
 CLIENTS_LIST=${CLIENTS_LIST:-"64 256 1024"}
 SECONDS_EACH=${SECONDS_EACH:-10}
