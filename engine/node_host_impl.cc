@@ -92,7 +92,18 @@ std::string RoleString(int role) { return std::string(raft::RoleName(static_cast
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// StepWorker.
+// Workers.
+
+void WorkerBase::Notify(Replica* r) {
+  std::lock_guard<std::mutex> l(mu_);
+  ready_.push_back(r);
+  cv_.notify_one();
+}
+
+void WorkerBase::Wake() {
+  std::lock_guard<std::mutex> l(mu_);
+  cv_.notify_one();
+}
 
 void StepWorker::Add(Replica* r) {
   std::lock_guard<std::mutex> l(mu_);
@@ -107,32 +118,10 @@ void StepWorker::Remove(Replica* r) {
   ready_.erase(std::remove(ready_.begin(), ready_.end(), r), ready_.end());
 }
 
-void StepWorker::Notify(Replica* r) {
-  std::lock_guard<std::mutex> l(mu_);
-  ready_.push_back(r);
-  cv_.notify_one();
-}
-
 void StepWorker::NotifyTick() {
   std::lock_guard<std::mutex> l(mu_);
   tick_due_ = true;
   cv_.notify_one();
-}
-
-void StepWorker::Wake() {
-  std::lock_guard<std::mutex> l(mu_);
-  cv_.notify_one();
-}
-
-void StepWorker::Loop(const std::atomic<bool>& stop) {
-  while (!stop.load(std::memory_order_acquire)) {
-    {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return stop.load() || !ready_.empty() || tick_due_; });
-    }
-    if (stop.load()) return;
-    RunPass();
-  }
 }
 
 bool StepWorker::RunPass() {
@@ -348,28 +337,6 @@ void StepWorker::AfterPersist(Replica* r) {
 
 // ---------------------------------------------------------------------------
 // ApplyWorker.
-
-void ApplyWorker::Notify(Replica* r) {
-  std::lock_guard<std::mutex> l(mu_);
-  ready_.push_back(r);
-  cv_.notify_one();
-}
-
-void ApplyWorker::Wake() {
-  std::lock_guard<std::mutex> l(mu_);
-  cv_.notify_one();
-}
-
-void ApplyWorker::Loop(const std::atomic<bool>& stop) {
-  while (!stop.load(std::memory_order_acquire)) {
-    {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return stop.load() || !ready_.empty(); });
-    }
-    if (stop.load()) return;
-    RunOnce();
-  }
-}
 
 bool ApplyWorker::RunOnce() {
   work_.clear();

@@ -29,20 +29,47 @@ namespace flotilla::engine {
 
 class NodeHostImpl;
 
-class StepWorker {
+// The wake-up side shared by both kinds of worker: a list of replicas with
+// work, and a condition variable the worker thread sleeps on.
+class WorkerBase {
+ public:
+  // Marks `r` as having work; wakes the worker.
+  void Notify(Replica* r);
+  void Wake();
+
+ protected:
+  // Until `stop`: sleeps until a replica is ready or `more()` holds (both
+  // under mu_), then calls `run()`.
+  template <typename More, typename Run>
+  void LoopUntil(const std::atomic<bool>& stop, More more, Run run) {
+    while (!stop.load(std::memory_order_acquire)) {
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stop.load() || !ready_.empty() || more(); });
+      }
+      if (stop.load()) return;
+      run();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Replica*> ready_;  // guarded by mu_
+};
+
+class StepWorker : public WorkerBase {
  public:
   StepWorker(NodeHostImpl* nh, size_t index) : nh_(nh), index_(index) {}
 
   void Add(Replica* r);
   void Remove(Replica* r);
-  // Marks `r` as having input; wakes the worker.
-  void Notify(Replica* r);
   void NotifyTick();
   // One pass over every replica with input (all replicas when a tick is due).
   // Returns true when it did any work.
   bool RunPass();
-  void Loop(const std::atomic<bool>& stop);
-  void Wake();
+  void Loop(const std::atomic<bool>& stop) {
+    LoopUntil(stop, [&] { return tick_due_; }, [&] { RunPass(); });
+  }
 
  private:
   void StepReplica(Replica* r, uint64_t ticks);
@@ -52,10 +79,7 @@ class StepWorker {
 
   NodeHostImpl* nh_;
   size_t index_;
-  std::mutex mu_;
-  std::condition_variable cv_;
   std::vector<Replica*> replicas_;  // guarded by mu_
-  std::vector<Replica*> ready_;     // guarded by mu_
   bool tick_due_ = false;           // guarded by mu_
   uint64_t last_tick_ = 0;
   std::vector<Replica*> work_;
@@ -64,13 +88,13 @@ class StepWorker {
   std::vector<transport::DroppedTarget> dropped_;
 };
 
-class ApplyWorker {
+class ApplyWorker : public WorkerBase {
  public:
   explicit ApplyWorker(NodeHostImpl* nh) : nh_(nh) {}
-  void Notify(Replica* r);
   bool RunOnce();
-  void Loop(const std::atomic<bool>& stop);
-  void Wake();
+  void Loop(const std::atomic<bool>& stop) {
+    LoopUntil(stop, [] { return false; }, [&] { RunOnce(); });
+  }
 
  private:
   void Apply(Replica* r, ApplyTask& t);
@@ -86,9 +110,6 @@ class ApplyWorker {
   void MaybeSnapshot(Replica* r);
 
   NodeHostImpl* nh_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Replica*> ready_;  // guarded by mu_
   std::vector<Replica*> work_;
   std::vector<SMEntry> sm_entries_;
 };
