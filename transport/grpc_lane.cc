@@ -155,6 +155,11 @@ void Lane::Run() {
       CloseStream(/*cancel=*/false);
     }
     if (s.code() == StatusCode::kTerminated) return;
+    {
+      // A stream cancelled by Stop() fails like a broken one; say nothing.
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
     // Log a failure once, not at every retry of a peer that stays away.
     if (s.ToString() != last_error_) {
       last_error_ = s.ToString();
