@@ -267,8 +267,10 @@ void Raft::TickHeartbeat() {
       }
       for (auto& [rid, pr] : tracker_.progress()) pr.recent_active = rid == id();
     }
-    // A transfer that did not finish within an election timeout is abandoned.
+    // A transfer that did not finish within an election timeout is abandoned
+    // (a leader outside the configuration then tries the next voter).
     AbortLeaderTransfer();
+    if (!tracker_.IsVoter(id())) HandOverLeadership();
   }
   if (heartbeat_elapsed_ >= cfg_.heartbeat_ticks) {
     heartbeat_elapsed_ = 0;
@@ -1092,14 +1094,28 @@ void Raft::ApplyMembershipChange(const ConfChange& cc) {
   if (!r.ok) return;
   tracker_.SetMembership(r.membership, log_.LastIndex() + 1);
   if (state_ != State::kLeader) return;
-  if (!tracker_.IsVoter(id())) {
-    // Removed or demoted: another replica must lead.
-    BecomeFollower(term_, kNoReplica);
-    return;
-  }
   if (lead_transferee_ != kNoReplica && !tracker_.IsVoter(lead_transferee_)) AbortLeaderTransfer();
   MaybeCommit();
   BroadcastAppend();
+  // Removed or demoted: hand leadership to a voter of the new configuration
+  // rather than stepping down at once. Stepping down could leave the new
+  // voters unaware that the change committed, still bound to the old
+  // configuration and unable to win its votes: no one could lead.
+  if (!tracker_.IsVoter(id())) HandOverLeadership();
+}
+
+void Raft::HandOverLeadership() {
+  if (lead_transferee_ != kNoReplica) return;
+  ReplicaId best = kNoReplica;
+  Index best_match = 0;
+  for (const auto& [rid, pr] : tracker_.progress()) {
+    if (rid == id() || !tracker_.IsVoter(rid) || pr.is_witness) continue;
+    if (best == kNoReplica || pr.match > best_match) {
+      best = rid;
+      best_match = pr.match;
+    }
+  }
+  if (best != kNoReplica) HandleTransferLeader(best);
 }
 
 void Raft::MaybeAutoLeaveJoint() {

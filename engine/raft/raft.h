@@ -198,6 +198,7 @@ class Raft {
   // Leader transfer and membership.
   void HandleTransferLeader(ReplicaId target);
   void AbortLeaderTransfer() { lead_transferee_ = kNoReplica; }
+  void HandOverLeadership();
   void ApplyMembershipChange(const ConfChange& cc);
   bool HasUnappliedConfChange() const;
   void MaybeAutoLeaveJoint();

@@ -321,12 +321,22 @@ void Harness::Crash(ReplicaId id) {
   Node& n = nodes_.at(id);
   n.peer.reset();
   n.reads.clear();
-  // Messages to a crashed node are lost with it.
+  // Messages to a crashed node are lost with it; like a transport, tell the
+  // senders of snapshots that their streams failed.
   std::deque<Message> keep;
+  std::vector<Message> lost_snapshots;
   for (Message& m : queue_) {
-    if (m.to != id) keep.push_back(std::move(m));
+    if (m.to != id) {
+      keep.push_back(std::move(m));
+    } else if (auto_report_ && m.type == MessageType::kInstallSnapshot) {
+      lost_snapshots.push_back(std::move(m));
+    }
   }
   queue_ = std::move(keep);
+  for (const Message& m : lost_snapshots) {
+    auto from = nodes_.find(m.from);
+    if (from != nodes_.end() && from->second.peer) from->second.peer->ReportSnapshotStatus(m.to, true);
+  }
 }
 
 void Harness::Restart(ReplicaId id) {
