@@ -404,11 +404,28 @@ void Raft::HandleVoteRequest(const Message& m) {
   } else {
     resp.term = term_;
     resp.reject = true;
+    AttachCommit(&resp);
   }
   Send(std::move(resp));
 }
 
+// A rejection carries what we know is committed (index and its term). A
+// candidate whose log holds that entry with that term holds the same prefix
+// (log matching), so it may learn the commit index from us. This matters
+// after a membership change: a new voter that did not yet learn that the
+// change committed is still bound to the old configuration, whose other
+// voters (now non-voting) may refuse it forever.
+void Raft::AttachCommit(Message* resp) const {
+  Term t = 0;
+  if (log_.TermAt(log_.committed(), &t) != LogStatus::kOk) return;
+  resp->commit = log_.committed();
+  resp->hint_term = t;
+}
+
 void Raft::HandleVoteResponse(const Message& m) {
+  if (m.reject && m.commit > log_.committed() && log_.MatchTerm(m.commit, m.hint_term)) {
+    log_.CommitTo(m.commit);
+  }
   tracker_.RecordVote(m.from, !m.reject);
   switch (tracker_.TallyVotes()) {
     case VoteResult::kWon:
@@ -459,6 +476,7 @@ bool Raft::StepByTerm(Message& m) {
       resp.type = MessageType::kRequestPreVoteResp;
       resp.to = m.from;
       resp.reject = true;
+      AttachCommit(&resp);
       Send(std::move(resp));
     }
     return false;

@@ -162,6 +162,7 @@ class Raft {
   void StartElection(bool pre_vote, bool transfer);
   void HandleVoteRequest(const Message& m);
   void HandleVoteResponse(const Message& m);
+  void AttachCommit(Message* resp) const;
   bool InLease() const;
 
   // Per-role steps.
