@@ -40,7 +40,7 @@ class LogCache final : public raft::LogReader {
   uint64_t max_cache_bytes_;
   raft::Index first_index_;
   raft::Index last_index_;
-  raft::Term prev_term_;        // term of first_index_ - 1
+  raft::Term prev_term_;  // term of first_index_ - 1
   raft::SnapshotMeta snapshot_;
   std::deque<raft::Entry> cache_;  // entries [cache_first_, last_index_]
   raft::Index cache_first_;

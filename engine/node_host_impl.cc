@@ -17,12 +17,18 @@ namespace flotilla {
 
 std::string_view RequestCodeName(RequestCode c) {
   switch (c) {
-    case RequestCode::kCompleted: return "completed";
-    case RequestCode::kTimeout: return "timeout";
-    case RequestCode::kTerminated: return "terminated";
-    case RequestCode::kRejected: return "rejected";
-    case RequestCode::kDropped: return "dropped";
-    case RequestCode::kAborted: return "aborted";
+    case RequestCode::kCompleted:
+      return "completed";
+    case RequestCode::kTimeout:
+      return "timeout";
+    case RequestCode::kTerminated:
+      return "terminated";
+    case RequestCode::kRejected:
+      return "rejected";
+    case RequestCode::kDropped:
+      return "dropped";
+    case RequestCode::kAborted:
+      return "aborted";
   }
   return "unknown";
 }
@@ -52,7 +58,8 @@ RequestResult NodeHost::SyncPropose(uint64_t shard_id, std::string_view cmd, Tim
   Result<RequestHandle> h = Propose(shard_id, cmd, t);
   if (!h.ok()) {
     RequestResult r;
-    r.code = h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
+    r.code =
+        h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
     r.data = h.status().ToString();
     return r;
   }
@@ -63,7 +70,8 @@ RequestResult NodeHost::SyncRead(uint64_t shard_id, std::string_view query, Time
   Result<RequestHandle> h = Read(shard_id, query, t);
   if (!h.ok()) {
     RequestResult r;
-    r.code = h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
+    r.code =
+        h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
     r.data = h.status().ToString();
     return r;
   }
@@ -87,7 +95,9 @@ constexpr uint8_t kInMemoryKind = 0;
 constexpr uint8_t kConcurrentKind = 1;
 constexpr uint8_t kOnDiskKind = 2;
 
-std::string RoleString(int role) { return std::string(raft::RoleName(static_cast<raft::Role>(role))); }
+std::string RoleString(int role) {
+  return std::string(raft::RoleName(static_cast<raft::Role>(role)));
+}
 
 }  // namespace
 
@@ -264,7 +274,8 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
     const raft::ProposeResult pr = p.ProposeConfChange(c.change, c.key);
     if (pr != raft::ProposeResult::kOk) {
       if (auto s = r->TakePending(c.key)) {
-        s->Complete(pr == raft::ProposeResult::kInvalid ? RequestCode::kRejected : RequestCode::kDropped);
+        s->Complete(pr == raft::ProposeResult::kInvalid ? RequestCode::kRejected
+                                                        : RequestCode::kDropped);
       }
     }
   }
@@ -441,7 +452,8 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
       o.result.value = se.result;
       o.result.data = std::move(se.data);
       if (e.client_id != 0) {
-        r->sessions.Record(e.client_id, e.series_id, Sessions::Result{o.result.value, o.result.data});
+        r->sessions.Record(e.client_id, e.series_id,
+                           Sessions::Result{o.result.value, o.result.data});
       }
     }
     if (e.key == 0) continue;
@@ -491,8 +503,9 @@ void ApplyWorker::MaybeSnapshot(Replica* r) {
   meta.term = r->applied_term;
   meta.membership = r->sm_membership;
   Status synced = r->sm()->Sync();
-  Result<std::string> dir = synced.ok() ? WriteSnapshot(r->snapshot_root, applied, r->sm(), r->sessions.Serialize())
-                                        : Result<std::string>(synced);
+  Result<std::string> dir =
+      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, r->sm(), r->sessions.Serialize())
+                  : Result<std::string>(synced);
   if (!dir.ok()) {
     spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
                   applied, dir.status().ToString());
@@ -550,7 +563,8 @@ bool NodeHostImpl::RunOnce() {
 NodeHostImpl::~NodeHostImpl() { Close(); }
 
 Status NodeHostImpl::Init() {
-  if (config_.data_dir.empty()) return Status::InvalidArgument("NodeHostConfig.data_dir is required");
+  if (config_.data_dir.empty())
+    return Status::InvalidArgument("NodeHostConfig.data_dir is required");
   if (config_.rtt_ms == 0) return Status::InvalidArgument("NodeHostConfig.rtt_ms must be > 0");
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
@@ -571,7 +585,8 @@ Status NodeHostImpl::Init() {
   tc.listen_address = config_.raft_address;
   tc.deployment_id = config_.deployment_id;
   tc.snapshot_dir = config_.data_dir + "/snapshots-in";
-  if (!config_.tls_ca_file.empty() && !config_.tls_cert_file.empty() && !config_.tls_key_file.empty()) {
+  if (!config_.tls_ca_file.empty() && !config_.tls_cert_file.empty() &&
+      !config_.tls_key_file.empty()) {
     tc.tls.enabled = true;
     tc.tls.ca_path = config_.tls_ca_file;
     tc.tls.cert_path = config_.tls_cert_file;
@@ -642,8 +657,8 @@ void NodeHostImpl::OnStorageFailure(const Status& s) {
   {
     std::lock_guard<std::mutex> l(storage_mu_);
     if (storage_status_.ok()) {
-      storage_status_ = Status(s.code(), "the LogDB failed and this NodeHost stopped accepting writes: " +
-                                             s.message());
+      storage_status_ = Status(
+          s.code(), "the LogDB failed and this NodeHost stopped accepting writes: " + s.message());
     }
   }
   if (!storage_failed_.exchange(true)) {
@@ -664,8 +679,8 @@ Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial,
                           [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
-Status NodeHostImpl::StartConcurrentReplica(const ShardConfig& sc, const Members& initial, bool join,
-                                            ConcurrentStateMachineFactory factory) {
+Status NodeHostImpl::StartConcurrentReplica(const ShardConfig& sc, const Members& initial,
+                                            bool join, ConcurrentStateMachineFactory factory) {
   return StartReplicaImpl(sc, initial, join, kConcurrentKind,
                           [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
@@ -676,12 +691,14 @@ Status NodeHostImpl::StartOnDiskReplica(const ShardConfig& sc, const Members& in
                           [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
-Status NodeHostImpl::StartReplicaImpl(const ShardConfig& sc, const Members& initial, bool join,
-                                      uint8_t kind,
-                                      const std::function<std::unique_ptr<ManagedStateMachine>()>& make) {
+Status NodeHostImpl::StartReplicaImpl(
+    const ShardConfig& sc, const Members& initial, bool join, uint8_t kind,
+    const std::function<std::unique_ptr<ManagedStateMachine>()>& make) {
   if (closed_.load()) return Status::Terminated("NodeHost is closed");
-  if (sc.shard_id == 0 || sc.replica_id == 0) return Status::InvalidArgument("shard and replica ids must be > 0");
-  if (Find(sc.shard_id)) return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
+  if (sc.shard_id == 0 || sc.replica_id == 0)
+    return Status::InvalidArgument("shard and replica ids must be > 0");
+  if (Find(sc.shard_id))
+    return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
   Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
   if (!st.ok()) return st.status();
   logdb::Bootstrap boot;
@@ -707,7 +724,9 @@ Status NodeHostImpl::StartReplicaImpl(const ShardConfig& sc, const Members& init
   // applied durably are not applied again (the core still hands them out, so
   // that membership changes among them are seen).
   Result<uint64_t> opened = r->sm()->Open();
-  if (!opened.ok()) return Status(opened.status().code(), "opening the state machine: " + opened.status().message());
+  if (!opened.ok())
+    return Status(opened.status().code(),
+                  "opening the state machine: " + opened.status().message());
   if (*opened > st->last_index) {
     return Status::Corruption("state machine reports applied index " + std::to_string(*opened) +
                               " beyond the log's last index " + std::to_string(st->last_index));
@@ -726,7 +745,8 @@ Status NodeHostImpl::StartReplicaImpl(const ShardConfig& sc, const Members& init
     r->last_snapshot_index = st->snapshot.index;
     r->applied.store(st->snapshot.index);
   }
-  r->log = std::make_unique<LogCache>(logdb_.get(), sc.shard_id, sc.replica_id, *st, kMaxCacheBytes);
+  r->log =
+      std::make_unique<LogCache>(logdb_.get(), sc.shard_id, sc.replica_id, *st, kMaxCacheBytes);
   raft::Config rc;
   rc.shard_id = sc.shard_id;
   rc.replica_id = sc.replica_id;
@@ -795,7 +815,8 @@ Result<RequestHandle> NodeHostImpl::Propose(uint64_t shard_id, std::string_view 
 Result<RequestHandle> NodeHostImpl::ProposeEntry(uint64_t shard_id, raft::Entry e, Timeout t) {
   if (e.cmd.size() > config_.max_entry_bytes) {
     return Status::TooLarge("proposal of " + std::to_string(e.cmd.size()) +
-                            " bytes exceeds max_entry_bytes " + std::to_string(config_.max_entry_bytes));
+                            " bytes exceeds max_entry_bytes " +
+                            std::to_string(config_.max_entry_bytes));
   }
   if (storage_failed_.load()) {
     // Say why: the disk failed (I/O error or no space), not a transient state.
@@ -804,7 +825,8 @@ Result<RequestHandle> NodeHostImpl::ProposeEntry(uint64_t shard_id, raft::Entry 
   }
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
-  if (r->stopped.load()) return Status::Terminated("shard " + std::to_string(shard_id) + " stopped");
+  if (r->stopped.load())
+    return Status::Terminated("shard " + std::to_string(shard_id) + " stopped");
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
   e.key = NextKey();
   const uint64_t key = e.key;
@@ -852,7 +874,8 @@ Status NodeHostImpl::SyncCloseSession(const Session& session, Timeout t) {
   if (!h.ok()) return h.status();
   const RequestResult r = h->Wait();
   return r.ok() ? Status::Ok()
-                : Status(StatusCode::kUnavailable, "closing a session: " + std::string(RequestCodeName(r.code)));
+                : Status(StatusCode::kUnavailable,
+                         "closing a session: " + std::string(RequestCodeName(r.code)));
 }
 
 Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view query, Timeout t) {
@@ -903,7 +926,8 @@ Result<RequestHandle> NodeHostImpl::AddReplica(uint64_t shard_id, uint64_t repli
   return ProposeConf(shard_id, std::move(cc), t);
 }
 
-Result<RequestHandle> NodeHostImpl::RemoveReplica(uint64_t shard_id, uint64_t replica_id, Timeout t) {
+Result<RequestHandle> NodeHostImpl::RemoveReplica(uint64_t shard_id, uint64_t replica_id,
+                                                  Timeout t) {
   raft::ConfChange cc;
   cc.items.push_back({raft::ConfChangeType::kRemove, replica_id, ""});
   return ProposeConf(shard_id, std::move(cc), t);

@@ -68,7 +68,8 @@ class StepWorker : public WorkerBase {
   // Returns true when it did any work.
   bool RunPass();
   void Loop(const std::atomic<bool>& stop) {
-    LoopUntil(stop, [&] { return tick_due_; }, [&] { RunPass(); });
+    LoopUntil(
+        stop, [&] { return tick_due_; }, [&] { RunPass(); });
   }
 
  private:
@@ -93,7 +94,8 @@ class ApplyWorker : public WorkerBase {
   explicit ApplyWorker(NodeHostImpl* nh) : nh_(nh) {}
   bool RunOnce();
   void Loop(const std::atomic<bool>& stop) {
-    LoopUntil(stop, [] { return false; }, [&] { RunOnce(); });
+    LoopUntil(
+        stop, [] { return false; }, [&] { RunOnce(); });
   }
 
  private:
@@ -121,9 +123,9 @@ class ApplyWorker : public WorkerBase {
 struct NodeHostDeps {
   std::unique_ptr<logdb::LogDB> logdb;  // null: from the config
   std::function<std::unique_ptr<transport::Transport>(transport::Registry*, transport::Handler*)>
-      make_transport;                   // null: gRPC from the config
+      make_transport;  // null: gRPC from the config
   bool start_threads = true;
-  uint64_t seed = 0;                    // 0: random
+  uint64_t seed = 0;  // 0: random
 };
 
 class NodeHostImpl final : public NodeHost, public transport::Handler {
@@ -150,8 +152,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Status SyncCloseSession(const Session& session, Timeout t) override;
   Result<std::string> StaleRead(uint64_t shard_id, std::string_view query) override;
   Result<RequestHandle> AddReplica(uint64_t shard_id, uint64_t replica_id,
-                                   const std::string& address, MemberKind kind,
-                                   Timeout t) override;
+                                   const std::string& address, MemberKind kind, Timeout t) override;
   Result<RequestHandle> RemoveReplica(uint64_t shard_id, uint64_t replica_id, Timeout t) override;
   Status TransferLeader(uint64_t shard_id, uint64_t target) override;
   Result<ReplicaInfo> GetReplicaInfo(uint64_t shard_id) override;
@@ -192,7 +193,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Result<RequestHandle> ProposeEntry(uint64_t shard_id, raft::Entry e, Timeout t);
   Result<RequestHandle> ProposeConf(uint64_t shard_id, raft::ConfChange cc, Timeout t);
   void StartThreads();
-  Status StartReplicaImpl(const ShardConfig& config, const Members& initial, bool join, uint8_t kind,
+  Status StartReplicaImpl(const ShardConfig& config, const Members& initial, bool join,
+                          uint8_t kind,
                           const std::function<std::unique_ptr<ManagedStateMachine>()>& make);
 
   const NodeHostConfig config_;

@@ -101,11 +101,11 @@ class Replica {
   bool TakeApply(std::deque<ApplyTask>* out);
   // Reads confirmed by Raft that wait for the state machine to catch up.
   std::deque<raft::ReadState> waiting_reads;  // apply worker only
-  raft::Membership sm_membership;            // apply worker only: at `applied`
-  uint64_t applied_term = 0;                 // apply worker only
-  uint64_t last_snapshot_index = 0;          // apply worker only
-  Sessions sessions;                         // apply worker only
-  uint64_t skip_through = 0;                 // on-disk kind: applied durably before start
+  raft::Membership sm_membership;             // apply worker only: at `applied`
+  uint64_t applied_term = 0;                  // apply worker only
+  uint64_t last_snapshot_index = 0;           // apply worker only
+  Sessions sessions;                          // apply worker only
+  uint64_t skip_through = 0;                  // on-disk kind: applied durably before start
 
   // --- Reported state.
   std::atomic<uint64_t> applied{0};

@@ -72,8 +72,8 @@ class RequestState {
   const Clock::time_point deadline_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool done_ = false;              // guarded by mu_
-  RequestResult result_;           // guarded by mu_
+  bool done_ = false;                                   // guarded by mu_
+  RequestResult result_;                                // guarded by mu_
   std::function<void(const RequestResult&)> callback_;  // guarded by mu_
 };
 

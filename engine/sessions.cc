@@ -13,7 +13,8 @@ void Put64(std::string* out, uint64_t v) {
 bool Get64(const std::string& in, size_t* pos, uint64_t* v) {
   if (*pos + 8 > in.size()) return false;
   *v = 0;
-  for (int i = 0; i < 8; ++i) *v |= static_cast<uint64_t>(static_cast<uint8_t>(in[*pos + i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    *v |= static_cast<uint64_t>(static_cast<uint8_t>(in[*pos + i])) << (8 * i);
   *pos += 8;
   return true;
 }
@@ -25,9 +26,10 @@ constexpr uint64_t kFormat = 1;
 void Sessions::Register(uint64_t client_id) {
   if (sessions_.count(client_id) != 0) return;
   if (sessions_.size() >= kMaxSessions) {
-    auto oldest = std::min_element(sessions_.begin(), sessions_.end(), [](const auto& a, const auto& b) {
-      return a.second.registered_at < b.second.registered_at;
-    });
+    auto oldest =
+        std::min_element(sessions_.begin(), sessions_.end(), [](const auto& a, const auto& b) {
+          return a.second.registered_at < b.second.registered_at;
+        });
     sessions_.erase(oldest);
   }
   sessions_[client_id].registered_at = ++order_;

@@ -22,9 +22,9 @@ class Sessions {
     std::string data;
   };
   enum class Check : uint8_t {
-    kApply,       // a new proposal: apply it, then Record the result
-    kDuplicate,   // applied before: answer with *cached
-    kNoSession,   // unknown or closed session: do not apply
+    kApply,      // a new proposal: apply it, then Record the result
+    kDuplicate,  // applied before: answer with *cached
+    kNoSession,  // unknown or closed session: do not apply
   };
 
   // Bounds the registry: beyond it, the least recently registered session is
@@ -34,8 +34,7 @@ class Sessions {
 
   void Register(uint64_t client_id);
   void Unregister(uint64_t client_id);
-  Check Begin(uint64_t client_id, uint64_t series_id, uint64_t responded_to,
-              const Result** cached);
+  Check Begin(uint64_t client_id, uint64_t series_id, uint64_t responded_to, const Result** cached);
   void Record(uint64_t client_id, uint64_t series_id, Result r);
 
   std::string Serialize() const;

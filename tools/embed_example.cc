@@ -72,8 +72,9 @@ int main() {
     sc.shard_id = 1;
     sc.replica_id = i;
     sc.snapshot_entries = 1000;
-    flotilla::Status s = hosts[i - 1]->StartReplica(
-        sc, members, /*join=*/false, [](uint64_t, uint64_t) { return std::make_unique<Counter>(); });
+    flotilla::Status s =
+        hosts[i - 1]->StartReplica(sc, members, /*join=*/false,
+                                   [](uint64_t, uint64_t) { return std::make_unique<Counter>(); });
     if (!s.ok()) {
       std::fprintf(stderr, "StartReplica: %s\n", s.ToString().c_str());
       return 1;

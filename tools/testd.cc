@@ -29,7 +29,8 @@ class Kv final : public flotilla::StateMachine {
   flotilla::Status Update(std::span<flotilla::SMEntry> entries) override {
     for (flotilla::SMEntry& e : entries) {
       const auto sp = e.cmd.find(' ');
-      if (sp != std::string_view::npos) kv_[std::string(e.cmd.substr(0, sp))] = std::string(e.cmd.substr(sp + 1));
+      if (sp != std::string_view::npos)
+        kv_[std::string(e.cmd.substr(0, sp))] = std::string(e.cmd.substr(sp + 1));
       e.result = e.index;
     }
     return flotilla::Status::Ok();
@@ -71,10 +72,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const std::string v = argv[i + 1];
-    if (k == "--id") id = std::stoull(v);
-    else if (k == "--dir") dir = v;
-    else if (k == "--shards") shards = std::stoull(v);
-    else if (k == "--rtt-ms") rtt_ms = std::stoull(v);
+    if (k == "--id")
+      id = std::stoull(v);
+    else if (k == "--dir")
+      dir = v;
+    else if (k == "--shards")
+      shards = std::stoull(v);
+    else if (k == "--rtt-ms")
+      rtt_ms = std::stoull(v);
     else if (k == "--members") {
       std::stringstream ss(v);
       std::string item;
@@ -85,7 +90,8 @@ int main(int argc, char** argv) {
     }
   }
   if (id == 0 || dir.empty() || members.count(id) == 0) {
-    std::fprintf(stderr, "usage: %s --id N --dir DIR --members 1=h:p,2=h:p,3=h:p [--shards S]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s --id N --dir DIR --members 1=h:p,2=h:p,3=h:p [--shards S]\n",
+                 argv[0]);
     return 2;
   }
   // stdout carries the answers; logs go to stderr.
@@ -108,9 +114,8 @@ int main(int argc, char** argv) {
     sc.replica_id = id;
     sc.snapshot_entries = 200;
     sc.compaction_overhead = 50;
-    flotilla::Status st = (*nh)->StartReplica(sc, members, false, [](uint64_t, uint64_t) {
-      return std::make_unique<Kv>();
-    });
+    flotilla::Status st = (*nh)->StartReplica(
+        sc, members, false, [](uint64_t, uint64_t) { return std::make_unique<Kv>(); });
     if (!st.ok()) {
       std::fprintf(stderr, "testd: start shard %llu: %s\n", static_cast<unsigned long long>(s),
                    st.ToString().c_str());

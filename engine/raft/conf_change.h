@@ -50,7 +50,7 @@ std::string EncodeConfChange(const ConfChange& cc);
 
 struct ChangeResult {
   bool ok = false;
-  std::string error;   // why the change was refused, when !ok
+  std::string error;  // why the change was refused, when !ok
   Membership membership;
 };
 

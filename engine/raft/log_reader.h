@@ -48,8 +48,7 @@ class MemoryLog final : public LogReader {
   Index FirstIndex() const override;
   Index LastIndex() const override;
   LogStatus TermAt(Index index, Term* term) const override;
-  LogStatus Entries(Index lo, Index hi, uint64_t max_bytes,
-                    std::vector<Entry>* out) const override;
+  LogStatus Entries(Index lo, Index hi, uint64_t max_bytes, std::vector<Entry>* out) const override;
   SnapshotMeta Snapshot() const override { return snapshot_; }
 
   // Appends persisted entries; entries at or above the first new index are

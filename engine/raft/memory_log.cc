@@ -36,8 +36,8 @@ LogStatus MemoryLog::Entries(Index lo, Index hi, uint64_t max_bytes,
 void MemoryLog::Append(const std::vector<Entry>& entries) {
   if (entries.empty()) return;
   const Index first = entries.front().index;
-  if (first <= offset_) std::abort();          // below the snapshot: a driver bug
-  if (first > LastIndex() + 1) std::abort();   // a gap: a driver bug
+  if (first <= offset_) std::abort();         // below the snapshot: a driver bug
+  if (first > LastIndex() + 1) std::abort();  // a gap: a driver bug
   entries_.resize(first - offset_ - 1);
   entries_.insert(entries_.end(), entries.begin(), entries.end());
 }

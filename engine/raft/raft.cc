@@ -52,20 +52,28 @@ void Ignore(ProposeResult) {}
 
 std::string_view ProposeResultName(ProposeResult r) {
   switch (r) {
-    case ProposeResult::kOk: return "ok";
-    case ProposeResult::kNotLeader: return "not-leader";
-    case ProposeResult::kTransferring: return "transferring";
-    case ProposeResult::kUncommittedFull: return "uncommitted-full";
-    case ProposeResult::kUnappliedFull: return "unapplied-full";
-    case ProposeResult::kConfChangePending: return "conf-change-pending";
-    case ProposeResult::kInvalid: return "invalid";
-    case ProposeResult::kRemoved: return "removed";
+    case ProposeResult::kOk:
+      return "ok";
+    case ProposeResult::kNotLeader:
+      return "not-leader";
+    case ProposeResult::kTransferring:
+      return "transferring";
+    case ProposeResult::kUncommittedFull:
+      return "uncommitted-full";
+    case ProposeResult::kUnappliedFull:
+      return "unapplied-full";
+    case ProposeResult::kConfChangePending:
+      return "conf-change-pending";
+    case ProposeResult::kInvalid:
+      return "invalid";
+    case ProposeResult::kRemoved:
+      return "removed";
   }
   return "unknown";
 }
 
-Raft::Raft(const Config& config, LogReader* reader, const HardState& hs,
-           const Membership& initial, const std::map<ReplicaId, std::string>& contexts)
+Raft::Raft(const Config& config, LogReader* reader, const HardState& hs, const Membership& initial,
+           const std::map<ReplicaId, std::string>& contexts)
     : cfg_(config),
       log_(reader),
       tracker_(config.max_inflight_msgs, config.max_inflight_bytes),
@@ -78,7 +86,8 @@ Raft::Raft(const Config& config, LogReader* reader, const HardState& hs,
   const SnapshotMeta snap = reader->Snapshot();
   term_ = hs.term;
   vote_ = hs.vote;
-  if (hs.commit > log_.LastIndex()) Fatal("hard state commit beyond the log", hs.commit, log_.LastIndex());
+  if (hs.commit > log_.LastIndex())
+    Fatal("hard state commit beyond the log", hs.commit, log_.LastIndex());
   log_.CommitTo(hs.commit);
   Membership m = snap.membership;
   if (reader->LastIndex() == 0 && snap.IsEmpty() && !initial.voters.empty()) {
@@ -92,12 +101,14 @@ Raft::Raft(const Config& config, LogReader* reader, const HardState& hs,
       e.index = boot.size() + 1;
       e.type = EntryType::kConfChange;
       auto ctx = contexts.find(id);
-      e.cmd = EncodeConfChange(ConfChange{
-          ConfTransition::kAuto, {{type, id, ctx == contexts.end() ? std::string() : ctx->second}}});
+      e.cmd = EncodeConfChange(
+          ConfChange{ConfTransition::kAuto,
+                     {{type, id, ctx == contexts.end() ? std::string() : ctx->second}}});
       boot.push_back(std::move(e));
     };
     for (ReplicaId id : initial.voters) {
-      add(Contains(initial.witnesses, id) ? ConfChangeType::kAddWitness : ConfChangeType::kAddVoter, id);
+      add(Contains(initial.witnesses, id) ? ConfChangeType::kAddWitness : ConfChangeType::kAddVoter,
+          id);
     }
     for (ReplicaId id : initial.non_voting) add(ConfChangeType::kAddNonVoting, id);
     for (const Entry& e : boot) {
@@ -133,10 +144,14 @@ Raft::Raft(const Config& config, LogReader* reader, const HardState& hs,
 
 Role Raft::role() const {
   switch (state_) {
-    case State::kLeader: return Role::kLeader;
-    case State::kCandidate: return Role::kCandidate;
-    case State::kPreCandidate: return Role::kPreCandidate;
-    case State::kFollower: break;
+    case State::kLeader:
+      return Role::kLeader;
+    case State::kCandidate:
+      return Role::kCandidate;
+    case State::kPreCandidate:
+      return Role::kPreCandidate;
+    case State::kFollower:
+      break;
   }
   if (tracker_.IsWitness(id())) return Role::kWitness;
   if (tracker_.IsNonVoting(id())) return Role::kNonVoting;
@@ -388,8 +403,8 @@ bool Raft::InLease() const {
 
 void Raft::HandleVoteRequest(const Message& m) {
   const bool pre = m.type == MessageType::kRequestPreVote;
-  const bool can_vote = vote_ == m.from || (vote_ == kNoReplica && leader_ == kNoReplica) ||
-                        (pre && m.term > term_);
+  const bool can_vote =
+      vote_ == m.from || (vote_ == kNoReplica && leader_ == kNoReplica) || (pre && m.term > term_);
   Message resp;
   resp.type = pre ? MessageType::kRequestPreVoteResp : MessageType::kRequestVoteResp;
   resp.to = m.from;
@@ -502,10 +517,16 @@ void Raft::Step(Message m) {
     return;
   }
   switch (state_) {
-    case State::kLeader: StepLeader(m); break;
+    case State::kLeader:
+      StepLeader(m);
+      break;
     case State::kCandidate:
-    case State::kPreCandidate: StepCandidate(m); break;
-    case State::kFollower: StepFollower(m); break;
+    case State::kPreCandidate:
+      StepCandidate(m);
+      break;
+    case State::kFollower:
+      StepFollower(m);
+      break;
   }
 }
 
@@ -526,11 +547,20 @@ void Raft::StepLeader(Message& m) {
       }
       break;
     }
-    case MessageType::kReadIndex: HandleReadIndex(m.ctx, m.from); break;
-    case MessageType::kReplicateResp: HandleAppendResponse(m); break;
-    case MessageType::kHeartbeatResp: HandleHeartbeatResponse(m); break;
-    case MessageType::kLeaderTransfer: HandleTransferLeader(m.hint); break;
-    default: break;
+    case MessageType::kReadIndex:
+      HandleReadIndex(m.ctx, m.from);
+      break;
+    case MessageType::kReplicateResp:
+      HandleAppendResponse(m);
+      break;
+    case MessageType::kHeartbeatResp:
+      HandleHeartbeatResponse(m);
+      break;
+    case MessageType::kLeaderTransfer:
+      HandleTransferLeader(m.hint);
+      break;
+    default:
+      break;
   }
 }
 
@@ -554,7 +584,8 @@ void Raft::StepCandidate(Message& m) {
     case MessageType::kRequestVoteResp:
       if (state_ == State::kCandidate) HandleVoteResponse(m);
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -585,7 +616,8 @@ void Raft::StepFollower(Message& m) {
     case MessageType::kReadIndexResp:
       read_states_.push_back(ReadState{m.ctx, m.log_index});
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -817,14 +849,18 @@ void Raft::HandleAppendResponse(const Message& m) {
   }
   if (!pr->MaybeUpdate(m.log_index)) return;
   switch (pr->state) {
-    case ProgressState::kProbe: pr->BecomeReplicate(); break;
+    case ProgressState::kProbe:
+      pr->BecomeReplicate();
+      break;
     case ProgressState::kSnapshot:
       if (pr->match >= pr->pending_snapshot) {
         pr->BecomeProbe();
         pr->BecomeReplicate();
       }
       break;
-    case ProgressState::kReplicate: pr->inflights.FreeUpTo(m.log_index); break;
+    case ProgressState::kReplicate:
+      pr->inflights.FreeUpTo(m.log_index);
+      break;
   }
   MaybeCommit();
   if (state_ != State::kLeader) return;  // a membership change may have removed us
@@ -967,9 +1003,8 @@ void Raft::HandleReadIndex(uint64_t ctx, ReplicaId from) {
     }
     return;
   }
-  const bool single_voter =
-      tracker_.membership().voters.size() == 1 && tracker_.membership().voters_outgoing.empty() &&
-      tracker_.IsVoter(id());
+  const bool single_voter = tracker_.membership().voters.size() == 1 &&
+                            tracker_.membership().voters_outgoing.empty() && tracker_.IsVoter(id());
   if (single_voter || LeaseHeld()) {
     ServeRead(ctx, from, log_.committed());
     return;
@@ -1091,7 +1126,8 @@ void Raft::TakeCommitted(uint64_t max_bytes, std::vector<Entry>* out) {
 }
 
 void Raft::OnApplyHandedOut(const Entry& e) {
-  if (state_ == State::kLeader) uncommitted_bytes_ -= std::min<uint64_t>(uncommitted_bytes_, e.cmd.size());
+  if (state_ == State::kLeader)
+    uncommitted_bytes_ -= std::min<uint64_t>(uncommitted_bytes_, e.cmd.size());
   if (e.type != EntryType::kConfChange || e.index <= conf_applied_index_) return;
   conf_applied_index_ = e.index;
   ConfChange cc;

@@ -38,12 +38,12 @@ struct Config {
   // Serve ReadIndex from the leader lease without a heartbeat round.
   // REQUIRES: check_quorum.
   bool lease_read = false;
-  uint64_t max_msg_bytes = 1 << 20;            // per append message
-  uint32_t max_inflight_msgs = 256;            // appends in flight per follower
-  uint64_t max_inflight_bytes = 0;             // 0: no byte limit
-  uint64_t max_uncommitted_bytes = 64 << 20;   // 0: no limit
+  uint64_t max_msg_bytes = 1 << 20;           // per append message
+  uint32_t max_inflight_msgs = 256;           // appends in flight per follower
+  uint64_t max_inflight_bytes = 0;            // 0: no byte limit
+  uint64_t max_uncommitted_bytes = 64 << 20;  // 0: no limit
   // Bytes of entries proposed through this leader and not yet applied.
-  uint64_t max_unapplied_bytes = 256 << 20;    // 0: no limit
+  uint64_t max_unapplied_bytes = 256 << 20;  // 0: no limit
   uint64_t max_apply_bytes_per_update = 64 << 20;
   // Quiesce after this many election timeouts without proposals or reads
   // (0: never).
@@ -57,15 +57,15 @@ struct Config {
   bool gated_campaigns = false;
 };
 
-enum class [[nodiscard]] ProposeResult : uint8_t {
-  kOk = 0,
-  kNotLeader,          // no leader known to forward to
-  kTransferring,       // a leadership transfer is in progress
-  kUncommittedFull,    // max_uncommitted_bytes reached
-  kUnappliedFull,      // max_unapplied_bytes reached
-  kConfChangePending,  // a membership change is not yet applied
-  kInvalid,            // malformed conf change, or refused by the membership rules
-  kRemoved,            // this replica is no longer a member
+enum class [[nodiscard]] ProposeResult : uint8_t{
+    kOk = 0,
+    kNotLeader,          // no leader known to forward to
+    kTransferring,       // a leadership transfer is in progress
+    kUncommittedFull,    // max_uncommitted_bytes reached
+    kUnappliedFull,      // max_unapplied_bytes reached
+    kConfChangePending,  // a membership change is not yet applied
+    kInvalid,            // malformed conf change, or refused by the membership rules
+    kRemoved,            // this replica is no longer a member
 };
 std::string_view ProposeResultName(ProposeResult r);
 

@@ -30,7 +30,8 @@ Index RaftLog::LastIndex() const { return unstable_offset_ + unstable_.size() - 
 
 Term RaftLog::LastTerm() const {
   Term t = 0;
-  if (TermAt(LastIndex(), &t) != LogStatus::kOk) Fatal("no term for the last index", LastIndex(), 0);
+  if (TermAt(LastIndex(), &t) != LogStatus::kOk)
+    Fatal("no term for the last index", LastIndex(), 0);
   return t;
 }
 
@@ -91,7 +92,8 @@ std::optional<Index> RaftLog::MaybeAppend(Index prev_index, Term prev_term,
 
 void RaftLog::Append(std::vector<Entry>* entries) {
   if (entries->empty()) return;
-  if (entries->front().index != LastIndex() + 1) Fatal("leader append gap", entries->front().index, LastIndex());
+  if (entries->front().index != LastIndex() + 1)
+    Fatal("leader append gap", entries->front().index, LastIndex());
   TruncateAndAppend(entries, 0);
 }
 

@@ -43,7 +43,7 @@ class ReadIndexQueue {
  private:
   std::deque<Request> requests_;  // in round order; waiting ones at the back
   size_t waiting_ = 0;
-  uint64_t last_round_ = 0;       // monotonic for the lifetime of the replica
+  uint64_t last_round_ = 0;  // monotonic for the lifetime of the replica
   uint64_t confirmed_round_ = 0;
 };
 

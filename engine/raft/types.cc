@@ -4,40 +4,68 @@ namespace flotilla::raft {
 
 std::string_view MessageTypeName(MessageType t) {
   switch (t) {
-    case MessageType::kNone: return "None";
-    case MessageType::kElection: return "Election";
-    case MessageType::kLeaderHeartbeat: return "LeaderHeartbeat";
-    case MessageType::kCheckQuorum: return "CheckQuorum";
-    case MessageType::kPropose: return "Propose";
-    case MessageType::kReadIndex: return "ReadIndex";
-    case MessageType::kUnreachable: return "Unreachable";
-    case MessageType::kSnapshotStatus: return "SnapshotStatus";
-    case MessageType::kReplicate: return "Replicate";
-    case MessageType::kReplicateResp: return "ReplicateResp";
-    case MessageType::kRequestVote: return "RequestVote";
-    case MessageType::kRequestVoteResp: return "RequestVoteResp";
-    case MessageType::kRequestPreVote: return "RequestPreVote";
-    case MessageType::kRequestPreVoteResp: return "RequestPreVoteResp";
-    case MessageType::kInstallSnapshot: return "InstallSnapshot";
-    case MessageType::kHeartbeat: return "Heartbeat";
-    case MessageType::kHeartbeatResp: return "HeartbeatResp";
-    case MessageType::kReadIndexResp: return "ReadIndexResp";
-    case MessageType::kLeaderTransfer: return "LeaderTransfer";
-    case MessageType::kTimeoutNow: return "TimeoutNow";
-    case MessageType::kQuiesce: return "Quiesce";
-    case MessageType::kCount: break;
+    case MessageType::kNone:
+      return "None";
+    case MessageType::kElection:
+      return "Election";
+    case MessageType::kLeaderHeartbeat:
+      return "LeaderHeartbeat";
+    case MessageType::kCheckQuorum:
+      return "CheckQuorum";
+    case MessageType::kPropose:
+      return "Propose";
+    case MessageType::kReadIndex:
+      return "ReadIndex";
+    case MessageType::kUnreachable:
+      return "Unreachable";
+    case MessageType::kSnapshotStatus:
+      return "SnapshotStatus";
+    case MessageType::kReplicate:
+      return "Replicate";
+    case MessageType::kReplicateResp:
+      return "ReplicateResp";
+    case MessageType::kRequestVote:
+      return "RequestVote";
+    case MessageType::kRequestVoteResp:
+      return "RequestVoteResp";
+    case MessageType::kRequestPreVote:
+      return "RequestPreVote";
+    case MessageType::kRequestPreVoteResp:
+      return "RequestPreVoteResp";
+    case MessageType::kInstallSnapshot:
+      return "InstallSnapshot";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kHeartbeatResp:
+      return "HeartbeatResp";
+    case MessageType::kReadIndexResp:
+      return "ReadIndexResp";
+    case MessageType::kLeaderTransfer:
+      return "LeaderTransfer";
+    case MessageType::kTimeoutNow:
+      return "TimeoutNow";
+    case MessageType::kQuiesce:
+      return "Quiesce";
+    case MessageType::kCount:
+      break;
   }
   return "Unknown";
 }
 
 std::string_view RoleName(Role r) {
   switch (r) {
-    case Role::kFollower: return "follower";
-    case Role::kCandidate: return "candidate";
-    case Role::kPreCandidate: return "pre-candidate";
-    case Role::kLeader: return "leader";
-    case Role::kNonVoting: return "non-voting";
-    case Role::kWitness: return "witness";
+    case Role::kFollower:
+      return "follower";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kLeader:
+      return "leader";
+    case Role::kNonVoting:
+      return "non-voting";
+    case Role::kWitness:
+      return "witness";
   }
   return "unknown";
 }

@@ -95,15 +95,15 @@ struct SnapshotMeta {
 enum class MessageType : uint8_t {
   kNone = 0,
   // Local inputs (never on the wire).
-  kElection,           // start an election (pre-vote first when enabled)
-  kLeaderHeartbeat,    // leader: send heartbeats
-  kCheckQuorum,        // leader: verify a quorum is active
-  kPropose,            // entries to append
-  kReadIndex,          // a read request; forwarded to the leader by followers
-  kUnreachable,        // the transport could not reach `from`
-  kSnapshotStatus,     // the transport finished sending a snapshot to `from`
+  kElection,         // start an election (pre-vote first when enabled)
+  kLeaderHeartbeat,  // leader: send heartbeats
+  kCheckQuorum,      // leader: verify a quorum is active
+  kPropose,          // entries to append
+  kReadIndex,        // a read request; forwarded to the leader by followers
+  kUnreachable,      // the transport could not reach `from`
+  kSnapshotStatus,   // the transport finished sending a snapshot to `from`
   // Wire messages.
-  kReplicate,          // append entries
+  kReplicate,  // append entries
   kReplicateResp,
   kRequestVote,
   kRequestVoteResp,
@@ -113,9 +113,9 @@ enum class MessageType : uint8_t {
   kHeartbeat,
   kHeartbeatResp,
   kReadIndexResp,
-  kLeaderTransfer,     // ask the leader to transfer leadership to `hint`
-  kTimeoutNow,         // leader transfer: campaign at once
-  kQuiesce,            // leader: the shard is idle; stop ticking until woken
+  kLeaderTransfer,  // ask the leader to transfer leadership to `hint`
+  kTimeoutNow,      // leader transfer: campaign at once
+  kQuiesce,         // leader: the shard is idle; stop ticking until woken
   kCount,
 };
 
@@ -133,13 +133,13 @@ struct Message {
   ReplicaId from = kNoReplica;
   ReplicaId to = kNoReplica;
   Term term = 0;
-  Term log_term = 0;    // term of the entry at log_index
+  Term log_term = 0;  // term of the entry at log_index
   Index log_index = 0;
   Index commit = 0;
   bool reject = false;
-  Index hint = 0;       // reject: conflict index; transfer: target; read: index
-  Term hint_term = 0;   // reject: term at `hint` in the follower's log
-  uint64_t ctx = 0;     // read-index round or request context
+  Index hint = 0;      // reject: conflict index; transfer: target; read: index
+  Term hint_term = 0;  // reject: term at `hint` in the follower's log
+  uint64_t ctx = 0;    // read-index round or request context
   std::vector<Entry> entries;
   SnapshotMeta snapshot;  // kInstallSnapshot only
 
@@ -177,7 +177,7 @@ struct Update {
   ShardId shard_id = 0;
   ReplicaId replica_id = 0;
   std::vector<Entry> entries_to_save;
-  std::optional<HardState> hard_state;  // set when it changed
+  std::optional<HardState> hard_state;   // set when it changed
   std::optional<SnapshotMeta> snapshot;  // to install before applying
   std::vector<Message> messages;
   std::vector<Message> messages_after_persist;

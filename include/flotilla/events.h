@@ -20,7 +20,8 @@ class EventListener {
   virtual void ReplicaStopped(uint64_t /*shard_id*/, uint64_t /*replica_id*/) {}
   // A snapshot stream this replica sent to `to` ended.
   virtual void SnapshotSent(uint64_t /*shard_id*/, uint64_t /*to*/, bool /*failed*/) {}
-  virtual void SnapshotReceived(uint64_t /*shard_id*/, uint64_t /*replica_id*/, uint64_t /*index*/) {}
+  virtual void SnapshotReceived(uint64_t /*shard_id*/, uint64_t /*replica_id*/,
+                                uint64_t /*index*/) {}
   virtual void ConnectionUp(const std::string& /*address*/) {}
   virtual void ConnectionDown(const std::string& /*address*/) {}
 };

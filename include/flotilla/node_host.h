@@ -6,8 +6,9 @@
 //   NodeHostConfig nc; nc.data_dir = "/var/lib/app"; nc.raft_address = "10.0.0.1:7000";
 //   auto nh = NodeHost::Create(nc).value();
 //   ShardConfig sc; sc.shard_id = 1; sc.replica_id = 1;
-//   nh->StartReplica(sc, {{1, "10.0.0.1:7000"}, {2, ...}, {3, ...}}, false, MakeMySM).IgnoreError();
-//   RequestResult r = nh->SyncPropose(1, "set x 1", std::chrono::seconds(2));
+//   nh->StartReplica(sc, {{1, "10.0.0.1:7000"}, {2, ...}, {3, ...}}, false,
+//   MakeMySM).IgnoreError(); RequestResult r = nh->SyncPropose(1, "set x 1",
+//   std::chrono::seconds(2));
 #pragma once
 
 #include <chrono>
@@ -32,7 +33,7 @@ struct ReplicaInfo {
   uint64_t term = 0;
   uint64_t commit_index = 0;
   uint64_t applied_index = 0;
-  std::string role;        // leader, follower, candidate, non-voting, witness, ...
+  std::string role;  // leader, follower, candidate, non-voting, witness, ...
   bool quiesced = false;
 };
 

@@ -24,8 +24,8 @@ std::string_view RequestCodeName(RequestCode c);
 
 struct RequestResult {
   RequestCode code = RequestCode::kCompleted;
-  uint64_t value = 0;   // the state machine's result, or the read index
-  std::string data;     // the state machine's result data, or the read value
+  uint64_t value = 0;  // the state machine's result, or the read index
+  std::string data;    // the state machine's result data, or the read value
   bool ok() const { return code == RequestCode::kCompleted; }
 };
 

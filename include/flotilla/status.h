@@ -22,44 +22,61 @@ namespace flotilla {
 // What the caller can do about an error.
 enum class StatusCode : uint8_t {
   kOk = 0,
-  kInvalidArgument,     // the request is malformed; do not retry it unchanged
-  kNotFound,            // the shard, replica, key or record does not exist
-  kAlreadyExists,       // the shard, replica or record exists already
-  kBusy,                // a bounded queue or memory limit is full; retry later
-  kTimeout,             // the deadline passed; the outcome may be unknown
-  kTooLarge,            // an entry or message exceeds its configured bound
-  kNotLeader,           // this replica cannot serve the request; see the leader hint
-  kUnavailable,         // a peer or resource cannot be reached now; retry later
-  kCorruption,          // stored or received data failed verification
-  kDataLoss,            // data that should exist is gone (e.g. compacted)
-  kIOError,             // the operating system failed an operation (fsync, write)
-  kNoSpace,             // the disk is full
-  kAborted,             // the operation was cancelled before it completed
-  kTerminated,          // the NodeHost or replica is shutting down
-  kRejected,            // the request was understood and refused (e.g. bad deployment id)
-  kInternal,            // a bug; please report it
+  kInvalidArgument,  // the request is malformed; do not retry it unchanged
+  kNotFound,         // the shard, replica, key or record does not exist
+  kAlreadyExists,    // the shard, replica or record exists already
+  kBusy,             // a bounded queue or memory limit is full; retry later
+  kTimeout,          // the deadline passed; the outcome may be unknown
+  kTooLarge,         // an entry or message exceeds its configured bound
+  kNotLeader,        // this replica cannot serve the request; see the leader hint
+  kUnavailable,      // a peer or resource cannot be reached now; retry later
+  kCorruption,       // stored or received data failed verification
+  kDataLoss,         // data that should exist is gone (e.g. compacted)
+  kIOError,          // the operating system failed an operation (fsync, write)
+  kNoSpace,          // the disk is full
+  kAborted,          // the operation was cancelled before it completed
+  kTerminated,       // the NodeHost or replica is shutting down
+  kRejected,         // the request was understood and refused (e.g. bad deployment id)
+  kInternal,         // a bug; please report it
 };
 
 // Returns a stable, lower-case name for `code` ("ok", "busy", ...).
 inline std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kInvalidArgument: return "invalid_argument";
-    case StatusCode::kNotFound: return "not_found";
-    case StatusCode::kAlreadyExists: return "already_exists";
-    case StatusCode::kBusy: return "busy";
-    case StatusCode::kTimeout: return "timeout";
-    case StatusCode::kTooLarge: return "too_large";
-    case StatusCode::kNotLeader: return "not_leader";
-    case StatusCode::kUnavailable: return "unavailable";
-    case StatusCode::kCorruption: return "corruption";
-    case StatusCode::kDataLoss: return "data_loss";
-    case StatusCode::kIOError: return "io_error";
-    case StatusCode::kNoSpace: return "no_space";
-    case StatusCode::kAborted: return "aborted";
-    case StatusCode::kTerminated: return "terminated";
-    case StatusCode::kRejected: return "rejected";
-    case StatusCode::kInternal: return "internal";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case StatusCode::kNotFound:
+      return "not_found";
+    case StatusCode::kAlreadyExists:
+      return "already_exists";
+    case StatusCode::kBusy:
+      return "busy";
+    case StatusCode::kTimeout:
+      return "timeout";
+    case StatusCode::kTooLarge:
+      return "too_large";
+    case StatusCode::kNotLeader:
+      return "not_leader";
+    case StatusCode::kUnavailable:
+      return "unavailable";
+    case StatusCode::kCorruption:
+      return "corruption";
+    case StatusCode::kDataLoss:
+      return "data_loss";
+    case StatusCode::kIOError:
+      return "io_error";
+    case StatusCode::kNoSpace:
+      return "no_space";
+    case StatusCode::kAborted:
+      return "aborted";
+    case StatusCode::kTerminated:
+      return "terminated";
+    case StatusCode::kRejected:
+      return "rejected";
+    case StatusCode::kInternal:
+      return "internal";
   }
   return "unknown";
 }
@@ -70,7 +87,9 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
   static Status Busy(std::string m) { return {StatusCode::kBusy, std::move(m)}; }
@@ -113,7 +132,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(v_).ok()) {
       // An OK status carries no value: that is a programmer error.
@@ -145,8 +164,8 @@ class [[nodiscard]] Result {
 }  // namespace flotilla
 
 // Returns early from a function returning Status (or Result) when `expr` fails.
-#define FLOTILLA_RETURN_IF_ERROR(expr)              \
-  do {                                              \
-    ::flotilla::Status flotilla_status_ = (expr);   \
+#define FLOTILLA_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::flotilla::Status flotilla_status_ = (expr);        \
     if (!flotilla_status_.ok()) return flotilla_status_; \
   } while (0)

@@ -52,8 +52,8 @@ std::string RunCluster(uint64_t seed, const std::string& root, int* completed) {
     sc.snapshot_entries = 20;
     sc.compaction_overhead = 5;
     EXPECT_TRUE(nh->StartReplica(sc, members, false, [](uint64_t, uint64_t) {
-      return std::make_unique<testing::KvStateMachine>();
-    }).ok());
+                    return std::make_unique<testing::KvStateMachine>();
+                  }).ok());
     hosts.push_back(std::move(nh));
   }
   std::string trace;
@@ -85,8 +85,9 @@ std::string RunCluster(uint64_t seed, const std::string& root, int* completed) {
 
 TEST(ManualDrive, OneThreadRunsThreeNodeHostsAndTheSameSeedReplaysExactly) {
   std::random_device rd;
-  const std::string root = (std::filesystem::temp_directory_path() /
-                            ("flotilla-manual-" + std::to_string(rd()))).string();
+  const std::string root =
+      (std::filesystem::temp_directory_path() / ("flotilla-manual-" + std::to_string(rd())))
+          .string();
   int completed_a = 0;
   int completed_b = 0;
   const std::string a = RunCluster(7, root + "/a", &completed_a);
@@ -108,8 +109,9 @@ namespace {
 
 TEST(StorageFailure, AFullDiskStopsWritesAndSaysWhy) {
   std::random_device rd;
-  const std::string root = (std::filesystem::temp_directory_path() /
-                            ("flotilla-nospace-" + std::to_string(rd()))).string();
+  const std::string root =
+      (std::filesystem::temp_directory_path() / ("flotilla-nospace-" + std::to_string(rd())))
+          .string();
   NodeHostConfig c;
   c.data_dir = root;
   c.rtt_ms = 5;
@@ -123,8 +125,8 @@ TEST(StorageFailure, AFullDiskStopsWritesAndSaysWhy) {
   sc.shard_id = 1;
   sc.replica_id = 1;
   ASSERT_TRUE(nh.StartReplica(sc, {{1, nh.raft_address()}}, false, [](uint64_t, uint64_t) {
-    return std::make_unique<testing::KvStateMachine>();
-  }).ok());
+                  return std::make_unique<testing::KvStateMachine>();
+                }).ok());
   RequestResult r;
   r.code = RequestCode::kDropped;
   for (int i = 0; i < 500 && !r.ok(); ++i) {
@@ -140,7 +142,8 @@ TEST(StorageFailure, AFullDiskStopsWritesAndSaysWhy) {
   Result<RequestHandle> refused = nh.Propose(1, "c=3", 5s);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kNoSpace);
-  EXPECT_NE(refused.status().message().find("LogDB"), std::string::npos) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("LogDB"), std::string::npos)
+      << refused.status().ToString();
   // Nothing that failed to persist was applied.
   EXPECT_EQ(*nh.StaleRead(1, "b"), "");
   nh.Close();

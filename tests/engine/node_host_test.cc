@@ -18,8 +18,8 @@ using namespace std::chrono_literals;
 
 std::string TempDir(const std::string& name) {
   std::random_device rd;
-  auto dir = std::filesystem::temp_directory_path() /
-             ("flotilla-" + name + "-" + std::to_string(rd()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("flotilla-" + name + "-" + std::to_string(rd()));
   std::filesystem::create_directories(dir);
   return dir.string();
 }
@@ -84,7 +84,8 @@ class Cluster {
 
   Members MembersOf(int n) {
     Members m;
-    for (int i = 0; i < n; ++i) m[static_cast<uint64_t>(i + 1)] = addresses_[static_cast<size_t>(i)];
+    for (int i = 0; i < n; ++i)
+      m[static_cast<uint64_t>(i + 1)] = addresses_[static_cast<size_t>(i)];
     return m;
   }
 
@@ -118,7 +119,10 @@ class Cluster {
   ShardConfig shard_config;  // the template for StartShard
   const std::string& address(int i) const { return addresses_[static_cast<size_t>(i)]; }
   NodeHost* host(int i) { return hosts_[static_cast<size_t>(i)].get(); }
-  void Close(int i) { hosts_[static_cast<size_t>(i)]->Close(); hosts_[static_cast<size_t>(i)].reset(); }
+  void Close(int i) {
+    hosts_[static_cast<size_t>(i)]->Close();
+    hosts_[static_cast<size_t>(i)].reset();
+  }
   void Reopen(int i) {
     auto nh = NodeHost::Create(configs_[static_cast<size_t>(i)]);
     ASSERT_TRUE(nh.ok()) << nh.status().ToString();
@@ -159,7 +163,8 @@ TEST(NodeHost, ThreeHostsReplicateAndApplyIdentically) {
   std::vector<RequestHandle> handles;
   for (int round = 0; round < 20; ++round) {
     for (uint64_t s = 1; s <= kShards; ++s) {
-      auto h = c.host(round % 3)->Propose(s, "k" + std::to_string(round) + "=v" + std::to_string(s), 10s);
+      auto h = c.host(round % 3)->Propose(s, "k" + std::to_string(round) + "=v" + std::to_string(s),
+                                          10s);
       ASSERT_TRUE(h.ok()) << h.status().ToString();
       handles.push_back(*h);
     }
@@ -169,8 +174,9 @@ TEST(NodeHost, ThreeHostsReplicateAndApplyIdentically) {
   // Leaders may change while proposals are forwarded; nearly all complete.
   EXPECT_GE(completed, handles.size() * 9 / 10);
   for (uint64_t s = 1; s <= kShards; ++s) {
-    EXPECT_TRUE(c.WaitSame(s, 3, 20s)) << "shard " << s << " replicas differ: " << c.Fingerprint(0, s)
-                                       << " " << c.Fingerprint(1, s) << " " << c.Fingerprint(2, s);
+    EXPECT_TRUE(c.WaitSame(s, 3, 20s))
+        << "shard " << s << " replicas differ: " << c.Fingerprint(0, s) << " "
+        << c.Fingerprint(1, s) << " " << c.Fingerprint(2, s);
   }
 }
 
@@ -339,7 +345,8 @@ TEST(NodeHost, MembershipChangesAndLeaderTransferUnderLoadLoseNoWrite) {
   };
   auto wait_acked = [&](int n) {
     const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (acked.load() < n && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    while (acked.load() < n && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(10ms);
   };
   wait_acked(10);
   // Replica 4 joins as non-voting on host 3, catches up, and is promoted.
@@ -399,7 +406,8 @@ TEST(NodeHost, MembershipChangesAndLeaderTransferUnderLoadLoseNoWrite) {
     for (size_t i = 0; i < acked_keys.size(); i += 3) {
       RequestResult r = ReadWithRetry(c.host(host), 1, acked_keys[i]);
       ASSERT_TRUE(r.ok()) << "host " << host << ": " << RequestCodeName(r.code);
-      EXPECT_FALSE(r.data.empty()) << "acknowledged write " << acked_keys[i] << " lost on host " << host;
+      EXPECT_FALSE(r.data.empty())
+          << "acknowledged write " << acked_keys[i] << " lost on host " << host;
     }
   }
 }

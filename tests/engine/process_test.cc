@@ -56,8 +56,9 @@ class Daemon {
       ::close(in[1]);
       ::close(out[0]);
       const std::string id = std::to_string(id_);
-      ::execl(FLOTILLA_TESTD, FLOTILLA_TESTD, "--id", id.c_str(), "--dir", dir_.c_str(), "--members",
-              members_.c_str(), "--shards", "4", "--rtt-ms", "10", static_cast<char*>(nullptr));
+      ::execl(FLOTILLA_TESTD, FLOTILLA_TESTD, "--id", id.c_str(), "--dir", dir_.c_str(),
+              "--members", members_.c_str(), "--shards", "4", "--rtt-ms", "10",
+              static_cast<char*>(nullptr));
       ::_exit(127);
     }
     ::close(in[0]);
@@ -103,7 +104,8 @@ class Daemon {
         buf_.erase(0, nl + 1);
         return line;
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return "";
       pollfd p{from_, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return "";
@@ -125,8 +127,9 @@ class Daemon {
 
 TEST(Processes, SigkillUnderLoadLosesNoAcknowledgedWrite) {
   std::random_device rd;
-  const std::string root = (std::filesystem::temp_directory_path() /
-                            ("flotilla-procs-" + std::to_string(rd()))).string();
+  const std::string root =
+      (std::filesystem::temp_directory_path() / ("flotilla-procs-" + std::to_string(rd())))
+          .string();
   std::string members;
   for (int i = 1; i <= 3; ++i) {
     members += (i > 1 ? "," : "") + std::to_string(i) + "=127.0.0.1:" + std::to_string(FreePort());
@@ -157,7 +160,8 @@ TEST(Processes, SigkillUnderLoadLosesNoAcknowledgedWrite) {
   });
   auto wait_for = [&](int n) {
     const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (n_acked.load() < n && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    while (n_acked.load() < n && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(10ms);
   };
   wait_for(150);
   d[2]->Kill();  // SIGKILL in the middle of the load

@@ -24,8 +24,9 @@ TEST(NodeHostScale, ThousandShardsHundredThousandProposals) {
   constexpr int kProposals = 100000;
   constexpr size_t kInFlight = 4000;
   std::random_device rd;
-  const std::string root = (std::filesystem::temp_directory_path() /
-                            ("flotilla-scale-" + std::to_string(rd()))).string();
+  const std::string root =
+      (std::filesystem::temp_directory_path() / ("flotilla-scale-" + std::to_string(rd())))
+          .string();
   std::vector<std::unique_ptr<NodeHost>> hosts;
   Members members;
   for (int i = 0; i < 3; ++i) {
@@ -49,7 +50,9 @@ TEST(NodeHostScale, ThousandShardsHundredThousandProposals) {
       sc.heartbeat_rtt = 2;
       ASSERT_TRUE(hosts[static_cast<size_t>(i)]
                       ->StartReplica(sc, members, false,
-                                     [](uint64_t, uint64_t) { return std::make_unique<testing::KvStateMachine>(); })
+                                     [](uint64_t, uint64_t) {
+                                       return std::make_unique<testing::KvStateMachine>();
+                                     })
                       .ok());
     }
   }
@@ -83,7 +86,8 @@ TEST(NodeHostScale, ThousandShardsHundredThousandProposals) {
     const uint64_t s = 1 + static_cast<uint64_t>(i) % kShards;
     auto info = hosts[0]->GetReplicaInfo(s);
     const int h = info.ok() && info->leader_id != 0 ? static_cast<int>(info->leader_id) - 1 : 0;
-    auto r = hosts[static_cast<size_t>(h)]->Propose(s, "k" + std::to_string(i % 97) + "=" + std::to_string(i), 10s);
+    auto r = hosts[static_cast<size_t>(h)]->Propose(
+        s, "k" + std::to_string(i % 97) + "=" + std::to_string(i), 10s);
     if (r.ok()) {
       inflight.push_back({*r, i, attempts});
     } else {
@@ -110,8 +114,9 @@ TEST(NodeHostScale, ThousandShardsHundredThousandProposals) {
   }
   reap(0);
   const double propose_s = std::chrono::duration<double>(Clock::now() - t1).count();
-  std::printf("1000 shards: elected in %.1f s; %d proposals completed (%d retried), %d failed, in %.1f s\n",
-              elect_s, completed, retried, failed, propose_s);
+  std::printf(
+      "1000 shards: elected in %.1f s; %d proposals completed (%d retried), %d failed, in %.1f s\n",
+      elect_s, completed, retried, failed, propose_s);
   EXPECT_EQ(completed, kProposals);
   EXPECT_EQ(failed, 0);
   // All replicas of each shard apply identical sequences.

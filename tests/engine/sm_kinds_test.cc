@@ -162,7 +162,8 @@ std::string Get(NodeHost* nh, const std::string& key) {
 
 std::string TempRoot() {
   std::random_device rd;
-  return (std::filesystem::temp_directory_path() / ("flotilla-smkinds-" + std::to_string(rd()))).string();
+  return (std::filesystem::temp_directory_path() / ("flotilla-smkinds-" + std::to_string(rd())))
+      .string();
 }
 
 TEST(StateMachineKinds, ConcurrentKindServesReadsAndSnapshots) {
@@ -175,18 +176,23 @@ TEST(StateMachineKinds, ConcurrentKindServesReadsAndSnapshots) {
     sc.compaction_overhead = 2;
     for (uint64_t i = 1; i <= 3; ++i) {
       sc.replica_id = i;
-      ASSERT_TRUE(h.nhs[i - 1]->StartConcurrentReplica(sc, h.members, false, [](uint64_t, uint64_t) {
-        return std::make_unique<ConcurrentKv>();
-      }).ok());
+      ASSERT_TRUE(h.nhs[i - 1]
+                      ->StartConcurrentReplica(
+                          sc, h.members, false,
+                          [](uint64_t, uint64_t) { return std::make_unique<ConcurrentKv>(); })
+                      .ok());
     }
-    for (int i = 0; i < 40; ++i) ASSERT_TRUE(Put(h.nhs[0].get(), "k" + std::to_string(i) + "=" + std::to_string(i)));
+    for (int i = 0; i < 40; ++i)
+      ASSERT_TRUE(Put(h.nhs[0].get(), "k" + std::to_string(i) + "=" + std::to_string(i)));
     EXPECT_EQ(Get(h.nhs[2].get(), "k39"), "39");
     // A shard keeps its kind.
     ASSERT_TRUE(h.nhs[2]->StopReplica(1).ok());
     sc.replica_id = 3;
-    EXPECT_EQ(h.nhs[2]->StartReplica(sc, h.members, false, [](uint64_t, uint64_t) {
-      return std::unique_ptr<StateMachine>();
-    }).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(h.nhs[2]
+                  ->StartReplica(sc, h.members, false,
+                                 [](uint64_t, uint64_t) { return std::unique_ptr<StateMachine>(); })
+                  .code(),
+              StatusCode::kInvalidArgument);
   }
   std::filesystem::remove_all(root);
 }
@@ -210,9 +216,11 @@ TEST(StateMachineKinds, OnDiskKindIsNotReappliedAfterRestart) {
     sc.compaction_overhead = 100;
     for (int i = 0; i < 3; ++i) {
       sc.replica_id = static_cast<uint64_t>(i + 1);
-      ASSERT_TRUE(h.nhs[static_cast<size_t>(i)]->StartOnDiskReplica(sc, h.members, false, factory(i)).ok());
+      ASSERT_TRUE(
+          h.nhs[static_cast<size_t>(i)]->StartOnDiskReplica(sc, h.members, false, factory(i)).ok());
     }
-    for (int i = 0; i < 25; ++i) ASSERT_TRUE(Put(h.nhs[0].get(), "k" + std::to_string(i) + "=" + std::to_string(i)));
+    for (int i = 0; i < 25; ++i)
+      ASSERT_TRUE(Put(h.nhs[0].get(), "k" + std::to_string(i) + "=" + std::to_string(i)));
     EXPECT_EQ(Get(h.nhs[2].get(), "k24"), "24");
     // Restart host 3: its state machine opens at its last synced index and
     // only later entries are applied again.

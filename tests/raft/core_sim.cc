@@ -159,7 +159,8 @@ class SafetyChecker {
     size_t top = ea.size();
     while (top > 0 && ea[top - 1].term != eb[top - 1].term) --top;
     for (size_t i = 0; i < top; ++i) {
-      const bool witness_pair = ea[i].type == EntryType::kMetadata || eb[i].type == EntryType::kMetadata;
+      const bool witness_pair =
+          ea[i].type == EntryType::kMetadata || eb[i].type == EntryType::kMetadata;
       if (ea[i].term != eb[i].term || (!witness_pair && ea[i].cmd != eb[i].cmd)) {
         Fail("log matching: replicas " + std::to_string(a.id) + " and " + std::to_string(b.id) +
              " agree at " + std::to_string(lo + top - 1) + " but differ at " +
@@ -262,7 +263,10 @@ class CoreSim {
     } else if (dice < 972) {
       const ReplicaId id = AnyNode();
       Log("crash " + std::to_string(id));
-      if (rng_.Chance(500)) h_.CrashDuringUpdate(id); else h_.Crash(id);
+      if (rng_.Chance(500))
+        h_.CrashDuringUpdate(id);
+      else
+        h_.Crash(id);
     } else if (dice < 990) {
       const ReplicaId id = AnyNode();
       Log("restart " + std::to_string(id));
@@ -277,7 +281,8 @@ class CoreSim {
     if (q.empty()) return;
     // Mostly the oldest messages (an orderly network), sometimes any
     // (reordering).
-    const size_t i = rng_.Chance(700) ? rng_.Uniform(std::min<size_t>(q.size(), 3)) : rng_.Uniform(q.size());
+    const size_t i =
+        rng_.Chance(700) ? rng_.Uniform(std::min<size_t>(q.size(), 3)) : rng_.Uniform(q.size());
     const uint64_t fate = rng_.Uniform(100);
     if (fate < 8) {
       Log("drop " + Harness::Describe(q[i]));
@@ -408,7 +413,8 @@ class CoreSim {
       if (checker_.failed()) return;
       for (auto& [id, n] : h_.nodes()) {
         Raft& r = n.peer->raft();
-        if (!r.is_leader() || r.term() == proposed_in || r.lead_transferee() != kNoReplica) continue;
+        if (!r.is_leader() || r.term() == proposed_in || r.lead_transferee() != kNoReplica)
+          continue;
         std::vector<Entry> ents(1);
         ents[0].cmd = "final";
         if (n.peer->Propose(&ents) == ProposeResult::kOk) proposed_in = r.term();
@@ -417,7 +423,8 @@ class CoreSim {
     }
     std::string states;
     for (ReplicaId id = 1; id <= kNodes; ++id) states += "\n    " + h_.StatusLine(id);
-    Fail("liveness: the final entry was not applied by every voter after the faults healed" + states);
+    Fail("liveness: the final entry was not applied by every voter after the faults healed" +
+         states);
   }
 
   bool AllVotersApplied(const std::string& cmd) {

@@ -21,11 +21,11 @@ char g_replay[256];
 
 void OnAbort(int) {
   char buf[400];
-  const int n = std::snprintf(buf, sizeof(buf),
-                              "FAIL seed=%llu: the core aborted on a broken invariant\n  replay: %s "
-                              "--seed %llu --verbose\n",
-                              static_cast<unsigned long long>(g_seed), g_replay,
-                              static_cast<unsigned long long>(g_seed));
+  const int n = std::snprintf(
+      buf, sizeof(buf),
+      "FAIL seed=%llu: the core aborted on a broken invariant\n  replay: %s "
+      "--seed %llu --verbose\n",
+      static_cast<unsigned long long>(g_seed), g_replay, static_cast<unsigned long long>(g_seed));
   if (n > 0) {
     ssize_t ignored = write(STDOUT_FILENO, buf, static_cast<size_t>(n));
     (void)ignored;

@@ -17,8 +17,8 @@ TEST_P(CoreSimTest, SafetyHoldsForSeeds) {
   uint64_t committed = 0;
   for (uint64_t seed = first; seed < first + kSeedsPerShard; ++seed) {
     const CoreSimResult r = RunCoreSim(seed, opt);
-    ASSERT_TRUE(r.ok) << "seed " << seed << ": " << r.failure
-                      << "\n  replay: raft_core_sim --seed " << seed << " --verbose";
+    ASSERT_TRUE(r.ok) << "seed " << seed << ": " << r.failure << "\n  replay: raft_core_sim --seed "
+                      << seed << " --verbose";
     committed += r.committed;
   }
   // The runs must do real work, not only survive.

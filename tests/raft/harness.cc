@@ -39,10 +39,18 @@ std::string DescribeConfChange(const std::string& cmd) {
   for (size_t i = 0; i < cc.items.size(); ++i) {
     if (i > 0) s += " ";
     switch (cc.items[i].type) {
-      case ConfChangeType::kAddVoter: s += "v"; break;
-      case ConfChangeType::kAddNonVoting: s += "l"; break;
-      case ConfChangeType::kAddWitness: s += "w"; break;
-      case ConfChangeType::kRemove: s += "r"; break;
+      case ConfChangeType::kAddVoter:
+        s += "v";
+        break;
+      case ConfChangeType::kAddNonVoting:
+        s += "l";
+        break;
+      case ConfChangeType::kAddWitness:
+        s += "w";
+        break;
+      case ConfChangeType::kRemove:
+        s += "r";
+        break;
     }
     s += std::to_string(cc.items[i].replica);
   }
@@ -54,9 +62,15 @@ std::string DescribeConfChange(const std::string& cmd) {
 std::string Harness::Describe(const Entry& e) {
   std::string s = std::to_string(e.term) + "/" + std::to_string(e.index);
   switch (e.type) {
-    case EntryType::kNormal: s += " \"" + e.cmd + "\""; break;
-    case EntryType::kConfChange: s += " conf(" + DescribeConfChange(e.cmd) + ")"; break;
-    case EntryType::kMetadata: s += " meta"; break;
+    case EntryType::kNormal:
+      s += " \"" + e.cmd + "\"";
+      break;
+    case EntryType::kConfChange:
+      s += " conf(" + DescribeConfChange(e.cmd) + ")";
+      break;
+    case EntryType::kMetadata:
+      s += " meta";
+      break;
   }
   return s;
 }
@@ -69,7 +83,8 @@ std::string Harness::Describe(const Message& m) {
       o << " log=" << m.log_term << "/" << m.log_index << " commit=" << m.commit;
       if (!m.entries.empty()) {
         o << " entries=[";
-        for (size_t i = 0; i < m.entries.size(); ++i) o << (i ? ", " : "") << Describe(m.entries[i]);
+        for (size_t i = 0; i < m.entries.size(); ++i)
+          o << (i ? ", " : "") << Describe(m.entries[i]);
         o << "]";
       }
       break;
@@ -97,15 +112,22 @@ std::string Harness::Describe(const Message& m) {
       o << " snapshot=" << m.snapshot.term << "/" << m.snapshot.index << " "
         << DescribeMembership(m.snapshot.membership);
       break;
-    case MessageType::kReadIndex: o << " ctx=" << m.ctx; break;
-    case MessageType::kReadIndexResp: o << " ctx=" << m.ctx << " index=" << m.log_index; break;
-    case MessageType::kLeaderTransfer: o << " target=" << m.hint; break;
+    case MessageType::kReadIndex:
+      o << " ctx=" << m.ctx;
+      break;
+    case MessageType::kReadIndexResp:
+      o << " ctx=" << m.ctx << " index=" << m.log_index;
+      break;
+    case MessageType::kLeaderTransfer:
+      o << " target=" << m.hint;
+      break;
     case MessageType::kPropose:
       o << " entries=[";
       for (size_t i = 0; i < m.entries.size(); ++i) o << (i ? ", " : "") << Describe(m.entries[i]);
       o << "]";
       break;
-    default: break;
+    default:
+      break;
   }
   return o.str();
 }
@@ -117,8 +139,8 @@ std::string Harness::StatusLine(ReplicaId id) {
   std::ostringstream o;
   o << id << ": " << RoleName(r.role()) << " term=" << r.term() << " vote=" << r.vote()
     << " leader=" << r.leader() << " commit=" << r.log().committed()
-    << " applied=" << r.log().applied() << " last=" << r.log().LastIndex()
-    << " " << DescribeMembership(r.membership());
+    << " applied=" << r.log().applied() << " last=" << r.log().LastIndex() << " "
+    << DescribeMembership(r.membership());
   if (r.quiesced()) o << " quiesced";
   if (r.lead_transferee() != kNoReplica) o << " transferee=" << r.lead_transferee();
   return o.str();
@@ -220,7 +242,9 @@ bool Harness::ProcessUpdate(ReplicaId id) {
     Print("  HardState term=" + std::to_string(u.hard_state->term) + " vote=" +
           std::to_string(u.hard_state->vote) + " commit=" + std::to_string(u.hard_state->commit));
   }
-  if (u.snapshot) Print("  Snapshot " + std::to_string(u.snapshot->term) + "/" + std::to_string(u.snapshot->index));
+  if (u.snapshot)
+    Print("  Snapshot " + std::to_string(u.snapshot->term) + "/" +
+          std::to_string(u.snapshot->index));
   for (const Entry& e : u.entries_to_save) Print("  Entry " + Describe(e));
   for (const Entry& e : u.committed_entries) Print("  Committed " + Describe(e));
   std::vector<Message> before = std::move(u.messages);
@@ -335,7 +359,8 @@ void Harness::Crash(ReplicaId id) {
   queue_ = std::move(keep);
   for (const Message& m : lost_snapshots) {
     auto from = nodes_.find(m.from);
-    if (from != nodes_.end() && from->second.peer) from->second.peer->ReportSnapshotStatus(m.to, true);
+    if (from != nodes_.end() && from->second.peer)
+      from->second.peer->ReportSnapshotStatus(m.to, true);
   }
 }
 

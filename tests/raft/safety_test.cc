@@ -25,7 +25,8 @@ std::vector<Entry> Bootstrap(ReplicaId n) {
     e.term = 1;
     e.index = id;
     e.type = EntryType::kConfChange;
-    e.cmd = EncodeConfChange(ConfChange{ConfTransition::kAuto, {{ConfChangeType::kAddVoter, id, ""}}});
+    e.cmd =
+        EncodeConfChange(ConfChange{ConfTransition::kAuto, {{ConfChangeType::kAddVoter, id, ""}}});
     ents.push_back(std::move(e));
   }
   return ents;
@@ -72,8 +73,8 @@ TEST(Safety, ElectionSafety_VoteSurvivesRestart) {
   for (ReplicaId id = 1; id <= 3; ++id) h.AddNode(id, NoPreVote(), m);
   h.node(1).peer->Campaign();
   h.ProcessUpdate(1);
-  h.Deliver(3);       // 3 votes for 1 in term 2 ...
-  h.ProcessUpdate(3); // ... and persists the vote.
+  h.Deliver(3);        // 3 votes for 1 in term 2 ...
+  h.ProcessUpdate(3);  // ... and persists the vote.
   h.queue().clear();
   h.Crash(3);
   h.Restart(3);

@@ -122,7 +122,8 @@ class Runner {
     if (n == "propose") return Propose(c);
     if (n == "propose-conf-change") return ProposeConfChange(c);
     if (n == "tick") return h_.Tick(Id(c, 0), c.args.size() > 1 ? std::stoi(c.args[1]) : 1);
-    if (n == "tick-heartbeat") return h_.Tick(Id(c, 0), static_cast<int>(h_.node(Id(c, 0)).cfg.heartbeat_ticks));
+    if (n == "tick-heartbeat")
+      return h_.Tick(Id(c, 0), static_cast<int>(h_.node(Id(c, 0)).cfg.heartbeat_ticks));
     if (n == "tick-election") {
       return h_.Tick(Id(c, 0), static_cast<int>(2 * h_.node(Id(c, 0)).cfg.election_ticks - 1));
     }
@@ -227,11 +228,21 @@ class Runner {
       ConfChangeItem item;
       item.replica = std::stoull(a.substr(1));
       switch (a[0]) {
-        case 'v': item.type = ConfChangeType::kAddVoter; break;
-        case 'l': item.type = ConfChangeType::kAddNonVoting; break;
-        case 'w': item.type = ConfChangeType::kAddWitness; break;
-        case 'r': item.type = ConfChangeType::kRemove; break;
-        default: Line("bad change " + a); return;
+        case 'v':
+          item.type = ConfChangeType::kAddVoter;
+          break;
+        case 'l':
+          item.type = ConfChangeType::kAddNonVoting;
+          break;
+        case 'w':
+          item.type = ConfChangeType::kAddWitness;
+          break;
+        case 'r':
+          item.type = ConfChangeType::kRemove;
+          break;
+        default:
+          Line("bad change " + a);
+          return;
       }
       cc.items.push_back(item);
     }
@@ -335,7 +346,8 @@ class Runner {
     Node& n = h_.node(Id(c, 0));
     for (const auto& [id, pr] : n.peer->raft().tracker().progress()) {
       std::ostringstream o;
-      o << id << ": " << ProgressStateName(pr.state) << " match=" << pr.match << " next=" << pr.next;
+      o << id << ": " << ProgressStateName(pr.state) << " match=" << pr.match
+        << " next=" << pr.next;
       if (pr.state == ProgressState::kReplicate) o << " inflight=" << pr.inflights.Count();
       if (pr.probe_sent) o << " paused";
       if (pr.pending_snapshot) o << " pending-snapshot=" << pr.pending_snapshot;

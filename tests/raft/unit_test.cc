@@ -74,9 +74,9 @@ TEST(Progress, ProbeDecreasesOnlyOnMatchingRejection) {
   p.next = 10;
   EXPECT_FALSE(p.MaybeDecreaseTo(5, 4));  // stale: we did not send at 5
   EXPECT_TRUE(p.MaybeDecreaseTo(9, 6));
-  EXPECT_EQ(p.next, 7u);                   // the hint skips ahead of one-by-one
+  EXPECT_EQ(p.next, 7u);  // the hint skips ahead of one-by-one
   EXPECT_TRUE(p.MaybeDecreaseTo(6, 0));
-  EXPECT_EQ(p.next, 4u);                   // never below match + 1
+  EXPECT_EQ(p.next, 4u);  // never below match + 1
 }
 
 TEST(Progress, ReplicateRejectionFallsBackToMatch) {
@@ -138,9 +138,8 @@ TEST(ConfChange, SimpleAddAndRemove) {
 }
 
 TEST(ConfChange, TwoVotersEnterJointAndLeave) {
-  ChangeResult r = ApplyConfChange(
-      Voters({1, 2, 3}),
-      Change({{ConfChangeType::kAddVoter, 4, ""}, {ConfChangeType::kRemove, 1, ""}}));
+  ChangeResult r = ApplyConfChange(Voters({1, 2, 3}), Change({{ConfChangeType::kAddVoter, 4, ""},
+                                                              {ConfChangeType::kRemove, 1, ""}}));
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_TRUE(r.membership.IsJoint());
   EXPECT_TRUE(r.membership.auto_leave);
@@ -159,9 +158,8 @@ TEST(ConfChange, LeaveJointWhenNotJointFails) {
 }
 
 TEST(ConfChange, ExplicitJointDoesNotAutoLeave) {
-  ChangeResult r = ApplyConfChange(Voters({1, 2, 3}),
-                                   Change({{ConfChangeType::kAddVoter, 4, ""}},
-                                          ConfTransition::kJointExplicit));
+  ChangeResult r = ApplyConfChange(Voters({1, 2, 3}), Change({{ConfChangeType::kAddVoter, 4, ""}},
+                                                             ConfTransition::kJointExplicit));
   ASSERT_TRUE(r.ok);
   EXPECT_TRUE(r.membership.IsJoint());
   EXPECT_FALSE(r.membership.auto_leave);
@@ -204,9 +202,9 @@ TEST(ConfChange, RemovingTheLastVoterFails) {
 }
 
 TEST(ConfChange, EncodingRoundTripsAndRejectsGarbage) {
-  ConfChange cc = Change({{ConfChangeType::kAddVoter, 7, "127.0.0.1:9000"},
-                          {ConfChangeType::kRemove, 300, ""}},
-                         ConfTransition::kJointExplicit);
+  ConfChange cc =
+      Change({{ConfChangeType::kAddVoter, 7, "127.0.0.1:9000"}, {ConfChangeType::kRemove, 300, ""}},
+             ConfTransition::kJointExplicit);
   ConfChange back;
   ASSERT_TRUE(DecodeConfChange(EncodeConfChange(cc), &back));
   EXPECT_EQ(back, cc);
@@ -314,8 +312,8 @@ TEST(ConfChange, RemovedReplicaCannotBeAddedAgain) {
   ChangeResult r = ApplyConfChange(m, remove);
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(r.membership.removed, (std::vector<ReplicaId>{4}));
-  for (ConfChangeType t : {ConfChangeType::kAddVoter, ConfChangeType::kAddNonVoting,
-                           ConfChangeType::kAddWitness}) {
+  for (ConfChangeType t :
+       {ConfChangeType::kAddVoter, ConfChangeType::kAddNonVoting, ConfChangeType::kAddWitness}) {
     ConfChange add;
     add.items.push_back({t, 4, ""});
     EXPECT_FALSE(ApplyConfChange(r.membership, add).ok);
