@@ -87,11 +87,16 @@ class SafetyChecker {
     }
   }
 
-  // Leader completeness: a new leader holds every committed entry.
+  // Leader completeness: an entry committed in a term holds in the logs of
+  // the leaders of all higher terms. A leader is first seen only between
+  // steps, possibly after newer terms committed more, so only entries known
+  // to be committed in a term below the leader's are required of it.
   void CheckLeaderCompleteness(ReplicaId id) {
-    const RaftLog& log = h_->node(id).peer->raft().log();
+    const Raft& raft = h_->node(id).peer->raft();
+    const RaftLog& log = raft.log();
     for (const auto& [index, e] : committed_) {
       if (index < log.FirstIndex()) continue;  // covered by its snapshot
+      if (commit_term_bound_.at(index) >= raft.term()) continue;
       Term t = 0;
       if (log.TermAt(index, &t) != LogStatus::kOk || t != e.term) {
         Fail("leader completeness: leader " + std::to_string(id) + " lacks committed entry " +
@@ -115,7 +120,11 @@ class SafetyChecker {
     const bool witness = ever_witness_.count(id) != 0;
     auto it = committed_.find(e.index);
     if (it == committed_.end()) {
-      if (!witness) committed_.emplace(e.index, e);
+      if (!witness) {
+        committed_.emplace(e.index, e);
+        // The entry was committed in a term no later than the applier's.
+        commit_term_bound_[e.index] = h_->node(id).peer->raft().term();
+      }
       max_applied_ = std::max(max_applied_, e.index);
       return;
     }
@@ -174,6 +183,7 @@ class SafetyChecker {
   std::map<Term, ReplicaId> leaders_;
   std::map<std::pair<ReplicaId, Term>, std::vector<Term>> leader_logs_;
   std::map<Index, Entry> committed_;
+  std::map<Index, Term> commit_term_bound_;
   Index max_applied_ = 0;
   std::map<uint64_t, Index> read_floor_;
   std::set<ReplicaId> ever_witness_;
@@ -427,10 +437,17 @@ class CoreSim {
          states);
   }
 
+  // The voters are those of the latest configuration (held by the replica
+  // that applied the most): a removed replica is never told, and may go on
+  // believing it is a voter.
   bool AllVotersApplied(const std::string& cmd) {
+    ReplicaId latest = 1;
     for (auto& [id, n] : h_.nodes()) {
-      const Raft& r = n.peer->raft();
-      if (!r.tracker().IsVoter(id) || r.tracker().IsWitness(id)) continue;
+      if (n.sm.applied > h_.node(latest).sm.applied) latest = id;
+    }
+    const ProgressTracker& config = h_.node(latest).peer->raft().tracker();
+    for (auto& [id, n] : h_.nodes()) {
+      if (!config.IsVoter(id) || config.IsWitness(id)) continue;
       if (std::find(n.sm.cmds.begin(), n.sm.cmds.end(), cmd) == n.sm.cmds.end()) return false;
     }
     return true;

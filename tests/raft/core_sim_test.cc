@@ -33,9 +33,13 @@ INSTANTIATE_TEST_SUITE_P(Seeds, CoreSimTest, ::testing::Range(0, 8));
 //  101743, 101836: a leader that removed itself stepped down at once, leaving
 //          the new voter unaware that the change committed and unelectable;
 //  101763: the same after the old leader lost leadership to check-quorum;
-//          fixed by carrying the commit index in vote rejections.
+//          fixed by carrying the commit index in vote rejections;
+//  109160, 109928, 109347, 109985: checker mistakes (a removed, stale leader
+//          first seen after newer terms committed more; a removed replica
+//          counted as a voter by its own stale view).
 TEST(CoreSimRegression, FormerlyFailingSeeds) {
-  for (uint64_t seed : {100185ULL, 101743ULL, 101763ULL, 101836ULL}) {
+  for (uint64_t seed : {100185ULL, 101743ULL, 101763ULL, 101836ULL, 109160ULL, 109928ULL, 109347ULL,
+                        109985ULL}) {
     const CoreSimResult r = RunCoreSim(seed, CoreSimOptions{});
     EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
   }
