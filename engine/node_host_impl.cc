@@ -175,8 +175,21 @@ bool StepWorker::RunPass() {
   saves_.clear();
   for (Replica* r : updated_) {
     const raft::Update& u = r->update;
+    // A hard state that only moved the commit index need not be durable
+    // before anything else happens (the commit index is relearned from the
+    // leader after a restart): it waits for the replica's next save instead
+    // of costing an fsync of its own.
+    if (u.entries_to_save.empty() && !u.snapshot && u.hard_state &&
+        u.hard_state->term == r->saved_hs.term && u.hard_state->vote == r->saved_hs.vote) {
+      r->unsaved_hs = u.hard_state;
+      continue;
+    }
     if (!u.entries_to_save.empty() || u.hard_state || u.snapshot) {
-      saves_.push_back(logdb::ReplicaUpdate::From(u));
+      logdb::ReplicaUpdate ru = logdb::ReplicaUpdate::From(u);
+      if (!ru.hard_state && r->unsaved_hs) ru.hard_state = r->unsaved_hs;
+      if (ru.hard_state) r->saved_hs = *ru.hard_state;
+      r->unsaved_hs.reset();
+      saves_.push_back(ru);
     }
   }
   if (!saves_.empty()) {
@@ -747,6 +760,7 @@ Status NodeHostImpl::StartReplicaImpl(
   }
   r->log =
       std::make_unique<LogCache>(logdb_.get(), sc.shard_id, sc.replica_id, *st, kMaxCacheBytes);
+  r->saved_hs = st->hard_state;
   raft::Config rc;
   rc.shard_id = sc.shard_id;
   rc.replica_id = sc.replica_id;

@@ -68,6 +68,8 @@ class Replica {
   std::vector<raft::ReplicaId> unreachable_scratch;
   std::vector<raft::SnapshotMeta> taken_scratch;
   bool campaigning = false;
+  raft::HardState saved_hs;                   // the last hard state saved
+  std::optional<raft::HardState> unsaved_hs;  // a commit-only change not yet saved
   uint64_t reported_leader = 0;
   std::string snapshot_root;  // immutable after start
 
