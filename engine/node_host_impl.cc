@@ -54,28 +54,26 @@ void RequestHandle::OnComplete(std::function<void(const RequestResult&)> fn) con
   state_->OnComplete(std::move(fn));
 }
 
+namespace {
+
+// Waits for a request, or turns its refusal into a result: a full queue is
+// "dropped" (retry), anything else "rejected", with the status as data.
+RequestResult WaitOrRefusal(const Result<RequestHandle>& h) {
+  if (h.ok()) return h->Wait();
+  RequestResult r;
+  r.code = h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
+  r.data = h.status().ToString();
+  return r;
+}
+
+}  // namespace
+
 RequestResult NodeHost::SyncPropose(uint64_t shard_id, std::string_view cmd, Timeout t) {
-  Result<RequestHandle> h = Propose(shard_id, cmd, t);
-  if (!h.ok()) {
-    RequestResult r;
-    r.code =
-        h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
-    r.data = h.status().ToString();
-    return r;
-  }
-  return h->Wait();
+  return WaitOrRefusal(Propose(shard_id, cmd, t));
 }
 
 RequestResult NodeHost::SyncRead(uint64_t shard_id, std::string_view query, Timeout t) {
-  Result<RequestHandle> h = Read(shard_id, query, t);
-  if (!h.ok()) {
-    RequestResult r;
-    r.code =
-        h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
-    r.data = h.status().ToString();
-    return r;
-  }
-  return h->Wait();
+  return WaitOrRefusal(Read(shard_id, query, t));
 }
 
 Result<std::unique_ptr<NodeHost>> NodeHost::Create(const NodeHostConfig& config) {
