@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds Flotilla with warnings as errors, and runs
-# every test with ctest. Long soak runs are excluded; run them with
-#   ctest --test-dir build -L soak
+# every test with ctest. Long soak runs are not registered by default; run them
+# with  cmake -S . -B build -DFLOTILLA_SOAK=ON && cmake --build build && ctest --test-dir build -L soak
 # A second, sanitized build (ASan + UBSan) runs the tests that parse untrusted
 # input and the protocol core.
 set -euo pipefail
