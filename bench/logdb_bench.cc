@@ -78,7 +78,8 @@ void Saver(LogDB* db, const Config& c, uint64_t first, uint64_t count, std::vect
         logs[s][i].index = (k - 1) * c.entries + i + 1;
         logs[s][i].term = 1;
       }
-      updates[s] = {first + s, 1, logs[s], flotilla::raft::HardState{1, 1, (k - 1) * c.entries}, {}};
+      updates[s] = {
+          first + s, 1, logs[s], flotilla::raft::HardState{1, 1, (k - 1) * c.entries}, {}};
     }
     const auto t0 = Clock::now();
     flotilla::Status st = db->Save(updates);
@@ -102,8 +103,8 @@ double Percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   Flags f;
   if (!ParseFlags(argc, argv, &f)) return 2;
-  const Config c{f.Int("shards", 48), f.Int("entries", 64), f.Int("bytes", 16), f.Int("saves", 2000),
-                 std::max<uint64_t>(1, f.Int("threads", 1))};
+  const Config c{f.Int("shards", 48), f.Int("entries", 64), f.Int("bytes", 16),
+                 f.Int("saves", 2000), std::max<uint64_t>(1, f.Int("threads", 1))};
   std::string dir = f.Get("dir", "");
   const bool temp_dir = dir.empty();
   if (temp_dir) {
@@ -157,8 +158,9 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(c.entries), static_cast<unsigned long long>(c.bytes),
               static_cast<unsigned long long>(c.threads),
               static_cast<unsigned long long>(f.Int("sync", 1)), saves);
-  std::printf("saves/s %.0f  entries/s %.0f  payload MB/s %.2f  save latency us p50 %.0f p99 %.0f\n",
-              saves / secs, entries / secs, entries * static_cast<double>(c.bytes) / secs / 1e6,
-              Percentile(all, 0.5), Percentile(all, 0.99));
+  std::printf(
+      "saves/s %.0f  entries/s %.0f  payload MB/s %.2f  save latency us p50 %.0f p99 %.0f\n",
+      saves / secs, entries / secs, entries * static_cast<double>(c.bytes) / secs / 1e6,
+      Percentile(all, 0.5), Percentile(all, 0.99));
   return 0;
 }

@@ -114,12 +114,14 @@ struct Options {
 };
 
 void Usage() {
-  std::fprintf(stderr,
-               "usage: multigroup_bench [--groups G] [--clients C] [--payload P] [--seconds D]\n"
-               "  [--warmup W] [--read-ratio R] [--rate OPS] [--rtt-ms MS] [--election-rtt T] [--heartbeat-rtt T]\n"
-               "  [--client-threads N] [--step-workers N] [--apply-workers N] [--quiesce]\n"
-               "  [--no-balance] [--snapshot-entries N] [--timeout-ms MS] [--dir PATH]\n"
-               "  [--processes | --addresses A,B,C --host-index I] [--json] [--json-out FILE] [--quiet]\n");
+  std::fprintf(
+      stderr,
+      "usage: multigroup_bench [--groups G] [--clients C] [--payload P] [--seconds D]\n"
+      "  [--warmup W] [--read-ratio R] [--rate OPS] [--rtt-ms MS] [--election-rtt T] "
+      "[--heartbeat-rtt T]\n"
+      "  [--client-threads N] [--step-workers N] [--apply-workers N] [--quiesce]\n"
+      "  [--no-balance] [--snapshot-entries N] [--timeout-ms MS] [--dir PATH]\n"
+      "  [--processes | --addresses A,B,C --host-index I] [--json] [--json-out FILE] [--quiet]\n");
 }
 
 bool ParseOptions(int argc, char** argv, Options* o) {
@@ -139,40 +141,62 @@ bool ParseOptions(int argc, char** argv, Options* o) {
       }
       return argv[++i];
     };
-    if (a == "--groups") o->groups = std::strtoull(next(), nullptr, 10);
-    else if (a == "--clients") o->clients = std::strtoull(next(), nullptr, 10);
-    else if (a == "--payload") o->payload = std::strtoull(next(), nullptr, 10);
-    else if (a == "--seconds") o->seconds = std::strtod(next(), nullptr);
-    else if (a == "--warmup") o->warmup = std::strtod(next(), nullptr);
-    else if (a == "--read-ratio") o->read_ratio = std::strtod(next(), nullptr);
-    else if (a == "--rate") o->rate = std::strtod(next(), nullptr);
-    else if (a == "--rtt-ms") o->rtt_ms = std::strtoull(next(), nullptr, 10);
-    else if (a == "--election-rtt") o->election_rtt = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
-    else if (a == "--heartbeat-rtt") o->heartbeat_rtt = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
-    else if (a == "--client-threads") o->client_threads = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
-    else if (a == "--step-workers") o->step_workers = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
-    else if (a == "--apply-workers") o->apply_workers = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
-    else if (a == "--snapshot-entries") o->snapshot_entries = std::strtoull(next(), nullptr, 10);
-    else if (a == "--timeout-ms") o->timeout_ms = std::strtoull(next(), nullptr, 10);
-    else if (a == "--dir") o->dir = next();
-    else if (a == "--json-out") o->json_out = next();
-    else if (a == "--host-index") o->host_index = std::atoi(next());
+    if (a == "--groups")
+      o->groups = std::strtoull(next(), nullptr, 10);
+    else if (a == "--clients")
+      o->clients = std::strtoull(next(), nullptr, 10);
+    else if (a == "--payload")
+      o->payload = std::strtoull(next(), nullptr, 10);
+    else if (a == "--seconds")
+      o->seconds = std::strtod(next(), nullptr);
+    else if (a == "--warmup")
+      o->warmup = std::strtod(next(), nullptr);
+    else if (a == "--read-ratio")
+      o->read_ratio = std::strtod(next(), nullptr);
+    else if (a == "--rate")
+      o->rate = std::strtod(next(), nullptr);
+    else if (a == "--rtt-ms")
+      o->rtt_ms = std::strtoull(next(), nullptr, 10);
+    else if (a == "--election-rtt")
+      o->election_rtt = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
+    else if (a == "--heartbeat-rtt")
+      o->heartbeat_rtt = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
+    else if (a == "--client-threads")
+      o->client_threads = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
+    else if (a == "--step-workers")
+      o->step_workers = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
+    else if (a == "--apply-workers")
+      o->apply_workers = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
+    else if (a == "--snapshot-entries")
+      o->snapshot_entries = std::strtoull(next(), nullptr, 10);
+    else if (a == "--timeout-ms")
+      o->timeout_ms = std::strtoull(next(), nullptr, 10);
+    else if (a == "--dir")
+      o->dir = next();
+    else if (a == "--json-out")
+      o->json_out = next();
+    else if (a == "--host-index")
+      o->host_index = std::atoi(next());
     else if (a == "--addresses") {
       std::stringstream ss(next());
       std::string item;
       while (std::getline(ss, item, ',')) o->addresses.push_back(item);
-    }
-    else if (a == "--quiesce") o->quiesce = true;
-    else if (a == "--no-balance") o->balance = false;
-    else if (a == "--json") o->json = true;
-    else if (a == "--quiet") o->progress = false;
-    else if (a == "--processes") o->processes = true;
-    else if (a == "--histogram-out") o->histogram_out = true;
+    } else if (a == "--quiesce")
+      o->quiesce = true;
+    else if (a == "--no-balance")
+      o->balance = false;
+    else if (a == "--json")
+      o->json = true;
+    else if (a == "--quiet")
+      o->progress = false;
+    else if (a == "--processes")
+      o->processes = true;
+    else if (a == "--histogram-out")
+      o->histogram_out = true;
     else if (a == "--help") {
       Usage();
       std::exit(0);
-    }
-    else {
+    } else {
       Usage();
       return false;
     }
@@ -203,7 +227,8 @@ class Histogram {
     ++total_;
   }
   void Merge(const Histogram& h) {
-    for (int i = 0; i < kBuckets; ++i) counts_[static_cast<size_t>(i)] += h.counts_[static_cast<size_t>(i)];
+    for (int i = 0; i < kBuckets; ++i)
+      counts_[static_cast<size_t>(i)] += h.counts_[static_cast<size_t>(i)];
     total_ += h.total_;
   }
   void Add(int bucket, uint64_t n) {
@@ -225,7 +250,8 @@ class Histogram {
     uint64_t seen = 0;
     for (int i = 0; i < kBuckets; ++i) {
       seen += counts_[static_cast<size_t>(i)];
-      if (seen >= rank) return (static_cast<double>(Lower(i)) + static_cast<double>(Lower(i + 1))) / 2;
+      if (seen >= rank)
+        return (static_cast<double>(Lower(i)) + static_cast<double>(Lower(i + 1))) / 2;
     }
     return static_cast<double>(Lower(kBuckets));
   }
@@ -233,7 +259,7 @@ class Histogram {
   static int Index(uint64_t v) {
     if (v < kLinear) return static_cast<int>(v);
     const int msb = 63 - std::countl_zero(v);  // >= 6
-    const int shift = msb - 5;                  // v >> shift lies in [32, 63]
+    const int shift = msb - 5;                 // v >> shift lies in [32, 63]
     const int i = kLinear + (msb - 6) * kSub + static_cast<int>((v >> shift) - kSub);
     return std::min(i, kBuckets - 1);
   }
@@ -315,7 +341,9 @@ class LeaderCounter final : public flotilla::EventListener {
 double CpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto sec = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
@@ -335,13 +363,15 @@ double StatusMiB(const char* key) {
 
 class Cluster {
  public:
-  Cluster(const Options& o, std::shared_ptr<LeaderCounter> leaders) : o_(o), leaders_(std::move(leaders)) {}
+  Cluster(const Options& o, std::shared_ptr<LeaderCounter> leaders)
+      : o_(o), leaders_(std::move(leaders)) {}
   ~Cluster() { Close(); }
 
   bool Start() {
     root_ = o_.dir;
     if (root_.empty()) {
-      std::string tmpl = (std::filesystem::temp_directory_path() / "flotilla-mgbench-XXXXXX").string();
+      std::string tmpl =
+          (std::filesystem::temp_directory_path() / "flotilla-mgbench-XXXXXX").string();
       if (::mkdtemp(tmpl.data()) == nullptr) return false;
       root_ = tmpl;
       remove_root_ = true;
@@ -376,8 +406,9 @@ class Cluster {
         sc.heartbeat_rtt = o_.heartbeat_rtt;
         sc.quiesce_after_election_timeouts = o_.quiesce ? 1 : 0;
         sc.snapshot_entries = o_.snapshot_entries;
-        flotilla::Status st = hosts_[h]->StartReplica(
-            sc, members, false, [](uint64_t, uint64_t) { return std::make_unique<BenchStateMachine>(); });
+        flotilla::Status st = hosts_[h]->StartReplica(sc, members, false, [](uint64_t, uint64_t) {
+          return std::make_unique<BenchStateMachine>();
+        });
         if (!st.ok()) {
           std::fprintf(stderr, "shard %" PRIu64 ": %s\n", s, st.ToString().c_str());
           return false;
@@ -456,7 +487,8 @@ class Cluster {
         if (NodeHostOf(l) != nullptr) NodeHostOf(l)->TransferLeader(s, Home(s)).IgnoreError();
       }
       if (home == o_.groups) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::max<uint64_t>(200, o_.rtt_ms * o_.election_rtt * 2)));
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::max<uint64_t>(200, o_.rtt_ms * o_.election_rtt * 2)));
     }
     return home;
   }
@@ -528,7 +560,9 @@ class ClientThread {
     }
   }
 
-  void Start() { thread_ = std::thread([this] { Run(); }); }
+  void Start() {
+    thread_ = std::thread([this] { Run(); });
+  }
   void Stop() {
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -599,7 +633,8 @@ class ClientThread {
       cl.busy = false;
       done_.fetch_add(1, std::memory_order_relaxed);
       if (d.at >= window_from_) {
-        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d.at - cl.start).count();
+        const auto us =
+            std::chrono::duration_cast<std::chrono::microseconds>(d.at - cl.start).count();
         if (!d.ok) {
           ++counters_.errors;
         } else if (cl.read) {
@@ -652,7 +687,8 @@ class ClientThread {
   void Issue(uint32_t i, Clock::time_point start) {
     Client& cl = clients_[i];
     cl.start = start;
-    cl.read = o_.read_ratio > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < o_.read_ratio;
+    cl.read =
+        o_.read_ratio > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < o_.read_ratio;
     cl.busy = true;
     flotilla::NodeHost* h = router_->HostFor(cl.shard);
     const auto timeout = std::chrono::milliseconds(o_.timeout_ms);
@@ -692,9 +728,9 @@ class ClientThread {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Completion> queue_;  // guarded by mu_
-  bool stop_ = false;              // guarded by mu_
-  bool reset_ = false;             // guarded by mu_
+  std::vector<Completion> queue_;                             // guarded by mu_
+  bool stop_ = false;                                         // guarded by mu_
+  bool reset_ = false;                                        // guarded by mu_
   Clock::time_point window_from_ = Clock::time_point::max();  // guarded by mu_ (read by Run)
 
   std::mutex counters_mu_;
@@ -728,24 +764,27 @@ void Finish(Report* r) {
   r->p999_ms = r->write_lat.Percentile(0.999) / 1000;
   r->read_p50_ms = r->read_lat.Percentile(0.50) / 1000;
   r->read_p99_ms = r->read_lat.Percentile(0.99) / 1000;
-  r->entries_per_fsync = r->syncs ? static_cast<double>(r->entries) / static_cast<double>(r->syncs) : 0;
+  r->entries_per_fsync =
+      r->syncs ? static_cast<double>(r->entries) / static_cast<double>(r->syncs) : 0;
   r->fsyncs_per_s = static_cast<double>(r->syncs) / r->seconds;
 }
 
 std::string Json(const Report& r, bool with_buckets) {
   char buf[2048];
-  std::snprintf(buf, sizeof buf,
-                "{\"mode\":\"%s\",\"groups\":%" PRIu64 ",\"clients\":%" PRIu64 ",\"payload_bytes\":%" PRIu64
-                ",\"seconds\":%.3f,\"writes_per_s\":%.1f,\"reads_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-                "\"p999_ms\":%.3f,\"read_p50_ms\":%.3f,\"read_p99_ms\":%.3f,\"cpu_s\":%.2f,\"rss_mb\":%.1f,"
-                "\"rss_now_mb\":%.1f,\"start_rss_mb\":%.1f,\"entries_per_fsync\":%.2f,\"fsyncs_per_s\":%.1f,"
-                "\"leader_changes\":%" PRIu64 ",\"shards_changed\":%" PRIu64 ",\"leaders_home\":%" PRIu64
-                ",\"errors\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"syncs\":%" PRIu64
-                ",\"entries\":%" PRIu64,
-                r.mode.c_str(), r.groups, r.clients, r.payload, r.seconds, r.writes_per_s, r.reads_per_s,
-                r.p50_ms, r.p99_ms, r.p999_ms, r.read_p50_ms, r.read_p99_ms, r.cpu_s, r.rss_mb, r.rss_now_mb,
-                r.start_rss_mb, r.entries_per_fsync, r.fsyncs_per_s, r.leader_changes, r.shards_changed,
-                r.leaders_home, r.errors, r.writes, r.reads, r.syncs, r.entries);
+  std::snprintf(
+      buf, sizeof buf,
+      "{\"mode\":\"%s\",\"groups\":%" PRIu64 ",\"clients\":%" PRIu64 ",\"payload_bytes\":%" PRIu64
+      ",\"seconds\":%.3f,\"writes_per_s\":%.1f,\"reads_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%."
+      "3f,"
+      "\"p999_ms\":%.3f,\"read_p50_ms\":%.3f,\"read_p99_ms\":%.3f,\"cpu_s\":%.2f,\"rss_mb\":%.1f,"
+      "\"rss_now_mb\":%.1f,\"start_rss_mb\":%.1f,\"entries_per_fsync\":%.2f,\"fsyncs_per_s\":%.1f,"
+      "\"leader_changes\":%" PRIu64 ",\"shards_changed\":%" PRIu64 ",\"leaders_home\":%" PRIu64
+      ",\"errors\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"syncs\":%" PRIu64
+      ",\"entries\":%" PRIu64,
+      r.mode.c_str(), r.groups, r.clients, r.payload, r.seconds, r.writes_per_s, r.reads_per_s,
+      r.p50_ms, r.p99_ms, r.p999_ms, r.read_p50_ms, r.read_p99_ms, r.cpu_s, r.rss_mb, r.rss_now_mb,
+      r.start_rss_mb, r.entries_per_fsync, r.fsyncs_per_s, r.leader_changes, r.shards_changed,
+      r.leaders_home, r.errors, r.writes, r.reads, r.syncs, r.entries);
   std::string out = buf;
   if (with_buckets) {
     for (const auto* h : {&r.write_lat, &r.read_lat}) {
@@ -772,8 +811,8 @@ void AppendJson(const Options& o, const Report& r) {
 }
 
 void PrintTable(const Report& r) {
-  std::printf("\n== multigroup_bench (%s): %" PRIu64 " shards x 3 replicas, %" PRIu64 " clients, %" PRIu64
-              " B payload, %.0f s measured\n",
+  std::printf("\n== multigroup_bench (%s): %" PRIu64 " shards x 3 replicas, %" PRIu64
+              " clients, %" PRIu64 " B payload, %.0f s measured\n",
               r.mode.c_str(), r.groups, r.clients, r.payload, r.seconds);
   std::printf("  %-26s %14.0f\n", "writes/s", r.writes_per_s);
   std::printf("  %-26s %14.0f\n", "reads/s", r.reads_per_s);
@@ -785,10 +824,12 @@ void PrintTable(const Report& r) {
     std::printf("  %-26s %14.2f\n", "read latency p99 (ms)", r.read_p99_ms);
   }
   std::printf("  %-26s %14.2f  (%.2f cores)\n", "CPU seconds", r.cpu_s, r.cpu_s / r.seconds);
-  std::printf("  %-26s %14.1f  (now %.1f, at start %.1f)\n", "peak RSS (MiB)", r.rss_mb, r.rss_now_mb,
-              r.start_rss_mb);
-  std::printf("  %-26s %14.1f  (%.0f fsyncs/s)\n", "entries per fsync", r.entries_per_fsync, r.fsyncs_per_s);
-  std::printf("  %-26s %14" PRIu64 "  (%" PRIu64 " shards; %" PRIu64 "/%" PRIu64 " leaders on home host)\n",
+  std::printf("  %-26s %14.1f  (now %.1f, at start %.1f)\n", "peak RSS (MiB)", r.rss_mb,
+              r.rss_now_mb, r.start_rss_mb);
+  std::printf("  %-26s %14.1f  (%.0f fsyncs/s)\n", "entries per fsync", r.entries_per_fsync,
+              r.fsyncs_per_s);
+  std::printf("  %-26s %14" PRIu64 "  (%" PRIu64 " shards; %" PRIu64 "/%" PRIu64
+              " leaders on home host)\n",
               "leader changes", r.leader_changes, r.shards_changed, r.leaders_home, r.groups);
   std::printf("  %-26s %14" PRIu64 "\n", "failed requests", r.errors);
   std::fflush(stdout);
@@ -814,8 +855,9 @@ int RunLocal(const Options& o) {
   const double elect_s = std::chrono::duration<double>(Clock::now() - t_start).count();
   if (o.balance) rep.leaders_home = cluster.Balance(std::chrono::seconds(20));
   if (o.progress) {
-    std::fprintf(stderr, "started %" PRIu64 " shards x %zu local replicas; leaders elected in %.1f s\n", o.groups,
-                 cluster.host_count(), elect_s);
+    std::fprintf(stderr,
+                 "started %" PRIu64 " shards x %zu local replicas; leaders elected in %.1f s\n",
+                 o.groups, cluster.host_count(), elect_s);
   }
   rep.start_rss_mb = StatusMiB("VmRSS:") - rss_base;
 
@@ -823,7 +865,8 @@ int RunLocal(const Options& o) {
   // home replica it holds, with its share of the clients.
   std::vector<uint64_t> shards;
   for (uint64_t s = 1; s <= o.groups; ++s) {
-    if (o.host_index < 0 || Cluster::Home(s) == static_cast<uint64_t>(o.host_index) + 1) shards.push_back(s);
+    if (o.host_index < 0 || Cluster::Home(s) == static_cast<uint64_t>(o.host_index) + 1)
+      shards.push_back(s);
   }
   uint64_t my_clients = o.clients;
   if (o.host_index >= 0) {
@@ -832,9 +875,11 @@ int RunLocal(const Options& o) {
   Router router(&cluster, o.groups);
   router.RefreshAll();
   std::vector<std::unique_ptr<ClientThread>> threads;
-  const uint32_t nthreads = static_cast<uint32_t>(std::min<uint64_t>(o.client_threads, std::max<uint64_t>(1, my_clients)));
+  const uint32_t nthreads = static_cast<uint32_t>(
+      std::min<uint64_t>(o.client_threads, std::max<uint64_t>(1, my_clients)));
   std::vector<std::vector<uint64_t>> assign(nthreads);
-  for (uint64_t k = 0; k < my_clients; ++k) assign[k % nthreads].push_back(shards[k % shards.size()]);
+  for (uint64_t k = 0; k < my_clients; ++k)
+    assign[k % nthreads].push_back(shards[k % shards.size()]);
   for (uint32_t t = 0; t < nthreads && my_clients > 0; ++t) {
     threads.push_back(std::make_unique<ClientThread>(o, &router, assign[t], t));
   }
@@ -842,7 +887,8 @@ int RunLocal(const Options& o) {
 
   // Warm-up, then the measured window.
   auto progress = [&](double for_s, const char* phase) {
-    const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(for_s));
+    const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(for_s));
     uint64_t last = 0;
     for (auto& t : threads) last += t->done();
     auto last_t = Clock::now();
@@ -854,8 +900,10 @@ int RunLocal(const Options& o) {
       for (auto& t : threads) done += t->done();
       const double dt = std::chrono::duration<double>(Clock::now() - last_t).count();
       if (o.progress && dt > 0.05) {
-        std::fprintf(stderr, "[%s] %8.0f requests/s  cpu %.1f s  rss %.0f MiB  leader changes %" PRIu64 "\n", phase,
-                     static_cast<double>(done - last) / dt, CpuSeconds(), StatusMiB("VmRSS:"), leaders->changes());
+        std::fprintf(
+            stderr, "[%s] %8.0f requests/s  cpu %.1f s  rss %.0f MiB  leader changes %" PRIu64 "\n",
+            phase, static_cast<double>(done - last) / dt, CpuSeconds(), StatusMiB("VmRSS:"),
+            leaders->changes());
       }
       last = done;
       last_t = Clock::now();
@@ -887,10 +935,12 @@ int RunLocal(const Options& o) {
     rep.read_lat.Merge(c.read_lat);
   }
   rep.leader_changes = leaders->changes();
-  for (uint64_t s = 1; s <= o.groups; ++s) rep.shards_changed += cluster.Term(s) != terms[s] ? 1 : 0;
+  for (uint64_t s = 1; s <= o.groups; ++s)
+    rep.shards_changed += cluster.Term(s) != terms[s] ? 1 : 0;
   if (o.balance) {
     rep.leaders_home = 0;
-    for (uint64_t s = 1; s <= o.groups; ++s) rep.leaders_home += cluster.Leader(s) == Cluster::Home(s) ? 1 : 0;
+    for (uint64_t s = 1; s <= o.groups; ++s)
+      rep.leaders_home += cluster.Leader(s) == Cluster::Home(s) ? 1 : 0;
   }
   rep.rss_mb = StatusMiB("VmHWM:");
   rep.rss_now_mb = StatusMiB("VmRSS:");
@@ -936,20 +986,23 @@ void JsonHistogram(const std::string& line, const std::string& key, Histogram* h
 int RunProcesses(const Options& o, const char* self) {
   const int base = 20000 + static_cast<int>(getpid() % 20000);
   std::string addrs;
-  for (int i = 0; i < 3; ++i) addrs += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(base + i);
+  for (int i = 0; i < 3; ++i)
+    addrs += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(base + i);
   std::vector<FILE*> pipes;
   const double cpu0 = 0;
   for (int i = 0; i < 3; ++i) {
-    std::string cmd = std::string(self) + " --addresses " + addrs + " --host-index " + std::to_string(i) +
-                      " --histogram-out --quiet" + " --groups " + std::to_string(o.groups) + " --clients " +
-                      std::to_string(o.clients) + " --payload " + std::to_string(o.payload) + " --seconds " +
-                      std::to_string(o.seconds) + " --warmup " + std::to_string(o.warmup) + " --read-ratio " +
-                      std::to_string(o.read_ratio) + " --rate " + std::to_string(o.rate / 3) + " --rtt-ms " +
-                      std::to_string(o.rtt_ms) + " --election-rtt " + std::to_string(o.election_rtt) +
-                      " --heartbeat-rtt " + std::to_string(o.heartbeat_rtt) + " --client-threads " + std::to_string(o.client_threads) + " --step-workers " +
-                      std::to_string(o.step_workers) + " --apply-workers " + std::to_string(o.apply_workers) +
-                      " --timeout-ms " + std::to_string(o.timeout_ms) + " --snapshot-entries " +
-                      std::to_string(o.snapshot_entries) + (o.quiesce ? " --quiesce" : "");
+    std::string cmd =
+        std::string(self) + " --addresses " + addrs + " --host-index " + std::to_string(i) +
+        " --histogram-out --quiet" + " --groups " + std::to_string(o.groups) + " --clients " +
+        std::to_string(o.clients) + " --payload " + std::to_string(o.payload) + " --seconds " +
+        std::to_string(o.seconds) + " --warmup " + std::to_string(o.warmup) + " --read-ratio " +
+        std::to_string(o.read_ratio) + " --rate " + std::to_string(o.rate / 3) + " --rtt-ms " +
+        std::to_string(o.rtt_ms) + " --election-rtt " + std::to_string(o.election_rtt) +
+        " --heartbeat-rtt " + std::to_string(o.heartbeat_rtt) + " --client-threads " +
+        std::to_string(o.client_threads) + " --step-workers " + std::to_string(o.step_workers) +
+        " --apply-workers " + std::to_string(o.apply_workers) + " --timeout-ms " +
+        std::to_string(o.timeout_ms) + " --snapshot-entries " + std::to_string(o.snapshot_entries) +
+        (o.quiesce ? " --quiesce" : "");
     FILE* p = ::popen(cmd.c_str(), "r");
     if (!p) return 1;
     pipes.push_back(p);
@@ -980,9 +1033,12 @@ int RunProcesses(const Options& o, const char* self) {
     rep.rss_mb += JsonNumber(line, "rss_mb");
     rep.rss_now_mb += JsonNumber(line, "rss_now_mb");
     rep.start_rss_mb += JsonNumber(line, "start_rss_mb");
-    rep.leader_changes = std::max(rep.leader_changes, static_cast<uint64_t>(JsonNumber(line, "leader_changes")));
-    rep.shards_changed = std::max(rep.shards_changed, static_cast<uint64_t>(JsonNumber(line, "shards_changed")));
-    rep.leaders_home = std::max(rep.leaders_home, static_cast<uint64_t>(JsonNumber(line, "leaders_home")));
+    rep.leader_changes =
+        std::max(rep.leader_changes, static_cast<uint64_t>(JsonNumber(line, "leader_changes")));
+    rep.shards_changed =
+        std::max(rep.shards_changed, static_cast<uint64_t>(JsonNumber(line, "shards_changed")));
+    rep.leaders_home =
+        std::max(rep.leaders_home, static_cast<uint64_t>(JsonNumber(line, "leaders_home")));
     JsonHistogram(line, "write_hist", &rep.write_lat);
     JsonHistogram(line, "read_hist", &rep.read_lat);
   }

@@ -81,12 +81,14 @@ int main(int argc, char** argv) {
   const uint64_t max_batch_bytes = Flag(argc, argv, "max_batch_bytes", 1u << 20);
   spdlog::set_level(spdlog::level::warn);
 
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("flotilla-transport-bench-" + std::to_string(::getpid()));
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("flotilla-transport-bench-" + std::to_string(::getpid()));
   Registry registry;
   CountingHandler ha, hb;
-  auto a = flotilla::transport::NewGrpcTransport(Config(dir / "a", max_batch_bytes), &registry, &ha);
-  auto b = flotilla::transport::NewGrpcTransport(Config(dir / "b", max_batch_bytes), &registry, &hb);
+  auto a =
+      flotilla::transport::NewGrpcTransport(Config(dir / "a", max_batch_bytes), &registry, &ha);
+  auto b =
+      flotilla::transport::NewGrpcTransport(Config(dir / "b", max_batch_bytes), &registry, &hb);
   for (auto* t : {a.get(), b.get()}) {
     if (flotilla::Status s = t->Start(); !s.ok()) {
       std::fprintf(stderr, "start: %s\n", s.ToString().c_str());
@@ -147,14 +149,18 @@ int main(int argc, char** argv) {
 
   const double secs = std::chrono::duration<double>(t1 - t0).count();
   const double msgs = static_cast<double>(m1 - m0);
-  std::printf("transport_bench: shards=%llu payload_bytes=%llu pass_messages=%llu max_batch_bytes=%llu seconds=%.1f\n",
-              static_cast<unsigned long long>(shards), static_cast<unsigned long long>(payload_bytes),
-              static_cast<unsigned long long>(pass_messages),
-              static_cast<unsigned long long>(max_batch_bytes), secs);
-  std::printf("  delivered %.0f messages/s, payload %.2f MB/s, %.0f batches/s, %.0f messages/batch\n",
-              msgs / secs, static_cast<double>(p1 - p0) / secs / 1e6,
-              static_cast<double>(b1 - b0) / secs, msgs / std::max<double>(1, static_cast<double>(b1 - b0)));
-  std::printf("  passes that hit a full queue: %llu of %llu\n", static_cast<unsigned long long>(drops),
+  std::printf(
+      "transport_bench: shards=%llu payload_bytes=%llu pass_messages=%llu max_batch_bytes=%llu "
+      "seconds=%.1f\n",
+      static_cast<unsigned long long>(shards), static_cast<unsigned long long>(payload_bytes),
+      static_cast<unsigned long long>(pass_messages),
+      static_cast<unsigned long long>(max_batch_bytes), secs);
+  std::printf(
+      "  delivered %.0f messages/s, payload %.2f MB/s, %.0f batches/s, %.0f messages/batch\n",
+      msgs / secs, static_cast<double>(p1 - p0) / secs / 1e6, static_cast<double>(b1 - b0) / secs,
+      msgs / std::max<double>(1, static_cast<double>(b1 - b0)));
+  std::printf("  passes that hit a full queue: %llu of %llu\n",
+              static_cast<unsigned long long>(drops),
               static_cast<unsigned long long>(sent / pass_messages));
   a->Stop();
   b->Stop();

@@ -9,9 +9,9 @@
 #include <vector>
 
 // Returns the injected failure, if any, from a function returning IOStatus.
-#define FLOTILLA_FAULT_CHECK(expr)            \
-  do {                                        \
-    rocksdb::IOStatus fault_status_ = (expr); \
+#define FLOTILLA_FAULT_CHECK(expr)                 \
+  do {                                             \
+    rocksdb::IOStatus fault_status_ = (expr);      \
     if (!fault_status_.ok()) return fault_status_; \
   } while (0)
 
@@ -24,7 +24,10 @@ class FaultFile final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
   FaultFile(std::unique_ptr<rocksdb::FSWritableFile> base, FaultFs* fs, std::string fname,
             uint64_t size)
-      : FSWritableFileOwnerWrapper(std::move(base)), fs_(fs), fname_(std::move(fname)), size_(size) {}
+      : FSWritableFileOwnerWrapper(std::move(base)),
+        fs_(fs),
+        fname_(std::move(fname)),
+        size_(size) {}
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
@@ -71,7 +74,8 @@ class FaultFile final : public rocksdb::FSWritableFileOwnerWrapper {
     if (s.ok()) fs_->Synced(fname_);
     return s;
   }
-  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
     FLOTILLA_FAULT_CHECK(fs_->BeforeSync());
     rocksdb::IOStatus s = target()->Fsync(options, dbg);
     if (s.ok()) fs_->Synced(fname_);
@@ -83,7 +87,8 @@ class FaultFile final : public rocksdb::FSWritableFileOwnerWrapper {
     FLOTILLA_FAULT_CHECK(fs_->BeforeSync());
     return target()->RangeSync(offset, nbytes, options, dbg);
   }
-  rocksdb::IOStatus Close(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+  rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
     return target()->Close(options, dbg);
   }
 
@@ -104,7 +109,8 @@ FaultFs::FaultFs(const std::shared_ptr<rocksdb::FileSystem>& base) : FileSystemW
 
 rocksdb::IOStatus FaultFs::BeforeAppend() const {
   if (crashed_.load()) return rocksdb::IOStatus::IOError("fault injection: simulated crash");
-  if (no_space_.load()) return rocksdb::IOStatus::NoSpace("fault injection: no space left on device");
+  if (no_space_.load())
+    return rocksdb::IOStatus::NoSpace("fault injection: no space left on device");
   return rocksdb::IOStatus::OK();
 }
 
@@ -127,7 +133,8 @@ void FaultFs::Synced(const std::string& fname) {
   f.synced = f.size;
 }
 
-rocksdb::IOStatus FaultFs::Wrap(const std::string& fname, rocksdb::IOStatus s, uint64_t initial_size,
+rocksdb::IOStatus FaultFs::Wrap(const std::string& fname, rocksdb::IOStatus s,
+                                uint64_t initial_size,
                                 std::unique_ptr<rocksdb::FSWritableFile>* result) {
   if (!s.ok()) return s;
   {
@@ -142,7 +149,8 @@ rocksdb::IOStatus FaultFs::Wrap(const std::string& fname, rocksdb::IOStatus s, u
   return s;
 }
 
-rocksdb::IOStatus FaultFs::NewWritableFile(const std::string& fname, const rocksdb::FileOptions& opts,
+rocksdb::IOStatus FaultFs::NewWritableFile(const std::string& fname,
+                                           const rocksdb::FileOptions& opts,
                                            std::unique_ptr<rocksdb::FSWritableFile>* result,
                                            rocksdb::IODebugContext* dbg) {
   FLOTILLA_FAULT_CHECK(BeforeAppend());
@@ -172,7 +180,8 @@ rocksdb::IOStatus FaultFs::ReuseWritableFile(const std::string& fname, const std
 }
 
 rocksdb::IOStatus FaultFs::RenameFile(const std::string& src, const std::string& dst,
-                                      const rocksdb::IOOptions& opts, rocksdb::IODebugContext* dbg) {
+                                      const rocksdb::IOOptions& opts,
+                                      rocksdb::IODebugContext* dbg) {
   FLOTILLA_FAULT_CHECK(BeforeAppend());
   rocksdb::IOStatus s = target()->RenameFile(src, dst, opts, dbg);
   if (!s.ok()) return s;
@@ -220,7 +229,8 @@ Status FaultFs::FlipFileBit(const std::string& path, uint64_t offset, int bit) {
     st = Status::IOError("read " + path);
   } else {
     byte = static_cast<unsigned char>(byte ^ (1u << (bit & 7)));
-    if (::pwrite(fd, &byte, 1, static_cast<off_t>(offset)) != 1) st = Status::IOError("write " + path);
+    if (::pwrite(fd, &byte, 1, static_cast<off_t>(offset)) != 1)
+      st = Status::IOError("write " + path);
   }
   ::close(fd);
   return st;

@@ -56,7 +56,8 @@ uint32_t ValueChecksum(std::string_view key, std::string_view value) {
 
 void SealValue(std::string_view key, std::string* out) {
   const uint32_t crc = ValueChecksum(key, *out);
-  for (int i = 0; i < 4; ++i) (*out)[static_cast<size_t>(i)] = static_cast<char>((crc >> (8 * i)) & 0xffu);
+  for (int i = 0; i < 4; ++i)
+    (*out)[static_cast<size_t>(i)] = static_cast<char>((crc >> (8 * i)) & 0xffu);
 }
 
 // A bounds-checked little-endian reader over one value.
@@ -111,11 +112,16 @@ std::string Describe(std::string_view key) {
 
 const char* RecordName(RecordType t) {
   switch (t) {
-    case RecordType::kEntry: return "entry";
-    case RecordType::kHardState: return "hard state";
-    case RecordType::kSnapshot: return "snapshot metadata";
-    case RecordType::kBootstrap: return "bootstrap";
-    case RecordType::kCompaction: return "compaction record";
+    case RecordType::kEntry:
+      return "entry";
+    case RecordType::kHardState:
+      return "hard state";
+    case RecordType::kSnapshot:
+      return "snapshot metadata";
+    case RecordType::kBootstrap:
+      return "bootstrap";
+    case RecordType::kCompaction:
+      return "compaction record";
   }
   return "record";
 }
@@ -128,9 +134,11 @@ Status Bad(RecordType t, std::string_view key, const char* what) {
 Status Open(RecordType t, std::string_view key, std::string_view value, Reader* r) {
   if (value.size() < kValueHeaderSize) return Bad(t, key, "too short");
   uint32_t stored = 0;
-  for (int i = 3; i >= 0; --i) stored = (stored << 8) | static_cast<uint8_t>(value[static_cast<size_t>(i)]);
+  for (int i = 3; i >= 0; --i)
+    stored = (stored << 8) | static_cast<uint8_t>(value[static_cast<size_t>(i)]);
   if (stored != ValueChecksum(key, value)) return Bad(t, key, "checksum mismatch");
-  if (static_cast<uint8_t>(value[4]) != kFormatVersion) return Bad(t, key, "has an unknown format version");
+  if (static_cast<uint8_t>(value[4]) != kFormatVersion)
+    return Bad(t, key, "has an unknown format version");
   *r = Reader(value.substr(kValueHeaderSize));
   return Status::Ok();
 }
@@ -233,14 +241,16 @@ uint32_t EntryChecksum(const ReplicaKey& r, raft::Index index, std::string_view 
   key[0] = static_cast<char>(RecordType::kEntry);
   uint64_t parts[3] = {r.shard_id, r.replica_id, index};
   for (int p = 0; p < 3; ++p) {
-    for (int i = 0; i < 8; ++i) key[1 + 8 * p + i] = static_cast<char>((parts[p] >> (56 - 8 * i)) & 0xffu);
+    for (int i = 0; i < 8; ++i)
+      key[1 + 8 * p + i] = static_cast<char>((parts[p] >> (56 - 8 * i)) & 0xffu);
   }
   return Crc32cExtend(Crc32cExtend(0, key, sizeof(key)), len_and_body.data(), len_and_body.size());
 }
 
 }  // namespace
 
-void EncodeEntryBatch(std::string_view key, std::span<const raft::Entry> entries, std::string* out) {
+void EncodeEntryBatch(std::string_view key, std::span<const raft::Entry> entries,
+                      std::string* out) {
   ParsedKey k;
   if (!ParseKey(key, &k) || k.type != RecordType::kEntry || entries.empty() ||
       entries.front().index != k.index) {
@@ -285,10 +295,13 @@ Status EntryBatchReader::Open(std::string_view key, std::string_view value) {
   value_ = value;
   if (value.size() < kBatchHeaderSize) return Damaged(first_, "entry batch too short");
   const uint32_t crc = Crc32cExtend(Crc32cExtend(0, key.data(), key.size()), value.data() + 4, 5);
-  if (crc != GetLittle32(value.data())) return Damaged(first_, "entry batch header checksum mismatch");
-  if (static_cast<uint8_t>(value[4]) != kFormatVersion) return Damaged(first_, "unknown format version");
+  if (crc != GetLittle32(value.data()))
+    return Damaged(first_, "entry batch header checksum mismatch");
+  if (static_cast<uint8_t>(value[4]) != kFormatVersion)
+    return Damaged(first_, "unknown format version");
   count_ = GetLittle32(value.data() + 5);
-  if (count_ == 0 || count_ - 1 > kMaxIndex - first_) return Damaged(first_, "entry batch count out of range");
+  if (count_ == 0 || count_ - 1 > kMaxIndex - first_)
+    return Damaged(first_, "entry batch count out of range");
   rest_ = value.substr(kBatchHeaderSize);
   return Status::Ok();
 }
@@ -318,7 +331,8 @@ Status EntryBatchReader::Next(raft::Entry* out) {
     return Damaged(index, "entry checksum mismatch");
   }
   std::string_view body = len_and_body.substr(4);
-  if (body.empty() || static_cast<uint8_t>(body[0]) > static_cast<uint8_t>(raft::EntryType::kMetadata)) {
+  if (body.empty() ||
+      static_cast<uint8_t>(body[0]) > static_cast<uint8_t>(raft::EntryType::kMetadata)) {
     return Damaged(index, "entry has an unknown type");
   }
   out->type = static_cast<raft::EntryType>(body[0]);

@@ -15,7 +15,7 @@ struct KvLogDB::Scratch {
   std::string key;
   std::string end_key;
   std::string value;
-  std::vector<raft::Index> lasts;  // per update: last stored entry before / after the Save
+  std::vector<raft::Index> lasts;    // per update: last stored entry before / after the Save
   std::vector<ReplicaKey> replicas;  // the replicas of one Save, sorted to find repeats
 };
 
@@ -210,7 +210,8 @@ Status KvLogDB::Save(const std::vector<ReplicaUpdate>& updates) {
   if (st.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < updates.size(); ++i) {
-      if (s->lasts[i] != kUnknown) last_entry_[{updates[i].shard_id, updates[i].replica_id}] = s->lasts[i];
+      if (s->lasts[i] != kUnknown)
+        last_entry_[{updates[i].shard_id, updates[i].replica_id}] = s->lasts[i];
     }
   }
   ReleaseScratch(std::move(s));
@@ -359,7 +360,8 @@ Status KvLogDB::ExplainMissing(ReplicaKey r, raft::Index missing) {
   FLOTILLA_RETURN_IF_ERROR(st.status());
   const std::string where = Describe(r) + " index " + std::to_string(missing);
   if (missing < st->first_index) {
-    return Status::DataLoss(where + ": compacted (first index " + std::to_string(st->first_index) + ")");
+    return Status::DataLoss(where + ": compacted (first index " + std::to_string(st->first_index) +
+                            ")");
   }
   if (missing > st->last_index) {
     return Status::NotFound(where + ": beyond the last index " + std::to_string(st->last_index));
@@ -453,7 +455,8 @@ Status KvLogDB::CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::In
   FLOTILLA_RETURN_IF_ERROR(ReadCompaction(r, &compacted, &compacted_term));
   if (index <= compacted) return Status::Ok();
   Result<raft::Term> term = Term(shard, replica, index);
-  if (term.status().code() == StatusCode::kNotFound || term.status().code() == StatusCode::kDataLoss) {
+  if (term.status().code() == StatusCode::kNotFound ||
+      term.status().code() == StatusCode::kDataLoss) {
     return Status::InvalidArgument(Describe(r) + ": cannot compact to " + std::to_string(index) +
                                    ": " + term.status().message());
   }

@@ -87,9 +87,9 @@ class KvLogDB : public LogDB {
   const char* const name_;
 
   std::mutex mu_;
-  Status poisoned_;                                                    // guarded by mu_
-  std::unordered_map<ReplicaKey, raft::Index, KeyHash> last_entry_;    // guarded by mu_; 0 = none
-  std::vector<std::unique_ptr<Scratch>> free_scratch_;                 // guarded by mu_
+  Status poisoned_;                                                  // guarded by mu_
+  std::unordered_map<ReplicaKey, raft::Index, KeyHash> last_entry_;  // guarded by mu_; 0 = none
+  std::vector<std::unique_ptr<Scratch>> free_scratch_;               // guarded by mu_
 };
 
 }  // namespace flotilla::logdb

@@ -49,8 +49,8 @@ struct ReplicaKey {
 // How a replica was created; written once before its first Save.
 struct Bootstrap {
   std::map<raft::ReplicaId, std::string> members;  // initial members: replica id -> raft address
-  bool join = false;                 // the replica joins an existing shard (members empty)
-  uint8_t state_machine_kind = 0;    // engine-defined: in-memory, concurrent, on-disk
+  bool join = false;               // the replica joins an existing shard (members empty)
+  uint8_t state_machine_kind = 0;  // engine-defined: in-memory, concurrent, on-disk
   friend bool operator==(const Bootstrap&, const Bootstrap&) = default;
 };
 
@@ -120,8 +120,8 @@ class LogDB {
   // entry held (compacted), NotFound when hi - 1 is above the last entry held,
   // Corruption when an entry fails its checksum or is missing inside the held
   // range. On error `out` may hold the entries read before the failure.
-  [[nodiscard]] virtual Status Entries(raft::ShardId shard, raft::ReplicaId replica,
-                                       raft::Index lo, raft::Index hi, uint64_t max_bytes,
+  [[nodiscard]] virtual Status Entries(raft::ShardId shard, raft::ReplicaId replica, raft::Index lo,
+                                       raft::Index hi, uint64_t max_bytes,
                                        std::vector<raft::Entry>* out) = 0;
 
   // The term of entry `index`; also answers for the snapshot index and the

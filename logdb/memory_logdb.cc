@@ -26,7 +26,9 @@ class MemoryStore final : public KvStore {
     void Put(std::string_view key, std::string_view value) override {
       ops_.push_back({Kind::kPut, std::string(key), std::string(value)});
     }
-    void Delete(std::string_view key) override { ops_.push_back({Kind::kDelete, std::string(key), {}}); }
+    void Delete(std::string_view key) override {
+      ops_.push_back({Kind::kDelete, std::string(key), {}});
+    }
     void DeleteRange(std::string_view begin, std::string_view end) override {
       ops_.push_back({Kind::kDeleteRange, std::string(begin), std::string(end)});
     }
@@ -130,7 +132,8 @@ class MemoryStore final : public KvStore {
   // REQUIRES: mu_ is held.
   void Remember(const std::string& key) {
     auto it = map_.find(key);
-    undo_.emplace_back(key, it == map_.end() ? std::nullopt : std::optional<std::string>(it->second));
+    undo_.emplace_back(key,
+                       it == map_.end() ? std::nullopt : std::optional<std::string>(it->second));
   }
 
   // REQUIRES: mu_ is held.
@@ -156,10 +159,10 @@ class MemoryStore final : public KvStore {
   }
 
   std::mutex mu_;
-  std::map<std::string, std::string, std::less<>> map_;                  // guarded by mu_
+  std::map<std::string, std::string, std::less<>> map_;                   // guarded by mu_
   std::vector<std::pair<std::string, std::optional<std::string>>> undo_;  // guarded by mu_
-  bool has_undo_ = false;                                                // guarded by mu_
-  std::optional<Status> fail_next_;                                      // guarded by mu_
+  bool has_undo_ = false;                                                 // guarded by mu_
+  std::optional<Status> fail_next_;                                       // guarded by mu_
 };
 
 namespace {

@@ -93,7 +93,8 @@ class RocksStore final : public KvStore {
 
   Status Get(std::string_view key, std::string* value) override {
     rocksdb::PinnableSlice pinned;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), ToSlice(key), &pinned);
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), ToSlice(key), &pinned);
     if (s.IsNotFound()) return Status::NotFound("no such key");
     if (!s.ok()) return FromRocks(s);
     value->assign(pinned.data(), pinned.size());
@@ -143,7 +144,8 @@ Result<std::unique_ptr<LogDB>> OpenRocksLogDB(const RocksOptions& options) {
   rocksdb::Status s = rocksdb::DB::Open(TunedOptions(options), options.dir, &raw);
   if (!s.ok()) return FromRocks(s);
   auto store = std::make_unique<RocksStore>(std::unique_ptr<rocksdb::DB>(raw));
-  return std::unique_ptr<LogDB>(std::make_unique<KvLogDB>(std::move(store), options.sync, "rocksdb"));
+  return std::unique_ptr<LogDB>(
+      std::make_unique<KvLogDB>(std::move(store), options.sync, "rocksdb"));
 }
 
 }  // namespace flotilla::logdb

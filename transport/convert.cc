@@ -94,9 +94,9 @@ Status CheckHeader(const wire::Header& h, uint64_t deployment_id) {
                             std::to_string(deployment_id));
   }
   if (h.protocol_version() != kProtocolVersion) {
-    return Status::Rejected("protocol version mismatch: peer " + h.source_address() +
-                            " speaks " + std::to_string(h.protocol_version()) +
-                            ", this NodeHost speaks " + std::to_string(kProtocolVersion));
+    return Status::Rejected("protocol version mismatch: peer " + h.source_address() + " speaks " +
+                            std::to_string(h.protocol_version()) + ", this NodeHost speaks " +
+                            std::to_string(kProtocolVersion));
   }
   return Status::Ok();
 }
@@ -149,9 +149,8 @@ Status FromWire(wire::Message* in, const WireLimits& limits, raft::Message* out)
                                    " has no sender or no recipient");
   }
   if (static_cast<size_t>(in->entries_size()) > limits.max_entries_per_message) {
-    return Status::InvalidArgument("message of shard " + std::to_string(in->shard_id()) +
-                                   " has " + std::to_string(in->entries_size()) +
-                                   " entries, limit " +
+    return Status::InvalidArgument("message of shard " + std::to_string(in->shard_id()) + " has " +
+                                   std::to_string(in->entries_size()) + " entries, limit " +
                                    std::to_string(limits.max_entries_per_message));
   }
   out->type = static_cast<raft::MessageType>(in->type());
@@ -168,7 +167,8 @@ Status FromWire(wire::Message* in, const WireLimits& limits, raft::Message* out)
   out->ctx = in->ctx();
   out->entries.resize(static_cast<size_t>(in->entries_size()));
   for (int i = 0; i < in->entries_size(); ++i) {
-    FLOTILLA_RETURN_IF_ERROR(EntryFromWire(in->mutable_entries(i), &out->entries[static_cast<size_t>(i)]));
+    FLOTILLA_RETURN_IF_ERROR(
+        EntryFromWire(in->mutable_entries(i), &out->entries[static_cast<size_t>(i)]));
   }
   if (in->has_snapshot()) {
     FLOTILLA_RETURN_IF_ERROR(SnapshotFromWire(in->snapshot(), limits, &out->snapshot));

@@ -69,9 +69,9 @@ class Lane {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<raft::Message> queue_;  // guarded by mu_
-  size_t queue_bytes_ = 0;            // guarded by mu_
-  bool stopping_ = false;             // guarded by mu_
+  std::vector<raft::Message> queue_;       // guarded by mu_
+  size_t queue_bytes_ = 0;                 // guarded by mu_
+  bool stopping_ = false;                  // guarded by mu_
   grpc::ClientContext* active_ = nullptr;  // guarded by mu_: cancelled by Stop()
 
   // Owned by the sender thread.

@@ -20,7 +20,8 @@ grpc::ChannelArguments ChannelArgs(const TransportConfig& c) {
   args.SetMaxSendMessageSize(-1);
   // gRPC reconnects the channel on its own; its backoff must follow ours or a
   // returning peer would be found only after gRPC's default 2 minutes.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(c.reconnect_backoff_initial_ms));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(c.reconnect_backoff_initial_ms));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(c.reconnect_backoff_initial_ms));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(c.reconnect_backoff_max_ms));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(c.keepalive_interval_ms));
@@ -84,7 +85,9 @@ Lane::Lane(RemoteHost* host, const char* name) : host_(host), name_(name) {}
 
 Lane::~Lane() { Stop(); }
 
-void Lane::Start() { thread_ = std::thread([this] { Run(); }); }
+void Lane::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Lane::Stop() {
   {
@@ -164,8 +167,7 @@ void Lane::Run() {
     if (s.ToString() != last_error_) {
       last_error_ = s.ToString();
       if (s.code() == StatusCode::kRejected) {
-        spdlog::error("transport: {} lane to {} refused: {}", name_, host_->address(),
-                      s.message());
+        spdlog::error("transport: {} lane to {} refused: {}", name_, host_->address(), s.message());
       } else {
         spdlog::warn("transport: {} lane to {}: {}", name_, host_->address(), s.ToString());
       }

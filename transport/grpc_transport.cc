@@ -51,8 +51,9 @@ class GrpcTransport;
 class RaftService final : public wire::Raft::Service {
  public:
   explicit RaftService(GrpcTransport* t) : t_(t) {}
-  grpc::Status Batches(grpc::ServerContext* ctx,
-                       grpc::ServerReaderWriter<wire::BatchAck, wire::MessageBatch>* stream) override;
+  grpc::Status Batches(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<wire::BatchAck, wire::MessageBatch>* stream) override;
   grpc::Status Snapshot(grpc::ServerContext* ctx, grpc::ServerReader<wire::SnapshotChunk>* reader,
                         wire::SnapshotResult* result) override;
 
@@ -118,14 +119,15 @@ class GrpcTransport final : public Transport {
 
   std::mutex snap_mu_;
   std::condition_variable snap_cv_;
-  std::deque<PendingSnapshot> snap_queue_;                 // guarded by snap_mu_
-  std::unordered_set<grpc::ClientContext*> snap_active_;   // guarded by snap_mu_
-  bool snap_stopping_ = false;                             // guarded by snap_mu_
+  std::deque<PendingSnapshot> snap_queue_;                // guarded by snap_mu_
+  std::unordered_set<grpc::ClientContext*> snap_active_;  // guarded by snap_mu_
+  bool snap_stopping_ = false;                            // guarded by snap_mu_
   std::vector<std::thread> snap_workers_;
 };
 
 grpc::Status RaftService::Batches(
-    grpc::ServerContext* ctx, grpc::ServerReaderWriter<wire::BatchAck, wire::MessageBatch>* stream) {
+    grpc::ServerContext* ctx,
+    grpc::ServerReaderWriter<wire::BatchAck, wire::MessageBatch>* stream) {
   wire::MessageBatch batch;
   if (!stream->Read(&batch)) return grpc::Status(grpc::StatusCode::CANCELLED, "no header");
   if (Status s = CheckHeader(batch.header(), t_->config().deployment_id); !s.ok()) {
@@ -153,7 +155,8 @@ grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
                                    grpc::ServerReader<wire::SnapshotChunk>* reader,
                                    wire::SnapshotResult* result) {
   // Bounded concurrency: a sender that finds the receiver busy retries later.
-  if (t_->active_receives().fetch_add(1) >= static_cast<int>(t_->config().max_concurrent_snapshot_receives)) {
+  if (t_->active_receives().fetch_add(1) >=
+      static_cast<int>(t_->config().max_concurrent_snapshot_receives)) {
     t_->active_receives().fetch_sub(1);
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many snapshot streams");
   }
@@ -177,7 +180,8 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
   raft::Message install;
   Status s = FromWire(chunk->mutable_install(), t_->limits(), &install);
   // The receiver removes its temporary directory on every early return.
-  SnapshotReceiver rx(c.snapshot_dir, SnapshotReceiverLimits{c.max_snapshot_bytes, c.max_snapshot_files});
+  SnapshotReceiver rx(c.snapshot_dir,
+                      SnapshotReceiverLimits{c.max_snapshot_bytes, c.max_snapshot_files});
   if (s.ok()) s = rx.Begin(install);
   while (s.ok()) {
     s = rx.Add(ChunkFromWire(*chunk));
@@ -216,7 +220,8 @@ Status GrpcTransport::BuildCredentials() {
   Result<std::string> key = ReadPem("key_path", config_.tls.key_path);
   for (const Status& s : {ca.status(), cert.status(), key.status()}) FLOTILLA_RETURN_IF_ERROR(s);
   // Mutual TLS: the server requires and verifies a client certificate.
-  grpc::SslServerCredentialsOptions server(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions server(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   server.pem_root_certs = *ca;
   server.pem_key_cert_pairs.push_back({*key, *cert});
   server_credentials_ = grpc::SslServerCredentials(server);
@@ -341,7 +346,9 @@ void GrpcTransport::SendBatch(std::vector<raft::Message>& messages,
   std::vector<std::pair<std::string, size_t>> to_create;
   registry_->ResolveMany(
       messages.size(),
-      [&](size_t i) { return std::pair{messages[i].shard_id, messages[i].to}; },
+      [&](size_t i) {
+        return std::pair{messages[i].shard_id, messages[i].to};
+      },
       [&](size_t i, const std::string* address) {
         if (address == nullptr || messages[i].type == raft::MessageType::kInstallSnapshot) {
           lost.push_back({messages[i].shard_id, messages[i].to});
@@ -368,7 +375,8 @@ void GrpcTransport::SendBatch(std::vector<raft::Message>& messages,
   for (size_t g = 0; g < order.size();) {
     size_t e = g;
     indexes.clear();
-    while (e < order.size() && order[e].first == order[g].first) indexes.push_back(order[e++].second);
+    while (e < order.size() && order[e].first == order[g].first)
+      indexes.push_back(order[e++].second);
     order[g].first->PushMany(messages, indexes.data(), indexes.size(), &lost);
     g = e;
   }

@@ -129,7 +129,8 @@ bool InProcNetwork::DeliverOne(std::mt19937_64& rng) {
       Packet& q = packets_[i];
       if (!q.delay_drawn) {
         q.delay_drawn = true;
-        q.deliver_at_ms = now_ms_ + (faults_.max_delay_ms == 0 ? 0 : rng() % (faults_.max_delay_ms + 1));
+        q.deliver_at_ms =
+            now_ms_ + (faults_.max_delay_ms == 0 ? 0 : rng() % (faults_.max_delay_ms + 1));
       }
       if (q.deliver_at_ms <= now_ms_) ready.push_back(i);
     }
@@ -197,8 +198,8 @@ size_t InProcNetwork::DeliverAll(std::mt19937_64& rng, size_t max_deliveries) {
   return n;
 }
 
-InProcTransport::InProcTransport(InProcNetwork* network, TransportConfig config,
-                                 Registry* registry, Handler* handler)
+InProcTransport::InProcTransport(InProcNetwork* network, TransportConfig config, Registry* registry,
+                                 Handler* handler)
     : network_(network), config_(std::move(config)), registry_(registry), handler_(handler) {}
 
 InProcTransport::~InProcTransport() { Stop(); }
@@ -277,8 +278,8 @@ Status InProcTransport::SendSnapshot(SnapshotJob job) {
 void InProcTransport::ReceiveSnapshot(const InProcNetwork::SnapshotPacket& s,
                                       const raft::Message& install, InProcTransport* sender,
                                       bool report_status) {
-  SnapshotReceiver rx(config_.snapshot_dir,
-                      SnapshotReceiverLimits{config_.max_snapshot_bytes, config_.max_snapshot_files});
+  SnapshotReceiver rx(config_.snapshot_dir, SnapshotReceiverLimits{config_.max_snapshot_bytes,
+                                                                   config_.max_snapshot_files});
   Status st = rx.Begin(install);
   for (size_t i = 0; st.ok() && i < s.chunks.size(); ++i) st = rx.Add(s.chunks[i].view);
   std::string path;

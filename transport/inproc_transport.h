@@ -52,7 +52,7 @@ class InProcNetwork {
   struct Stats {
     uint64_t sent = 0;
     uint64_t delivered = 0;
-    uint64_t dropped = 0;      // by drop_probability
+    uint64_t dropped = 0;  // by drop_probability
     uint64_t duplicated = 0;
     uint64_t partitioned = 0;  // lost to a partition or a stopped receiver
     uint64_t rejected = 0;     // Send() refused: the link's queue was full
@@ -110,19 +110,19 @@ class InProcNetwork {
   bool Enqueue(Packet&& p);
 
   bool Blocked(const std::string& from, const std::string& to) const;  // REQUIRES: mu_ held
-  bool Draw(std::mt19937_64& rng, double probability);                  // REQUIRES: mu_ held
+  bool Draw(std::mt19937_64& rng, double probability);                 // REQUIRES: mu_ held
   void Execute(Packet& p, Fate fate, InProcTransport* from, InProcTransport* to);
 
   const size_t max_pending_per_link_;
   mutable std::mutex mu_;
-  InProcFaults faults_;                                  // guarded by mu_
-  std::deque<Packet> packets_;                           // guarded by mu_
+  InProcFaults faults_;                                                 // guarded by mu_
+  std::deque<Packet> packets_;                                          // guarded by mu_
   std::map<std::pair<std::string, std::string>, size_t> link_pending_;  // guarded by mu_
-  std::set<std::pair<std::string, std::string>> cut_;    // guarded by mu_
-  std::set<std::string> isolated_;                       // guarded by mu_
-  std::map<std::string, InProcTransport*> hosts_;        // guarded by mu_
-  uint64_t now_ms_ = 0;                                  // guarded by mu_
-  Stats stats_;                                          // guarded by mu_
+  std::set<std::pair<std::string, std::string>> cut_;                   // guarded by mu_
+  std::set<std::string> isolated_;                                      // guarded by mu_
+  std::map<std::string, InProcTransport*> hosts_;                       // guarded by mu_
+  uint64_t now_ms_ = 0;                                                 // guarded by mu_
+  Stats stats_;                                                         // guarded by mu_
 };
 
 // Thread-safety: as Transport.

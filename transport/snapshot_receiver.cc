@@ -90,8 +90,8 @@ Status SnapshotReceiver::OpenFile(std::string_view name) {
     return Status::InvalidArgument("invalid snapshot file name");
   }
   if (files_done_ >= limits_.max_snapshot_files) {
-    return Status::TooLarge("snapshot has more than " +
-                            std::to_string(limits_.max_snapshot_files) + " files");
+    return Status::TooLarge("snapshot has more than " + std::to_string(limits_.max_snapshot_files) +
+                            " files");
   }
   file_name_ = std::string(name);
   std::string path = tmp_dir_ + "/" + file_name_;

@@ -43,8 +43,7 @@ class Handler {
 
   // Sender side: the snapshot to `replica` of `shard` finished (failed =
   // false) or failed (failed = true).
-  virtual void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica,
-                                    bool failed) = 0;
+  virtual void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) = 0;
 
   // The connection to the NodeHost at `address` came up or went down.
   virtual void HandleConnectionUp(const std::string& address) { (void)address; }

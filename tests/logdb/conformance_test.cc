@@ -175,10 +175,17 @@ TEST_P(LogDBConformance, SavedEntriesAndHardStateReadBack) {
 
 TEST_P(LogDBConformance, EveryEntryFieldRoundTrips) {
   std::vector<Entry> entries(3);
-  entries[0] = {.term = 1, .index = 1, .type = raft::EntryType::kConfChange, .key = UINT64_MAX,
-                .client_id = 1ULL << 63, .series_id = 42, .responded_to = 41, .cmd = "conf"};
+  entries[0] = {.term = 1,
+                .index = 1,
+                .type = raft::EntryType::kConfChange,
+                .key = UINT64_MAX,
+                .client_id = 1ULL << 63,
+                .series_id = 42,
+                .responded_to = 41,
+                .cmd = "conf"};
   entries[1] = {.term = 1, .index = 2, .type = raft::EntryType::kMetadata, .cmd = ""};
-  entries[2] = {.term = 2, .index = 3, .type = raft::EntryType::kNormal, .cmd = std::string(100000, '\0')};
+  entries[2] = {
+      .term = 2, .index = 3, .type = raft::EntryType::kNormal, .cmd = std::string(100000, '\0')};
   entries[2].cmd[500] = '\xff';
   ASSERT_TRUE(SaveOne(9, 9, entries).ok());
   EXPECT_EQ(Read(9, 9, 1, 4), entries);
@@ -268,8 +275,7 @@ TEST_P(LogDBConformance, MalformedUpdatesAreRejectedWithoutPoisoning) {
   EXPECT_EQ(SaveOne(1, 1, holes).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(SaveOne(1, 1, MakeEntries(0, 1, 1)).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(SaveOne(1, 1, MakeEntries(6, 7, 1)).code(), StatusCode::kInvalidArgument);  // a gap
-  EXPECT_EQ(SaveOne(1, 1, MakeEntries(5, 6, 1), std::nullopt, Snap(7, 1))
-                .code(),
+  EXPECT_EQ(SaveOne(1, 1, MakeEntries(5, 6, 1), std::nullopt, Snap(7, 1)).code(),
             StatusCode::kInvalidArgument);
   // Nothing of a rejected Save is written, even when other updates were fine.
   std::vector<Entry> good = MakeEntries(1, 1, 1);
@@ -307,8 +313,8 @@ TEST_P(LogDBConformance, ListReplicasSeesEveryRecordKindAndExtremeIds) {
   ASSERT_TRUE(db()->SaveSnapshot(4, 1, Snap(3, 1)).ok());
   auto list = db()->ListReplicas();
   ASSERT_TRUE(list.ok());
-  EXPECT_EQ(*list, (std::vector<ReplicaKey>{{3, 1}, {4, 1}, {5, 1}, {UINT64_MAX, 1},
-                                            {UINT64_MAX, UINT64_MAX}}));
+  EXPECT_EQ(*list, (std::vector<ReplicaKey>{
+                       {3, 1}, {4, 1}, {5, 1}, {UINT64_MAX, 1}, {UINT64_MAX, UINT64_MAX}}));
 }
 
 TEST_P(LogDBConformance, InstalledSnapshotReplacesTheLog) {
@@ -436,8 +442,11 @@ TEST_P(LogDBConformance, ConcurrentSavesOfDisjointShards) {
         std::vector<ReplicaUpdate> updates;
         for (int s = 0; s < 4; ++s) logs.push_back(MakeEntries(i * 2 + 1, i * 2 + 2, 1));
         for (int s = 0; s < 4; ++s) {
-          updates.push_back({static_cast<raft::ShardId>(t * 4 + s + 1), 1, logs[s],
-                             HardState{1, 0, static_cast<raft::Index>(i)}, {}});
+          updates.push_back({static_cast<raft::ShardId>(t * 4 + s + 1),
+                             1,
+                             logs[s],
+                             HardState{1, 0, static_cast<raft::Index>(i)},
+                             {}});
         }
         EXPECT_TRUE(db()->Save(updates).ok());
       }

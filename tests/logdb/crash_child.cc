@@ -1,6 +1,6 @@
 // The child of the SIGKILL crash test: opens the RocksDB LogDB in argv[1],
-// checks what it finds, writes 0 to the file descriptor argv[2], then performs workload saves forever, writing the
-// number of each save to the file descriptor argv[2] after the save returned.
+// checks what it finds, writes 0 to the file descriptor argv[2], then performs workload saves
+// forever, writing the number of each save to the file descriptor argv[2] after the save returned.
 // Every tenth save it also compacts, so range deletes are crashed too. The
 // parent kills it with SIGKILL at a random moment.
 #include <unistd.h>

@@ -142,8 +142,8 @@ TEST(CrashTest, SigkillNeverLosesOrTearsASave) {
   // The kills must have hit real work, not only process start-up.
   EXPECT_GT(total_acked, 0u);
   std::printf("crash test: %d kills, %llu saves acknowledged, final save %llu, seed %llu\n", kills,
-              static_cast<unsigned long long>(total_acked), static_cast<unsigned long long>(last_seen),
-              static_cast<unsigned long long>(seed));
+              static_cast<unsigned long long>(total_acked),
+              static_cast<unsigned long long>(last_seen), static_cast<unsigned long long>(seed));
 }
 
 }  // namespace

@@ -27,7 +27,8 @@ TEST(Crc32c, HardwareAndPortableAgreeAndExtendIsAssociative) {
     const uint32_t whole = Crc32c(data);
     EXPECT_EQ(whole, Crc32cExtendPortable(0, data.data(), data.size())) << n;
     const size_t cut = n / 3;
-    EXPECT_EQ(whole, Crc32cExtend(Crc32cExtend(0, data.data(), cut), data.data() + cut, n - cut)) << n;
+    EXPECT_EQ(whole, Crc32cExtend(Crc32cExtend(0, data.data(), cut), data.data() + cut, n - cut))
+        << n;
   }
 }
 
@@ -94,7 +95,8 @@ TEST(Format, EveryBitOfAnEntryBatchIsCovered) {
   back.clear();
   EXPECT_EQ(ReadBatch(other, value, &back).code(), StatusCode::kCorruption);
   back.clear();
-  EXPECT_EQ(ReadBatch(key, value.substr(0, value.size() - 1), &back).code(), StatusCode::kCorruption);
+  EXPECT_EQ(ReadBatch(key, value.substr(0, value.size() - 1), &back).code(),
+            StatusCode::kCorruption);
 }
 
 TEST(Format, OtherRecordsRoundTripAndDetectDamage) {

@@ -47,7 +47,8 @@ inline std::vector<raft::Entry> MakeEntries(raft::Index lo, raft::Index hi, raft
     e.series_id = i + term;
     e.responded_to = i / 2;
     e.cmd.resize(payload_bytes);
-    for (size_t b = 0; b < payload_bytes; ++b) e.cmd[b] = static_cast<char>((i * 31 + term * 17 + b) & 0xff);
+    for (size_t b = 0; b < payload_bytes; ++b)
+      e.cmd[b] = static_cast<char>((i * 31 + term * 17 + b) & 0xff);
     out.push_back(std::move(e));
   }
   return out;

@@ -55,7 +55,8 @@ class Workload {
     logs_.assign(kShards, {});
     std::vector<ReplicaUpdate> updates;
     for (raft::ShardId s = 1; s <= kShards; ++s) {
-      for (raft::Index i = Start(k); i <= k * kEntriesPerSave; ++i) logs_[s - 1].push_back(MakeEntry(s, i, k));
+      for (raft::Index i = Start(k); i <= k * kEntriesPerSave; ++i)
+        logs_[s - 1].push_back(MakeEntry(s, i, k));
       updates.push_back({s, 1, logs_[s - 1], raft::HardState{k, s, k * kEntriesPerSave}, {}});
     }
     return db->Save(updates);
@@ -89,7 +90,8 @@ class Workload {
       return Status::Internal(who + "wrong compaction term");
     }
     std::vector<raft::Entry> out;
-    FLOTILLA_RETURN_IF_ERROR(db->Entries(s, 1, st->first_index, st->last_index + 1, UINT64_MAX, &out));
+    FLOTILLA_RETURN_IF_ERROR(
+        db->Entries(s, 1, st->first_index, st->last_index + 1, UINT64_MAX, &out));
     for (const raft::Entry& e : out) {
       if (e != MakeEntry(s, e.index, TermOf(e.index, k))) {
         return Status::Internal(who + "entry " + std::to_string(e.index) + " has term " +

@@ -38,8 +38,8 @@ INSTANTIATE_TEST_SUITE_P(Seeds, CoreSimTest, ::testing::Range(0, 8));
 //          first seen after newer terms committed more; a removed replica
 //          counted as a voter by its own stale view).
 TEST(CoreSimRegression, FormerlyFailingSeeds) {
-  for (uint64_t seed : {100185ULL, 101743ULL, 101763ULL, 101836ULL, 109160ULL, 109928ULL, 109347ULL,
-                        109985ULL}) {
+  for (uint64_t seed :
+       {100185ULL, 101743ULL, 101763ULL, 101836ULL, 109160ULL, 109928ULL, 109347ULL, 109985ULL}) {
     const CoreSimResult r = RunCoreSim(seed, CoreSimOptions{});
     EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
   }

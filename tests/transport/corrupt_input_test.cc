@@ -39,10 +39,18 @@ std::string Mutate(std::string s, std::mt19937_64& rng) {
   for (int i = 0; i < edits && !s.empty(); ++i) {
     size_t at = rng() % s.size();
     switch (rng() % 4) {
-      case 0: s[at] = static_cast<char>(s[at] ^ (1 << (rng() % 8))); break;
-      case 1: s[at] = static_cast<char>(rng()); break;
-      case 2: s.resize(at); break;
-      default: s.insert(at, RandomBytes(rng, 8)); break;
+      case 0:
+        s[at] = static_cast<char>(s[at] ^ (1 << (rng() % 8)));
+        break;
+      case 1:
+        s[at] = static_cast<char>(rng());
+        break;
+      case 2:
+        s.resize(at);
+        break;
+      default:
+        s.insert(at, RandomBytes(rng, 8));
+        break;
     }
   }
   return s;
@@ -107,9 +115,8 @@ TEST(CorruptInputTest, RandomAndDamagedChunksAreRejected) {
 
 // Sends raw frames (any bytes, not necessarily protobuf) on one call of
 // `method` with gRPC's generic stub; returns the call's final status.
-grpc::Status SendRawFrames(const std::shared_ptr<grpc::Channel>& channel,
-                           const std::string& method, const std::vector<std::string>& frames,
-                           bool read_first_reply) {
+grpc::Status SendRawFrames(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                           const std::vector<std::string>& frames, bool read_first_reply) {
   grpc::GenericStub stub(channel);
   grpc::CompletionQueue cq;
   grpc::ClientContext ctx;

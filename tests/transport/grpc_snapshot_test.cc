@@ -24,7 +24,10 @@ class InterruptingSource final : public SnapshotSource {
  public:
   InterruptingSource(std::unique_ptr<SnapshotSource> inner, uint64_t half_bytes,
                      std::function<void()> at_half, bool fail)
-      : inner_(std::move(inner)), half_bytes_(half_bytes), at_half_(std::move(at_half)), fail_(fail) {}
+      : inner_(std::move(inner)),
+        half_bytes_(half_bytes),
+        at_half_(std::move(at_half)),
+        fail_(fail) {}
   Result<bool> NextFile(std::string* name) override { return inner_->NextFile(name); }
   Result<size_t> Read(size_t max_bytes, std::string* out) override {
     if (read_ >= half_bytes_) {
@@ -117,8 +120,8 @@ TEST_F(GrpcSnapshotTest, SixtyFourMebibytesStreamedAndVerified) {
 TEST_F(GrpcSnapshotTest, ConnectionCutMidStreamLeavesNothingAndRetrySucceeds) {
   TcpProxy proxy(b_->transport->address());
   registry_.Add(1, 2, proxy.address());
-  auto cutting = std::make_unique<InterruptingSource>(Source(), kStateBytes / 2,
-                                                      [&] { proxy.Cut(); }, false);
+  auto cutting = std::make_unique<InterruptingSource>(
+      Source(), kStateBytes / 2, [&] { proxy.Cut(); }, false);
   ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), std::move(cutting)}).ok());
   bool failed = false;
   ASSERT_TRUE(WaitStatus(1, &failed));
@@ -133,7 +136,8 @@ TEST_F(GrpcSnapshotTest, ConnectionCutMidStreamLeavesNothingAndRetrySucceeds) {
 }
 
 TEST_F(GrpcSnapshotTest, SourceFailureAbortsCleanly) {
-  auto failing = std::make_unique<InterruptingSource>(Source(), 8u << 20, [] {}, true);
+  auto failing = std::make_unique<InterruptingSource>(
+      Source(), 8u << 20, [] {}, true);
   ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), std::move(failing)}).ok());
   bool failed = false;
   ASSERT_TRUE(WaitStatus(1, &failed));

@@ -62,7 +62,7 @@ class TcpProxy {
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::mutex mu_;
-  std::vector<int> fds_;  // guarded by mu_
+  std::vector<int> fds_;              // guarded by mu_
   std::vector<std::thread> threads_;  // guarded by mu_
   std::thread acceptor_;
 };

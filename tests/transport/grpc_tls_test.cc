@@ -17,13 +17,15 @@ using testing::MakeHeartbeat;
 using testing::Node;
 using testing::TempDir;
 
-bool RunQuiet(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+bool RunQuiet(const std::string& cmd) {
+  return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
+}
 
 const char* kNewKey = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
 
 bool MakeCa(const std::string& dir, const std::string& name) {
   return RunQuiet("openssl req -x509 " + std::string(kNewKey) + " -keyout " + dir + "/" + name +
-             ".key -out " + dir + "/" + name + ".pem -days 2 -subj /CN=" + name);
+                  ".key -out " + dir + "/" + name + ".pem -days 2 -subj /CN=" + name);
 }
 
 // A certificate for a NodeHost on 127.0.0.1, good for server and client use.
@@ -32,9 +34,10 @@ bool MakeCert(const std::string& dir, const std::string& name, const std::string
                                  "extendedKeyUsage=serverAuth,clientAuth\n";
   const std::string p = dir + "/" + name;
   return RunQuiet("openssl req " + std::string(kNewKey) + " -keyout " + p + ".key -out " + p +
-             ".csr -subj /CN=" + name) &&
-         RunQuiet("openssl x509 -req -in " + p + ".csr -CA " + dir + "/" + ca + ".pem -CAkey " + dir +
-             "/" + ca + ".key -CAcreateserial -out " + p + ".pem -days 2 -extfile " + dir + "/ext");
+                  ".csr -subj /CN=" + name) &&
+         RunQuiet("openssl x509 -req -in " + p + ".csr -CA " + dir + "/" + ca + ".pem -CAkey " +
+                  dir + "/" + ca + ".key -CAcreateserial -out " + p + ".pem -days 2 -extfile " +
+                  dir + "/ext");
 }
 
 class GrpcTlsTest : public ::testing::Test {
@@ -43,7 +46,8 @@ class GrpcTlsTest : public ::testing::Test {
     if (!RunQuiet("openssl version")) GTEST_SKIP() << "openssl CLI not installed";
     const std::string d = tmp_.path();
     ASSERT_TRUE(MakeCa(d, "ca") && MakeCa(d, "other-ca"));
-    ASSERT_TRUE(MakeCert(d, "a", "ca") && MakeCert(d, "b", "ca") && MakeCert(d, "rogue", "other-ca"));
+    ASSERT_TRUE(MakeCert(d, "a", "ca") && MakeCert(d, "b", "ca") &&
+                MakeCert(d, "rogue", "other-ca"));
   }
 
   TransportConfig Tls(const std::string& name, const std::string& cert) {

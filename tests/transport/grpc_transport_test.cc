@@ -159,8 +159,8 @@ TEST_F(GrpcTransportTest, ControlMessagesDoNotWaitBehindAppends) {
   ASSERT_TRUE(SendUntil(*a, b->handler, [&] { return !b->handler.messages().empty(); }));
   constexpr int kAppends = 96;
   for (int i = 1; i <= kAppends; ++i) {
-    ASSERT_TRUE(a->transport->Send(MakeAppend(1, 1, 2, static_cast<raft::Index>(i),
-                                              std::string(1u << 20, 'x'))));
+    ASSERT_TRUE(a->transport->Send(
+        MakeAppend(1, 1, 2, static_cast<raft::Index>(i), std::string(1u << 20, 'x'))));
   }
   raft::Message vote;
   vote.type = raft::MessageType::kRequestVote;

@@ -31,7 +31,10 @@ TEST(RegistryTest, ResolveMany) {
   r.Add(7, 1, "x");
   std::vector<std::string> got;
   r.ResolveMany(
-      2, [](size_t i) { return std::pair<raft::ShardId, raft::ReplicaId>{7, i + 1}; },
+      2,
+      [](size_t i) {
+        return std::pair<raft::ShardId, raft::ReplicaId>{7, i + 1};
+      },
       [&](size_t, const std::string* a) { got.push_back(a ? *a : "-"); });
   EXPECT_EQ(got, (std::vector<std::string>{"x", "-"}));
 }

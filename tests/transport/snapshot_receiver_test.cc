@@ -40,8 +40,7 @@ std::vector<OwnedChunk> ChunksOf(const std::string& path, size_t chunk_bytes) {
   return out;
 }
 
-Status Receive(const std::string& dir, const std::vector<OwnedChunk>& chunks,
-               std::string* path) {
+Status Receive(const std::string& dir, const std::vector<OwnedChunk>& chunks, std::string* path) {
   SnapshotReceiver rx(dir, SnapshotReceiverLimits{});
   FLOTILLA_RETURN_IF_ERROR(rx.Begin(MakeInstall(5, 1, 2, 30)));
   for (const auto& c : chunks) FLOTILLA_RETURN_IF_ERROR(rx.Add(c.view));
@@ -77,16 +76,16 @@ TEST_F(SnapshotStreamTest, EveryCorruptionIsRejectedAndCleanedUp) {
   const auto good = ChunksOf(tmp_.Sub("src"), 4096);
   // One kind of damage per case; each must fail and leave nothing behind.
   std::vector<std::function<void(std::vector<OwnedChunk>&)>> damage = {
-      [](auto& c) { c[3].data[10] ^= 1; },                     // flipped bit
-      [](auto& c) { c[3].view.data_crc32c ^= 1; },             // bad chunk checksum
-      [](auto& c) { c.erase(c.begin() + 2); },                 // lost chunk
-      [](auto& c) { c.pop_back(); },                           // no last chunk
-      [](auto& c) { c.back().view.total_bytes += 1; },         // wrong total
-      [](auto& c) { c.back().view.file_count += 1; },          // wrong file count
-      [](auto& c) { c[1].view.file_offset += 1; },             // wrong offset
-      [](auto& c) { c[0].name = "../escape"; },                // path escape
-      [](auto& c) { c[0].name = ""; },                         // no name
-      [](auto& c) { c.insert(c.begin() + 3, c[2]); },          // duplicated chunk
+      [](auto& c) { c[3].data[10] ^= 1; },              // flipped bit
+      [](auto& c) { c[3].view.data_crc32c ^= 1; },      // bad chunk checksum
+      [](auto& c) { c.erase(c.begin() + 2); },          // lost chunk
+      [](auto& c) { c.pop_back(); },                    // no last chunk
+      [](auto& c) { c.back().view.total_bytes += 1; },  // wrong total
+      [](auto& c) { c.back().view.file_count += 1; },   // wrong file count
+      [](auto& c) { c[1].view.file_offset += 1; },      // wrong offset
+      [](auto& c) { c[0].name = "../escape"; },         // path escape
+      [](auto& c) { c[0].name = ""; },                  // no name
+      [](auto& c) { c.insert(c.begin() + 3, c[2]); },   // duplicated chunk
   };
   for (size_t i = 0; i < damage.size(); ++i) {
     auto chunks = good;
