@@ -84,26 +84,32 @@ std::unique_ptr<Client> Client::Create(ClientOptions o, std::string* error) {
   return c;
 }
 
-Client::Channel* Client::ChannelFor(const std::string& endpoint) {
+std::shared_ptr<Client::Channel> Client::ChannelFor(const std::string& endpoint) {
   std::lock_guard<std::mutex> l(mu_);
-  auto& ch = channels_[endpoint];
+  std::shared_ptr<Channel>& ch = channels_[endpoint];
   if (!ch) {
-    ch = std::make_unique<Channel>();
+    ch = std::make_shared<Channel>();
     grpc::ChannelArguments args;
-    // Fail fast and retry soon when a daemon comes back.
+    // A channel of its own per endpoint (not gRPC's shared subchannel pool),
+    // so that DropChannel really forgets a failed connection's backoff.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     ch->channel = grpc::CreateCustomChannel(endpoint, creds_, args);
     ch->kv = KV::NewStub(ch->channel);
     ch->admin = Admin::NewStub(ch->channel);
   }
-  return ch.get();
+  return ch;
+}
+
+void Client::DropChannel(const std::string& endpoint) {
+  std::lock_guard<std::mutex> l(mu_);
+  channels_.erase(endpoint);
 }
 
 CallInfo Client::CallOnce(const std::string& endpoint, const Rpc& fn, Clock::time_point deadline,
                           bool auth) {
-  Channel* ch = ChannelFor(endpoint);
+  const std::shared_ptr<Channel> ch = ChannelFor(endpoint);
   grpc::ClientContext ctx;
   ctx.set_deadline(
       std::chrono::system_clock::now() +
@@ -116,7 +122,13 @@ CallInfo Client::CallOnce(const std::string& endpoint, const Rpc& fn, Clock::tim
   info.hosts_hint = Trailer(ctx, kHostsHeader);
   info.retry_safe = !Trailer(ctx, kRetrySafeHeader).empty();
   info.unreachable = NotConnected(info.status);
-  if (info.unreachable) info.unreachable_endpoints.push_back(endpoint);
+  if (info.unreachable) {
+    info.unreachable_endpoints.push_back(endpoint);
+    // A channel that failed to connect waits out gRPC's reconnect backoff
+    // (seconds) before it tries again; a fresh one connects at once when
+    // the daemon is back.
+    DropChannel(endpoint);
+  }
   return info;
 }
 
@@ -167,20 +179,22 @@ CallInfo Client::Routed(const std::string& first, const Rpc& fn, bool retry_any,
   return info;
 }
 
-grpc::Status Client::EnsureShardMap() {
+CallInfo Client::EnsureShardMap() {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (shard_map_) return grpc::Status::OK;
+    if (shard_map_) return CallInfo();
   }
   ShardMapResponse res;
   CallInfo info = GetShardMap(&res);
-  if (!info.ok()) return info.status;
-  if (res.shard_ids().empty())
-    return {grpc::StatusCode::FAILED_PRECONDITION, "the daemon's shard map is empty"};
+  if (!info.ok()) return info;
+  if (res.shard_ids().empty()) {
+    info.status = {grpc::StatusCode::FAILED_PRECONDITION, "the daemon's shard map is empty"};
+    return info;
+  }
   std::lock_guard<std::mutex> l(mu_);
   if (!shard_map_)
     shard_map_ = nodehost::ShardMap({res.shard_ids().begin(), res.shard_ids().end()});
-  return grpc::Status::OK;
+  return info;
 }
 
 std::string Client::EndpointForShard(uint64_t shard) {
@@ -211,12 +225,8 @@ CallInfo Client::GetShardMap(ShardMapResponse* out) {
 }
 
 CallInfo Client::Keyed(const std::string& key, const Rpc& fn, bool retry_any, bool auth) {
-  CallInfo info;
-  if (grpc::Status s = EnsureShardMap(); !s.ok()) {
-    info.status = s;
-    info.unreachable = NotConnected(s);
-    return info;
-  }
+  CallInfo info = EnsureShardMap();
+  if (!info.ok()) return info;
   const uint64_t shard = shard_map_->ShardOf(key);  // set once, never changed after
   info = Routed(EndpointForShard(shard), fn, retry_any, auth);
   RememberLeader(shard, info);
@@ -269,12 +279,8 @@ CallInfo Client::Cas(const std::string& key, const std::optional<std::string>& e
 
 CallInfo Client::Scan(const std::string& prefix, uint32_t limit, uint64_t shard, bool stale,
                       std::vector<KeyValue>* out, bool* more) {
-  CallInfo info;
-  if (grpc::Status s = EnsureShardMap(); !s.ok()) {
-    info.status = s;
-    info.unreachable = NotConnected(s);
-    return info;
-  }
+  CallInfo info = EnsureShardMap();
+  if (!info.ok()) return info;
   std::vector<uint64_t> shards;
   if (shard != 0) {
     shards.push_back(shard);

@@ -95,19 +95,20 @@ class Client {
   CallInfo OnLeader(uint64_t shard, const Rpc& fn);
   std::string EndpointForShard(uint64_t shard);
   void RememberLeader(uint64_t shard, const CallInfo& info);
-  grpc::Status EnsureShardMap();
+  CallInfo EnsureShardMap();
 
   struct Channel {
     std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<KV::Stub> kv;
     std::unique_ptr<Admin::Stub> admin;
   };
-  Channel* ChannelFor(const std::string& endpoint);
+  std::shared_ptr<Channel> ChannelFor(const std::string& endpoint);
+  void DropChannel(const std::string& endpoint);
 
   ClientOptions options_;
   std::shared_ptr<grpc::ChannelCredentials> creds_;
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Channel>> channels_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::shared_ptr<Channel>> channels_;  // GUARDED_BY(mu_)
   std::map<uint64_t, std::string> leader_of_;                 // GUARDED_BY(mu_)
   std::optional<ShardMap> shard_map_;                         // GUARDED_BY(mu_)
   size_t next_endpoint_ = 0;                                  // GUARDED_BY(mu_)

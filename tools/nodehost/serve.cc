@@ -218,6 +218,9 @@ int RunServe(const std::string& config_path) {
   http.Stop();
   (*nh)->Close();
   spdlog::info("nodehost: stopped");
+  server.reset();
+  nh->reset();  // closes every replica's RocksDB
+  spdlog::shutdown();
   return kServeOk;
 }
 
