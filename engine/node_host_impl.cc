@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "engine/snapshot_files.h"
+#include "engine/snapshot_stream.h"
 #include "flotilla/events.h"
 #include "logdb/memory_logdb.h"
 #include "logdb/rocks_logdb.h"
@@ -88,6 +89,25 @@ namespace {
 constexpr uint64_t kMaxTicksPerPass = 5;
 constexpr uint64_t kMaxCacheBytes = 16 << 20;
 constexpr uint64_t kSweepEveryTicks = 64;
+// Bytes of an on-disk state machine's snapshot held between its writer and
+// the transport.
+constexpr size_t kStreamPipeBytes = 4 << 20;
+constexpr size_t kSnapshotWorkers = 2;
+
+// A pipe writer that counts the bytes it passes on.
+class CountingPipeWriter final : public SnapshotWriter {
+ public:
+  explicit CountingPipeWriter(std::shared_ptr<SnapshotPipe> pipe) : pipe_(std::move(pipe)) {}
+  Status Write(std::string_view b) override {
+    bytes_ += b.size();
+    return pipe_->Write(b);
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  std::shared_ptr<SnapshotPipe> pipe_;
+  uint64_t bytes_ = 0;
+};
 // logdb::Bootstrap::state_machine_kind values.
 constexpr uint8_t kInMemoryKind = 0;
 constexpr uint8_t kConcurrentKind = 1;
@@ -253,6 +273,12 @@ void StepWorker::SendSnapshots(Replica* r) {
     return m.type != raft::MessageType::kInstallSnapshot;
   });
   for (auto m = it; m != msgs.end(); ++m) {
+    if (r->sm()->on_disk()) {
+      // Streamed straight from the state machine by its apply worker.
+      r->PushStreamRequest(std::move(*m));
+      nh_->apply_worker_for(r->shard_id)->Notify(r);
+      continue;
+    }
     const std::string path = SnapshotPath(r->snapshot_root, m->snapshot.index);
     Result<std::unique_ptr<transport::SnapshotSource>> src = transport::NewFileSnapshotSource(path);
     Status s = src.status();
@@ -423,6 +449,7 @@ bool ApplyWorker::RunOnce() {
       for (ApplyTask& t : tasks) Apply(r, t);
     }
     ServeSnapshotRequests(r);
+    ServeStreamRequests(r);
   }
   return !work_.empty();
 }
@@ -460,7 +487,16 @@ void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
     if (e.type != raft::EntryType::kNormal) continue;
     if (e.index <= r->skip_through && e.series_id != Session::kRegisterSeries &&
         e.series_id != Session::kUnregisterSeries) {
-      continue;  // applied durably by an on-disk state machine before a restart
+      // Applied durably by an on-disk state machine before a restart. Its
+      // session record is not in the restored registry: record it (its
+      // original result is unknown now), so that a retried duplicate is
+      // answered, never applied a second time.
+      const Sessions::Result* cached = nullptr;
+      if (e.client_id != 0 && r->sessions.Begin(e.client_id, e.series_id, e.responded_to,
+                                                &cached) == Sessions::Check::kApply) {
+        r->sessions.Record(e.client_id, e.series_id, Sessions::Result{0, ""});
+      }
+      continue;
     }
     if (e.client_id != 0) {
       if (e.series_id == Session::kRegisterSeries) {
@@ -562,6 +598,46 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   return true;
 }
 
+// An on-disk state machine's snapshot for a follower: prepared now, at the
+// applied index (which is at or past the index the core asked for, and
+// committed), and streamed from the state machine by a snapshot worker.
+void ApplyWorker::ServeStreamRequests(Replica* r) {
+  r->TakeStreamRequests(&stream_requests_);
+  for (raft::Message& install : stream_requests_) {
+    const raft::ReplicaId to = install.to;
+    Result<std::shared_ptr<void>> prepared =
+        r->stopped.load() ? Result<std::shared_ptr<void>>(Status::Terminated("replica stopped"))
+                          : r->sm()->Prepare();
+    Status s = prepared.status();
+    if (s.ok()) {
+      install.snapshot.index = r->applied.load();
+      install.snapshot.term = r->applied_term;
+      install.snapshot.membership = r->sm_membership;
+      SnapshotWorkers* workers = nh_->snapshot_workers();
+      auto pipe = std::make_shared<SnapshotPipe>(workers->threaded() ? kStreamPipeBytes : 0);
+      transport::SnapshotJob job;
+      job.install = std::move(install);
+      job.source = NewStateMachineSnapshotSource(r->sessions.Serialize(), pipe);
+      // The writer first: without threads it runs here, to the end.
+      ManagedStateMachine* sm = r->sm();
+      Counters* c = &nh_->counters();
+      workers->Submit([sm, c, pipe, p = std::move(prepared).value()]() mutable {
+        CountingPipeWriter w(pipe);
+        Status saved = sm->SavePrepared(std::move(p), &w);
+        Counters::Add(c->snapshot_bytes_sent, w.bytes());
+        pipe->Finish(std::move(saved));
+      });
+      s = nh_->transport()->SendSnapshot(std::move(job));
+    }
+    if (!s.ok()) {
+      spdlog::warn("shard {} replica {}: cannot stream a snapshot to replica {}: {}", r->shard_id,
+                   r->replica_id, to, s.ToString());
+      r->PushSnapshotStatus(to, true);
+      nh_->NotifyStep(r);
+    }
+  }
+}
+
 void ApplyWorker::ServeSnapshotRequests(Replica* r) {
   r->TakeSnapshotRequests(&snapshot_keys_);
   if (snapshot_keys_.empty() || r->stopped.load()) return;
@@ -591,8 +667,11 @@ void ApplyWorker::MaybeSnapshot(Replica* r, bool requested) {
   meta.term = r->applied_term;
   meta.membership = r->sm_membership;
   Status synced = r->sm()->Sync();
+  // An on-disk state machine keeps its own data (durable after Sync): its
+  // local snapshot is shallow, and followers get theirs streamed from it.
+  ManagedStateMachine* data = r->sm()->on_disk() ? nullptr : r->sm();
   Result<std::string> dir =
-      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, r->sm(), r->sessions.Serialize())
+      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, data, r->sessions.Serialize())
                   : Result<std::string>(synced);
   if (!dir.ok()) {
     spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
@@ -689,6 +768,7 @@ Status NodeHostImpl::Init() {
   const uint32_t applies = config_.apply_workers ? config_.apply_workers : cores;
   for (uint32_t i = 0; i < steps; ++i) step_.push_back(std::make_unique<StepWorker>(this, i));
   for (uint32_t i = 0; i < applies; ++i) apply_.push_back(std::make_unique<ApplyWorker>(this));
+  snapshot_workers_ = std::make_unique<SnapshotWorkers>(kSnapshotWorkers, deps_.start_threads);
   if (deps_.start_threads) StartThreads();
   return Status::Ok();
 }
@@ -732,6 +812,9 @@ void NodeHostImpl::Close() {
   for (std::thread& t : threads_) t.join();
   threads_.clear();
   if (transport_) transport_->Stop();
+  // After the transport: a stopped transport closes the streams' pipes, so
+  // writers blocked on them finish.
+  if (snapshot_workers_) snapshot_workers_->Stop();
   std::unique_lock<std::shared_mutex> l(replicas_mu_);
   for (auto& [id, r] : replicas_) {
     r->stopped.store(true);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/replica.h"
+#include "engine/snapshot_stream.h"
 #include "flotilla/metrics.h"
 #include "flotilla/node_host.h"
 #include "logdb/logdb.h"
@@ -128,11 +129,13 @@ class ApplyWorker : public WorkerBase {
   std::vector<Outcome> outcomes_;
   void MaybeSnapshot(Replica* r, bool requested = false);
   void ServeSnapshotRequests(Replica* r);
+  void ServeStreamRequests(Replica* r);
 
   NodeHostImpl* nh_;
   std::vector<Replica*> work_;
   std::vector<SMEntry> sm_entries_;
   std::vector<uint64_t> snapshot_keys_;
+  std::vector<raft::Message> stream_requests_;
 };
 
 // What a NodeHost is built from. The defaults (RocksDB, gRPC, threads, a
@@ -207,6 +210,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   uint64_t ticks() const { return ticks_.load(std::memory_order_acquire); }
   std::atomic<uint32_t>& campaigning() { return campaigning_; }
   Counters& counters() { return counters_; }
+  SnapshotWorkers* snapshot_workers() { return snapshot_workers_.get(); }
   void OnStorageFailure(const Status& s);
   void NotifyStep(Replica* r);
 
@@ -231,6 +235,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::unique_ptr<transport::Transport> transport_;
   std::vector<std::unique_ptr<StepWorker>> step_;
   std::vector<std::unique_ptr<ApplyWorker>> apply_;
+  std::unique_ptr<SnapshotWorkers> snapshot_workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> closed_{false};

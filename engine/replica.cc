@@ -147,6 +147,17 @@ void Replica::TakeSnapshotRequests(std::vector<uint64_t>* out) {
   out->swap(snapshot_requests_);
 }
 
+void Replica::PushStreamRequest(raft::Message&& install) {
+  std::lock_guard<std::mutex> l(apply_mu_);
+  stream_requests_.push_back(std::move(install));
+}
+
+void Replica::TakeStreamRequests(std::vector<raft::Message>* out) {
+  out->clear();
+  std::lock_guard<std::mutex> l(apply_mu_);
+  out->swap(stream_requests_);
+}
+
 void Replica::PublishMembership() {
   std::lock_guard<std::mutex> l(view_mu_);
   membership_view_ = sm_membership;

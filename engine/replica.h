@@ -107,6 +107,10 @@ class Replica {
   // Snapshot requests (keys of pending requests) for the apply worker.
   void PushSnapshotRequest(uint64_t key);
   void TakeSnapshotRequests(std::vector<uint64_t>* out);
+  // On-disk kind: kInstallSnapshot messages the core wants sent; the apply
+  // worker streams a fresh snapshot from the state machine for each.
+  void PushStreamRequest(raft::Message&& install);
+  void TakeStreamRequests(std::vector<raft::Message>* out);
   size_t ApplyDepth();
   // Reads confirmed by Raft that wait for the state machine to catch up.
   std::deque<raft::ReadState> waiting_reads;  // apply worker only
@@ -153,7 +157,8 @@ class Replica {
 
   std::mutex apply_mu_;
   std::deque<ApplyTask> apply_queue_;
-  std::vector<uint64_t> snapshot_requests_;  // guarded by apply_mu_
+  std::vector<uint64_t> snapshot_requests_;     // guarded by apply_mu_
+  std::vector<raft::Message> stream_requests_;  // guarded by apply_mu_
 
   std::mutex view_mu_;
   raft::Membership membership_view_;  // guarded by view_mu_
