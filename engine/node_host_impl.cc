@@ -360,9 +360,12 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
     r->SweepExpired(internal::RequestState::Clock::now());
   }
   // A restart of thousands of shards must not start thousands of elections
-  // at once: campaigns wait for a slot under max_concurrent_campaigns.
+  // at once: campaigns wait for a slot under max_concurrent_campaigns. A
+  // replica still campaigning (its last campaign failed) holds a slot and
+  // uses it again; otherwise failed pre-candidates holding every slot would
+  // stop all elections for good.
   if (p.raft().wants_campaign() &&
-      nh_->campaigning().load() < nh_->config().max_concurrent_campaigns) {
+      (r->campaigning || nh_->campaigning().load() < nh_->config().max_concurrent_campaigns)) {
     p.Campaign();
   }
 }

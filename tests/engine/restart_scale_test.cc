@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -20,7 +21,11 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr uint64_t kShards = 10000;
+// FLOTILLA_RESTART_SHARDS overrides the count (for a quick local run).
+const uint64_t kShards = [] {
+  const char* v = std::getenv("FLOTILLA_RESTART_SHARDS");
+  return v != nullptr ? std::strtoull(v, nullptr, 10) : 10000ULL;
+}();
 constexpr int kHosts = 3;
 
 double Since(Clock::time_point t) {
