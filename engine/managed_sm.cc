@@ -48,13 +48,18 @@ class Concurrent final : public ManagedStateMachine {
   }
   Result<std::string> Lookup(std::string_view q) override { return sm_->Lookup(q); }
   Status SaveSnapshot(SnapshotWriter* w) override {
-    Result<std::shared_ptr<void>> prepared = [&] {
-      std::lock_guard<std::mutex> l(update_mu_);
-      return sm_->PrepareSnapshot();
-    }();
+    Result<std::shared_ptr<void>> prepared = Prepare();
     if (!prepared.ok()) return prepared.status();
     return sm_->SaveSnapshot(std::move(prepared).value(), w);
   }
+  Result<std::shared_ptr<void>> Prepare() override {
+    std::lock_guard<std::mutex> l(update_mu_);
+    return sm_->PrepareSnapshot();
+  }
+  Status SavePrepared(std::shared_ptr<void> prepared, SnapshotWriter* w) override {
+    return sm_->SaveSnapshot(std::move(prepared), w);
+  }
+  bool on_disk() const override { return std::is_base_of_v<OnDiskStateMachine, SM>; }
   Status Recover(SnapshotReader* r) override {
     std::lock_guard<std::mutex> l(update_mu_);
     return sm_->RecoverFromSnapshot(r);

@@ -24,6 +24,19 @@ class ManagedStateMachine {
   virtual Status Recover(SnapshotReader* r) = 0;
   // On-disk kind: make every applied entry durable.
   virtual Status Sync() { return Status::Ok(); }
+  // On-disk kind: snapshots stream from the state machine itself.
+  virtual bool on_disk() const { return false; }
+  // Concurrent and on-disk kinds: captures the state after the last Update
+  // (updates held off meanwhile); SavePrepared then writes it while updates
+  // go on, from any thread.
+  virtual Result<std::shared_ptr<void>> Prepare() {
+    return Status::Internal("this state-machine kind has no prepared snapshots");
+  }
+  virtual Status SavePrepared(std::shared_ptr<void> prepared, SnapshotWriter* w) {
+    (void)prepared;
+    (void)w;
+    return Status::Internal("this state-machine kind has no prepared snapshots");
+  }
 };
 
 std::unique_ptr<ManagedStateMachine> Manage(std::unique_ptr<StateMachine> sm);

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "engine/snapshot_files.h"
+#include "engine/snapshot_stream.h"
 #include "flotilla/events.h"
 #include "logdb/memory_logdb.h"
 #include "logdb/rocks_logdb.h"
@@ -88,6 +89,25 @@ namespace {
 constexpr uint64_t kMaxTicksPerPass = 5;
 constexpr uint64_t kMaxCacheBytes = 16 << 20;
 constexpr uint64_t kSweepEveryTicks = 64;
+// Bytes of an on-disk state machine's snapshot held between its writer and
+// the transport.
+constexpr size_t kStreamPipeBytes = 4 << 20;
+constexpr size_t kSnapshotWorkers = 2;
+
+// A pipe writer that counts the bytes it passes on.
+class CountingPipeWriter final : public SnapshotWriter {
+ public:
+  explicit CountingPipeWriter(std::shared_ptr<SnapshotPipe> pipe) : pipe_(std::move(pipe)) {}
+  Status Write(std::string_view b) override {
+    bytes_ += b.size();
+    return pipe_->Write(b);
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  std::shared_ptr<SnapshotPipe> pipe_;
+  uint64_t bytes_ = 0;
+};
 // logdb::Bootstrap::state_machine_kind values.
 constexpr uint8_t kInMemoryKind = 0;
 constexpr uint8_t kConcurrentKind = 1;
@@ -95,6 +115,17 @@ constexpr uint8_t kOnDiskKind = 2;
 
 std::string RoleString(int role) {
   return std::string(raft::RoleName(static_cast<raft::Role>(role)));
+}
+
+// Bytes of the regular files in `path` (a file or a directory).
+uint64_t DirectoryBytes(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec)) return std::filesystem::file_size(path, ec);
+  uint64_t total = 0;
+  for (const auto& f : std::filesystem::directory_iterator(path, ec)) {
+    if (f.is_regular_file(ec)) total += f.file_size(ec);
+  }
+  return total;
 }
 
 }  // namespace
@@ -162,13 +193,20 @@ bool StepWorker::RunPass() {
 
   // The leader's appends leave before its own fsync (Raft thesis 10.2.1).
   transport::Transport* tr = nh_->transport();
+  Counters& c = nh_->counters();
+  uint64_t sent = 0;
+  uint64_t unsent = 0;
   for (Replica* r : updated_) {
     if (r->update.messages.empty()) continue;
     SendSnapshots(r);
     dropped_.clear();
+    sent += r->update.messages.size();
     tr->SendBatch(r->update.messages, &dropped_);
+    unsent += dropped_.size();
     for (const auto& d : dropped_) r->unreachable_scratch.push_back(d.replica_id);
   }
+  Counters::Add(c.messages_sent, sent);
+  Counters::Add(c.messages_dropped, unsent);
   // One durable write for every replica of the pass.
   saves_.clear();
   for (Replica* r : updated_) {
@@ -191,7 +229,20 @@ bool StepWorker::RunPass() {
     }
   }
   if (!saves_.empty()) {
+    uint64_t entries = 0;
+    uint64_t bytes = 0;
+    for (const logdb::ReplicaUpdate& ru : saves_) {
+      entries += ru.entries.size();
+      for (const raft::Entry& e : ru.entries) bytes += e.cmd.size();
+    }
+    const auto t0 = std::chrono::steady_clock::now();
     Status s = nh_->logdb()->Save(saves_);
+    c.save_latency.Observe(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count()));
+    Counters::Add(c.saves, 1);
+    Counters::Add(c.saved_entries, entries);
+    Counters::Add(c.saved_bytes, bytes);
     if (!s.ok()) {
       // Never retried as if nothing happened: the replicas of this pass stop.
       nh_->OnStorageFailure(s);
@@ -222,10 +273,17 @@ void StepWorker::SendSnapshots(Replica* r) {
     return m.type != raft::MessageType::kInstallSnapshot;
   });
   for (auto m = it; m != msgs.end(); ++m) {
+    if (r->sm()->on_disk()) {
+      // Streamed straight from the state machine by its apply worker.
+      r->PushStreamRequest(std::move(*m));
+      nh_->apply_worker_for(r->shard_id)->Notify(r);
+      continue;
+    }
     const std::string path = SnapshotPath(r->snapshot_root, m->snapshot.index);
     Result<std::unique_ptr<transport::SnapshotSource>> src = transport::NewFileSnapshotSource(path);
     Status s = src.status();
     if (src.ok()) {
+      Counters::Add(nh_->counters().snapshot_bytes_sent, DirectoryBytes(path));
       transport::SnapshotJob job;
       job.install = std::move(*m);
       job.source = std::move(src).value();
@@ -270,7 +328,11 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
   for (const auto& [to, failed] : r->report_scratch) p.ReportSnapshotStatus(to, failed);
   if (!r->proposal_scratch.empty()) {
     const raft::ProposeResult pr = p.Propose(&r->proposal_scratch);
+    if (pr == raft::ProposeResult::kUncommittedFull || pr == raft::ProposeResult::kUnappliedFull) {
+      r->log_full.store(true, std::memory_order_relaxed);
+    }
     if (pr != raft::ProposeResult::kOk) {
+      Counters::Add(nh_->counters().proposals_dropped, r->proposal_scratch.size());
       for (const raft::Entry& e : r->proposal_scratch) {
         if (auto s = r->TakePending(e.key)) s->Complete(RequestCode::kDropped);
       }
@@ -298,9 +360,12 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
     r->SweepExpired(internal::RequestState::Clock::now());
   }
   // A restart of thousands of shards must not start thousands of elections
-  // at once: campaigns wait for a slot under max_concurrent_campaigns.
+  // at once: campaigns wait for a slot under max_concurrent_campaigns. A
+  // replica still campaigning (its last campaign failed) holds a slot and
+  // uses it again; otherwise failed pre-candidates holding every slot would
+  // stop all elections for good.
   if (p.raft().wants_campaign() &&
-      nh_->campaigning().load() < nh_->config().max_concurrent_campaigns) {
+      (r->campaigning || nh_->campaigning().load() < nh_->config().max_concurrent_campaigns)) {
     p.Campaign();
   }
 }
@@ -309,9 +374,12 @@ void StepWorker::AfterPersist(Replica* r) {
   raft::Update& u = r->update;
   if (u.snapshot) r->log->ApplySnapshot(*u.snapshot);
   r->log->Append(std::move(u.entries_to_save));
+  Counters& c = nh_->counters();
   if (!u.messages_after_persist.empty()) {
     dropped_.clear();
+    Counters::Add(c.messages_sent, u.messages_after_persist.size());
     nh_->transport()->SendBatch(u.messages_after_persist, &dropped_);
+    Counters::Add(c.messages_dropped, dropped_.size());
   }
   if (u.soft_state) {
     r->leader.store(u.soft_state->leader);
@@ -321,6 +389,7 @@ void StepWorker::AfterPersist(Replica* r) {
     if (campaigning != r->campaigning) {
       r->campaigning = campaigning;
       if (campaigning) {
+        Counters::Add(c.campaigns, 1);
         nh_->campaigning().fetch_add(1);
       } else {
         nh_->campaigning().fetch_sub(1);
@@ -328,6 +397,7 @@ void StepWorker::AfterPersist(Replica* r) {
     }
     if (u.soft_state->leader != r->reported_leader) {
       r->reported_leader = u.soft_state->leader;
+      if (u.soft_state->leader != 0) Counters::Add(c.leader_changes, 1);
       spdlog::info("shard {} replica {}: leader is now {} ({})", r->shard_id, r->replica_id,
                    u.soft_state->leader, raft::RoleName(u.soft_state->role));
       if (auto* l = nh_->listener()) {
@@ -341,6 +411,7 @@ void StepWorker::AfterPersist(Replica* r) {
   }
   if (!u.committed_entries.empty() || !u.ready_reads.empty() || !u.dropped_reads.empty() ||
       !u.dropped_keys.empty() || u.snapshot) {
+    Counters::Add(c.entries_committed, u.committed_entries.size());
     ApplyTask t;
     t.snapshot = u.snapshot;
     t.entries = std::move(u.committed_entries);
@@ -352,7 +423,15 @@ void StepWorker::AfterPersist(Replica* r) {
   }
   r->peer->Advance(u);
   r->peer->ReportApplied(r->applied.load(std::memory_order_acquire));
-  r->quiesced.store(r->peer->raft().quiesced());
+  const raft::Raft& raft = r->peer->raft();
+  r->quiesced.store(raft.quiesced());
+  // Back-pressure with hysteresis: set when the core refused proposals for
+  // its byte bounds, cleared once both are below half of their bound.
+  if (r->log_full.load(std::memory_order_relaxed) &&
+      raft.uncommitted_bytes() <= r->config.max_uncommitted_bytes / 2 &&
+      raft.unapplied_bytes() <= r->config.max_unapplied_bytes / 2) {
+    r->log_full.store(false, std::memory_order_relaxed);
+  }
   for (raft::ReplicaId to : r->unreachable_scratch) r->peer->ReportUnreachable(to);
   r->unreachable_scratch.clear();
 }
@@ -369,8 +448,11 @@ bool ApplyWorker::RunOnce() {
   std::deque<ApplyTask> tasks;
   for (Replica* r : work_) {
     tasks.clear();
-    if (!r->TakeApply(&tasks)) continue;
-    for (ApplyTask& t : tasks) Apply(r, t);
+    if (r->TakeApply(&tasks)) {
+      for (ApplyTask& t : tasks) Apply(r, t);
+    }
+    ServeSnapshotRequests(r);
+    ServeStreamRequests(r);
   }
   return !work_.empty();
 }
@@ -379,7 +461,10 @@ void ApplyWorker::ApplyConfChangeEntry(Replica* r, const raft::Entry& e) {
   raft::ConfChange cc;
   if (!raft::DecodeConfChange(e.cmd, &cc)) return;
   raft::ChangeResult next = raft::ApplyConfChange(r->sm_membership, cc);
-  if (next.ok) r->sm_membership = std::move(next.membership);
+  if (next.ok) {
+    r->sm_membership = std::move(next.membership);
+    r->PublishMembership();
+  }
   for (const raft::ConfChangeItem& item : cc.items) {
     if (item.type == raft::ConfChangeType::kRemove) {
       nh_->registry()->Remove(r->shard_id, item.replica);
@@ -405,7 +490,16 @@ void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
     if (e.type != raft::EntryType::kNormal) continue;
     if (e.index <= r->skip_through && e.series_id != Session::kRegisterSeries &&
         e.series_id != Session::kUnregisterSeries) {
-      continue;  // applied durably by an on-disk state machine before a restart
+      // Applied durably by an on-disk state machine before a restart. Its
+      // session record is not in the restored registry: record it (its
+      // original result is unknown now), so that a retried duplicate is
+      // answered, never applied a second time.
+      const Sessions::Result* cached = nullptr;
+      if (e.client_id != 0 && r->sessions.Begin(e.client_id, e.series_id, e.responded_to,
+                                                &cached) == Sessions::Check::kApply) {
+        r->sessions.Record(e.client_id, e.series_id, Sessions::Result{0, ""});
+      }
+      continue;
     }
     if (e.client_id != 0) {
       if (e.series_id == Session::kRegisterSeries) {
@@ -471,6 +565,7 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
     if (auto s = r->TakePending(e.key)) s->Complete(std::move(o.result));
   }
   if (!t.entries.empty()) {
+    Counters::Add(nh_->counters().entries_applied, t.entries.size());
     r->applied_term = t.entries.back().term;
     r->applied.store(t.entries.back().index, std::memory_order_release);
   }
@@ -498,6 +593,7 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
     return false;
   }
   r->sm_membership = meta.membership;
+  r->PublishMembership();
   r->applied_term = meta.term;
   r->last_snapshot_index = meta.index;
   r->applied.store(meta.index, std::memory_order_release);
@@ -505,17 +601,80 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   return true;
 }
 
-void ApplyWorker::MaybeSnapshot(Replica* r) {
+// An on-disk state machine's snapshot for a follower: prepared now, at the
+// applied index (which is at or past the index the core asked for, and
+// committed), and streamed from the state machine by a snapshot worker.
+void ApplyWorker::ServeStreamRequests(Replica* r) {
+  r->TakeStreamRequests(&stream_requests_);
+  for (raft::Message& install : stream_requests_) {
+    const raft::ReplicaId to = install.to;
+    Result<std::shared_ptr<void>> prepared =
+        r->stopped.load() ? Result<std::shared_ptr<void>>(Status::Terminated("replica stopped"))
+                          : r->sm()->Prepare();
+    Status s = prepared.status();
+    if (s.ok()) {
+      install.snapshot.index = r->applied.load();
+      install.snapshot.term = r->applied_term;
+      install.snapshot.membership = r->sm_membership;
+      SnapshotWorkers* workers = nh_->snapshot_workers();
+      auto pipe = std::make_shared<SnapshotPipe>(workers->threaded() ? kStreamPipeBytes : 0);
+      transport::SnapshotJob job;
+      job.install = std::move(install);
+      job.source = NewStateMachineSnapshotSource(r->sessions.Serialize(), pipe);
+      // The writer first: without threads it runs here, to the end.
+      ManagedStateMachine* sm = r->sm();
+      Counters* c = &nh_->counters();
+      workers->Submit([sm, c, pipe, p = std::move(prepared).value()]() mutable {
+        CountingPipeWriter w(pipe);
+        Status saved = sm->SavePrepared(std::move(p), &w);
+        Counters::Add(c->snapshot_bytes_sent, w.bytes());
+        pipe->Finish(std::move(saved));
+      });
+      s = nh_->transport()->SendSnapshot(std::move(job));
+    }
+    if (!s.ok()) {
+      spdlog::warn("shard {} replica {}: cannot stream a snapshot to replica {}: {}", r->shard_id,
+                   r->replica_id, to, s.ToString());
+      r->PushSnapshotStatus(to, true);
+      nh_->NotifyStep(r);
+    }
+  }
+}
+
+void ApplyWorker::ServeSnapshotRequests(Replica* r) {
+  r->TakeSnapshotRequests(&snapshot_keys_);
+  if (snapshot_keys_.empty() || r->stopped.load()) return;
+  // Nothing applied since the last snapshot: that snapshot is the answer.
+  if (r->applied.load() > r->last_snapshot_index) MaybeSnapshot(r, true);
+  const bool ok = r->applied.load() == r->last_snapshot_index && r->last_snapshot_index > 0;
+  for (uint64_t key : snapshot_keys_) {
+    auto s = r->TakePending(key);
+    if (!s) continue;
+    RequestResult res;
+    res.value = r->last_snapshot_index;
+    if (!ok) {
+      res.code = RequestCode::kRejected;
+      res.data = "the snapshot could not be taken (see the log)";
+    }
+    s->Complete(std::move(res));
+  }
+}
+
+void ApplyWorker::MaybeSnapshot(Replica* r, bool requested) {
   const uint64_t every = r->config.snapshot_entries;
   const uint64_t applied = r->applied.load();
-  if (every == 0 || applied < r->last_snapshot_index + every) return;
+  if (!requested && (every == 0 || applied < r->last_snapshot_index + every)) return;
+  if (applied <= r->last_snapshot_index) return;
   raft::SnapshotMeta meta;
   meta.index = applied;
   meta.term = r->applied_term;
   meta.membership = r->sm_membership;
   Status synced = r->sm()->Sync();
+  // An on-disk state machine keeps its own data (durable after Sync): its
+  // local snapshot is shallow, and followers get theirs streamed from it.
+  ManagedStateMachine* data = r->sm()->on_disk() ? nullptr : r->sm();
   Result<std::string> dir =
-      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, r->sm(), r->sessions.Serialize())
+      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, data, r->sessions.Serialize())
                   : Result<std::string>(synced);
   if (!dir.ok()) {
     spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
@@ -523,6 +682,7 @@ void ApplyWorker::MaybeSnapshot(Replica* r) {
     return;
   }
   r->last_snapshot_index = applied;
+  Counters::Add(nh_->counters().snapshots_taken, 1);
   r->PushSnapshotTaken(meta);
   nh_->NotifyStep(r);
 }
@@ -611,6 +771,7 @@ Status NodeHostImpl::Init() {
   const uint32_t applies = config_.apply_workers ? config_.apply_workers : cores;
   for (uint32_t i = 0; i < steps; ++i) step_.push_back(std::make_unique<StepWorker>(this, i));
   for (uint32_t i = 0; i < applies; ++i) apply_.push_back(std::make_unique<ApplyWorker>(this));
+  snapshot_workers_ = std::make_unique<SnapshotWorkers>(kSnapshotWorkers, deps_.start_threads);
   if (deps_.start_threads) StartThreads();
   return Status::Ok();
 }
@@ -654,6 +815,9 @@ void NodeHostImpl::Close() {
   for (std::thread& t : threads_) t.join();
   threads_.clear();
   if (transport_) transport_->Stop();
+  // After the transport: a stopped transport closes the streams' pipes, so
+  // writers blocked on them finish.
+  if (snapshot_workers_) snapshot_workers_->Stop();
   std::unique_lock<std::shared_mutex> l(replicas_mu_);
   for (auto& [id, r] : replicas_) {
     r->stopped.store(true);
@@ -752,6 +916,7 @@ Status NodeHostImpl::StartReplicaImpl(
     if (s.ok()) s = r->sessions.Deserialize(sessions);
     if (!s.ok()) return Status(s.code(), "restoring snapshot: " + s.message());
     r->sm_membership = st->snapshot.membership;
+    r->PublishMembership();
     r->applied_term = st->snapshot.term;
     r->last_snapshot_index = st->snapshot.index;
     r->applied.store(st->snapshot.index);
@@ -818,6 +983,33 @@ Status NodeHostImpl::StopReplica(uint64_t shard_id) {
   return Status::Ok();
 }
 
+Status NodeHostImpl::RemoveData(uint64_t shard_id, uint64_t replica_id) {
+  if (std::shared_ptr<Replica> r = Find(shard_id); r && r->replica_id == replica_id) {
+    return Status::Rejected("shard " + std::to_string(shard_id) + " replica " +
+                            std::to_string(replica_id) +
+                            " is running; stop it before removing its data");
+  }
+  FLOTILLA_RETURN_IF_ERROR(logdb_->RemoveReplica(shard_id, replica_id));
+  std::error_code ec;
+  std::filesystem::remove_all(SnapshotRoot(config_.data_dir, shard_id, replica_id), ec);
+  if (ec)
+    return Status::IOError("removing snapshots of shard " + std::to_string(shard_id) + ": " +
+                           ec.message());
+  spdlog::info("shard {} replica {}: data removed", shard_id, replica_id);
+  return Status::Ok();
+}
+
+Result<RequestHandle> NodeHostImpl::RequestSnapshot(uint64_t shard_id, Timeout t) {
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
+  const uint64_t key = NextKey();
+  r->AddPending(key, s);
+  r->PushSnapshotRequest(key);
+  apply_worker_for(shard_id)->Notify(r.get());
+  return RequestHandle(std::move(s));
+}
+
 Result<RequestHandle> NodeHostImpl::Propose(uint64_t shard_id, std::string_view cmd, Timeout t) {
   raft::Entry e;
   e.cmd.assign(cmd);
@@ -825,6 +1017,12 @@ Result<RequestHandle> NodeHostImpl::Propose(uint64_t shard_id, std::string_view 
 }
 
 Result<RequestHandle> NodeHostImpl::ProposeEntry(uint64_t shard_id, raft::Entry e, Timeout t) {
+  Result<RequestHandle> h = ProposeEntryImpl(shard_id, std::move(e), t);
+  Counters::Add(h.ok() ? counters_.proposals : counters_.proposals_refused, 1);
+  return h;
+}
+
+Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::Entry e, Timeout t) {
   if (e.cmd.size() > config_.max_entry_bytes) {
     return Status::TooLarge("proposal of " + std::to_string(e.cmd.size()) +
                             " bytes exceeds max_entry_bytes " +
@@ -839,13 +1037,24 @@ Result<RequestHandle> NodeHostImpl::ProposeEntry(uint64_t shard_id, raft::Entry 
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
   if (r->stopped.load())
     return Status::Terminated("shard " + std::to_string(shard_id) + " stopped");
+  // Back-pressure: refused before anything is queued, so memory stays bounded.
+  if (r->log_full.load(std::memory_order_relaxed)) {
+    return Status::Busy("shard " + std::to_string(shard_id) +
+                        ": too many bytes proposed and not yet committed or applied "
+                        "(max_uncommitted_bytes / max_unapplied_bytes); retry later");
+  }
+  if (logdb_->Overloaded()) {
+    return Status::Busy("the LogDB is stalling writes for compaction; retry later");
+  }
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
   e.key = NextKey();
   const uint64_t key = e.key;
   r->AddPending(key, s);
-  if (!r->PushProposal(std::move(e), config_.max_proposal_queue_length)) {
+  if (!r->PushProposal(std::move(e), config_.max_proposal_queue_length,
+                       config_.max_proposal_queue_bytes)) {
     r->TakePending(key);
-    return Status::Busy("proposal queue of shard " + std::to_string(shard_id) + " is full");
+    return Status::Busy("proposal queue of shard " + std::to_string(shard_id) +
+                        " is full (max_proposal_queue_length / max_proposal_queue_bytes)");
   }
   step_[shard_id % step_.size()]->Notify(r.get());
   return RequestHandle(std::move(s));
@@ -901,6 +1110,7 @@ Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view que
     r->TakePendingRead(ctx);
     return Status::Busy("read queue of shard " + std::to_string(shard_id) + " is full");
   }
+  Counters::Add(counters_.reads, 1);
   step_[shard_id % step_.size()]->Notify(r.get());
   return RequestHandle(std::move(s));
 }
@@ -965,6 +1175,16 @@ Result<ReplicaInfo> NodeHostImpl::GetReplicaInfo(uint64_t shard_id) {
   info.applied_index = r->applied.load();
   info.role = RoleString(r->role.load());
   info.quiesced = r->quiesced.load();
+  const raft::Membership m = r->MembershipView();
+  auto fill = [&](const std::vector<raft::ReplicaId>& ids, Members* out) {
+    for (raft::ReplicaId id : ids) {
+      (*out)[id] = registry_.Resolve(shard_id, id).value_or("");
+    }
+  };
+  fill(m.voters, &info.voters);
+  fill(m.voters_outgoing, &info.voters);
+  fill(m.non_voting, &info.non_voting);
+  fill(m.witnesses, &info.witnesses);
   return info;
 }
 
@@ -984,19 +1204,65 @@ NodeHostInfo NodeHostImpl::GetInfo() {
   return info;
 }
 
+NodeHostMetrics NodeHostImpl::GetMetrics() {
+  NodeHostMetrics m;
+  const Counters& c = counters_;
+  m.proposals = c.proposals.load();
+  m.proposals_refused = c.proposals_refused.load();
+  m.proposals_dropped = c.proposals_dropped.load();
+  m.reads = c.reads.load();
+  m.entries_committed = c.entries_committed.load();
+  m.entries_applied = c.entries_applied.load();
+  m.saves = c.saves.load();
+  m.saved_entries = c.saved_entries.load();
+  m.saved_bytes = c.saved_bytes.load();
+  m.messages_sent = c.messages_sent.load();
+  m.messages_received = c.messages_received.load();
+  m.messages_dropped = c.messages_dropped.load();
+  m.snapshots_sent = c.snapshots_sent.load();
+  m.snapshots_received = c.snapshots_received.load();
+  m.snapshot_bytes_sent = c.snapshot_bytes_sent.load();
+  m.snapshot_bytes_received = c.snapshot_bytes_received.load();
+  m.snapshots_taken = c.snapshots_taken.load();
+  m.leader_changes = c.leader_changes.load();
+  m.campaigns = c.campaigns.load();
+  m.save_latency = c.save_latency.Read();
+  if (logdb_) m.fsync_latency = logdb_->SyncLatency();
+  m.campaigning = campaigning_.load();
+  m.storage_failed = storage_failed_.load();
+  std::shared_lock<std::shared_mutex> l(replicas_mu_);
+  for (const auto& [id, r] : replicas_) {
+    ++m.shards;
+    if (r->role.load() == static_cast<int>(raft::Role::kLeader)) ++m.leaders;
+    if (r->quiesced.load()) ++m.quiesced;
+    m.proposal_queue_depth += r->QueueDepth();
+    m.apply_queue_depth += r->ApplyDepth();
+  }
+  return m;
+}
+
 void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages) {
+  Counters::Add(counters_.messages_received, messages.size());
+  uint64_t dropped = 0;
   std::shared_lock<std::shared_mutex> l(replicas_mu_);
   Replica* last = nullptr;
   for (raft::Message& m : messages) {
     auto it = replicas_.find(m.shard_id);
-    if (it == replicas_.end() || it->second->replica_id != m.to) continue;  // not ours: drop
+    if (it == replicas_.end() || it->second->replica_id != m.to) {
+      ++dropped;  // not ours
+      continue;
+    }
     Replica* r = it->second.get();
-    if (!r->PushMessage(std::move(m), config_.max_inbound_queue_length)) continue;  // full: drop
+    if (!r->PushMessage(std::move(m), config_.max_inbound_queue_length)) {
+      ++dropped;  // queue full
+      continue;
+    }
     if (r != last) {
       step_[r->shard_id % step_.size()]->Notify(r);
       last = r;
     }
   }
+  Counters::Add(counters_.messages_dropped, dropped);
 }
 
 void NodeHostImpl::HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) {
@@ -1025,6 +1291,8 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
     std::filesystem::remove_all(snapshot_path, ec);
     return;
   }
+  Counters::Add(counters_.snapshots_received, 1);
+  Counters::Add(counters_.snapshot_bytes_received, DirectoryBytes(dest));
   spdlog::info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id,
                install.snapshot.index);
   if (auto* l = listener()) l->SnapshotReceived(r->shard_id, r->replica_id, install.snapshot.index);
@@ -1042,6 +1310,7 @@ void NodeHostImpl::HandleConnectionDown(const std::string& address) {
 }
 
 void NodeHostImpl::HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) {
+  if (!failed) Counters::Add(counters_.snapshots_sent, 1);
   if (auto* l = listener()) l->SnapshotSent(shard, replica, failed);
   std::shared_ptr<Replica> r = Find(shard);
   if (!r) return;

@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "engine/replica.h"
+#include "engine/snapshot_stream.h"
+#include "flotilla/metrics.h"
 #include "flotilla/node_host.h"
 #include "logdb/logdb.h"
 #include "transport/registry.h"
@@ -28,6 +30,22 @@
 namespace flotilla::engine {
 
 class NodeHostImpl;
+
+// The NodeHost's counters: relaxed atomics, added to once per pass or per
+// request, never per entry.
+struct Counters {
+  std::atomic<uint64_t> proposals{0}, proposals_refused{0}, proposals_dropped{0}, reads{0};
+  std::atomic<uint64_t> entries_committed{0}, entries_applied{0};
+  std::atomic<uint64_t> saves{0}, saved_entries{0}, saved_bytes{0};
+  std::atomic<uint64_t> messages_sent{0}, messages_received{0}, messages_dropped{0};
+  std::atomic<uint64_t> snapshots_sent{0}, snapshots_received{0}, snapshot_bytes_sent{0},
+      snapshot_bytes_received{0}, snapshots_taken{0};
+  std::atomic<uint64_t> leader_changes{0}, campaigns{0};
+  LatencyRecorder save_latency;
+  static void Add(std::atomic<uint64_t>& c, uint64_t n) {
+    if (n != 0) c.fetch_add(n, std::memory_order_relaxed);
+  }
+};
 
 // The wake-up side shared by both kinds of worker: a list of replicas with
 // work, and a condition variable the worker thread sleeps on.
@@ -109,11 +127,15 @@ class ApplyWorker : public WorkerBase {
     RequestResult result;
   };
   std::vector<Outcome> outcomes_;
-  void MaybeSnapshot(Replica* r);
+  void MaybeSnapshot(Replica* r, bool requested = false);
+  void ServeSnapshotRequests(Replica* r);
+  void ServeStreamRequests(Replica* r);
 
   NodeHostImpl* nh_;
   std::vector<Replica*> work_;
   std::vector<SMEntry> sm_entries_;
+  std::vector<uint64_t> snapshot_keys_;
+  std::vector<raft::Message> stream_requests_;
 };
 
 // What a NodeHost is built from. The defaults (RocksDB, gRPC, threads, a
@@ -144,6 +166,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Status StartOnDiskReplica(const ShardConfig& config, const Members& initial, bool join,
                             OnDiskStateMachineFactory factory) override;
   Status StopReplica(uint64_t shard_id) override;
+  Status RemoveData(uint64_t shard_id, uint64_t replica_id) override;
+  Result<RequestHandle> RequestSnapshot(uint64_t shard_id, Timeout t) override;
   Result<RequestHandle> Propose(uint64_t shard_id, std::string_view cmd, Timeout t) override;
   Result<RequestHandle> Read(uint64_t shard_id, std::string_view query, Timeout t) override;
   Result<Session> SyncRegisterSession(uint64_t shard_id, Timeout t) override;
@@ -157,6 +181,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Status TransferLeader(uint64_t shard_id, uint64_t target) override;
   Result<ReplicaInfo> GetReplicaInfo(uint64_t shard_id) override;
   NodeHostInfo GetInfo() override;
+  NodeHostMetrics GetMetrics() override;
 
   // transport::Handler.
   void HandleBatch(std::vector<raft::Message>&& messages) override;
@@ -184,6 +209,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   ApplyWorker* apply_worker_for(uint64_t shard) { return apply_[shard % apply_.size()].get(); }
   uint64_t ticks() const { return ticks_.load(std::memory_order_acquire); }
   std::atomic<uint32_t>& campaigning() { return campaigning_; }
+  Counters& counters() { return counters_; }
+  SnapshotWorkers* snapshot_workers() { return snapshot_workers_.get(); }
   void OnStorageFailure(const Status& s);
   void NotifyStep(Replica* r);
 
@@ -191,6 +218,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::shared_ptr<Replica> Find(uint64_t shard_id);
   uint64_t NextKey() { return key_base_ + next_key_.fetch_add(1, std::memory_order_relaxed); }
   Result<RequestHandle> ProposeEntry(uint64_t shard_id, raft::Entry e, Timeout t);
+  Result<RequestHandle> ProposeEntryImpl(uint64_t shard_id, raft::Entry e, Timeout t);
   Result<RequestHandle> ProposeConf(uint64_t shard_id, raft::ConfChange cc, Timeout t);
   void StartThreads();
   Status StartReplicaImpl(const ShardConfig& config, const Members& initial, bool join,
@@ -207,11 +235,13 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::unique_ptr<transport::Transport> transport_;
   std::vector<std::unique_ptr<StepWorker>> step_;
   std::vector<std::unique_ptr<ApplyWorker>> apply_;
+  std::unique_ptr<SnapshotWorkers> snapshot_workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> closed_{false};
   std::atomic<uint64_t> ticks_{0};
   std::atomic<uint32_t> campaigning_{0};
+  Counters counters_;
   std::atomic<bool> storage_failed_{false};
   std::mutex storage_mu_;
   Status storage_status_;  // guarded by storage_mu_: why writes stopped

@@ -9,9 +9,11 @@ bool Replica::PushMessage(raft::Message&& m, size_t max_len) {
   return true;
 }
 
-bool Replica::PushProposal(raft::Entry&& e, size_t max_len) {
+bool Replica::PushProposal(raft::Entry&& e, size_t max_len, uint64_t max_bytes) {
   std::lock_guard<std::mutex> l(mu_);
   if (proposals_.size() >= max_len) return false;
+  if (!proposals_.empty() && proposal_bytes_ + e.cmd.size() > max_bytes) return false;
+  proposal_bytes_ += e.cmd.size();
   proposals_.push_back(std::move(e));
   return true;
 }
@@ -60,6 +62,7 @@ void Replica::TakeInbound() {
   std::lock_guard<std::mutex> l(mu_);
   inbound_.swap(inbound_scratch);
   proposals_.swap(proposal_scratch);
+  proposal_bytes_ = 0;
   reads_.swap(read_scratch);
   confs_.swap(conf_scratch);
   transfers_.swap(transfer_scratch);
@@ -121,6 +124,48 @@ void Replica::FailAllPending(RequestCode code) {
 void Replica::PushApply(ApplyTask&& t) {
   std::lock_guard<std::mutex> l(apply_mu_);
   apply_queue_.push_back(std::move(t));
+}
+
+size_t Replica::QueueDepth() {
+  std::lock_guard<std::mutex> l(mu_);
+  return proposals_.size() + reads_.size();
+}
+
+size_t Replica::ApplyDepth() {
+  std::lock_guard<std::mutex> l(apply_mu_);
+  return apply_queue_.size();
+}
+
+void Replica::PushSnapshotRequest(uint64_t key) {
+  std::lock_guard<std::mutex> l(apply_mu_);
+  snapshot_requests_.push_back(key);
+}
+
+void Replica::TakeSnapshotRequests(std::vector<uint64_t>* out) {
+  out->clear();
+  std::lock_guard<std::mutex> l(apply_mu_);
+  out->swap(snapshot_requests_);
+}
+
+void Replica::PushStreamRequest(raft::Message&& install) {
+  std::lock_guard<std::mutex> l(apply_mu_);
+  stream_requests_.push_back(std::move(install));
+}
+
+void Replica::TakeStreamRequests(std::vector<raft::Message>* out) {
+  out->clear();
+  std::lock_guard<std::mutex> l(apply_mu_);
+  out->swap(stream_requests_);
+}
+
+void Replica::PublishMembership() {
+  std::lock_guard<std::mutex> l(view_mu_);
+  membership_view_ = sm_membership;
+}
+
+raft::Membership Replica::MembershipView() {
+  std::lock_guard<std::mutex> l(view_mu_);
+  return membership_view_;
 }
 
 bool Replica::TakeApply(std::deque<ApplyTask>* out) {

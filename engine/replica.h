@@ -75,7 +75,8 @@ class Replica {
 
   // --- Inbound queues (any thread). Return false when the bounded queue is full.
   bool PushMessage(raft::Message&& m, size_t max_len);
-  bool PushProposal(raft::Entry&& e, size_t max_len);
+  // Bounded by count and by payload bytes.
+  bool PushProposal(raft::Entry&& e, size_t max_len, uint64_t max_bytes);
   bool PushRead(uint64_t ctx, size_t max_len);
   void PushConfChange(ConfRequest&& c);
   void PushTransfer(uint64_t target);
@@ -85,6 +86,8 @@ class Replica {
   void PushSnapshotTaken(const raft::SnapshotMeta& meta);
   // Moves every queued input into the scratch vectors (step worker).
   void TakeInbound();
+  // Proposals and reads waiting for the step worker (for the metrics).
+  size_t QueueDepth();
 
   // --- Pending requests (any thread).
   void AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s);
@@ -101,13 +104,24 @@ class Replica {
   ManagedStateMachine* sm() { return sm_.get(); }
   void PushApply(ApplyTask&& t);
   bool TakeApply(std::deque<ApplyTask>* out);
+  // Snapshot requests (keys of pending requests) for the apply worker.
+  void PushSnapshotRequest(uint64_t key);
+  void TakeSnapshotRequests(std::vector<uint64_t>* out);
+  // On-disk kind: kInstallSnapshot messages the core wants sent; the apply
+  // worker streams a fresh snapshot from the state machine for each.
+  void PushStreamRequest(raft::Message&& install);
+  void TakeStreamRequests(std::vector<raft::Message>* out);
+  size_t ApplyDepth();
   // Reads confirmed by Raft that wait for the state machine to catch up.
   std::deque<raft::ReadState> waiting_reads;  // apply worker only
   raft::Membership sm_membership;             // apply worker only: at `applied`
-  uint64_t applied_term = 0;                  // apply worker only
-  uint64_t last_snapshot_index = 0;           // apply worker only
-  Sessions sessions;                          // apply worker only
-  uint64_t skip_through = 0;                  // on-disk kind: applied durably before start
+  // Copies sm_membership for readers on other threads (apply worker).
+  void PublishMembership();
+  raft::Membership MembershipView();
+  uint64_t applied_term = 0;         // apply worker only
+  uint64_t last_snapshot_index = 0;  // apply worker only
+  Sessions sessions;                 // apply worker only
+  uint64_t skip_through = 0;         // on-disk kind: applied durably before start
 
   // --- Reported state.
   std::atomic<uint64_t> applied{0};
@@ -116,6 +130,10 @@ class Replica {
   std::atomic<uint64_t> commit{0};
   std::atomic<int> role{0};
   std::atomic<bool> quiesced{false};
+  // Set by the step worker when the core refused proposals because its
+  // uncommitted or unapplied bytes reached their bound, until they fall to
+  // half of it: meanwhile new proposals are refused as busy up front.
+  std::atomic<bool> log_full{false};
   std::atomic<bool> stopped{false};
   std::atomic<bool> failed{false};
 
@@ -123,6 +141,7 @@ class Replica {
   std::mutex mu_;
   std::vector<raft::Message> inbound_;
   std::vector<raft::Entry> proposals_;
+  uint64_t proposal_bytes_ = 0;
   std::vector<uint64_t> reads_;
   std::vector<ConfRequest> confs_;
   std::vector<uint64_t> transfers_;
@@ -138,6 +157,11 @@ class Replica {
 
   std::mutex apply_mu_;
   std::deque<ApplyTask> apply_queue_;
+  std::vector<uint64_t> snapshot_requests_;     // guarded by apply_mu_
+  std::vector<raft::Message> stream_requests_;  // guarded by apply_mu_
+
+  std::mutex view_mu_;
+  raft::Membership membership_view_;  // guarded by view_mu_
 };
 
 }  // namespace flotilla::engine

@@ -93,10 +93,12 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, Manag
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return Status::IOError("create " + tmp + ": " + ec.message());
-  FileSnapshotWriter w;
-  FLOTILLA_RETURN_IF_ERROR(w.Open(tmp + "/data"));
-  FLOTILLA_RETURN_IF_ERROR(sm->SaveSnapshot(&w));
-  FLOTILLA_RETURN_IF_ERROR(w.Finish());
+  if (sm != nullptr) {
+    FileSnapshotWriter w;
+    FLOTILLA_RETURN_IF_ERROR(w.Open(tmp + "/data"));
+    FLOTILLA_RETURN_IF_ERROR(sm->SaveSnapshot(&w));
+    FLOTILLA_RETURN_IF_ERROR(w.Finish());
+  }
   FileSnapshotWriter sw;
   FLOTILLA_RETURN_IF_ERROR(sw.Open(tmp + "/sessions"));
   FLOTILLA_RETURN_IF_ERROR(sw.Write(sessions));
@@ -110,6 +112,12 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, Manag
 }
 
 Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string* sessions) {
+  std::error_code ec;
+  if (!fs::exists(dir + "/data", ec)) {
+    return Status::NotFound("snapshot " + dir +
+                            " is shallow (an on-disk state machine's: it holds no state-machine "
+                            "data), so the state machine must already be at or past it");
+  }
   FileSnapshotReader r;
   FLOTILLA_RETURN_IF_ERROR(r.Open(dir + "/data"));
   FLOTILLA_RETURN_IF_ERROR(sm->Recover(&r));

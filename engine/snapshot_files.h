@@ -44,9 +44,12 @@ class FileSnapshotReader final : public SnapshotReader {
 // Saves a state machine's snapshot at `index` under `root` (temporary
 // directory, fsync, rename): the file `data` holds the state machine's bytes,
 // `sessions` the engine's session registry. Returns the final directory.
+// With `sm` null the snapshot is shallow: only `sessions` is written (an
+// on-disk state machine keeps its own data, made durable by Sync first).
 Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, ManagedStateMachine* sm,
                                   const std::string& sessions);
 // Restores a state machine (and the session registry bytes) from `dir`.
+// NotFound when the snapshot is shallow (it has no `data`).
 Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string* sessions);
 // Reads only the session registry bytes of the snapshot in `dir`.
 Status ReadSnapshotSessions(const std::string& dir, std::string* sessions);

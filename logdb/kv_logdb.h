@@ -41,6 +41,8 @@ class KvLogDB : public LogDB {
   Status CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::Index index) override;
   Status RemoveReplica(raft::ShardId shard, raft::ReplicaId replica) override;
   const char* Name() const override { return name_; }
+  LatencyHistogram SyncLatency() const override { return store_->SyncLatency(); }
+  bool Overloaded() const override { return store_->Overloaded(); }
 
   // The store underneath, for tests that damage stored bytes on purpose.
   KvStore* store_for_testing() { return store_.get(); }

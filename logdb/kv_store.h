@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "flotilla/metrics.h"
 #include "flotilla/status.h"
 
 namespace flotilla::logdb {
@@ -60,6 +61,9 @@ class KvStore {
   // NotFound when absent.
   virtual Status Get(std::string_view key, std::string* value) = 0;
   virtual std::unique_ptr<Iterator> NewIterator(std::string_view lower, std::string_view upper) = 0;
+  // See LogDB::SyncLatency and LogDB::Overloaded.
+  virtual LatencyHistogram SyncLatency() const { return {}; }
+  virtual bool Overloaded() const { return false; }
 };
 
 }  // namespace flotilla::logdb

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "engine/raft/types.h"
+#include "flotilla/metrics.h"
 #include "flotilla/status.h"
 
 namespace flotilla::logdb {
@@ -151,6 +152,15 @@ class LogDB {
 
   // Human-readable name of the implementation ("rocksdb", "memory").
   virtual const char* Name() const = 0;
+
+  // Latency of each fsync of the write-ahead log (empty when the
+  // implementation does not measure it).
+  virtual LatencyHistogram SyncLatency() const { return {}; }
+  // True while the database cannot keep up (RocksDB is stalling or stopping
+  // writes for compaction): new proposals are refused as busy until it
+  // clears, so that memory does not grow behind a slow disk. Cheap: callers
+  // may ask on every proposal.
+  virtual bool Overloaded() const { return false; }
 };
 
 }  // namespace flotilla::logdb

@@ -2,12 +2,16 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <atomic>
+#include <chrono>
 #include <string>
 #include <utility>
 
@@ -74,14 +78,95 @@ class RocksIterator final : public KvStore::Iterator {
   std::unique_ptr<rocksdb::Iterator> it_;
 };
 
+// Times every Sync/Fsync of a write-ahead log file (".log").
+class TimedFile final : public rocksdb::FSWritableFileOwnerWrapper {
+ public:
+  TimedFile(std::unique_ptr<rocksdb::FSWritableFile>&& f, LatencyRecorder* rec)
+      : FSWritableFileOwnerWrapper(std::move(f)), rec_(rec) {}
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    rocksdb::IOStatus s = target()->Sync(o, d);
+    Record(t0);
+    return s;
+  }
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    rocksdb::IOStatus s = target()->Fsync(o, d);
+    Record(t0);
+    return s;
+  }
+
+ private:
+  void Record(std::chrono::steady_clock::time_point t0) {
+    rec_->Observe(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count()));
+  }
+  LatencyRecorder* rec_;
+};
+
+class TimedFs final : public rocksdb::FileSystemWrapper {
+ public:
+  explicit TimedFs(const std::shared_ptr<rocksdb::FileSystem>& base) : FileSystemWrapper(base) {}
+  static const char* kClassName() { return "FlotillaTimedFs"; }
+  const char* Name() const override { return kClassName(); }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* d) override {
+    return Wrap(f, target()->NewWritableFile(f, o, r, d), r);
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* d) override {
+    return Wrap(f, target()->ReopenWritableFile(f, o, r, d), r);
+  }
+  rocksdb::IOStatus ReuseWritableFile(const std::string& f, const std::string& old,
+                                      const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                      rocksdb::IODebugContext* d) override {
+    return Wrap(f, target()->ReuseWritableFile(f, old, o, r, d), r);
+  }
+  LatencyHistogram Read() const { return rec_.Read(); }
+
+ private:
+  rocksdb::IOStatus Wrap(const std::string& f, rocksdb::IOStatus s,
+                         std::unique_ptr<rocksdb::FSWritableFile>* r) {
+    if (s.ok() && f.size() > 4 && f.compare(f.size() - 4, 4, ".log") == 0) {
+      *r = std::make_unique<TimedFile>(std::move(*r), &rec_);
+    }
+    return s;
+  }
+  LatencyRecorder rec_;
+};
+
+// Follows RocksDB's write-stall state (delayed or stopped for compaction).
+class StallListener final : public rocksdb::EventListener {
+ public:
+  void OnStallConditionsChanged(const rocksdb::WriteStallInfo& info) override {
+    stalled_.store(info.condition.cur != rocksdb::WriteStallCondition::kNormal,
+                   std::memory_order_relaxed);
+  }
+  bool stalled() const { return stalled_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> stalled_{false};
+};
+
 class RocksStore final : public KvStore {
  public:
-  explicit RocksStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+  RocksStore(std::unique_ptr<rocksdb::DB> db, std::shared_ptr<TimedFs> fs,
+             std::unique_ptr<rocksdb::Env> env, std::shared_ptr<StallListener> stall)
+      : fs_(std::move(fs)), env_(std::move(env)), stall_(std::move(stall)), db_(std::move(db)) {}
   ~RocksStore() override {
     // Close reports errors a destructor cannot return; a write that mattered
     // has already reported its own.
     db_->Close().PermitUncheckedError();
+    db_.reset();
   }
+
+  LatencyHistogram SyncLatency() const override { return fs_ ? fs_->Read() : LatencyHistogram{}; }
+  bool Overloaded() const override { return stall_->stalled(); }
 
   std::unique_ptr<Batch> NewBatch() override { return std::make_unique<RocksBatch>(); }
 
@@ -106,6 +191,10 @@ class RocksStore final : public KvStore {
   }
 
  private:
+  // Declared before db_: the database is closed before its Env goes away.
+  std::shared_ptr<TimedFs> fs_;
+  std::unique_ptr<rocksdb::Env> env_;
+  std::shared_ptr<StallListener> stall_;
   std::unique_ptr<rocksdb::DB> db_;
 };
 
@@ -140,10 +229,23 @@ rocksdb::Options TunedOptions(const RocksOptions& o) {
 
 Result<std::unique_ptr<LogDB>> OpenRocksLogDB(const RocksOptions& options) {
   if (options.dir.empty()) return Status::InvalidArgument("OpenRocksLogDB: dir is empty");
+  rocksdb::Options opt = TunedOptions(options);
+  // Production file I/O is timed (fsync latency for the metrics); a test's
+  // own Env is used as it is.
+  std::shared_ptr<TimedFs> fs;
+  std::unique_ptr<rocksdb::Env> env;
+  if (options.env == nullptr) {
+    fs = std::make_shared<TimedFs>(rocksdb::FileSystem::Default());
+    env = rocksdb::NewCompositeEnv(fs);
+    opt.env = env.get();
+  }
+  auto stall = std::make_shared<StallListener>();
+  opt.listeners.push_back(stall);
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(TunedOptions(options), options.dir, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(opt, options.dir, &raw);
   if (!s.ok()) return FromRocks(s);
-  auto store = std::make_unique<RocksStore>(std::unique_ptr<rocksdb::DB>(raw));
+  auto store = std::make_unique<RocksStore>(std::unique_ptr<rocksdb::DB>(raw), std::move(fs),
+                                            std::move(env), std::move(stall));
   return std::unique_ptr<LogDB>(
       std::make_unique<KvLogDB>(std::move(store), options.sync, "rocksdb"));
 }

@@ -178,6 +178,55 @@ Status FromWire(wire::Message* in, const WireLimits& limits, raft::Message* out)
   return Status::Ok();
 }
 
+bool CanCoalesce(const raft::Message& m) {
+  return (m.type == raft::MessageType::kHeartbeat || m.type == raft::MessageType::kHeartbeatResp) &&
+         m.entries.empty() && m.snapshot.IsEmpty() && m.log_term == 0 && m.log_index == 0 &&
+         m.hint == 0 && m.hint_term == 0;
+}
+
+void AppendHeartbeat(const raft::Message& m, wire::Heartbeats* out) {
+  out->add_shard_id(m.shard_id);
+  out->add_from(m.from);
+  out->add_to(m.to);
+  out->add_term(m.term);
+  out->add_commit(m.commit);
+  out->add_ctx(m.ctx);
+  out->add_flags((m.type == raft::MessageType::kHeartbeatResp ? 1u : 0u) | (m.reject ? 2u : 0u));
+}
+
+namespace {
+
+Status HeartbeatsFromWire(const wire::Heartbeats& h, std::vector<raft::Message>* out) {
+  const int n = h.shard_id_size();
+  if (h.from_size() != n || h.to_size() != n || h.term_size() != n || h.commit_size() != n ||
+      h.ctx_size() != n || h.flags_size() != n) {
+    return Status::InvalidArgument("coalesced heartbeats: columns of different lengths");
+  }
+  for (int i = 0; i < n; ++i) {
+    if (h.shard_id(i) == 0 || h.from(i) == 0 || h.to(i) == 0) {
+      return Status::InvalidArgument("coalesced heartbeat " + std::to_string(i) +
+                                     ": zero shard or replica id");
+    }
+    if ((h.flags(i) & ~3u) != 0) {
+      return Status::InvalidArgument("coalesced heartbeat " + std::to_string(i) +
+                                     ": unknown flags " + std::to_string(h.flags(i)));
+    }
+    raft::Message& m = out->emplace_back();
+    m.type =
+        (h.flags(i) & 1u) != 0 ? raft::MessageType::kHeartbeatResp : raft::MessageType::kHeartbeat;
+    m.shard_id = h.shard_id(i);
+    m.from = h.from(i);
+    m.to = h.to(i);
+    m.term = h.term(i);
+    m.commit = h.commit(i);
+    m.ctx = h.ctx(i);
+    m.reject = (h.flags(i) & 2u) != 0;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
                      std::vector<raft::Message>* out) {
   const size_t first = out->size();
@@ -187,6 +236,13 @@ Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
     if (!s.ok()) {
       out->resize(first);
       return Status(s.code(), "message " + std::to_string(i) + " of batch: " + s.message());
+    }
+  }
+  if (in->has_heartbeats()) {
+    Status s = HeartbeatsFromWire(in->heartbeats(), out);
+    if (!s.ok()) {
+      out->resize(first);
+      return s;
     }
   }
   return Status::Ok();

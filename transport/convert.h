@@ -22,7 +22,8 @@ namespace flotilla::transport {
 
 // Changes when the meaning of an existing wire field changes; peers with
 // another version refuse each other.
-inline constexpr uint32_t kProtocolVersion = 1;
+// 2: coalesced heartbeats (MessageBatch.heartbeats).
+inline constexpr uint32_t kProtocolVersion = 2;
 
 struct WireLimits {
   size_t max_entries_per_message = 1u << 16;
@@ -43,7 +44,14 @@ void ToWire(raft::Message&& m, wire::Message* out);
 // Fills *out from *in after validating every field, moving payloads out of
 // *in. On error *out is unspecified.
 Status FromWire(wire::Message* in, const WireLimits& limits, raft::Message* out);
-// Appends the messages of *in to *out; on error appends nothing.
+// True when `m` can travel as a coalesced heartbeat (a heartbeat or its
+// response carrying only shard, from, to, term, commit, ctx and reject).
+bool CanCoalesce(const raft::Message& m);
+// Appends `m` (CanCoalesce(m) must hold) to the columns of *out.
+void AppendHeartbeat(const raft::Message& m, wire::Heartbeats* out);
+
+// Appends the messages of *in (and its coalesced heartbeats) to *out; on
+// error appends nothing.
 Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
                      std::vector<raft::Message>* out);
 

@@ -246,7 +246,11 @@ Status Lane::Pump() {
         const size_t b = pending_[i].SizeBytes();
         if (i > start && bytes + b > max_batch_bytes) break;
         bytes += b;
-        ToWire(std::move(pending_[i]), batch_.add_messages());
+        if (CanCoalesce(pending_[i])) {
+          AppendHeartbeat(pending_[i], batch_.mutable_heartbeats());
+        } else {
+          ToWire(std::move(pending_[i]), batch_.add_messages());
+        }
       }
       if (!stream_->Write(batch_)) {
         // ToWire moved only the payloads; shard and recipient are intact.

@@ -115,6 +115,10 @@ class Raft {
   bool wants_campaign() const { return wants_campaign_; }
   ReplicaId lead_transferee() const { return lead_transferee_; }
   uint64_t uncommitted_bytes() const { return uncommitted_bytes_; }
+  // Bytes proposed through this leader and not yet reported applied.
+  uint64_t unapplied_bytes() const {
+    return unapplied_total_ > applied_total_ ? unapplied_total_ - applied_total_ : 0;
+  }
   // True when this replica may become leader.
   bool Promotable() const;
   // Set when a stored entry failed its checksum: the replica must stop.

@@ -145,6 +145,7 @@ struct Message {
 
   // Bytes this message is accounted for in transport limits.
   size_t SizeBytes() const;
+  friend bool operator==(const Message&, const Message&) = default;
 };
 
 // A read that became ready: the state machine may serve the read with `ctx`

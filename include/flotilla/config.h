@@ -31,6 +31,8 @@ struct NodeHostConfig {
   // worker, and inbound messages.
   uint32_t max_proposal_queue_length = 16384;
   uint32_t max_inbound_queue_length = 16384;
+  // Payload bytes of proposals waiting in one replica's queue.
+  uint64_t max_proposal_queue_bytes = 64 << 20;
   // Largest accepted proposal payload.
   uint64_t max_entry_bytes = 8 << 20;
   // Cap on replicas of this NodeHost campaigning at once after a restart.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "flotilla/config.h"
+#include "flotilla/metrics.h"
 #include "flotilla/request.h"
 #include "flotilla/session.h"
 #include "flotilla/state_machine.h"
@@ -35,6 +36,10 @@ struct ReplicaInfo {
   uint64_t applied_index = 0;
   std::string role;  // leader, follower, candidate, non-voting, witness, ...
   bool quiesced = false;
+  // The membership as of the applied index, with each member's address.
+  Members voters;
+  Members non_voting;
+  Members witnesses;
 };
 
 struct NodeHostInfo {
@@ -69,6 +74,10 @@ class NodeHost {
   [[nodiscard]] virtual Status StartOnDiskReplica(const ShardConfig& config, const Members& initial,
                                                   bool join, OnDiskStateMachineFactory factory) = 0;
   [[nodiscard]] virtual Status StopReplica(uint64_t shard_id) = 0;
+  // Deletes everything this NodeHost stored for the replica (log, state,
+  // snapshots), after it was removed from its shard. Refused while the
+  // replica runs. The replica id can never rejoin the shard.
+  [[nodiscard]] virtual Status RemoveData(uint64_t shard_id, uint64_t replica_id) = 0;
 
   // Proposes `cmd`; completes with the state machine's result once applied
   // on this replica. Busy (queue full), TooLarge or NotFound on refusal.
@@ -98,8 +107,14 @@ class NodeHost {
                                               Timeout t) = 0;
   [[nodiscard]] virtual Status TransferLeader(uint64_t shard_id, uint64_t target) = 0;
 
+  // Takes a snapshot of this replica now (and compacts its log as an
+  // automatic snapshot would). Completes with the snapshot's index as value.
+  virtual Result<RequestHandle> RequestSnapshot(uint64_t shard_id, Timeout t) = 0;
+
   virtual Result<ReplicaInfo> GetReplicaInfo(uint64_t shard_id) = 0;
   virtual NodeHostInfo GetInfo() = 0;
+  // Counters, latency histograms and gauges of this NodeHost (metrics.h).
+  virtual NodeHostMetrics GetMetrics() = 0;
 };
 
 }  // namespace flotilla

@@ -241,5 +241,66 @@ TEST(StateMachineKinds, OnDiskKindIsNotReappliedAfterRestart) {
   std::filesystem::remove_all(root);
 }
 
+// An on-disk state machine's local snapshots are shallow (no copy of its
+// data), and a follower whose log was compacted away gets a snapshot
+// streamed straight from the leader's state machine.
+TEST(StateMachineKinds, OnDiskKindStreamsSnapshotsFromTheStateMachine) {
+  const std::string root = TempRoot();
+  std::filesystem::create_directories(root);
+  auto factory = [&](int i) {
+    return [&, i](uint64_t, uint64_t) {
+      return std::make_unique<OnDiskKv>(root + "/sm" + std::to_string(i));
+    };
+  };
+  {
+    Hosts h(root);
+    ShardConfig sc;
+    sc.shard_id = 1;
+    sc.snapshot_entries = 10;
+    sc.compaction_overhead = 2;
+    for (int i = 0; i < 3; ++i) {
+      sc.replica_id = static_cast<uint64_t>(i + 1);
+      ASSERT_TRUE(
+          h.nhs[static_cast<size_t>(i)]->StartOnDiskReplica(sc, h.members, false, factory(i)).ok());
+    }
+    ASSERT_TRUE(Put(h.nhs[0].get(), "first=1"));
+    ASSERT_TRUE(h.nhs[2]->StopReplica(1).ok());
+    for (int i = 0; i < 60; ++i)
+      ASSERT_TRUE(Put(h.nhs[0].get(), "k" + std::to_string(i) + "=" + std::to_string(i)));
+    // The leader's (and every) local snapshot holds the sessions only.
+    int snapshots = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(root + "/nh0")) {
+      if (e.path().filename().string().rfind("snapshot-", 0) != 0 || !e.is_directory()) continue;
+      ++snapshots;
+      EXPECT_TRUE(std::filesystem::exists(e.path() / "sessions")) << e.path();
+      EXPECT_FALSE(std::filesystem::exists(e.path() / "data")) << e.path();
+    }
+    EXPECT_GT(snapshots, 0);
+    const uint64_t sent_before =
+        h.nhs[0]->GetMetrics().snapshots_sent + h.nhs[1]->GetMetrics().snapshots_sent;
+    // Replica 3 comes back behind the compacted log: it needs a snapshot.
+    sc.replica_id = 3;
+    ASSERT_TRUE(h.nhs[2]->StartOnDiskReplica(sc, {}, false, factory(2)).ok());
+    ASSERT_TRUE(Put(h.nhs[0].get(), "after=1"));
+    EXPECT_EQ(Get(h.nhs[2].get(), "after"), "1");
+    EXPECT_EQ(Get(h.nhs[2].get(), "k30"), "30");
+    EXPECT_EQ(Get(h.nhs[2].get(), "first"), "1");
+    const NodeHostMetrics m0 = h.nhs[0]->GetMetrics();
+    const NodeHostMetrics m1 = h.nhs[1]->GetMetrics();
+    EXPECT_GT(m0.snapshots_sent + m1.snapshots_sent, sent_before);
+    EXPECT_GT(m0.snapshot_bytes_sent + m1.snapshot_bytes_sent, 0u);
+    EXPECT_GE(h.nhs[2]->GetMetrics().snapshots_received, 1u);
+    // Replicas agree once quiet.
+    const uint64_t applied = h.nhs[0]->GetReplicaInfo(1)->applied_index;
+    for (int i = 0; i < 200 && h.nhs[2]->GetReplicaInfo(1)->applied_index < applied; ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    for (int k = 0; k < 60; k += 7) {
+      EXPECT_EQ(*h.nhs[2]->StaleRead(1, "k" + std::to_string(k)), std::to_string(k));
+    }
+  }
+  std::filesystem::remove_all(root);
+}
+
 }  // namespace
 }  // namespace flotilla

@@ -1,0 +1,87 @@
+// Counters and latency histograms of a NodeHost, for monitoring (the nodehost
+// daemon renders them as Prometheus text at /metrics).
+//
+// NodeHost::GetMetrics() returns a copy: counters only ever grow (until the
+// NodeHost is recreated); gauges are read at the time of the call. Every
+// label set is bounded: the figures are per NodeHost, never per key or
+// per request.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+namespace flotilla {
+
+// A latency histogram with fixed bucket bounds in microseconds. counts[i]
+// counts observations <= kBoundsUs[i] (not cumulative); the last count is the
+// overflow bucket (+Inf).
+struct LatencyHistogram {
+  static constexpr std::array<uint64_t, 18> kBoundsUs = {
+      25,    50,    100,    250,    500,    1000,    2500,    5000,    10000,
+      25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+  std::array<uint64_t, kBoundsUs.size() + 1> counts{};
+  uint64_t count = 0;
+  uint64_t sum_us = 0;
+};
+
+// The recording side of a LatencyHistogram: lock-free, one relaxed atomic
+// add per field per observation. Thread-safe.
+class LatencyRecorder {
+ public:
+  void Observe(uint64_t us) {
+    size_t i = 0;
+    while (i < LatencyHistogram::kBoundsUs.size() && us > LatencyHistogram::kBoundsUs[i]) ++i;
+    counts_[i].fetch_add(1, std::memory_order_relaxed);
+    count_.fetch_add(1, std::memory_order_relaxed);
+    sum_us_.fetch_add(us, std::memory_order_relaxed);
+  }
+  LatencyHistogram Read() const {
+    LatencyHistogram h;
+    for (size_t i = 0; i < counts_.size(); ++i) h.counts[i] = counts_[i].load();
+    h.count = count_.load();
+    h.sum_us = sum_us_.load();
+    return h;
+  }
+
+ private:
+  std::array<std::atomic<uint64_t>, LatencyHistogram::kBoundsUs.size() + 1> counts_{};
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_us_{0};
+};
+
+struct NodeHostMetrics {
+  // --- Counters.
+  uint64_t proposals = 0;          // proposals accepted into a shard's queue
+  uint64_t proposals_refused = 0;  // refused at once: busy, too large, storage failed
+  uint64_t proposals_dropped = 0;  // completed as dropped (no leader, limits)
+  uint64_t reads = 0;              // linearizable reads accepted
+  uint64_t entries_committed = 0;  // committed entries handed to the apply workers
+  uint64_t entries_applied = 0;    // entries applied to state machines
+  uint64_t saves = 0;              // LogDB writes by the step workers (one per pass)
+  uint64_t saved_entries = 0;      // entries in those writes
+  uint64_t saved_bytes = 0;        // payload bytes of those entries
+  uint64_t messages_sent = 0;      // Raft messages handed to the transport
+  uint64_t messages_received = 0;  // Raft messages received for local replicas
+  uint64_t messages_dropped = 0;   // received but refused: unknown replica, full queue; or unsent
+  uint64_t snapshots_sent = 0;
+  uint64_t snapshots_received = 0;
+  uint64_t snapshot_bytes_sent = 0;
+  uint64_t snapshot_bytes_received = 0;
+  uint64_t snapshots_taken = 0;
+  uint64_t leader_changes = 0;  // a local replica saw its shard's leader change
+  uint64_t campaigns = 0;       // elections started by local replicas
+  // --- Latency.
+  LatencyHistogram save_latency;   // one LogDB::Save, encoding to durable return
+  LatencyHistogram fsync_latency;  // one fsync of the LogDB's write-ahead log (RocksDB only)
+  // --- Gauges.
+  uint64_t shards = 0;                // replicas running on this NodeHost
+  uint64_t leaders = 0;               // of which lead their shard
+  uint64_t quiesced = 0;              // of which are quiesced
+  uint64_t campaigning = 0;           // of which are campaigning now
+  uint64_t proposal_queue_depth = 0;  // proposals and reads waiting for a step worker
+  uint64_t apply_queue_depth = 0;     // batches of committed entries waiting to be applied
+  bool storage_failed = false;        // the LogDB failed; writes are refused
+};
+
+}  // namespace flotilla

@@ -1,0 +1,184 @@
+// The NodeHost's administrative surface: metrics, snapshots on request,
+// membership in the replica info, removing a replica's data, and the
+// back-pressure that refuses proposals as busy instead of growing memory.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "engine/replica.h"
+#include "flotilla/node_host.h"
+#include "tests/engine/cluster.h"
+
+namespace flotilla {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Cluster;
+using testing::KvFactory;
+using testing::ProposeRetry;
+
+int LeaderHost(Cluster& c, int hosts, uint64_t shard) {
+  for (int i = 0; i < hosts; ++i) {
+    auto info = c.host(i)->GetReplicaInfo(shard);
+    if (info.ok() && info->role == "leader") return i;
+  }
+  return -1;
+}
+
+int WaitLeaderHost(Cluster& c, int hosts, uint64_t shard) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (int l = LeaderHost(c, hosts, shard); l >= 0) return l;
+    std::this_thread::sleep_for(20ms);
+  }
+  return -1;
+}
+
+TEST(Metrics, CountersMoveUnderLoad) {
+  Cluster c(3);
+  c.StartShard(1, 3);
+  c.StartShard(2, 3);
+  ASSERT_TRUE(c.WaitLeaders(1, 2, 30s));
+  const NodeHostMetrics before = c.host(0)->GetMetrics();
+  EXPECT_EQ(before.shards, 2u);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(
+        ProposeRetry(c.host(0), 1 + static_cast<uint64_t>(i % 2), "k" + std::to_string(i) + "=v"));
+  }
+  ASSERT_TRUE(c.host(0)->SyncRead(1, "k0", 5s).ok());
+  const NodeHostMetrics after = c.host(0)->GetMetrics();
+  EXPECT_GE(after.proposals, before.proposals + 50);
+  EXPECT_GE(after.reads, before.reads + 1);
+  EXPECT_GE(after.entries_applied, before.entries_applied + 50);
+  EXPECT_GE(after.entries_committed, before.entries_committed + 50);
+  EXPECT_GT(after.saves, before.saves);
+  EXPECT_GE(after.saved_entries, before.saved_entries + 50);
+  EXPECT_GT(after.saved_bytes, before.saved_bytes);
+  EXPECT_GT(after.messages_sent, before.messages_sent);
+  EXPECT_GT(after.messages_received, before.messages_received);
+  EXPECT_GT(after.save_latency.count, before.save_latency.count);
+  uint64_t bucketed = 0;
+  for (uint64_t n : after.save_latency.counts) bucketed += n;
+  EXPECT_EQ(bucketed, after.save_latency.count);
+  // RocksDB's write-ahead log is fsynced on every save.
+  EXPECT_GT(after.fsync_latency.count, before.fsync_latency.count);
+  EXPECT_GE(after.leader_changes, 2u);  // each shard's first leader
+  EXPECT_FALSE(after.storage_failed);
+  // Across the cluster, one leader per shard.
+  uint64_t leaders = 0;
+  for (int i = 0; i < 3; ++i) leaders += c.host(i)->GetMetrics().leaders;
+  EXPECT_EQ(leaders, 2u);
+}
+
+TEST(Admin, RequestedSnapshotCompletesWithItsIndex) {
+  Cluster c(3);
+  c.shard_config.compaction_overhead = 2;
+  c.StartShard(1, 3);
+  ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(ProposeRetry(c.host(1), 1, "k=" + std::to_string(i)));
+  const uint64_t applied = c.host(1)->GetReplicaInfo(1)->applied_index;
+  RequestResult r = c.host(1)->RequestSnapshot(1, 5s)->Wait();
+  ASSERT_TRUE(r.ok()) << r.data;
+  EXPECT_GE(r.value, applied);
+  EXPECT_EQ(c.host(1)->GetMetrics().snapshots_taken, 1u);
+  // Nothing applied since: the same snapshot answers.
+  RequestResult again = c.host(1)->RequestSnapshot(1, 5s)->Wait();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value, r.value);
+  EXPECT_EQ(c.host(1)->GetMetrics().snapshots_taken, 1u);
+  EXPECT_EQ(c.host(1)->RequestSnapshot(7, 1s).status().code(), StatusCode::kNotFound);
+}
+
+TEST(Admin, ReplicaInfoCarriesTheMembershipWithAddresses) {
+  Cluster c(3);
+  c.StartShard(1, 2);
+  ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
+  ASSERT_TRUE(ProposeRetry(c.host(0), 1, "a=1"));
+  ReplicaInfo info = *c.host(0)->GetReplicaInfo(1);
+  ASSERT_EQ(info.voters.size(), 2u);
+  EXPECT_EQ(info.voters[1], c.address(0));
+  EXPECT_EQ(info.voters[2], c.address(1));
+  EXPECT_TRUE(info.non_voting.empty());
+  RequestResult add =
+      c.host(0)->AddReplica(1, 3, c.address(2), NodeHost::MemberKind::kNonVoting, 10s)->Wait();
+  ASSERT_TRUE(add.ok()) << add.data;
+  info = *c.host(0)->GetReplicaInfo(1);
+  ASSERT_EQ(info.non_voting.size(), 1u);
+  EXPECT_EQ(info.non_voting[3], c.address(2));
+}
+
+TEST(Admin, RemoveDataIsRefusedWhileRunningAndForgetsTheReplicaAfter) {
+  Cluster c(1);
+  c.StartShard(1, 1);
+  ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
+  ASSERT_TRUE(ProposeRetry(c.host(0), 1, "a=1"));
+  EXPECT_EQ(c.host(0)->RemoveData(1, 1).code(), StatusCode::kRejected);
+  ASSERT_TRUE(c.host(0)->StopReplica(1).ok());
+  ASSERT_TRUE(c.host(0)->RemoveData(1, 1).ok());
+  // The stored bootstrap is gone: a start must now say who the members are.
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 1;
+  EXPECT_EQ(c.host(0)->StartReplica(sc, {{2, "127.0.0.1:1"}}, false, KvFactory()).code(),
+            StatusCode::kInvalidArgument);
+  // Started again as a new single-member shard, it has none of the old data.
+  ASSERT_TRUE(c.host(0)->StartReplica(sc, {{1, c.address(0)}}, false, KvFactory()).ok());
+  ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
+  ASSERT_TRUE(ProposeRetry(c.host(0), 1, "b=2"));
+  EXPECT_EQ(*c.host(0)->StaleRead(1, "a"), "");
+}
+
+TEST(BackPressure, ProposalsAreRefusedAsBusyWhenUncommittedBytesReachTheirBound) {
+  Cluster c(3);
+  c.shard_config.check_quorum = false;  // the leader keeps leading alone
+  c.shard_config.max_uncommitted_bytes = 4096;
+  c.StartShard(1, 3);
+  const int leader = WaitLeaderHost(c, 3, 1);
+  ASSERT_GE(leader, 0);
+  ASSERT_TRUE(ProposeRetry(c.host(leader), 1, "warm=1"));
+  for (int i = 0; i < 3; ++i) {
+    if (i != leader) c.Close(i);
+  }
+  // Nothing can commit now: uncommitted bytes grow to the bound, then
+  // proposals are refused up front with Busy.
+  const std::string payload = "k=" + std::string(512, 'x');
+  std::vector<RequestHandle> pending;
+  StatusCode refused = StatusCode::kOk;
+  for (int i = 0; i < 200 && refused == StatusCode::kOk; ++i) {
+    Result<RequestHandle> h = c.host(leader)->Propose(1, payload, 60s);
+    if (!h.ok()) {
+      refused = h.status().code();
+      EXPECT_NE(h.status().message().find("max_uncommitted_bytes"), std::string::npos)
+          << h.status().ToString();
+      break;
+    }
+    pending.push_back(*h);
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(refused, StatusCode::kBusy);
+  EXPECT_GT(c.host(leader)->GetMetrics().proposals_refused, 0u);
+}
+
+TEST(BackPressure, ProposalQueueIsBoundedByBytes) {
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 1;
+  engine::Replica r(sc, nullptr);
+  auto entry = [](size_t bytes) {
+    raft::Entry e;
+    e.cmd.assign(bytes, 'x');
+    return e;
+  };
+  // The first proposal is always taken, whatever its size.
+  EXPECT_TRUE(r.PushProposal(entry(1000), 100, 1500));
+  EXPECT_FALSE(r.PushProposal(entry(600), 100, 1500));
+  EXPECT_TRUE(r.PushProposal(entry(500), 100, 1500));
+  EXPECT_EQ(r.QueueDepth(), 2u);
+  r.TakeInbound();  // the step worker takes the queue: room again
+  EXPECT_TRUE(r.PushProposal(entry(1400), 100, 1500));
+}
+
+}  // namespace
+}  // namespace flotilla
