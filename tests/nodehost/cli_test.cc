@@ -191,6 +191,12 @@ TEST_F(CliTest, MembershipChangesAndLeaderTransfer) {
   ASSERT_TRUE(cluster_->StartNode(4, {1}));
   for (int i = 0; i < 5; ++i) ASSERT_EQ(Cli({"put", "m" + std::to_string(i), "x"}).exit_code, 0);
   const std::string all = cluster_->endpoints() + "," + cluster_->client_address(4);
+  auto members = [&](uint64_t shard) {
+    std::map<uint64_t, std::string> out;
+    const json j = Json(Cli({"--endpoints", all, "-o", "json", "shard", std::to_string(shard)}));
+    for (const json& m : j["members"]) out[m["replica"].get<uint64_t>()] = m["kind"];
+    return out;
+  };
   auto replica4 = [&]() -> json {
     const json j = Json(Cli({"--endpoints", all, "-o", "json", "shard", "1"}));
     for (const json& rep : j["replicas"])
@@ -206,18 +212,27 @@ TEST_F(CliTest, MembershipChangesAndLeaderTransfer) {
   ASSERT_FALSE(rep.is_null()) << cluster_->log_of(4);
   EXPECT_EQ(rep["role"], "non-voting");
   EXPECT_EQ(rep["lag"], 0);
+  EXPECT_EQ(members(1), (std::map<uint64_t, std::string>{
+                            {1, "voter"}, {2, "voter"}, {3, "voter"}, {4, "non-voting"}}));
+  r = Cli({"--endpoints", all, "shard", "1"});
+  EXPECT_NE(r.out.find("members: 1 (voter, " + cluster_->raft_address(1) + ")"), std::string::npos)
+      << r.out;
   r = Admin({"-o", "json", "promote", "1", "4"});
   EXPECT_EXIT_CODE(r, kExitOk);
   EXPECT_EQ(Json(r)["ok"], true);
   for (int i = 0; i < 50 && replica4()["role"] == "non-voting"; ++i)
     std::this_thread::sleep_for(100ms);
   EXPECT_NE(replica4()["role"], "non-voting");
+  EXPECT_EQ(members(1)[4], "voter");
   EXPECT_EXIT_CODE(Admin({"remove-replica", "1", "4"}), kExitOk);
+  for (int i = 0; i < 50 && members(1).count(4) != 0; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(members(1).count(4), 0u);
   EXPECT_EXIT_CODE(Cli({"put", "after-remove", "x"}), kExitOk);
 
   // A witness and a voter that never start: added and removed again while
   // the three others keep a quorum.
   EXPECT_EXIT_CODE(Admin({"add-witness", "2", "5", "127.0.0.1:1"}), kExitOk);
+  EXPECT_EQ(members(2)[5], "witness");
   EXPECT_EXIT_CODE(Admin({"remove-replica", "2", "5"}), kExitOk);
   EXPECT_EXIT_CODE(Admin({"-o", "json", "add-replica", "3", "6", "127.0.0.1:1"}), kExitOk);
   EXPECT_EXIT_CODE(Admin({"remove-replica", "3", "6"}), kExitOk);
@@ -241,10 +256,15 @@ TEST_F(CliTest, MembershipChangesAndLeaderTransfer) {
   EXPECT_NE(r.err.find(cluster_->client_address(static_cast<int>(leader))), std::string::npos)
       << r.err;
 
-  // Snapshot on request needs an engine call that does not exist yet.
+  // Snapshot on request: every daemon's replica of the shard.
   r = Admin({"snapshot", "1"});
-  EXPECT_EXIT_CODE(r, kExitUnsupported);
-  EXPECT_NE(r.err.find("RequestSnapshot"), std::string::npos) << r.err;
+  EXPECT_EXIT_CODE(r, kExitOk);
+  EXPECT_NE(r.out.find("SNAPSHOT INDEX"), std::string::npos) << r.out;
+  r = Admin({"-o", "json", "snapshot", "2"});
+  EXPECT_EXIT_CODE(r, kExitOk);
+  const json snaps = Json(r)["snapshots"];
+  ASSERT_EQ(snaps.size(), 3u);
+  for (const json& sn : snaps) EXPECT_GT(sn["index"].get<uint64_t>(), 0u);
 }
 
 TEST_F(CliTest, ErrorsSayWhatToDo) {
@@ -321,8 +341,23 @@ TEST_F(CliTest, MetricsAreValidPrometheusTextAndMoveUnderLoad) {
   EXPECT_GE(after.Sum("nodehost_client_request_duration_seconds_count", "method=\"Put\"") -
                 before.Sum("nodehost_client_request_duration_seconds_count", "method=\"Put\""),
             kWrites);
-  EXPECT_EQ(after.Sum("nodehost_replicas"), 12);
-  EXPECT_EQ(after.Sum("nodehost_leader_replicas"), 4);
+  EXPECT_EQ(after.Sum("flotilla_shards"), 12);
+  EXPECT_EQ(after.Sum("flotilla_leaders"), 4);
+  // The engine's counters move with the load, on the three NodeHosts together.
+  const auto moved = [&](const std::string& name) { return after.Sum(name) - before.Sum(name); };
+  EXPECT_GE(moved("flotilla_proposals_total"), kWrites);
+  EXPECT_GE(moved("flotilla_entries_committed_total"), kWrites);
+  EXPECT_GE(moved("flotilla_entries_applied_total"), 3 * kWrites);
+  EXPECT_GE(moved("flotilla_reads_total"), 1);
+  EXPECT_GT(moved("flotilla_logdb_saves_total"), 0);
+  EXPECT_GE(moved("flotilla_logdb_saved_entries_total"), 3 * kWrites);
+  EXPECT_GT(moved("flotilla_logdb_saved_bytes_total"), 0);
+  EXPECT_GT(moved("flotilla_messages_sent_total"), 0);
+  EXPECT_GT(moved("flotilla_messages_received_total"), 0);
+  EXPECT_GT(moved("flotilla_logdb_save_duration_seconds_count"), 0);
+  EXPECT_GT(moved("flotilla_logdb_fsync_duration_seconds_count"), 0);
+  EXPECT_GE(after.Sum("flotilla_leader_changes_total"), 4);
+  EXPECT_GE(after.Sum("flotilla_campaigns_total"), 4);
   for (const auto& [name, type] : after.types) {
     if (type != "counter") continue;
     EXPECT_GE(after.Sum(name), before.Sum(name)) << name << " went down";

@@ -15,7 +15,6 @@ TEST(Metrics, DaemonCountersRenderAsValidPrometheusText) {
   m.CountRequest(Method::kPut, 14, 20.0);  // beyond the last bucket
   m.CountRequest(Method::kTransferLeader, 16, 0.0001);
   MetricsListener l(&m);
-  l.LeaderChanged(1, 1, 2, 3);
   l.SnapshotSent(1, 2, true);
   PromWriter w;
   m.Render(&w);
@@ -33,9 +32,37 @@ TEST(Metrics, DaemonCountersRenderAsValidPrometheusText) {
       3);
   EXPECT_NEAR(p.samples.at("nodehost_client_request_duration_seconds_sum{method=\"Put\"}"), 20.502,
               1e-6);
-  EXPECT_EQ(p.samples.at("nodehost_leader_changes_observed_total"), 1);
   EXPECT_EQ(p.samples.at("nodehost_snapshots_send_failed_total"), 1);
   EXPECT_EQ(p.types.at("nodehost_client_request_duration_seconds"), "histogram");
+}
+
+TEST(Metrics, EngineMetricsRenderEveryFieldWithoutPerShardLabels) {
+  NodeHostMetrics m;
+  m.proposals = 10;
+  m.saves = 4;
+  m.saved_entries = 12;
+  m.campaigns = 2;
+  m.shards = 3;
+  LatencyRecorder save;
+  save.Observe(30);        // 25 < 30 <= 50 us
+  save.Observe(20000000);  // beyond the last bound
+  m.save_latency = save.Read();
+  PromWriter w;
+  RenderEngineMetrics(m, &w);
+  const testing::PromParse p = testing::ParsePrometheusText(w.text());
+  ASSERT_TRUE(p.ok()) << p.error << "\n" << w.text();
+  EXPECT_EQ(p.samples.at("flotilla_proposals_total"), 10);
+  EXPECT_EQ(p.samples.at("flotilla_campaigns_total"), 2);
+  EXPECT_EQ(p.samples.at("flotilla_shards"), 3);
+  EXPECT_EQ(p.samples.at("flotilla_logdb_entries_per_save"), 3);
+  EXPECT_EQ(p.samples.at("flotilla_logdb_save_duration_seconds_bucket{le=\"2.5e-05\"}"), 0);
+  EXPECT_EQ(p.samples.at("flotilla_logdb_save_duration_seconds_bucket{le=\"5e-05\"}"), 1);
+  EXPECT_EQ(p.samples.at("flotilla_logdb_save_duration_seconds_bucket{le=\"+Inf\"}"), 2);
+  EXPECT_EQ(p.samples.at("flotilla_logdb_save_duration_seconds_count"), 2);
+  EXPECT_EQ(p.types.at("flotilla_logdb_fsync_duration_seconds"), "histogram");
+  for (const auto& [series, value] : p.samples) {
+    EXPECT_EQ(series.find("shard="), std::string::npos) << series;
+  }
 }
 
 TEST(Metrics, LabelValuesAreEscaped) {

@@ -186,9 +186,24 @@ int PrintReplicas(const Globals& g, Client* c, uint64_t only_shard) {
     const uint64_t m = max_commit[r.shard()];
     return m > r.applied_index() ? m - r.applied_index() : 0;
   };
+  // The membership as the most advanced replica knows it (shard only).
+  const ReplicaStatus* view = nullptr;
+  for (const ReplicaStatus& r : all)
+    if (view == nullptr || r.applied_index() > view->applied_index()) view = &r;
+  const auto kind_name = [](MemberKind k) {
+    return k == NON_VOTING ? "non-voting" : k == WITNESS ? "witness" : "voter";
+  };
   if (Json(g)) {
     json j = {{"replicas", json::array()}, {"unreachable", unreachable}};
     for (const ReplicaStatus& r : all) j["replicas"].push_back(ReplicaJson(r, lag(r)));
+    if (only_shard != 0 && view != nullptr) {
+      j["members"] = json::array();
+      for (const Member& m : view->members()) {
+        j["members"].push_back({{"replica", m.replica()},
+                                {"kind", kind_name(m.kind())},
+                                {"raft_address", m.raft_address()}});
+      }
+    }
     PrintJson(j);
   } else {
     std::vector<std::vector<std::string>> rows;
@@ -202,6 +217,13 @@ int PrintReplicas(const Globals& g, Client* c, uint64_t only_shard) {
     PrintTable({"SHARD", "REPLICA", "NODE", "ROLE", "LEADER", "TERM", "COMMIT", "APPLIED", "LAG"},
                rows);
     for (const std::string& u : unreachable) std::cout << "unreachable: " << u << "\n";
+    if (only_shard != 0 && view != nullptr) {
+      std::cout << "members:";
+      for (const Member& m : view->members())
+        std::cout << " " << m.replica() << " (" << kind_name(m.kind()) << ", " << m.raft_address()
+                  << ")";
+      std::cout << "\n";
+    }
   }
   return kExitOk;
 }
@@ -294,6 +316,41 @@ int CmdMembership(const Globals& g, Client* c, std::string_view what, uint64_t s
 
 using ClientFn = std::function<Client*()>;
 
+// Every daemon at --endpoints snapshots its replica of `shard`.
+int CmdSnapshot(const Globals& g, Client* c, uint64_t shard) {
+  json out = json::array();
+  std::vector<std::vector<std::string>> rows;
+  int done = 0;
+  CallInfo failed;
+  for (const std::string& e : c->options().endpoints) {
+    SnapshotRequest req;
+    req.set_shard(shard);
+    req.set_timeout_ms(g.timeout_ms);
+    SnapshotResponse res;
+    const CallInfo info = c->Snapshot(e, req, &res);
+    const bool not_hosted = info.status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+                            !info.hosts_hint.empty();
+    if (!info.ok() && !not_hosted) {
+      if (failed.ok()) failed = info;
+      continue;
+    }
+    if (not_hosted) continue;
+    ++done;
+    out.push_back({{"endpoint", e}, {"node", res.node_id()}, {"index", res.index()}});
+    rows.push_back({e, std::to_string(res.node_id()), std::to_string(res.index())});
+  }
+  if (!failed.ok()) return Fail(g, failed, "snapshot");
+  if (done == 0) {
+    std::cerr << "nodehost snapshot: no daemon at --endpoints hosts shard " << shard << "\n";
+    return kExitRejected;
+  }
+  if (Json(g))
+    PrintJson({{"ok", true}, {"shard", shard}, {"snapshots", out}});
+  else
+    PrintTable({"ENDPOINT", "NODE", "SNAPSHOT INDEX"}, rows);
+  return kExitOk;
+}
+
 void AddAdminCommands(CLI::App* app, const Globals* g, const ClientFn& client, int* rc) {
   auto shard = std::make_shared<uint64_t>(0);
   auto target = std::make_shared<uint64_t>(0);
@@ -320,24 +377,11 @@ void AddAdminCommands(CLI::App* app, const Globals* g, const ClientFn& client, i
       std::cout << "shard " << *shard << ": leader is now replica " << res.leader() << " (term "
                 << res.term() << ")\n";
   });
-  auto* snap = app->add_subcommand("snapshot", "take a snapshot of a shard now");
+  auto* snap = app->add_subcommand("snapshot", "snapshot a shard's replicas now (and compact)");
   snap->add_option("SHARD", *shard, "shard id")->required();
   snap->callback([=] {
     Client* c = client();
-    if (c == nullptr) return;
-    SnapshotRequest req;
-    req.set_shard(*shard);
-    req.set_timeout_ms(g->timeout_ms);
-    SnapshotResponse res;
-    const CallInfo info = c->Snapshot(req, &res);
-    if (!info.ok()) {
-      *rc = Fail(*g, info, "snapshot");
-      return;
-    }
-    if (Json(*g))
-      PrintJson({{"ok", true}, {"shard", *shard}, {"index", res.index()}});
-    else
-      std::cout << "shard " << *shard << ": snapshot at index " << res.index() << "\n";
+    if (c != nullptr) *rc = CmdSnapshot(*g, c, *shard);
   });
 }
 

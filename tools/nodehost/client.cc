@@ -371,10 +371,14 @@ CallInfo Client::TransferLeader(const TransferLeaderRequest& req, TransferLeader
   });
 }
 
-CallInfo Client::Snapshot(const SnapshotRequest& req, SnapshotResponse* out) {
-  return OnLeader(req.shard(), [&](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
-    return admin->Snapshot(ctx, req, out);
-  });
+CallInfo Client::Snapshot(const std::string& endpoint, const SnapshotRequest& req,
+                          SnapshotResponse* out) {
+  return CallOnce(
+      endpoint,
+      [&](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
+        return admin->Snapshot(ctx, req, out);
+      },
+      Clock::now() + options_.timeout, /*auth=*/true);
 }
 
 }  // namespace flotilla::nodehost

@@ -74,7 +74,8 @@ class Client {
   CallInfo AddReplica(const AddReplicaRequest& req, MembershipResponse* out);
   CallInfo RemoveReplica(const RemoveReplicaRequest& req, MembershipResponse* out);
   CallInfo TransferLeader(const TransferLeaderRequest& req, TransferLeaderResponse* out);
-  CallInfo Snapshot(const SnapshotRequest& req, SnapshotResponse* out);
+  // On the daemon at `endpoint` (each replica snapshots its own log).
+  CallInfo Snapshot(const std::string& endpoint, const SnapshotRequest& req, SnapshotResponse* out);
 
   const ClientOptions& options() const { return options_; }
 

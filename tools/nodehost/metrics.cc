@@ -81,7 +81,7 @@ std::string PromWriter::Label(std::string_view name, std::string_view value) {
   return out;
 }
 
-const std::vector<double>& LatencyHistogram::BoundsSeconds() {
+const std::vector<double>& DurationHistogram::BoundsSeconds() {
   static const std::vector<double> bounds = [] {
     std::vector<double> b;
     double v = 0.0001;
@@ -91,7 +91,7 @@ const std::vector<double>& LatencyHistogram::BoundsSeconds() {
   return bounds;
 }
 
-void LatencyHistogram::Observe(double seconds) {
+void DurationHistogram::Observe(double seconds) {
   const std::vector<double>& b = BoundsSeconds();
   size_t i = 0;
   while (i < b.size() && seconds > b[i]) ++i;
@@ -99,13 +99,14 @@ void LatencyHistogram::Observe(double seconds) {
   sum_nanos_.fetch_add(static_cast<uint64_t>(seconds * 1e9), std::memory_order_relaxed);
 }
 
-uint64_t LatencyHistogram::count() const {
+uint64_t DurationHistogram::count() const {
   uint64_t n = 0;
   for (const auto& c : counts_) n += c.load(std::memory_order_relaxed);
   return n;
 }
 
-void LatencyHistogram::Render(PromWriter* w, std::string_view name, std::string_view labels) const {
+void DurationHistogram::Render(PromWriter* w, std::string_view name,
+                               std::string_view labels) const {
   std::vector<uint64_t> counts;
   for (const auto& c : counts_) counts.push_back(c.load(std::memory_order_relaxed));
   w->Histogram(name, labels, BoundsSeconds(), counts,
@@ -179,33 +180,106 @@ void DaemonMetrics::Render(PromWriter* w) const {
     w->Family(name, help, "counter");
     w->Sample(name, "", v.load(std::memory_order_relaxed));
   };
-  counter("nodehost_leader_changes_observed_total",
-          "Leader changes the engine reported for the replicas of this daemon.", leader_changes);
-  counter("nodehost_snapshots_sent_total", "Snapshot streams this daemon sent.", snapshots_sent);
-  counter("nodehost_snapshots_send_failed_total", "Snapshot streams that failed.",
+  counter("nodehost_snapshots_send_failed_total", "Snapshot streams to followers that failed.",
           snapshots_send_failed);
-  counter("nodehost_snapshots_received_total", "Snapshots this daemon received and installed.",
-          snapshots_received);
   counter("nodehost_connections_up_total", "Connections to other daemons established.",
           connections_up);
   counter("nodehost_connections_down_total", "Connections to other daemons lost.",
           connections_down);
 }
 
-void MetricsListener::LeaderChanged(uint64_t, uint64_t, uint64_t, uint64_t) {
-  m_->leader_changes.fetch_add(1, std::memory_order_relaxed);
-}
 void MetricsListener::SnapshotSent(uint64_t, uint64_t, bool failed) {
-  (failed ? m_->snapshots_send_failed : m_->snapshots_sent).fetch_add(1, std::memory_order_relaxed);
-}
-void MetricsListener::SnapshotReceived(uint64_t, uint64_t, uint64_t) {
-  m_->snapshots_received.fetch_add(1, std::memory_order_relaxed);
+  if (failed) m_->snapshots_send_failed.fetch_add(1, std::memory_order_relaxed);
 }
 void MetricsListener::ConnectionUp(const std::string&) {
   m_->connections_up.fetch_add(1, std::memory_order_relaxed);
 }
 void MetricsListener::ConnectionDown(const std::string&) {
   m_->connections_down.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+
+void EngineHistogram(PromWriter* w, std::string_view name, std::string_view help,
+                     const LatencyHistogram& h) {
+  std::vector<double> bounds;
+  for (uint64_t us : LatencyHistogram::kBoundsUs) bounds.push_back(static_cast<double>(us) / 1e6);
+  w->Family(name, help, "histogram");
+  w->Histogram(name, "", bounds, std::vector<uint64_t>(h.counts.begin(), h.counts.end()),
+               static_cast<double>(h.sum_us) / 1e6);
+}
+
+}  // namespace
+
+void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
+  struct Field {
+    const char* name;
+    const char* help;
+    uint64_t value;
+  };
+  const Field counters[] = {
+      {"flotilla_proposals_total", "Proposals accepted into a shard's queue.", m.proposals},
+      {"flotilla_proposals_refused_total",
+       "Proposals refused at once (busy, too large, storage failed).", m.proposals_refused},
+      {"flotilla_proposals_dropped_total", "Proposals completed as dropped (no leader, limits).",
+       m.proposals_dropped},
+      {"flotilla_reads_total", "Linearizable reads accepted.", m.reads},
+      {"flotilla_entries_committed_total", "Committed entries handed to the apply workers.",
+       m.entries_committed},
+      {"flotilla_entries_applied_total", "Entries applied to state machines.", m.entries_applied},
+      {"flotilla_logdb_saves_total", "LogDB writes by the step workers (one per pass).", m.saves},
+      {"flotilla_logdb_saved_entries_total", "Entries in those LogDB writes.", m.saved_entries},
+      {"flotilla_logdb_saved_bytes_total", "Payload bytes of the entries in those writes.",
+       m.saved_bytes},
+      {"flotilla_messages_sent_total", "Raft messages handed to the transport.", m.messages_sent},
+      {"flotilla_messages_received_total", "Raft messages received for local replicas.",
+       m.messages_received},
+      {"flotilla_messages_dropped_total",
+       "Raft messages dropped (unknown replica, full queue, or unsent).", m.messages_dropped},
+      {"flotilla_snapshots_sent_total", "Snapshots streamed to followers.", m.snapshots_sent},
+      {"flotilla_snapshots_received_total", "Snapshots received from leaders.",
+       m.snapshots_received},
+      {"flotilla_snapshot_bytes_sent_total", "Bytes of snapshots streamed to followers.",
+       m.snapshot_bytes_sent},
+      {"flotilla_snapshot_bytes_received_total", "Bytes of snapshots received.",
+       m.snapshot_bytes_received},
+      {"flotilla_snapshots_taken_total", "Local snapshots taken.", m.snapshots_taken},
+      {"flotilla_leader_changes_total", "Leader changes seen by local replicas.", m.leader_changes},
+      {"flotilla_campaigns_total", "Elections started by local replicas.", m.campaigns},
+  };
+  for (const Field& f : counters) {
+    w->Family(f.name, f.help, "counter");
+    w->Sample(f.name, "", f.value);
+  }
+  EngineHistogram(w, "flotilla_logdb_save_duration_seconds",
+                  "One LogDB save, from encoding to its durable return.", m.save_latency);
+  EngineHistogram(w, "flotilla_logdb_fsync_duration_seconds",
+                  "One fsync of the LogDB's write-ahead log.", m.fsync_latency);
+  const Field gauges[] = {
+      {"flotilla_shards", "Replicas running on this NodeHost.", m.shards},
+      {"flotilla_leaders", "Replicas of this NodeHost that lead their shard.", m.leaders},
+      {"flotilla_quiesced_shards", "Replicas of this NodeHost that are quiesced.", m.quiesced},
+      {"flotilla_campaigning_shards", "Replicas of this NodeHost campaigning now.", m.campaigning},
+      {"flotilla_proposal_queue_depth", "Proposals and reads waiting for a step worker.",
+       m.proposal_queue_depth},
+      {"flotilla_apply_queue_depth", "Batches of committed entries waiting to be applied.",
+       m.apply_queue_depth},
+      {"flotilla_storage_failed", "1 when the LogDB failed and writes are refused.",
+       m.storage_failed ? 1u : 0u},
+  };
+  for (const Field& f : gauges) {
+    w->Family(f.name, f.help, "gauge");
+    w->Sample(f.name, "", f.value);
+  }
+  // Entries and bytes per save, as averages since start (the counters above
+  // give them over any window: rate(saved_entries) / rate(saves)).
+  const double saves = m.saves == 0 ? 1.0 : static_cast<double>(m.saves);
+  w->Family("flotilla_logdb_entries_per_save", "Average entries per LogDB save since start.",
+            "gauge");
+  w->Sample("flotilla_logdb_entries_per_save", "", static_cast<double>(m.saved_entries) / saves);
+  w->Family("flotilla_logdb_bytes_per_save", "Average payload bytes per LogDB save since start.",
+            "gauge");
+  w->Sample("flotilla_logdb_bytes_per_save", "", static_cast<double>(m.saved_bytes) / saves);
 }
 
 }  // namespace flotilla::nodehost

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "flotilla/events.h"
+#include "flotilla/metrics.h"
 
 namespace flotilla::nodehost {
 
@@ -40,7 +41,7 @@ class PromWriter {
 
 // A histogram of durations with fixed exponential buckets from 100 us to
 // about 13 s. Thread-safe (relaxed atomics).
-class LatencyHistogram {
+class DurationHistogram {
  public:
   static const std::vector<double>& BoundsSeconds();
   void Observe(double seconds);
@@ -80,11 +81,9 @@ class DaemonMetrics {
   uint64_t requests(Method m, int grpc_code) const;
   void Render(PromWriter* w) const;
 
-  // Engine events (an EventListener forwards them here).
-  std::atomic<uint64_t> leader_changes{0};
-  std::atomic<uint64_t> snapshots_sent{0};
+  // Engine events the engine's own metrics do not count (an EventListener
+  // forwards them here).
   std::atomic<uint64_t> snapshots_send_failed{0};
-  std::atomic<uint64_t> snapshots_received{0};
   std::atomic<uint64_t> connections_up{0};
   std::atomic<uint64_t> connections_down{0};
 
@@ -92,22 +91,24 @@ class DaemonMetrics {
   static constexpr size_t kMethods = static_cast<size_t>(Method::kCount);
   static constexpr size_t kCodes = 17;
   std::array<std::array<std::atomic<uint64_t>, kCodes>, kMethods> requests_{};
-  std::array<LatencyHistogram, kMethods> latency_{};
+  std::array<DurationHistogram, kMethods> latency_{};
 };
 
 // Counts the engine's events into DaemonMetrics (no per-shard state).
 class MetricsListener final : public EventListener {
  public:
   explicit MetricsListener(DaemonMetrics* m) : m_(m) {}
-  void LeaderChanged(uint64_t, uint64_t, uint64_t, uint64_t) override;
   void SnapshotSent(uint64_t, uint64_t, bool failed) override;
-  void SnapshotReceived(uint64_t, uint64_t, uint64_t) override;
   void ConnectionUp(const std::string&) override;
   void ConnectionDown(const std::string&) override;
 
  private:
   DaemonMetrics* m_;
 };
+
+// Renders the engine's NodeHostMetrics (families named flotilla_*): totals
+// per NodeHost, no per-shard labels.
+void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w);
 
 // gRPC's canonical code names ("OK", "NOT_FOUND", ...), the label values of
 // "code".

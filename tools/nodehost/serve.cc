@@ -64,10 +64,8 @@ Status StartReplicas(NodeHost* nh, const DaemonConfig& c) {
 
 void Gauges(NodeHost* nh, PromWriter* w, double uptime_seconds) {
   const NodeHostInfo info = nh->GetInfo();
-  uint64_t leaders = 0, quiesced = 0, no_leader = 0, max_lag = 0;
+  uint64_t no_leader = 0, max_lag = 0;
   for (const ReplicaInfo& r : info.replicas) {
-    leaders += r.role == "leader";
-    quiesced += r.quiesced;
     no_leader += r.leader_id == 0;
     max_lag = std::max(max_lag, r.commit_index - std::min(r.commit_index, r.applied_index));
   }
@@ -75,10 +73,6 @@ void Gauges(NodeHost* nh, PromWriter* w, double uptime_seconds) {
     w->Family(name, help, "gauge");
     w->Sample(name, "", v);
   };
-  gauge("nodehost_replicas", "Replicas this daemon hosts.", info.replicas.size());
-  gauge("nodehost_leader_replicas", "Replicas of this daemon that are their shard's leader.",
-        leaders);
-  gauge("nodehost_quiesced_replicas", "Replicas of this daemon that are quiesced.", quiesced);
   gauge("nodehost_replicas_without_leader", "Replicas of this daemon that know no leader.",
         no_leader);
   gauge("nodehost_max_apply_lag_entries",
@@ -132,6 +126,7 @@ std::string RenderMetrics(NodeHost* nh, const DaemonMetrics& m, double uptime_se
   PromWriter w;
   m.Render(&w);
   Gauges(nh, &w, uptime_seconds);
+  RenderEngineMetrics(nh->GetMetrics(), &w);
   return w.text();
 }
 

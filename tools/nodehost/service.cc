@@ -212,6 +212,17 @@ void FillReplica(const ServiceContext& c, const ReplicaInfo& i, ReplicaStatus* o
   out->set_quiesced(i.quiesced);
   out->set_leader_client_address(ClientAddressOf(c, i.leader_id));
   out->set_node_id(c.config->node_id);
+  const auto add = [out](const Members& members, MemberKind kind) {
+    for (const auto& [id, address] : members) {
+      Member* m = out->add_members();
+      m->set_replica(id);
+      m->set_raft_address(address);
+      m->set_kind(kind);
+    }
+  };
+  add(i.voters, VOTER);
+  add(i.non_voting, NON_VOTING);
+  add(i.witnesses, WITNESS);
 }
 
 // Membership changes and leader transfer go through the shard's leader.
@@ -469,18 +480,19 @@ grpc::Status AdminService::TransferLeader(grpc::ServerContext* ctx,
 }
 
 grpc::Status AdminService::Snapshot(grpc::ServerContext* ctx, const SnapshotRequest* req,
-                                    SnapshotResponse*) {
+                                    SnapshotResponse* res) {
   Timed timed(c_, Method::kSnapshot);
   grpc::Status s = Authorize(*c_, *ctx);
-  if (s.ok()) {
-    Result<ReplicaInfo> info = c_->nh->GetReplicaInfo(req->shard());
-    if (!info.ok()) s = FromStatus(*c_, ctx, req->shard(), info.status());
-  }
   if (!s.ok()) return timed.Done(s);
-  return timed.Done({grpc::StatusCode::UNIMPLEMENTED,
-                     "snapshot on request is not available: this engine has no "
-                     "NodeHost::RequestSnapshot yet; shards snapshot every raft.snapshot_entries "
-                     "applied entries"});
+  // The snapshot is taken by this daemon's replica, whatever its role: every
+  // replica snapshots and compacts its own log.
+  const Timeout t = req->timeout_ms() > 0 ? Timeout(req->timeout_ms()) : Budget(*c_, *ctx);
+  Result<RequestHandle> h = c_->nh->RequestSnapshot(req->shard(), t);
+  if (!h.ok()) return timed.Done(FromStatus(*c_, ctx, req->shard(), h.status()));
+  const RequestResult r = h->Wait();
+  res->set_index(r.value);
+  res->set_node_id(c_->config->node_id);
+  return timed.Done(FromResult(*c_, ctx, req->shard(), r, t));
 }
 
 }  // namespace flotilla::nodehost
