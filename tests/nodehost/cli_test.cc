@@ -293,6 +293,37 @@ TEST_F(CliTest, ErrorsSayWhatToDo) {
       << r.err;
 }
 
+TEST_F(CliTest, MutualTlsAdminNeedsAClientCertificate) {
+  if (std::system("openssl version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl CLI";
+  TestCluster::Options o;
+  o.tls = true;
+  o.token = false;
+  o.shards = 1;
+  StartCluster(o);
+  const std::string d = cluster_->dir();
+  const std::vector<std::string> ca = {"--cacert", d + "/ca.pem"};
+  auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  // Key-value requests need TLS but no client certificate.
+  EXPECT_EXIT_CODE(Cli(with(ca, {"put", "k", "v"})), kExitOk);
+  EXPECT_EQ(Cli(with(ca, {"get", "k"})).out, "v\n");
+  EXPECT_EXIT_CODE(Cli(with(ca, {"-o", "json", "status"})), kExitOk);
+  EXPECT_TRUE(Json(Cli(with(ca, {"-o", "json", "status"})))["nodes"][0]["tls"].get<bool>());
+  // Admin changes need a client certificate signed by the daemons' CA.
+  CliResult r = Cli(with(ca, {"snapshot", "1"}));
+  EXPECT_EXIT_CODE(r, kExitAuth);
+  EXPECT_NE(r.err.find("client certificate"), std::string::npos) << r.err;
+  r = Cli(with(ca, {"--cert", d + "/client.pem", "--key", d + "/client.key", "snapshot", "1"}));
+  EXPECT_EXIT_CODE(r, kExitOk);
+  // A certificate from another CA does not get through the handshake.
+  r = Cli(with(ca, {"--cert", d + "/rogue.pem", "--key", d + "/rogue.key", "snapshot", "1"}));
+  EXPECT_NE(r.exit_code, kExitOk) << r.out;
+  // Nor does plaintext.
+  EXPECT_EXIT_CODE(Cli({"get", "k"}), kExitUnreachable);
+}
+
 // Reads /metrics with curl, as an operator would.
 std::string Curl(const std::string& url) {
   std::string out;

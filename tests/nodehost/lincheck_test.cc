@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <random>
 #include <thread>
 
@@ -24,9 +25,18 @@ using namespace std::chrono_literals;
 
 constexpr int kClients = 5;
 constexpr int kKeys = 6;
-constexpr auto kRun = 12s;
+// The default run: 12 s with one kill at 3 s and a restart at 6 s.
+// FLOTILLA_NODEHOST_LINCHECK_SECONDS=N runs N seconds with a kill every
+// kKillPeriod (the soak variant).
+constexpr auto kDefaultRun = 12s;
+constexpr auto kKillPeriod = 20s;
 constexpr auto kKillAt = 3s;
 constexpr auto kRestartAt = 6s;
+
+std::chrono::seconds RunLength() {
+  const char* env = std::getenv("FLOTILLA_NODEHOST_LINCHECK_SECONDS");
+  return env != nullptr ? std::chrono::seconds(std::atoi(env)) : kDefaultRun;
+}
 
 // A write that failed before anything was proposed has no effect; any other
 // failure of a write leaves its outcome unknown.
@@ -163,15 +173,21 @@ TEST(NodehostLinearizability, SigkillAndRestartOfALeaderMidRun) {
   }
   std::unique_ptr<Client> admin = MakeClient(cluster);
   const auto start = std::chrono::steady_clock::now();
-  std::this_thread::sleep_until(start + kKillAt);
-  const int victim = LeaderNodeOf(admin.get(), cluster, 1);
-  ASSERT_NE(victim, 0);
-  cluster.KillNode(victim);
-  down.store(true);
-  std::this_thread::sleep_until(start + kRestartAt);
-  down.store(false);
-  ASSERT_TRUE(cluster.StartNode(victim));
-  std::this_thread::sleep_until(start + kRun);
+  const auto run = RunLength();
+  int victim = 0;
+  int kills = 0;
+  for (auto period = start; period + kRestartAt < start + run; period += kKillPeriod) {
+    std::this_thread::sleep_until(period + kKillAt);
+    victim = LeaderNodeOf(admin.get(), cluster, 1 + static_cast<uint64_t>(kills % 2));
+    ASSERT_NE(victim, 0);
+    cluster.KillNode(victim);
+    ++kills;
+    down.store(true);
+    std::this_thread::sleep_until(period + kRestartAt);
+    down.store(false);
+    ASSERT_TRUE(cluster.StartNode(victim));
+  }
+  std::this_thread::sleep_until(start + run);
   stop.store(true);
   for (std::thread& t : clients) t.join();
 
@@ -195,9 +211,10 @@ TEST(NodehostLinearizability, SigkillAndRestartOfALeaderMidRun) {
     unknown += op.outcome == Outcome::kUnknown;
   }
   std::printf(
-      "history: %zu operations, %zu ok, %zu unknown; %llu completed while node %d was down\n",
-      ops.size(), ok, unknown, static_cast<unsigned long long>(completed_while_down.load()),
-      victim);
+      "history: %zu operations, %zu ok, %zu unknown; %d SIGKILL(s), last of node %d; %llu "
+      "completed while a node was down\n",
+      ops.size(), ok, unknown, kills, victim,
+      static_cast<unsigned long long>(completed_while_down.load()));
   EXPECT_GT(completed_while_down.load(), 20u) << "the surviving majority stopped serving";
   EXPECT_GT(ok, 500u);
   const lincheck::CheckResult result = lincheck::Check(ops);

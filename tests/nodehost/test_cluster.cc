@@ -109,6 +109,11 @@ std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_sha
     << "\ncompaction_overhead = " << o_.compaction_overhead
     << "\nstep_workers = 1\napply_workers = 1\n\n";
   if (o_.token) f << "[auth]\ntoken_file = \"" << token_file_ << "\"\n\n";
+  if (o_.tls) {
+    const std::string p = dir_ + "/node" + std::to_string(id);
+    f << "[tls]\nca_file = \"" << dir_ << "/ca.pem\"\ncert_file = \"" << p
+      << ".pem\"\nkey_file = \"" << p << ".key\"\n\n";
+  }
   std::string members;
   for (int i = 1; i <= o_.nodes; ++i) members += (i > 1 ? ", " : "") + std::to_string(i);
   for (int s = 1; s <= o_.shards; ++s) {
@@ -144,7 +149,27 @@ bool TestCluster::StartNode(int id, const std::vector<int>& joining_shards) {
   return n.pid > 0;
 }
 
+bool TestCluster::MakeCertificates() const {
+  // Test-only certificates, valid for two days: a CA, one certificate per
+  // node (server and client use, for 127.0.0.1), a client certificate, and
+  // one from a CA the daemons do not trust.
+  std::string script = "set -e; cd '" + dir_ + "'\n" +
+                       "key='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'\n"
+                       "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n"
+                       "extendedKeyUsage=serverAuth,clientAuth\\n' > ext\n"
+                       "for ca in ca rogue-ca; do openssl req -x509 $key -keyout $ca.key -out "
+                       "$ca.pem -days 2 -subj /CN=$ca; done\n"
+                       "cert() { openssl req $key -keyout $1.key -out $1.csr -subj /CN=$1; "
+                       "openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial "
+                       "-out $1.pem -days 2 -extfile ext; }\n"
+                       "cert client ca; cert rogue rogue-ca\n";
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    script += "cert node" + std::to_string(i + 1) + " ca\n";
+  return std::system(("bash -c " + ShellQuote(script) + " >/dev/null 2>&1").c_str()) == 0;
+}
+
 bool TestCluster::Start() {
+  if (o_.tls && !MakeCertificates()) return false;
   for (int i = 1; i <= o_.nodes; ++i)
     if (!StartNode(i)) return false;
   return WaitReady(30s);
@@ -182,6 +207,7 @@ bool TestCluster::WaitReady(std::chrono::milliseconds limit) {
   for (size_t i = 0; i < nodes_.size(); ++i)
     if (nodes_[i].pid > 0) o.endpoints.push_back(client_address(static_cast<int>(i + 1)));
   o.timeout = 1s;
+  if (o_.tls) o.ca_file = dir_ + "/ca.pem";
   std::string error;
   std::unique_ptr<Client> c = Client::Create(o, &error);
   if (!c) return false;

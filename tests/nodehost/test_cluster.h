@@ -33,6 +33,10 @@ class TestCluster {
     uint64_t snapshot_entries = 10000;
     uint64_t compaction_overhead = 5000;
     bool token = true;  // write a token file and configure [auth]
+    // Make a CA and certificates (openssl CLI) and configure [tls]: mutual
+    // TLS between the daemons and on the client API. Files in dir():
+    // ca.pem, client.pem/.key (signed by the CA), rogue.pem/.key (another CA).
+    bool tls = false;
   };
   explicit TestCluster(Options o);
   ~TestCluster();
@@ -40,7 +44,8 @@ class TestCluster {
   TestCluster& operator=(const TestCluster&) = delete;
 
   // Writes every config and starts nodes 1..nodes; true once every shard of
-  // every started node has a leader.
+  // every started node has a leader. False also when certificates could not
+  // be made (no openssl CLI).
   bool Start();
   // Starts node `id` (1-based) with its config; `joining_shards` makes it
   // join those shards instead of being an initial member.
@@ -73,6 +78,7 @@ class TestCluster {
     pid_t pid = -1;
   };
   std::string WriteConfig(int id, const std::vector<int>& joining_shards) const;
+  bool MakeCertificates() const;
 
   Options o_;
   std::string dir_;
