@@ -18,6 +18,9 @@ DIR=${CLUSTER_DIR:-/tmp/flotilla-cluster}
 BASE=${PORT_BASE:-7100}
 SHARDS=${SHARDS:-4}
 
+# A process that exited but was not reaped yet (a zombie) counts as gone.
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+
 endpoints() { echo "127.0.0.1:$((BASE + 101)),127.0.0.1:$((BASE + 102)),127.0.0.1:$((BASE + 103))"; }
 
 write_config() {
@@ -48,7 +51,7 @@ TOML
 
 start_node() {
   local n=$1
-  if [[ -f "$DIR/node$n.pid" ]] && kill -0 "$(cat "$DIR/node$n.pid")" 2>/dev/null; then
+  if [[ -f "$DIR/node$n.pid" ]] && alive "$(cat "$DIR/node$n.pid")"; then
     echo "node $n is already running (pid $(cat "$DIR/node$n.pid"))"
     return
   fi
@@ -83,7 +86,7 @@ case "${1:-}" in
     echo "ready. export NODEHOST_ENDPOINTS=$(endpoints)   (admin: --token-file $DIR/token)"
     ;;
   kill)
-    kill -KILL "$(cat "$DIR/node$2.pid")" && echo "node $2 killed (SIGKILL)"
+    kill -KILL "$(cat "$DIR/node$2.pid")" && rm -f "$DIR/node$2.pid" && echo "node $2 killed (SIGKILL)"
     ;;
   restart)
     start_node "$2"
@@ -92,7 +95,7 @@ case "${1:-}" in
     for n in 1 2 3; do
       if [[ -f "$DIR/node$n.pid" ]]; then
         pid=$(cat "$DIR/node$n.pid")
-        kill -TERM "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        kill -TERM "$pid" 2>/dev/null && while alive "$pid"; do sleep 0.1; done
         rm -f "$DIR/node$n.pid"
         echo "node $n stopped"
       fi
