@@ -36,7 +36,11 @@ class CliTest : public ::testing::Test {
  protected:
   void StartCluster(TestCluster::Options o = {}) {
     cluster_ = std::make_unique<TestCluster>(o);
-    ASSERT_TRUE(cluster_->Start()) << "the cluster did not elect leaders:\n" << cluster_->log_of(1);
+    const bool started = cluster_->Start();
+    std::string logs;
+    for (int i = 1; !started && i <= o.nodes; ++i)
+      logs += "node " + std::to_string(i) + ":\n" + cluster_->log_of(i);
+    ASSERT_TRUE(started) << "the cluster did not elect leaders:\n" << logs;
   }
   CliResult Cli(std::vector<std::string> args) const { return cluster_->Cli(args); }
   CliResult Admin(std::vector<std::string> args) const {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -59,10 +60,17 @@ TestCluster::TestCluster(Options o) : o_(o) {
              .string();
   std::filesystem::create_directories(dir_);
   nodes_.resize(static_cast<size_t>(o_.nodes + o_.spare_nodes));
+  // Distinct ports: a port just released may be handed out again.
+  std::set<int> taken;
+  const auto pick = [&taken] {
+    int p = FreePort();
+    while (!taken.insert(p).second) p = FreePort();
+    return p;
+  };
   for (Node& n : nodes_) {
-    n.raft_port = FreePort();
-    n.client_port = FreePort();
-    n.metrics_port = FreePort();
+    n.raft_port = pick();
+    n.client_port = pick();
+    n.metrics_port = pick();
   }
   if (o_.token) {
     token_file_ = dir_ + "/token";

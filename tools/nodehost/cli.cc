@@ -351,6 +351,39 @@ int CmdSnapshot(const Globals& g, Client* c, uint64_t shard) {
   return kExitOk;
 }
 
+void AddMembershipCommands(CLI::App* app, const Globals* g, const ClientFn& client, int* rc) {
+  struct Args {
+    uint64_t shard = 0, replica = 0;
+    std::string address;
+  };
+  auto a = std::make_shared<Args>();
+  struct MemberCmd {
+    const char* name;
+    const char* help;
+    MemberKind kind;
+  };
+  for (const MemberCmd& m : {MemberCmd{"add-replica", "add a voting replica", VOTER},
+                             MemberCmd{"add-non-voting", "add a non-voting replica", NON_VOTING},
+                             MemberCmd{"add-witness", "add a witness replica", WITNESS},
+                             MemberCmd{"promote", "make a non-voting replica a voter", VOTER}}) {
+    auto* sub = app->add_subcommand(m.name, m.help);
+    sub->add_option("SHARD", a->shard, "shard id")->required();
+    sub->add_option("REPLICA", a->replica, "replica id (= the node id of its daemon)")->required();
+    sub->add_option("RAFT_ADDRESS", a->address, "its raft address (default: from [[nodes]])");
+    sub->callback([=] {
+      if (Client* c = client())
+        *rc = CmdMembership(*g, c, m.name, a->shard, a->replica, a->address, m.kind, false);
+    });
+  }
+  auto* remove = app->add_subcommand("remove-replica", "remove a replica from a shard");
+  remove->add_option("SHARD", a->shard, "shard id")->required();
+  remove->add_option("REPLICA", a->replica, "replica id")->required();
+  remove->callback([=] {
+    if (Client* c = client())
+      *rc = CmdMembership(*g, c, "remove-replica", a->shard, a->replica, "", VOTER, true);
+  });
+}
+
 void AddAdminCommands(CLI::App* app, const Globals* g, const ClientFn& client, int* rc) {
   auto shard = std::make_shared<uint64_t>(0);
   auto target = std::make_shared<uint64_t>(0);
@@ -559,39 +592,14 @@ int RunCli(int argc, char** argv) {
       ->callback([&] {
         if (Client* c = need_client()) rc = PrintReplicas(g, c, 0);
       });
-  uint64_t shard = 0, replica = 0;
-  std::string address;
+  uint64_t shard = 0;
   auto* shard_cmd = app.add_subcommand("shard", "the replicas of one shard");
   shard_cmd->add_option("SHARD", shard, "shard id")->required();
   shard_cmd->callback([&] {
     if (Client* c = need_client()) rc = PrintReplicas(g, c, shard);
   });
 
-  struct MemberCmd {
-    const char* name;
-    const char* help;
-    MemberKind kind;
-  };
-  for (const MemberCmd& m : {MemberCmd{"add-replica", "add a voting replica", VOTER},
-                             MemberCmd{"add-non-voting", "add a non-voting replica", NON_VOTING},
-                             MemberCmd{"add-witness", "add a witness replica", WITNESS},
-                             MemberCmd{"promote", "make a non-voting replica a voter", VOTER}}) {
-    auto* sub = app.add_subcommand(m.name, m.help);
-    sub->add_option("SHARD", shard, "shard id")->required();
-    sub->add_option("REPLICA", replica, "replica id (= the node id of its daemon)")->required();
-    sub->add_option("RAFT_ADDRESS", address, "its raft address (default: from [[nodes]])");
-    sub->callback([&, m] {
-      if (Client* c = need_client())
-        rc = CmdMembership(g, c, m.name, shard, replica, address, m.kind, false);
-    });
-  }
-  auto* remove = app.add_subcommand("remove-replica", "remove a replica from a shard");
-  remove->add_option("SHARD", shard, "shard id")->required();
-  remove->add_option("REPLICA", replica, "replica id")->required();
-  remove->callback([&] {
-    if (Client* c = need_client())
-      rc = CmdMembership(g, c, "remove-replica", shard, replica, "", VOTER, true);
-  });
+  AddMembershipCommands(&app, &g, need_client, &rc);
   AddAdminCommands(&app, &g, need_client, &rc);
   auto kv = std::make_shared<KvArgs>();
   AddWriteCommands(&app, &g, need_client, &rc, kv);

@@ -130,6 +130,101 @@ std::string RenderMetrics(NodeHost* nh, const DaemonMetrics& m, double uptime_se
   return w.text();
 }
 
+namespace {
+
+// The daemon's parts, started in order and stopped in reverse.
+// Not thread-safe: RunServe's thread drives it.
+class Daemon {
+ public:
+  explicit Daemon(DaemonConfig config) : c_(std::move(config)) {
+    ctx_.config = &c_;
+    ctx_.shard_map = c_.shard_map();
+    ctx_.metrics = &metrics_;
+  }
+
+  // Reads the token and TLS files (kServeBadConfig), then starts the
+  // NodeHost, its replicas, the HTTP and the gRPC servers (kServeFailed).
+  int Start() {
+    if (!c_.token_file.empty()) {
+      Result<std::string> token = ReadFileTrimmed(c_.token_file, "auth.token_file");
+      if (!token.ok()) return BadConfig(token.status());
+      ctx_.token = *token;
+    }
+    Result<std::shared_ptr<grpc::ServerCredentials>> creds = ServerCredentials(c_);
+    if (!creds.ok()) return BadConfig(creds.status());
+    NodeHostConfig nc = c_.ToNodeHostConfig();
+    nc.listener = std::make_shared<MetricsListener>(&metrics_);
+    Result<std::unique_ptr<NodeHost>> nh = NodeHost::Create(nc);
+    if (!nh.ok()) return Failed("cannot start the NodeHost", nh.status());
+    nh_ = std::move(*nh);
+    ctx_.nh = nh_.get();
+    if (Status s = StartReplicas(ctx_.nh, c_); !s.ok()) return Failed("cannot start replicas", s);
+    if (!c_.metrics_address.empty()) {
+      Status s = http_.Start(c_.metrics_address, [this](const std::string& target) {
+        return Handle(target, ctx_.nh, &metrics_, ctx_.started);
+      });
+      if (!s.ok()) return Failed("metrics endpoint", s);
+      ctx_.metrics_address = http_.address();
+    }
+    if (!StartGrpc(*creds)) {
+      return Failed("client API",
+                    Status::Unavailable("cannot listen on client address " + c_.client_address));
+    }
+    spdlog::info("nodehost: node {} serving: client {} raft {} metrics {} ({} shards hosted)",
+                 c_.node_id, c_.client_address, ctx_.nh->raft_address(),
+                 ctx_.metrics_address.empty() ? "off" : ctx_.metrics_address,
+                 ctx_.nh->GetInfo().replicas.size());
+    return kServeOk;
+  }
+
+  // Stops what Start started: the gRPC server (in-flight requests get
+  // kShutdownGrace), the HTTP server, then the NodeHost and every replica's
+  // RocksDB.
+  void Stop() {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+    http_.Stop();
+    if (nh_) nh_->Close();
+    server_.reset();
+    nh_.reset();
+  }
+
+ private:
+  bool StartGrpc(const std::shared_ptr<grpc::ServerCredentials>& creds) {
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort(c_.client_address, creds, &port);
+    b.RegisterService(&kv_);
+    b.RegisterService(&admin_);
+    b.SetMaxReceiveMessageSize(static_cast<int>(c_.max_request_bytes) + (64 << 10));
+    b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    grpc::ResourceQuota quota("nodehost");
+    quota.SetMaxThreads(kMaxServerThreads);
+    b.SetResourceQuota(quota);
+    server_ = b.BuildAndStart();
+    if (server_ == nullptr || port == 0) server_.reset();
+    return server_ != nullptr;
+  }
+  static int BadConfig(const Status& s) {
+    std::fprintf(stderr, "nodehost serve: %s\n", s.ToString().c_str());
+    return kServeBadConfig;
+  }
+  static int Failed(std::string_view what, const Status& s) {
+    spdlog::critical("nodehost: {}: {}", what, s.ToString());
+    return kServeFailed;
+  }
+
+  DaemonConfig c_;
+  DaemonMetrics metrics_;
+  ServiceContext ctx_;
+  KvService kv_{&ctx_};
+  AdminService admin_{&ctx_};
+  std::unique_ptr<NodeHost> nh_;
+  HttpServer http_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace
+
 int RunServe(const std::string& config_path) {
   const sigset_t stop_signals = BlockStopSignals();
   Result<DaemonConfig> cfg = LoadConfig(config_path);
@@ -137,86 +232,18 @@ int RunServe(const std::string& config_path) {
     std::fprintf(stderr, "nodehost serve: %s\n", cfg.status().ToString().c_str());
     return kServeBadConfig;
   }
-  const DaemonConfig& c = *cfg;
-  SetUpLogging(c.log_level);
-  ServiceContext ctx;
-  ctx.config = &c;
-  ctx.shard_map = c.shard_map();
-  DaemonMetrics metrics;
-  ctx.metrics = &metrics;
-  if (!c.token_file.empty()) {
-    Result<std::string> token = ReadFileTrimmed(c.token_file, "auth.token_file");
-    if (!token.ok()) {
-      std::fprintf(stderr, "nodehost serve: %s\n", token.status().ToString().c_str());
-      return kServeBadConfig;
-    }
-    ctx.token = *token;
+  SetUpLogging(cfg->log_level);
+  Daemon daemon(std::move(*cfg));
+  const int rc = daemon.Start();
+  if (rc == kServeOk) {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("nodehost: signal {}: shutting down", sig);
   }
-  Result<std::shared_ptr<grpc::ServerCredentials>> creds = ServerCredentials(c);
-  if (!creds.ok()) {
-    std::fprintf(stderr, "nodehost serve: %s\n", creds.status().ToString().c_str());
-    return kServeBadConfig;
-  }
-  NodeHostConfig nc = c.ToNodeHostConfig();
-  nc.listener = std::make_shared<MetricsListener>(&metrics);
-  Result<std::unique_ptr<NodeHost>> nh = NodeHost::Create(nc);
-  if (!nh.ok()) {
-    spdlog::critical("nodehost: cannot start the NodeHost: {}", nh.status().ToString());
-    return kServeFailed;
-  }
-  ctx.nh = nh->get();
-  if (Status s = StartReplicas(ctx.nh, c); !s.ok()) {
-    spdlog::critical("nodehost: cannot start replicas: {}", s.ToString());
-    (*nh)->Close();
-    return kServeFailed;
-  }
-  HttpServer http;
-  if (!c.metrics_address.empty()) {
-    if (Status s = http.Start(c.metrics_address,
-                              [n = ctx.nh, m = &metrics, t = ctx.started](const std::string& tg) {
-                                return Handle(tg, n, m, t);
-                              });
-        !s.ok()) {
-      spdlog::critical("nodehost: metrics endpoint: {}", s.ToString());
-      (*nh)->Close();
-      return kServeFailed;
-    }
-    ctx.metrics_address = http.address();
-  }
-  KvService kv(&ctx);
-  AdminService admin(&ctx);
-  grpc::ServerBuilder b;
-  int port = 0;
-  b.AddListeningPort(c.client_address, *creds, &port);
-  b.RegisterService(&kv);
-  b.RegisterService(&admin);
-  b.SetMaxReceiveMessageSize(static_cast<int>(c.max_request_bytes) + (64 << 10));
-  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  grpc::ResourceQuota quota("nodehost");
-  quota.SetMaxThreads(kMaxServerThreads);
-  b.SetResourceQuota(quota);
-  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    spdlog::critical("nodehost: cannot listen on client address {}", c.client_address);
-    http.Stop();
-    (*nh)->Close();
-    return kServeFailed;
-  }
-  spdlog::info("nodehost: node {} serving: client {} raft {} metrics {} ({} shards hosted)",
-               c.node_id, c.client_address, ctx.nh->raft_address(),
-               ctx.metrics_address.empty() ? "off" : ctx.metrics_address,
-               ctx.nh->GetInfo().replicas.size());
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
-  spdlog::info("nodehost: signal {}: shutting down", sig);
-  server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
-  http.Stop();
-  (*nh)->Close();
+  daemon.Stop();
   spdlog::info("nodehost: stopped");
-  server.reset();
-  nh->reset();  // closes every replica's RocksDB
   spdlog::shutdown();
-  return kServeOk;
+  return rc;
 }
 
 }  // namespace flotilla::nodehost
