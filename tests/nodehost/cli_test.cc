@@ -148,6 +148,9 @@ TEST_F(CliTest, KeyValueCommandsInBothFormats) {
   j = Json(Cli({"-o", "json", "scan", "user", "--limit", "2"}));
   EXPECT_EQ(j["kvs"].size(), 2u);
   EXPECT_EQ(j["more"], true);
+  j = Json(Cli({"-o", "json", "scan", "user", "--after", "user{7}/b"}));  // the next page
+  ASSERT_EQ(j["kvs"].size(), 2u);
+  EXPECT_EQ(j["kvs"][0]["key"], "user{7}/c");
 
   r = Cli({"del", "greeting"});
   EXPECT_EXIT_CODE(r, kExitOk);

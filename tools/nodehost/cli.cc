@@ -419,7 +419,7 @@ void AddAdminCommands(CLI::App* app, const Globals* g, const ClientFn& client, i
 }
 
 struct KvArgs {
-  std::string key, value, expect, prefix;
+  std::string key, value, expect, prefix, after;
   bool expect_absent = false;
   bool stale = false;
   uint32_t limit = 100;
@@ -528,6 +528,7 @@ void AddReadCommands(CLI::App* app, const Globals* g, const ClientFn& client, in
   auto* scan = app->add_subcommand("scan", "keys with a prefix, in order");
   scan->add_option("PREFIX", a->prefix, "key prefix (empty: every key)");
   scan->add_option("--limit", a->limit, "at most this many keys")->check(CLI::Range(1u, 1000u));
+  scan->add_option("--after", a->after, "only keys after this one (the next page)");
   scan->add_option("--shard", a->shard,
                    "scan this shard only (default: the prefix's hash tag, or all)");
   scan->add_flag("--stale", a->stale, "read the contacted replicas' state now");
@@ -536,7 +537,7 @@ void AddReadCommands(CLI::App* app, const Globals* g, const ClientFn& client, in
     if (c == nullptr) return;
     std::vector<KeyValue> kvs;
     bool more = false;
-    const CallInfo info = c->Scan(a->prefix, a->limit, a->shard, a->stale, &kvs, &more);
+    const CallInfo info = c->Scan(a->prefix, a->after, a->limit, a->shard, a->stale, &kvs, &more);
     if (!info.ok()) {
       *rc = Fail(*g, info, "scan");
       return;
@@ -550,7 +551,8 @@ void AddReadCommands(CLI::App* app, const Globals* g, const ClientFn& client, in
     std::vector<std::vector<std::string>> rows;
     for (const KeyValue& kv : kvs) rows.push_back({kv.key(), kv.value()});
     PrintTable({"KEY", "VALUE"}, rows);
-    if (more) std::cout << "(more keys: raise --limit)\n";
+    if (more && !kvs.empty())
+      std::cout << "(more keys: raise --limit, or --after " << kvs.back().key() << ")\n";
   });
 }
 

@@ -62,9 +62,9 @@ class Client {
   CallInfo Cas(const std::string& key, const std::optional<std::string>& expected,
                const std::string& value, CasResponse* out);
   // One shard (`shard` non-zero or a prefix with a hash tag) or every shard,
-  // merged in key order; at most `limit` keys.
-  CallInfo Scan(const std::string& prefix, uint32_t limit, uint64_t shard, bool stale,
-                std::vector<KeyValue>* out, bool* more);
+  // merged in key order; at most `limit` keys, all after `start_after`.
+  CallInfo Scan(const std::string& prefix, const std::string& start_after, uint32_t limit,
+                uint64_t shard, bool stale, std::vector<KeyValue>* out, bool* more);
   CallInfo GetShardMap(ShardMapResponse* out);
 
   // Admin: `endpoint` empty means the first daemon that answers.
