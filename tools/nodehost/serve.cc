@@ -149,6 +149,12 @@ class Daemon {
       Result<std::string> token = ReadFileTrimmed(c_.token_file, "auth.token_file");
       if (!token.ok()) return BadConfig(token.status());
       ctx_.token = *token;
+      namespace fs = std::filesystem;
+      std::error_code ec;
+      const fs::perms p = fs::status(c_.token_file, ec).permissions();
+      if (!ec && (p & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+        spdlog::warn("nodehost: {} is readable by other users; chmod 600 it", c_.token_file);
+      }
     }
     Result<std::shared_ptr<grpc::ServerCredentials>> creds = ServerCredentials(c_);
     if (!creds.ok()) return BadConfig(creds.status());
