@@ -151,6 +151,10 @@ TEST_F(CliTest, KeyValueCommandsInBothFormats) {
   j = Json(Cli({"-o", "json", "scan", "user", "--after", "user{7}/b"}));  // the next page
   ASSERT_EQ(j["kvs"].size(), 2u);
   EXPECT_EQ(j["kvs"][0]["key"], "user{7}/c");
+  j = Json(Cli({"-o", "json", "scan", "--from", "user{7}/b", "--to", "user{8}"}));  // a range
+  ASSERT_EQ(j["kvs"].size(), 2u);
+  EXPECT_EQ(j["kvs"][0]["key"], "user{7}/b");
+  EXPECT_EQ(j["kvs"][1]["key"], "user{7}/c");
 
   r = Cli({"del", "greeting"});
   EXPECT_EXIT_CODE(r, kExitOk);

@@ -71,9 +71,12 @@ std::optional<std::string> Get(KvStateMachine* sm, const std::string& k) {
 }
 
 std::vector<std::string> ScanKeys(KvStateMachine* sm, const std::string& prefix,
-                                  const std::string& after, uint32_t limit, bool* more) {
+                                  const std::string& after, uint32_t limit, bool* more,
+                                  const std::string& start = "", const std::string& end = "") {
   Query q;
   q.mutable_scan()->set_prefix(prefix);
+  q.mutable_scan()->set_start(start);
+  q.mutable_scan()->set_end(end);
   q.mutable_scan()->set_start_after(after);
   q.mutable_scan()->set_limit(limit);
   Result<std::string> r = sm->Lookup(q.SerializeAsString());
@@ -144,6 +147,9 @@ TEST(KvStateMachine, ScanIsOrderedByPrefixWithLimitAndStartAfter) {
   EXPECT_TRUE(more);
   EXPECT_EQ(ScanKeys(&sm, "u/", "u/2", 0, &more), (std::vector<std::string>{"u/3"}));
   EXPECT_EQ(ScanKeys(&sm, "", "", 0, &more).size(), 5u);
+  EXPECT_EQ(ScanKeys(&sm, "", "", 0, &more, "u/2", "v/1"),
+            (std::vector<std::string>{"u/2", "u/3"}));
+  EXPECT_EQ(ScanKeys(&sm, "u/", "", 0, &more, "a", "u/2"), (std::vector<std::string>{"u/1"}));
 }
 
 TEST(KvStateMachine, OpenReturnsTheIndexStoredWithTheData) {

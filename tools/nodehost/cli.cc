@@ -419,7 +419,8 @@ void AddAdminCommands(CLI::App* app, const Globals* g, const ClientFn& client, i
 }
 
 struct KvArgs {
-  std::string key, value, expect, prefix, after;
+  std::string key, value, expect;
+  Client::ScanRange range;
   bool expect_absent = false;
   bool stale = false;
   uint32_t limit = 100;
@@ -526,9 +527,11 @@ void AddReadCommands(CLI::App* app, const Globals* g, const ClientFn& client, in
     if (!res.found()) *rc = kExitKeyNotFound;
   });
   auto* scan = app->add_subcommand("scan", "keys with a prefix, in order");
-  scan->add_option("PREFIX", a->prefix, "key prefix (empty: every key)");
+  scan->add_option("PREFIX", a->range.prefix, "key prefix (empty: every key)");
+  scan->add_option("--from", a->range.start, "only keys at or after this one");
+  scan->add_option("--to", a->range.end, "only keys before this one");
   scan->add_option("--limit", a->limit, "at most this many keys")->check(CLI::Range(1u, 1000u));
-  scan->add_option("--after", a->after, "only keys after this one (the next page)");
+  scan->add_option("--after", a->range.start_after, "only keys after this one (the next page)");
   scan->add_option("--shard", a->shard,
                    "scan this shard only (default: the prefix's hash tag, or all)");
   scan->add_flag("--stale", a->stale, "read the contacted replicas' state now");
@@ -537,7 +540,7 @@ void AddReadCommands(CLI::App* app, const Globals* g, const ClientFn& client, in
     if (c == nullptr) return;
     std::vector<KeyValue> kvs;
     bool more = false;
-    const CallInfo info = c->Scan(a->prefix, a->after, a->limit, a->shard, a->stale, &kvs, &more);
+    const CallInfo info = c->Scan(a->range, a->limit, a->shard, a->stale, &kvs, &more);
     if (!info.ok()) {
       *rc = Fail(*g, info, "scan");
       return;

@@ -277,8 +277,9 @@ CallInfo Client::Cas(const std::string& key, const std::optional<std::string>& e
       false, true);
 }
 
-CallInfo Client::Scan(const std::string& prefix, const std::string& start_after, uint32_t limit,
-                      uint64_t shard, bool stale, std::vector<KeyValue>* out, bool* more) {
+CallInfo Client::Scan(const ScanRange& range, uint32_t limit, uint64_t shard, bool stale,
+                      std::vector<KeyValue>* out, bool* more) {
+  const std::string& prefix = range.prefix;
   CallInfo info = EnsureShardMap();
   if (!info.ok()) return info;
   std::vector<uint64_t> shards;
@@ -294,7 +295,9 @@ CallInfo Client::Scan(const std::string& prefix, const std::string& start_after,
   for (uint64_t s : shards) {
     ScanRequest req;
     req.set_prefix(prefix);
-    req.set_start_after(start_after);
+    req.set_start_after(range.start_after);
+    req.set_start(range.start);
+    req.set_end(range.end);
     req.set_limit(limit);
     req.set_shard(s);
     req.set_consistency(stale ? STALE : LINEARIZABLE);

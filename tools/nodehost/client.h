@@ -61,10 +61,15 @@ class Client {
   CallInfo Delete(const std::string& key, DeleteResponse* out);
   CallInfo Cas(const std::string& key, const std::optional<std::string>& expected,
                const std::string& value, CasResponse* out);
+  // What a scan reads: keys with `prefix` in [start, end) (empty: no
+  // bound), after `start_after` (the last key of the previous page).
+  struct ScanRange {
+    std::string prefix, start, end, start_after;
+  };
   // One shard (`shard` non-zero or a prefix with a hash tag) or every shard,
-  // merged in key order; at most `limit` keys, all after `start_after`.
-  CallInfo Scan(const std::string& prefix, const std::string& start_after, uint32_t limit,
-                uint64_t shard, bool stale, std::vector<KeyValue>* out, bool* more);
+  // merged in key order; at most `limit` keys.
+  CallInfo Scan(const ScanRange& range, uint32_t limit, uint64_t shard, bool stale,
+                std::vector<KeyValue>* out, bool* more);
   CallInfo GetShardMap(ShardMapResponse* out);
 
   // Admin: `endpoint` empty means the first daemon that answers.

@@ -5,6 +5,7 @@
 #include <rocksdb/utilities/write_batch_with_index.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -207,14 +208,18 @@ Result<std::string> KvStateMachine::Lookup(std::string_view query) {
   const ScanQuery& sq = q.scan();
   const uint32_t limit = sq.limit() == 0 || sq.limit() > kMaxScanKeys ? kMaxScanKeys : sq.limit();
   const std::string prefix = DataKey(sq.prefix());
-  std::string start = prefix;
-  if (!sq.start_after().empty() && DataKey(sq.start_after()) >= start) {
-    start = DataKey(sq.start_after());
-    start.push_back('\0');  // strictly after
+  std::string start = std::max(prefix, DataKey(sq.start()));
+  if (!sq.start_after().empty()) {
+    std::string after = DataKey(sq.start_after());
+    after.push_back('\0');  // strictly after
+    start = std::max(start, after);
   }
+  const std::string end = sq.end().empty() ? std::string() : DataKey(sq.end());
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   uint64_t bytes = 0;
-  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+  for (it->Seek(start);
+       it->Valid() && it->key().starts_with(prefix) && (end.empty() || it->key().compare(end) < 0);
+       it->Next()) {
     if (static_cast<uint32_t>(out.kvs_size()) >= limit || bytes >= kMaxScanBytes) {
       out.set_more(true);
       break;

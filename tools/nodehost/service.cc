@@ -359,6 +359,8 @@ grpc::Status KvService::Scan(grpc::ServerContext* ctx, const ScanRequest* req, S
   sq->set_prefix(req->prefix());
   sq->set_start_after(req->start_after());
   sq->set_limit(req->limit());
+  sq->set_start(req->start());
+  sq->set_end(req->end());
   QueryResult out;
   grpc::Status s = RunQuery(*c_, ctx, shard, q, req->consistency(), &out);
   res->set_shard(shard);
