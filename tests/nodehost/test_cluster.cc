@@ -1,0 +1,248 @@
+#include "tests/nodehost/test_cluster.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "tools/nodehost/client.h"
+
+namespace flotilla::nodehost::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out.push_back(c);
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+TestCluster::TestCluster(Options o) : o_(o) {
+  std::random_device rd;
+  dir_ = (std::filesystem::temp_directory_path() / ("flotilla-nodehost-" + std::to_string(rd())))
+             .string();
+  std::filesystem::create_directories(dir_);
+  nodes_.resize(static_cast<size_t>(o_.nodes + o_.spare_nodes));
+  for (Node& n : nodes_) {
+    n.raft_port = FreePort();
+    n.client_port = FreePort();
+    n.metrics_port = FreePort();
+  }
+  if (o_.token) {
+    token_file_ = dir_ + "/token";
+    std::ofstream(token_file_) << "test-token-" << rd() << "\n";
+  }
+}
+
+TestCluster::~TestCluster() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].pid > 0) StopNode(static_cast<int>(i + 1));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string TestCluster::client_address(int id) const {
+  return "127.0.0.1:" + std::to_string(nodes_[static_cast<size_t>(id - 1)].client_port);
+}
+std::string TestCluster::raft_address(int id) const {
+  return "127.0.0.1:" + std::to_string(nodes_[static_cast<size_t>(id - 1)].raft_port);
+}
+std::string TestCluster::metrics_address(int id) const {
+  return "127.0.0.1:" + std::to_string(nodes_[static_cast<size_t>(id - 1)].metrics_port);
+}
+std::string TestCluster::log_of(int id) const {
+  return ReadAll(dir_ + "/node" + std::to_string(id) + ".log");
+}
+
+std::string TestCluster::endpoints() const {
+  std::string out;
+  for (int i = 1; i <= o_.nodes; ++i) out += (i > 1 ? "," : "") + client_address(i);
+  return out;
+}
+
+std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_shards) const {
+  const std::string path = dir_ + "/node" + std::to_string(id) + ".toml";
+  std::ofstream f(path);
+  f << "node_id = " << id << "\n"
+    << "data_dir = \"" << dir_ << "/node" << id << "\"\n"
+    << "metrics_address = \"" << metrics_address(id) << "\"\n"
+    << "log_level = \"warn\"\n"
+    << "rtt_ms = 10\n\n"
+    << "[raft]\nsnapshot_entries = " << o_.snapshot_entries
+    << "\ncompaction_overhead = " << o_.compaction_overhead
+    << "\nstep_workers = 1\napply_workers = 1\n\n";
+  if (o_.token) f << "[auth]\ntoken_file = \"" << token_file_ << "\"\n\n";
+  if (o_.tls) {
+    const std::string p = dir_ + "/node" + std::to_string(id);
+    f << "[tls]\nca_file = \"" << dir_ << "/ca.pem\"\ncert_file = \"" << p
+      << ".pem\"\nkey_file = \"" << p << ".key\"\n\n";
+  }
+  std::string members;
+  for (int i = 1; i <= o_.nodes; ++i) members += (i > 1 ? ", " : "") + std::to_string(i);
+  for (int s = 1; s <= o_.shards; ++s) {
+    f << "[[shards]]\nid = " << s << "\nmembers = [" << members << "]\n";
+    if (std::find(joining_shards.begin(), joining_shards.end(), s) != joining_shards.end())
+      f << "joining = [" << id << "]\n";
+    f << "\n";
+  }
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const int n = static_cast<int>(i + 1);
+    f << "[[nodes]]\nid = " << n << "\nraft_address = \"" << raft_address(n)
+      << "\"\nclient_address = \"" << client_address(n) << "\"\n\n";
+  }
+  return path;
+}
+
+bool TestCluster::StartNode(int id, const std::vector<int>& joining_shards) {
+  Node& n = nodes_[static_cast<size_t>(id - 1)];
+  if (n.pid > 0) return true;
+  const std::string config = WriteConfig(id, joining_shards);
+  const std::string log = dir_ + "/node" + std::to_string(id) + ".log";
+  n.pid = ::fork();
+  if (n.pid == 0) {
+    FILE* out = std::fopen(log.c_str(), "a");
+    if (out != nullptr) {
+      ::dup2(fileno(out), 1);
+      ::dup2(fileno(out), 2);
+    }
+    ::execl(FLOTILLA_NODEHOST, FLOTILLA_NODEHOST, "serve", "--config", config.c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return n.pid > 0;
+}
+
+bool TestCluster::MakeCertificates() const {
+  // Test-only certificates, valid for two days: a CA, one certificate per
+  // node (server and client use, for 127.0.0.1), a client certificate, and
+  // one from a CA the daemons do not trust.
+  std::string script = "set -e; cd '" + dir_ + "'\n" +
+                       "key='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'\n"
+                       "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n"
+                       "extendedKeyUsage=serverAuth,clientAuth\\n' > ext\n"
+                       "for ca in ca rogue-ca; do openssl req -x509 $key -keyout $ca.key -out "
+                       "$ca.pem -days 2 -subj /CN=$ca; done\n"
+                       "cert() { openssl req $key -keyout $1.key -out $1.csr -subj /CN=$1; "
+                       "openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial "
+                       "-out $1.pem -days 2 -extfile ext; }\n"
+                       "cert client ca; cert rogue rogue-ca\n";
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    script += "cert node" + std::to_string(i + 1) + " ca\n";
+  return std::system(("bash -c " + ShellQuote(script) + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+bool TestCluster::Start() {
+  if (o_.tls && !MakeCertificates()) return false;
+  for (int i = 1; i <= o_.nodes; ++i)
+    if (!StartNode(i)) return false;
+  return WaitReady(30s);
+}
+
+void TestCluster::KillNode(int id) {
+  Node& n = nodes_[static_cast<size_t>(id - 1)];
+  if (n.pid <= 0) return;
+  ::kill(n.pid, SIGKILL);
+  ::waitpid(n.pid, nullptr, 0);
+  n.pid = -1;
+}
+
+int TestCluster::StopNode(int id) {
+  Node& n = nodes_[static_cast<size_t>(id - 1)];
+  if (n.pid <= 0) return -1;
+  ::kill(n.pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(n.pid, &status, WNOHANG) == n.pid) {
+      n.pid = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  KillNode(id);
+  return -1;
+}
+
+bool TestCluster::Running(int id) const { return nodes_[static_cast<size_t>(id - 1)].pid > 0; }
+
+bool TestCluster::WaitReady(std::chrono::milliseconds limit) {
+  ClientOptions o;
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i].pid > 0) o.endpoints.push_back(client_address(static_cast<int>(i + 1)));
+  o.timeout = 1s;
+  if (o_.tls) o.ca_file = dir_ + "/ca.pem";
+  std::string error;
+  std::unique_ptr<Client> c = Client::Create(o, &error);
+  if (!c) return false;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool ready = true;
+    for (const std::string& e : o.endpoints) {
+      ShardsResponse res;
+      if (!c->Shards(e, &res).ok() || res.replicas().empty()) {
+        ready = false;
+        break;
+      }
+      for (const ReplicaStatus& r : res.replicas()) ready = ready && r.leader() != 0;
+    }
+    if (ready) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+CliResult TestCluster::Cli(const std::vector<std::string>& args) const {
+  static int counter = 0;
+  const std::string base = dir_ + "/cli" + std::to_string(++counter);
+  std::string cmd = ShellQuote(FLOTILLA_NODEHOST);
+  bool has_endpoints = false;
+  for (const std::string& a : args) has_endpoints = has_endpoints || a == "--endpoints";
+  if (!has_endpoints) cmd += " --endpoints " + ShellQuote(endpoints());
+  for (const std::string& a : args) cmd += " " + ShellQuote(a);
+  cmd += " >" + base + ".out 2>" + base + ".err </dev/null";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadAll(base + ".out");
+  r.err = ReadAll(base + ".err");
+  return r;
+}
+
+}  // namespace flotilla::nodehost::testing

@@ -1,0 +1,89 @@
+// TestCluster: real `nodehost serve` processes on loopback in a temporary
+// directory, for the end-to-end tests. Ports are picked free; every process
+// is stopped by its pid when the cluster is destroyed.
+//
+// Not thread-safe: one test thread drives it (the client threads of a test
+// use their own nodehost::Client).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace flotilla::nodehost::testing {
+
+// A free loopback TCP port (bound and released; another process could take
+// it before the daemon binds it, which the tests accept).
+int FreePort();
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+class TestCluster {
+ public:
+  struct Options {
+    int nodes = 3;        // nodes 1..nodes are started; `spare_nodes` more are only listed
+    int spare_nodes = 0;  // listed in [[nodes]] (for add-replica), not started by Start()
+    int shards = 4;
+    uint64_t snapshot_entries = 10000;
+    uint64_t compaction_overhead = 5000;
+    bool token = true;  // write a token file and configure [auth]
+    // Make a CA and certificates (openssl CLI) and configure [tls]: mutual
+    // TLS between the daemons and on the client API. Files in dir():
+    // ca.pem, client.pem/.key (signed by the CA), rogue.pem/.key (another CA).
+    bool tls = false;
+  };
+  explicit TestCluster(Options o);
+  ~TestCluster();
+  TestCluster(const TestCluster&) = delete;
+  TestCluster& operator=(const TestCluster&) = delete;
+
+  // Writes every config and starts nodes 1..nodes; true once every shard of
+  // every started node has a leader. False also when certificates could not
+  // be made (no openssl CLI).
+  bool Start();
+  // Starts node `id` (1-based) with its config; `joining_shards` makes it
+  // join those shards instead of being an initial member.
+  bool StartNode(int id, const std::vector<int>& joining_shards = {});
+  void KillNode(int id);  // SIGKILL, reaped
+  // SIGTERM; returns the exit status (or -1 when it did not exit in time and
+  // had to be killed).
+  int StopNode(int id);
+  bool Running(int id) const;
+  // Every started node's replicas know a leader (polled up to `limit`).
+  bool WaitReady(std::chrono::milliseconds limit);
+
+  // Runs the nodehost CLI with --endpoints of the started nodes 1..nodes
+  // prepended (unless `args` gives --endpoints itself).
+  CliResult Cli(const std::vector<std::string>& args) const;
+
+  std::string endpoints() const;  // client addresses of nodes 1..nodes
+  std::string client_address(int id) const;
+  std::string raft_address(int id) const;
+  std::string metrics_address(int id) const;
+  const std::string& token_file() const { return token_file_; }
+  const std::string& dir() const { return dir_; }
+  std::string log_of(int id) const;
+
+ private:
+  struct Node {
+    int raft_port = 0;
+    int client_port = 0;
+    int metrics_port = 0;
+    pid_t pid = -1;
+  };
+  std::string WriteConfig(int id, const std::vector<int>& joining_shards) const;
+  bool MakeCertificates() const;
+
+  Options o_;
+  std::string dir_;
+  std::string token_file_;
+  std::vector<Node> nodes_;  // index id-1
+};
+
+}  // namespace flotilla::nodehost::testing

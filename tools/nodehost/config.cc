@@ -1,0 +1,267 @@
+#include "tools/nodehost/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace flotilla::nodehost {
+namespace {
+
+Status Bad(std::string_view source, std::string_view what) {
+  return Status::InvalidArgument(std::string(source) + ": " + std::string(what));
+}
+
+// Reads an optional integer key into `out`; InvalidArgument when it has
+// another type or is negative.
+template <typename T>
+Status ReadUint(const toml::node_view<const toml::node>& n, std::string_view name,
+                std::string_view source, T* out) {
+  if (!n) return Status::Ok();
+  std::optional<int64_t> v = n.value<int64_t>();
+  if (!v || *v < 0) return Bad(source, std::string(name) + " must be a non-negative integer");
+  *out = static_cast<T>(*v);
+  return Status::Ok();
+}
+
+Status ReadString(const toml::node_view<const toml::node>& n, std::string_view name,
+                  std::string_view source, std::string* out) {
+  if (!n) return Status::Ok();
+  std::optional<std::string> v = n.value<std::string>();
+  if (!v) return Bad(source, std::string(name) + " must be a string");
+  *out = *v;
+  return Status::Ok();
+}
+
+Status ReadIds(const toml::node_view<const toml::node>& n, std::string_view name,
+               std::string_view source, std::vector<uint64_t>* out) {
+  if (!n) return Status::Ok();
+  const toml::array* a = n.as_array();
+  if (a == nullptr) return Bad(source, std::string(name) + " must be an array of node ids");
+  out->clear();
+  for (const toml::node& e : *a) {
+    std::optional<int64_t> v = e.value<int64_t>();
+    if (!v || *v <= 0) return Bad(source, std::string(name) + " must hold positive integers");
+    out->push_back(static_cast<uint64_t>(*v));
+  }
+  return Status::Ok();
+}
+
+Status ReadTop(const toml::table& t, std::string_view src, DaemonConfig* c) {
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(t["node_id"], "node_id", src, &c->node_id));
+  FLOTILLA_RETURN_IF_ERROR(ReadString(t["data_dir"], "data_dir", src, &c->data_dir));
+  FLOTILLA_RETURN_IF_ERROR(ReadString(t["wal_dir"], "wal_dir", src, &c->wal_dir));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(t["deployment_id"], "deployment_id", src, &c->deployment_id));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(t["rtt_ms"], "rtt_ms", src, &c->rtt_ms));
+  FLOTILLA_RETURN_IF_ERROR(ReadString(t["log_level"], "log_level", src, &c->log_level));
+  FLOTILLA_RETURN_IF_ERROR(ReadString(t["raft_address"], "raft_address", src, &c->raft_address));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadString(t["client_address"], "client_address", src, &c->client_address));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadString(t["metrics_address"], "metrics_address", src, &c->metrics_address));
+  const auto raft = t["raft"];
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadUint(raft["election_rtt"], "raft.election_rtt", src, &c->election_rtt));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadUint(raft["heartbeat_rtt"], "raft.heartbeat_rtt", src, &c->heartbeat_rtt));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadUint(raft["snapshot_entries"], "raft.snapshot_entries", src, &c->snapshot_entries));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["compaction_overhead"], "raft.compaction_overhead", src,
+                                    &c->compaction_overhead));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadUint(raft["step_workers"], "raft.step_workers", src, &c->step_workers));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadUint(raft["apply_workers"], "raft.apply_workers", src, &c->apply_workers));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["quiesce_after_election_timeouts"],
+                                    "raft.quiesce_after_election_timeouts", src,
+                                    &c->quiesce_after_election_timeouts));
+  const auto client = t["client"];
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(client["request_timeout_ms"], "client.request_timeout_ms", src,
+                                    &c->request_timeout_ms));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(client["max_request_bytes"], "client.max_request_bytes", src,
+                                    &c->max_request_bytes));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadString(t["auth"]["token_file"], "auth.token_file", src, &c->token_file));
+  FLOTILLA_RETURN_IF_ERROR(ReadString(t["tls"]["ca_file"], "tls.ca_file", src, &c->tls_ca_file));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadString(t["tls"]["cert_file"], "tls.cert_file", src, &c->tls_cert_file));
+  FLOTILLA_RETURN_IF_ERROR(ReadString(t["tls"]["key_file"], "tls.key_file", src, &c->tls_key_file));
+  return Status::Ok();
+}
+
+Status ReadNodes(const toml::table& t, std::string_view src, DaemonConfig* c) {
+  const toml::array* nodes = t["nodes"].as_array();
+  if (nodes == nullptr || nodes->empty())
+    return Bad(src, "[[nodes]] must list the cluster's daemons (id, raft_address, client_address)");
+  for (const toml::node& n : *nodes) {
+    const toml::table* nt = n.as_table();
+    if (nt == nullptr) return Bad(src, "[[nodes]] entries must be tables");
+    NodeEntry e;
+    FLOTILLA_RETURN_IF_ERROR(ReadUint((*nt)["id"], "nodes.id", src, &e.id));
+    FLOTILLA_RETURN_IF_ERROR(
+        ReadString((*nt)["raft_address"], "nodes.raft_address", src, &e.raft_address));
+    FLOTILLA_RETURN_IF_ERROR(
+        ReadString((*nt)["client_address"], "nodes.client_address", src, &e.client_address));
+    if (e.id == 0) return Bad(src, "nodes.id must be set and positive");
+    if (e.raft_address.empty())
+      return Bad(src, "node " + std::to_string(e.id) + " has no raft_address");
+    if (c->FindNode(e.id) != nullptr)
+      return Bad(src, "node " + std::to_string(e.id) + " is listed twice");
+    c->nodes.push_back(std::move(e));
+  }
+  return Status::Ok();
+}
+
+Status ReadShardTable(const toml::table& st, std::string_view src, const DaemonConfig& c,
+                      std::vector<ShardEntry>* out) {
+  uint64_t count = 0;
+  uint64_t id = 0;
+  ShardEntry proto;
+  for (const NodeEntry& n : c.nodes) proto.members.push_back(n.id);
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(st["count"], "shards.count", src, &count));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(st["id"], "shards.id", src, &id));
+  FLOTILLA_RETURN_IF_ERROR(ReadIds(st["members"], "shards.members", src, &proto.members));
+  FLOTILLA_RETURN_IF_ERROR(ReadIds(st["joining"], "shards.joining", src, &proto.joining));
+  if (count > 0 && id > 0) return Bad(src, "a [shards] table has either count or id, not both");
+  if (count == 0 && id == 0) return Bad(src, "a shards entry needs id (or count for 1..count)");
+  const uint64_t first = count > 0 ? 1 : id;
+  const uint64_t last = count > 0 ? count : id;
+  for (uint64_t s = first; s <= last; ++s) {
+    ShardEntry e = proto;
+    e.id = s;
+    out->push_back(std::move(e));
+  }
+  return Status::Ok();
+}
+
+Status ReadShards(const toml::table& t, std::string_view src, DaemonConfig* c) {
+  const auto shards = t["shards"];
+  if (const toml::table* st = shards.as_table()) {
+    FLOTILLA_RETURN_IF_ERROR(ReadShardTable(*st, src, *c, &c->shards));
+  } else if (const toml::array* sa = shards.as_array()) {
+    for (const toml::node& n : *sa) {
+      const toml::table* st2 = n.as_table();
+      if (st2 == nullptr) return Bad(src, "[[shards]] entries must be tables");
+      FLOTILLA_RETURN_IF_ERROR(ReadShardTable(*st2, src, *c, &c->shards));
+    }
+  } else {
+    return Bad(src, "shards must be a table ([shards] count = N) or an array ([[shards]] id = N)");
+  }
+  std::set<uint64_t> seen;
+  for (const ShardEntry& s : c->shards) {
+    if (!seen.insert(s.id).second)
+      return Bad(src, "shard " + std::to_string(s.id) + " is listed twice");
+    if (s.members.empty()) return Bad(src, "shard " + std::to_string(s.id) + " has no members");
+    for (uint64_t m : s.members) {
+      if (c->FindNode(m) == nullptr)
+        return Bad(src, "shard " + std::to_string(s.id) + " names node " + std::to_string(m) +
+                            ", which [[nodes]] does not list");
+    }
+  }
+  return Status::Ok();
+}
+
+Status Validate(std::string_view src, DaemonConfig* c) {
+  if (c->node_id == 0) return Bad(src, "node_id must be set and positive");
+  const NodeEntry* self = c->FindNode(c->node_id);
+  if (self == nullptr)
+    return Bad(src, "node_id " + std::to_string(c->node_id) + " is not listed in [[nodes]]");
+  if (c->raft_address.empty()) c->raft_address = self->raft_address;
+  if (c->client_address.empty()) c->client_address = self->client_address;
+  if (c->client_address.empty()) return Bad(src, "client_address is not set for this node");
+  if (c->data_dir.empty()) return Bad(src, "data_dir must be set");
+  if (c->rtt_ms == 0) return Bad(src, "rtt_ms must be positive");
+  const int tls_files =
+      !c->tls_ca_file.empty() + !c->tls_cert_file.empty() + !c->tls_key_file.empty();
+  if (tls_files != 0 && tls_files != 3)
+    return Bad(src, "[tls] needs all of ca_file, cert_file and key_file, or none");
+  static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
+                                                "error", "critical", "off"};
+  if (kLevels.count(c->log_level) == 0)
+    return Bad(src, "log_level must be one of trace, debug, info, warn, error, critical, off");
+  return Status::Ok();
+}
+
+}  // namespace
+
+const NodeEntry* DaemonConfig::FindNode(uint64_t id) const {
+  for (const NodeEntry& n : nodes)
+    if (n.id == id) return &n;
+  return nullptr;
+}
+
+ShardMap DaemonConfig::shard_map() const {
+  std::vector<uint64_t> ids;
+  for (const ShardEntry& s : shards) ids.push_back(s.id);
+  return ShardMap(std::move(ids));
+}
+
+bool DaemonConfig::Hosts(const ShardEntry& shard) const {
+  return std::count(shard.members.begin(), shard.members.end(), node_id) > 0 || Joins(shard);
+}
+
+bool DaemonConfig::Joins(const ShardEntry& shard) const {
+  return std::count(shard.joining.begin(), shard.joining.end(), node_id) > 0;
+}
+
+NodeHostConfig DaemonConfig::ToNodeHostConfig() const {
+  NodeHostConfig nc;
+  nc.data_dir = data_dir + "/nodehost";
+  nc.wal_dir = wal_dir;
+  nc.raft_address = raft_address;
+  nc.rtt_ms = rtt_ms;
+  nc.deployment_id = deployment_id;
+  nc.step_workers = step_workers;
+  nc.apply_workers = apply_workers;
+  nc.tls_ca_file = tls_ca_file;
+  nc.tls_cert_file = tls_cert_file;
+  nc.tls_key_file = tls_key_file;
+  return nc;
+}
+
+ShardConfig DaemonConfig::ToShardConfig(uint64_t shard_id) const {
+  ShardConfig sc;
+  sc.shard_id = shard_id;
+  sc.replica_id = node_id;
+  sc.election_rtt = election_rtt;
+  sc.heartbeat_rtt = heartbeat_rtt;
+  sc.snapshot_entries = snapshot_entries;
+  sc.compaction_overhead = compaction_overhead;
+  sc.quiesce_after_election_timeouts = quiesce_after_election_timeouts;
+  return sc;
+}
+
+Members DaemonConfig::InitialMembers(const ShardEntry& shard) const {
+  Members m;
+  for (uint64_t id : shard.members) m[id] = FindNode(id)->raft_address;
+  return m;
+}
+
+Result<DaemonConfig> ParseConfig(std::string_view toml_text, std::string_view source) {
+  toml::table t;
+  try {
+    t = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << e.description() << " (line " << e.source().begin.line << ")";
+    return Bad(source, msg.str());
+  }
+  DaemonConfig c;
+  FLOTILLA_RETURN_IF_ERROR(ReadTop(t, source, &c));
+  FLOTILLA_RETURN_IF_ERROR(ReadNodes(t, source, &c));
+  FLOTILLA_RETURN_IF_ERROR(ReadShards(t, source, &c));
+  FLOTILLA_RETURN_IF_ERROR(Validate(source, &c));
+  return c;
+}
+
+Result<DaemonConfig> LoadConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path);
+}
+
+}  // namespace flotilla::nodehost

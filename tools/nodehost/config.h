@@ -1,0 +1,84 @@
+// The daemon's configuration: `nodehost serve --config FILE` reads a TOML
+// file (every key is described in docs/cli.md, "Configuration").
+//
+// Thread-safety: a value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "flotilla/config.h"
+#include "flotilla/status.h"
+#include "tools/nodehost/shard_map.h"
+
+namespace flotilla::nodehost {
+
+// One daemon of the cluster: its node id is also its replica id in every
+// shard it hosts.
+struct NodeEntry {
+  uint64_t id = 0;
+  std::string raft_address;
+  std::string client_address;
+};
+
+struct ShardEntry {
+  uint64_t id = 0;
+  std::vector<uint64_t> members;  // node ids of the initial members
+  // This node joins the running shard (it was added with add-replica or
+  // add-non-voting) instead of being an initial member.
+  std::vector<uint64_t> joining;
+};
+
+struct DaemonConfig {
+  uint64_t node_id = 0;
+  std::string data_dir;
+  std::string wal_dir;
+  uint64_t deployment_id = 1;
+  uint64_t rtt_ms = 10;
+  std::string log_level = "info";
+  std::string raft_address;     // default: this node's [[nodes]] entry
+  std::string client_address;   // default: this node's [[nodes]] entry
+  std::string metrics_address;  // empty: no metrics endpoint
+  // [raft]
+  uint32_t election_rtt = 10;
+  uint32_t heartbeat_rtt = 1;
+  uint64_t snapshot_entries = 10000;
+  uint64_t compaction_overhead = 5000;
+  uint32_t step_workers = 0;
+  uint32_t apply_workers = 0;
+  uint32_t quiesce_after_election_timeouts = 0;
+  // [client]
+  uint32_t request_timeout_ms = 5000;
+  uint32_t max_request_bytes = 4 << 20;
+  // [auth]
+  std::string token_file;
+  // [tls]: mutual TLS on the client API and between NodeHosts.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+
+  std::vector<NodeEntry> nodes;
+  std::vector<ShardEntry> shards;
+
+  bool tls() const { return !tls_ca_file.empty(); }
+  const NodeEntry* FindNode(uint64_t id) const;
+  ShardMap shard_map() const;
+  // Whether this node hosts `shard`, and then whether it joins it.
+  bool Hosts(const ShardEntry& shard) const;
+  bool Joins(const ShardEntry& shard) const;
+  // The engine's configuration of this node, and of its replica of `shard`.
+  NodeHostConfig ToNodeHostConfig() const;
+  ShardConfig ToShardConfig(uint64_t shard_id) const;
+  // The raft addresses of a shard's initial members.
+  Members InitialMembers(const ShardEntry& shard) const;
+};
+
+// Parses TOML text; `source` names it in errors. InvalidArgument with the
+// key and the reason on any error.
+Result<DaemonConfig> ParseConfig(std::string_view toml_text, std::string_view source);
+// Reads and parses a file. NotFound / InvalidArgument.
+Result<DaemonConfig> LoadConfig(const std::string& path);
+
+}  // namespace flotilla::nodehost

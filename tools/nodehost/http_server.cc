@@ -1,0 +1,131 @@
+#include "tools/nodehost/http_server.h"
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/version.hpp>
+#include <chrono>
+
+namespace flotilla::nodehost {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kRequestDeadline = std::chrono::seconds(10);
+constexpr uint64_t kMaxRequestBytes = 16 << 10;
+constexpr int kMaxConnections = 64;
+
+// One connection: read one request, answer, close.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, const HttpHandler* handler, std::atomic<int>* open)
+      : stream_(std::move(socket)), handler_(handler), open_(open) {
+    open_->fetch_add(1);
+  }
+  ~Session() { open_->fetch_sub(1); }
+
+  void Run() {
+    parser_.body_limit(kMaxRequestBytes);
+    parser_.header_limit(kMaxRequestBytes);
+    stream_.expires_after(kRequestDeadline);
+    http::async_read(stream_, buffer_, parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (!ec) self->Answer();
+                     });
+  }
+
+ private:
+  void Answer() {
+    const auto& req = parser_.get();
+    res_.version(req.version());
+    res_.keep_alive(false);
+    res_.set(http::field::server, "flotilla-nodehost");
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      res_.result(http::status::method_not_allowed);
+      res_.set(http::field::content_type, "text/plain; charset=utf-8");
+      res_.body() = "only GET and HEAD\n";
+    } else {
+      HttpResponse r = (*handler_)(std::string(req.target()));
+      res_.result(static_cast<unsigned>(r.status));
+      res_.set(http::field::content_type, r.content_type);
+      if (req.method() == http::verb::get) res_.body() = std::move(r.body);
+    }
+    res_.prepare_payload();
+    http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code, size_t) {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  http::request_parser<http::string_body> parser_;
+  http::response<http::string_body> res_;
+  const HttpHandler* handler_;
+  std::atomic<int>* open_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  HttpHandler handler;
+  std::atomic<int> open{0};
+
+  void Accept() {
+    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec && open.load() < kMaxConnections) {
+        std::make_shared<Session>(std::move(socket), &handler, &open)->Run();
+      }
+      Accept();
+    });
+  }
+};
+
+HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {}
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start(const std::string& address, HttpHandler handler) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return Status::InvalidArgument("metrics address needs host:port");
+  beast::error_code ec;
+  const auto ip = asio::ip::make_address(address.substr(0, colon), ec);
+  if (ec) return Status::InvalidArgument("metrics address " + address + ": " + ec.message());
+  int port = 0;
+  try {
+    port = std::stoi(address.substr(colon + 1));
+  } catch (const std::exception&) {
+    return Status::InvalidArgument("metrics address " + address + ": bad port");
+  }
+  const tcp::endpoint ep(ip, static_cast<unsigned short>(port));
+  impl_->handler = std::move(handler);
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::Unavailable("cannot listen on " + address + ": " + ec.message());
+  address_ =
+      address.substr(0, colon) + ":" + std::to_string(impl_->acceptor.local_endpoint().port());
+  impl_->Accept();
+  thread_ = std::thread([this] { impl_->io.run(); });
+  return Status::Ok();
+}
+
+void HttpServer::Stop() {
+  if (!thread_.joinable()) return;
+  asio::post(impl_->io, [this] {
+    beast::error_code ignored;
+    impl_->acceptor.close(ignored);
+    impl_->io.stop();
+  });
+  thread_.join();
+}
+
+}  // namespace flotilla::nodehost

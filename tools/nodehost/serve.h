@@ -1,0 +1,23 @@
+// `nodehost serve --config FILE`: runs the daemon until SIGTERM or SIGINT.
+#pragma once
+
+#include <string>
+
+#include "flotilla/node_host.h"
+#include "tools/nodehost/metrics.h"
+
+namespace flotilla::nodehost {
+
+// Exit codes of `serve`.
+inline constexpr int kServeOk = 0;
+inline constexpr int kServeFailed = 1;     // the NodeHost or a server could not start
+inline constexpr int kServeBadConfig = 2;  // the config file is missing or invalid
+
+// Blocks until a signal asks it to stop; returns the exit code.
+int RunServe(const std::string& config_path);
+
+// The whole /metrics page: the daemon's counters, the replicas' gauges and
+// the engine's metrics.
+std::string RenderMetrics(NodeHost* nh, const DaemonMetrics& m, double uptime_seconds);
+
+}  // namespace flotilla::nodehost

@@ -1,0 +1,498 @@
+#include "tools/nodehost/service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace flotilla::nodehost {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kMinTimeout = std::chrono::milliseconds(10);
+constexpr auto kTransferPoll = std::chrono::milliseconds(20);
+
+// Counts the request's outcome and latency when it leaves scope.
+class Timed {
+ public:
+  Timed(const ServiceContext* c, Method m) : c_(c), m_(m), start_(Clock::now()) {}
+  grpc::Status Done(grpc::Status s) {
+    c_->metrics->CountRequest(m_, static_cast<int>(s.error_code()),
+                              std::chrono::duration<double>(Clock::now() - start_).count());
+    return s;
+  }
+
+ private:
+  const ServiceContext* c_;
+  Method m_;
+  Clock::time_point start_;
+};
+
+// The request's time budget: the configured one, shortened by the client's
+// deadline.
+Timeout Budget(const ServiceContext& c, const grpc::ServerContext& ctx) {
+  Timeout t(c.config->request_timeout_ms);
+  const auto deadline = ctx.deadline();
+  const auto left =
+      std::chrono::duration_cast<Timeout>(deadline - std::chrono::system_clock::now());
+  if (deadline != std::chrono::system_clock::time_point::max() && left < t) t = left;
+  return std::max<Timeout>(t, kMinTimeout);
+}
+
+std::string ClientAddressOf(const ServiceContext& c, uint64_t node) {
+  const NodeEntry* n = c.config->FindNode(node);
+  return n == nullptr ? "" : n->client_address;
+}
+
+// Client addresses of the daemons the config says host `shard`.
+std::string HostsOf(const ServiceContext& c, uint64_t shard) {
+  std::string out;
+  for (const ShardEntry& s : c.config->shards) {
+    if (s.id != shard) continue;
+    std::vector<uint64_t> ids = s.members;
+    ids.insert(ids.end(), s.joining.begin(), s.joining.end());
+    for (uint64_t id : ids) {
+      const std::string a = ClientAddressOf(c, id);
+      if (a.empty() || id == c.config->node_id) continue;
+      out += (out.empty() ? "" : ",") + a;
+    }
+  }
+  return out;
+}
+
+// Adds the leader's client address (when known) to the trailing metadata
+// and returns a sentence naming it for error messages.
+std::string LeaderHint(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard) {
+  Result<ReplicaInfo> info = c.nh->GetReplicaInfo(shard);
+  if (!info.ok() || info->leader_id == 0) return "; the shard has no known leader now, retry";
+  const std::string addr = ClientAddressOf(c, info->leader_id);
+  if (addr.empty()) return "; the leader is replica " + std::to_string(info->leader_id);
+  ctx->AddTrailingMetadata(kLeaderHeader, addr);
+  return "; the leader is node " + std::to_string(info->leader_id) + " at " + addr;
+}
+
+grpc::Status NotHosted(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard) {
+  const std::string hosts = HostsOf(c, shard);
+  if (!hosts.empty()) ctx->AddTrailingMetadata(kHostsHeader, hosts);
+  return {grpc::StatusCode::FAILED_PRECONDITION,
+          "shard " + std::to_string(shard) + " is not hosted on node " +
+              std::to_string(c.config->node_id) +
+              (hosts.empty() ? "" : "; it is hosted at " + hosts)};
+}
+
+grpc::Status FromStatus(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard,
+                        const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kNotFound:
+      return NotHosted(c, ctx, shard);
+    case StatusCode::kBusy:
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, s.ToString() + "; retry later"};
+    case StatusCode::kTooLarge:
+    case StatusCode::kInvalidArgument:
+      return {grpc::StatusCode::INVALID_ARGUMENT, s.ToString()};
+    case StatusCode::kTimeout:
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, s.ToString()};
+    case StatusCode::kNotLeader:
+      return {grpc::StatusCode::FAILED_PRECONDITION, s.ToString() + LeaderHint(c, ctx, shard)};
+    case StatusCode::kTerminated:
+    case StatusCode::kUnavailable:
+    case StatusCode::kIOError:
+    case StatusCode::kNoSpace:
+      return {grpc::StatusCode::UNAVAILABLE, s.ToString()};
+    default:
+      return {grpc::StatusCode::INTERNAL, s.ToString()};
+  }
+}
+
+// Maps a finished request that did not complete.
+grpc::Status FromResult(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard,
+                        const RequestResult& r, Timeout t) {
+  const std::string where = "shard " + std::to_string(shard);
+  switch (r.code) {
+    case RequestCode::kCompleted:
+      return grpc::Status::OK;
+    case RequestCode::kTimeout:
+      return {grpc::StatusCode::DEADLINE_EXCEEDED,
+              where + ": no answer within " + std::to_string(t.count()) +
+                  " ms (a write's outcome is unknown)" + LeaderHint(c, ctx, shard)};
+    case RequestCode::kDropped:
+      return {grpc::StatusCode::UNAVAILABLE,
+              where + ": dropped by Raft (no leader or leader changed), retry" +
+                  LeaderHint(c, ctx, shard)};
+    case RequestCode::kTerminated:
+      return {grpc::StatusCode::UNAVAILABLE, where + ": the replica is stopping"};
+    case RequestCode::kRejected:
+      return {grpc::StatusCode::FAILED_PRECONDITION, where + ": rejected: " + r.data};
+    case RequestCode::kAborted:
+      return {grpc::StatusCode::ABORTED, where + ": aborted"};
+  }
+  return {grpc::StatusCode::INTERNAL, where + ": unknown request code"};
+}
+
+grpc::Status CheckKey(const ServiceContext& c, const std::string& key, size_t value_bytes) {
+  if (key.empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "the key is empty"};
+  if (key.size() + value_bytes > c.config->max_request_bytes)
+    return {grpc::StatusCode::INVALID_ARGUMENT, "key and value exceed client.max_request_bytes (" +
+                                                    std::to_string(c.config->max_request_bytes) +
+                                                    ")"};
+  return grpc::Status::OK;
+}
+
+// Writes and linearizable reads are served by the shard's leader: a daemon
+// whose replica is a follower answers with the leader's address (nothing was
+// proposed, so the client may resend anywhere), and UNAVAILABLE marked
+// retry-safe while the shard has no leader. Serving through the leader also
+// keeps a request from waiting for its timeout on a follower that forwarded
+// it to a leader that has just died.
+grpc::Status RouteToLeader(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard) {
+  Result<ReplicaInfo> info = c.nh->GetReplicaInfo(shard);
+  if (!info.ok()) return FromStatus(c, ctx, shard, info.status());
+  if (info->role == "leader") return grpc::Status::OK;
+  if (info->leader_id == 0) {
+    ctx->AddTrailingMetadata(kRetrySafeHeader, "1");
+    return {grpc::StatusCode::UNAVAILABLE,
+            "shard " + std::to_string(shard) + " has no leader now (an election is running)"};
+  }
+  const std::string addr = ClientAddressOf(c, info->leader_id);
+  if (addr.empty() || info->leader_id == c.config->node_id) return grpc::Status::OK;
+  ctx->AddTrailingMetadata(kLeaderHeader, addr);
+  return {grpc::StatusCode::FAILED_PRECONDITION,
+          "node " + std::to_string(c.config->node_id) + " is not the leader of shard " +
+              std::to_string(shard) + "; the leader is node " + std::to_string(info->leader_id) +
+              " at " + addr};
+}
+
+// Proposes `cmd` on `shard` and decodes the CommandResult.
+grpc::Status RunWrite(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard,
+                      const Command& cmd, uint64_t* apply_result, CommandResult* out) {
+  if (grpc::Status s = RouteToLeader(c, ctx, shard); !s.ok()) return s;
+  const Timeout t = Budget(c, *ctx);
+  Result<RequestHandle> h = c.nh->Propose(shard, cmd.SerializeAsString(), t);
+  if (!h.ok()) return FromStatus(c, ctx, shard, h.status());
+  const RequestResult r = h->Wait();
+  if (!r.ok()) return FromResult(c, ctx, shard, r, t);
+  if (!out->ParseFromString(r.data))
+    return {grpc::StatusCode::INTERNAL, "the state machine's answer does not parse"};
+  *apply_result = r.value;
+  if (r.value == kMalformed) return {grpc::StatusCode::INTERNAL, out->error()};
+  return grpc::Status::OK;
+}
+
+// Runs `query` on `shard`, linearizably or on the local state now.
+grpc::Status RunQuery(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard,
+                      const nodehost::Query& q, Consistency consistency, QueryResult* out) {
+  std::string answer;
+  if (consistency == STALE) {
+    Result<std::string> r = c.nh->StaleRead(shard, q.SerializeAsString());
+    if (!r.ok()) return FromStatus(c, ctx, shard, r.status());
+    answer = std::move(*r);
+  } else {
+    if (grpc::Status s = RouteToLeader(c, ctx, shard); !s.ok()) return s;
+    const Timeout t = Budget(c, *ctx);
+    Result<RequestHandle> h = c.nh->Read(shard, q.SerializeAsString(), t);
+    if (!h.ok()) return FromStatus(c, ctx, shard, h.status());
+    RequestResult r = h->Wait();
+    if (!r.ok()) return FromResult(c, ctx, shard, r, t);
+    answer = std::move(r.data);
+  }
+  if (!out->ParseFromString(answer))
+    return {grpc::StatusCode::INTERNAL, "the state machine's answer does not parse"};
+  return grpc::Status::OK;
+}
+
+void FillReplica(const ServiceContext& c, const ReplicaInfo& i, ReplicaStatus* out) {
+  out->set_shard(i.shard_id);
+  out->set_replica(i.replica_id);
+  out->set_role(i.role);
+  out->set_leader(i.leader_id);
+  out->set_term(i.term);
+  out->set_commit_index(i.commit_index);
+  out->set_applied_index(i.applied_index);
+  out->set_quiesced(i.quiesced);
+  out->set_leader_client_address(ClientAddressOf(c, i.leader_id));
+  out->set_node_id(c.config->node_id);
+  const auto add = [out](const Members& members, MemberKind kind) {
+    for (const auto& [id, address] : members) {
+      Member* m = out->add_members();
+      m->set_replica(id);
+      m->set_raft_address(address);
+      m->set_kind(kind);
+    }
+  };
+  add(i.voters, VOTER);
+  add(i.non_voting, NON_VOTING);
+  add(i.witnesses, WITNESS);
+}
+
+// Membership changes and leader transfer go through the shard's leader.
+grpc::Status RequireLeader(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard) {
+  Result<ReplicaInfo> info = c.nh->GetReplicaInfo(shard);
+  if (!info.ok()) return FromStatus(c, ctx, shard, info.status());
+  if (info->role == "leader") return grpc::Status::OK;
+  return {grpc::StatusCode::FAILED_PRECONDITION,
+          "node " + std::to_string(c.config->node_id) + " is not the leader of shard " +
+              std::to_string(shard) + LeaderHint(c, ctx, shard)};
+}
+
+bool ConstantTimeEqual(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+grpc::Status Authorize(const ServiceContext& c, const grpc::ServerContext& ctx) {
+  if (c.config->tls()) {
+    if (ctx.auth_context() && ctx.auth_context()->IsPeerAuthenticated()) return grpc::Status::OK;
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            "this operation needs a client certificate signed by the daemon's CA "
+            "(--cacert, --cert, --key)"};
+  }
+  if (c.token.empty()) {
+    return {grpc::StatusCode::PERMISSION_DENIED,
+            "this daemon has no credentials configured ([auth] token_file or [tls]), so it "
+            "refuses operations that change membership or data"};
+  }
+  const auto& md = ctx.client_metadata();
+  const auto it = md.find("authorization");
+  if (it == md.end()) {
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            "this operation needs credentials: pass --token-file FILE"};
+  }
+  const std::string_view got(it->second.data(), it->second.size());
+  if (!ConstantTimeEqual(got, "Bearer " + c.token))
+    return {grpc::StatusCode::PERMISSION_DENIED, "the token is not valid for this daemon"};
+  return grpc::Status::OK;
+}
+
+grpc::Status KvService::Put(grpc::ServerContext* ctx, const PutRequest* req, PutResponse* res) {
+  Timed timed(c_, Method::kPut);
+  grpc::Status s = CheckKey(*c_, req->key(), req->value().size());
+  if (!s.ok()) return timed.Done(s);
+  const uint64_t shard = c_->shard_map.ShardOf(req->key());
+  Command cmd;
+  cmd.mutable_put()->set_key(req->key());
+  cmd.mutable_put()->set_value(req->value());
+  uint64_t applied = 0;
+  CommandResult out;
+  s = RunWrite(*c_, ctx, shard, cmd, &applied, &out);
+  res->set_shard(shard);
+  res->set_index(out.index());
+  return timed.Done(s);
+}
+
+grpc::Status KvService::Get(grpc::ServerContext* ctx, const GetRequest* req, GetResponse* res) {
+  Timed timed(c_, Method::kGet);
+  grpc::Status s = CheckKey(*c_, req->key(), 0);
+  if (!s.ok()) return timed.Done(s);
+  const uint64_t shard = c_->shard_map.ShardOf(req->key());
+  nodehost::Query q;
+  q.mutable_get()->set_key(req->key());
+  QueryResult out;
+  s = RunQuery(*c_, ctx, shard, q, req->consistency(), &out);
+  res->set_shard(shard);
+  res->set_found(out.found());
+  res->set_value(out.value());
+  return timed.Done(s);
+}
+
+grpc::Status KvService::Delete(grpc::ServerContext* ctx, const DeleteRequest* req,
+                               DeleteResponse* res) {
+  Timed timed(c_, Method::kDelete);
+  grpc::Status s = CheckKey(*c_, req->key(), 0);
+  if (!s.ok()) return timed.Done(s);
+  const uint64_t shard = c_->shard_map.ShardOf(req->key());
+  Command cmd;
+  cmd.mutable_del()->set_key(req->key());
+  uint64_t applied = 0;
+  CommandResult out;
+  s = RunWrite(*c_, ctx, shard, cmd, &applied, &out);
+  res->set_shard(shard);
+  res->set_existed(out.found());
+  res->set_index(out.index());
+  return timed.Done(s);
+}
+
+grpc::Status KvService::Cas(grpc::ServerContext* ctx, const CasRequest* req, CasResponse* res) {
+  Timed timed(c_, Method::kCas);
+  grpc::Status s = CheckKey(*c_, req->key(), req->value().size() + req->expected().size());
+  if (!s.ok()) return timed.Done(s);
+  const uint64_t shard = c_->shard_map.ShardOf(req->key());
+  Command cmd;
+  CasOp* op = cmd.mutable_cas();
+  op->set_key(req->key());
+  op->set_expect_absent(req->expect_absent());
+  op->set_expected(req->expected());
+  op->set_value(req->value());
+  uint64_t applied = 0;
+  CommandResult out;
+  s = RunWrite(*c_, ctx, shard, cmd, &applied, &out);
+  res->set_shard(shard);
+  res->set_swapped(applied == kApplied);
+  res->set_found(out.found());
+  res->set_current(out.previous());
+  res->set_index(out.index());
+  return timed.Done(s);
+}
+
+grpc::Status KvService::Scan(grpc::ServerContext* ctx, const ScanRequest* req, ScanResponse* res) {
+  Timed timed(c_, Method::kScan);
+  uint64_t shard = req->shard();
+  if (shard == 0) {
+    const std::optional<uint64_t> tagged = c_->shard_map.ShardOfPrefix(req->prefix());
+    if (!tagged) {
+      return timed.Done({grpc::StatusCode::INVALID_ARGUMENT,
+                         "the prefix has no {hash tag}, so its keys may be on any shard: name "
+                         "a shard (the CLI scans every shard when none is given)"});
+    }
+    shard = *tagged;
+  }
+  const auto& ids = c_->shard_map.shard_ids();
+  if (!std::binary_search(ids.begin(), ids.end(), shard))
+    return timed.Done({grpc::StatusCode::INVALID_ARGUMENT,
+                       "shard " + std::to_string(shard) + " is not in the shard map"});
+  nodehost::Query q;
+  ScanQuery* sq = q.mutable_scan();
+  sq->set_prefix(req->prefix());
+  sq->set_start_after(req->start_after());
+  sq->set_limit(req->limit());
+  QueryResult out;
+  grpc::Status s = RunQuery(*c_, ctx, shard, q, req->consistency(), &out);
+  res->set_shard(shard);
+  *res->mutable_kvs() = std::move(*out.mutable_kvs());
+  res->set_more(out.more());
+  return timed.Done(s);
+}
+
+grpc::Status KvService::ShardMap(grpc::ServerContext*, const ShardMapRequest*,
+                                 ShardMapResponse* res) {
+  Timed timed(c_, Method::kShardMap);
+  for (uint64_t id : c_->shard_map.shard_ids()) res->add_shard_ids(id);
+  for (const NodeEntry& n : c_->config->nodes) {
+    NodeAddress* a = res->add_nodes();
+    a->set_node_id(n.id);
+    a->set_raft_address(n.raft_address);
+    a->set_client_address(n.client_address);
+  }
+  return timed.Done(grpc::Status::OK);
+}
+
+grpc::Status AdminService::Status(grpc::ServerContext*, const StatusRequest*, StatusResponse* res) {
+  Timed timed(c_, Method::kStatus);
+  const NodeHostInfo info = c_->nh->GetInfo();
+  res->set_node_id(c_->config->node_id);
+  res->set_raft_address(c_->nh->raft_address());
+  res->set_client_address(c_->config->client_address);
+  res->set_metrics_address(c_->metrics_address);
+  res->set_deployment_id(c_->config->deployment_id);
+  res->set_replicas(info.replicas.size());
+  res->set_leaders(static_cast<uint64_t>(
+      std::count_if(info.replicas.begin(), info.replicas.end(),
+                    [](const ReplicaInfo& r) { return r.role == "leader"; })));
+  res->set_uptime_seconds(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - c_->started).count()));
+  res->set_version(FLOTILLA_NODEHOST_VERSION);
+  res->set_tls(c_->config->tls());
+  return timed.Done(grpc::Status::OK);
+}
+
+grpc::Status AdminService::Shards(grpc::ServerContext*, const ShardsRequest*, ShardsResponse* res) {
+  Timed timed(c_, Method::kShards);
+  for (const ReplicaInfo& i : c_->nh->GetInfo().replicas) FillReplica(*c_, i, res->add_replicas());
+  return timed.Done(grpc::Status::OK);
+}
+
+grpc::Status AdminService::Shard(grpc::ServerContext* ctx, const ShardRequest* req,
+                                 ShardResponse* res) {
+  Timed timed(c_, Method::kShard);
+  Result<ReplicaInfo> info = c_->nh->GetReplicaInfo(req->shard());
+  if (!info.ok()) return timed.Done(FromStatus(*c_, ctx, req->shard(), info.status()));
+  FillReplica(*c_, *info, res->mutable_replica());
+  for (const ShardEntry& s : c_->config->shards) {
+    if (s.id != req->shard()) continue;
+    for (uint64_t m : s.members) res->add_configured_members(m);
+  }
+  return timed.Done(grpc::Status::OK);
+}
+
+grpc::Status AdminService::AddReplica(grpc::ServerContext* ctx, const AddReplicaRequest* req,
+                                      MembershipResponse* res) {
+  Timed timed(c_, Method::kAddReplica);
+  grpc::Status s = Authorize(*c_, *ctx);
+  if (s.ok() && (req->replica() == 0 || req->raft_address().empty()))
+    s = {grpc::StatusCode::INVALID_ARGUMENT, "add-replica needs a replica id and a raft address"};
+  if (s.ok()) s = RequireLeader(*c_, ctx, req->shard());
+  if (!s.ok()) return timed.Done(s);
+  const NodeHost::MemberKind kind = req->kind() == NON_VOTING ? NodeHost::MemberKind::kNonVoting
+                                    : req->kind() == WITNESS  ? NodeHost::MemberKind::kWitness
+                                                              : NodeHost::MemberKind::kVoter;
+  const Timeout t = req->timeout_ms() > 0 ? Timeout(req->timeout_ms()) : Budget(*c_, *ctx);
+  Result<RequestHandle> h =
+      c_->nh->AddReplica(req->shard(), req->replica(), req->raft_address(), kind, t);
+  if (!h.ok()) return timed.Done(FromStatus(*c_, ctx, req->shard(), h.status()));
+  const RequestResult r = h->Wait();
+  res->set_index(r.value);
+  return timed.Done(FromResult(*c_, ctx, req->shard(), r, t));
+}
+
+grpc::Status AdminService::RemoveReplica(grpc::ServerContext* ctx, const RemoveReplicaRequest* req,
+                                         MembershipResponse* res) {
+  Timed timed(c_, Method::kRemoveReplica);
+  grpc::Status s = Authorize(*c_, *ctx);
+  if (s.ok()) s = RequireLeader(*c_, ctx, req->shard());
+  if (!s.ok()) return timed.Done(s);
+  const Timeout t = req->timeout_ms() > 0 ? Timeout(req->timeout_ms()) : Budget(*c_, *ctx);
+  Result<RequestHandle> h = c_->nh->RemoveReplica(req->shard(), req->replica(), t);
+  if (!h.ok()) return timed.Done(FromStatus(*c_, ctx, req->shard(), h.status()));
+  const RequestResult r = h->Wait();
+  res->set_index(r.value);
+  return timed.Done(FromResult(*c_, ctx, req->shard(), r, t));
+}
+
+grpc::Status AdminService::TransferLeader(grpc::ServerContext* ctx,
+                                          const TransferLeaderRequest* req,
+                                          TransferLeaderResponse* res) {
+  Timed timed(c_, Method::kTransferLeader);
+  grpc::Status s = Authorize(*c_, *ctx);
+  if (s.ok()) s = RequireLeader(*c_, ctx, req->shard());
+  if (!s.ok()) return timed.Done(s);
+  const Timeout t = req->timeout_ms() > 0 ? Timeout(req->timeout_ms()) : Budget(*c_, *ctx);
+  const flotilla::Status st = c_->nh->TransferLeader(req->shard(), req->target());
+  if (!st.ok()) return timed.Done(FromStatus(*c_, ctx, req->shard(), st));
+  const auto deadline = Clock::now() + t;
+  while (Clock::now() < deadline) {
+    Result<ReplicaInfo> info = c_->nh->GetReplicaInfo(req->shard());
+    if (info.ok() && info->leader_id == req->target()) {
+      res->set_leader(info->leader_id);
+      res->set_term(info->term);
+      return timed.Done(grpc::Status::OK);
+    }
+    std::this_thread::sleep_for(kTransferPoll);
+  }
+  return timed.Done({grpc::StatusCode::DEADLINE_EXCEEDED,
+                     "replica " + std::to_string(req->target()) +
+                         " did not become leader of shard " + std::to_string(req->shard()) +
+                         " within " + std::to_string(t.count()) +
+                         " ms; check that it is a caught-up voter (nodehost shards)"});
+}
+
+grpc::Status AdminService::Snapshot(grpc::ServerContext* ctx, const SnapshotRequest* req,
+                                    SnapshotResponse* res) {
+  Timed timed(c_, Method::kSnapshot);
+  grpc::Status s = Authorize(*c_, *ctx);
+  if (!s.ok()) return timed.Done(s);
+  // The snapshot is taken by this daemon's replica, whatever its role: every
+  // replica snapshots and compacts its own log.
+  const Timeout t = req->timeout_ms() > 0 ? Timeout(req->timeout_ms()) : Budget(*c_, *ctx);
+  Result<RequestHandle> h = c_->nh->RequestSnapshot(req->shard(), t);
+  if (!h.ok()) return timed.Done(FromStatus(*c_, ctx, req->shard(), h.status()));
+  const RequestResult r = h->Wait();
+  res->set_index(r.value);
+  res->set_node_id(c_->config->node_id);
+  return timed.Done(FromResult(*c_, ctx, req->shard(), r, t));
+}
+
+}  // namespace flotilla::nodehost
