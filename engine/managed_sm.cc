@@ -60,6 +60,7 @@ class Concurrent final : public ManagedStateMachine {
     return sm_->SaveSnapshot(std::move(prepared), w);
   }
   bool on_disk() const override { return std::is_base_of_v<OnDiskStateMachine, SM>; }
+  bool concurrent() const override { return true; }
   Status Recover(SnapshotReader* r) override {
     std::lock_guard<std::mutex> l(update_mu_);
     return sm_->RecoverFromSnapshot(r);

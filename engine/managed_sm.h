@@ -26,6 +26,8 @@ class ManagedStateMachine {
   virtual Status Sync() { return Status::Ok(); }
   // On-disk kind: snapshots stream from the state machine itself.
   virtual bool on_disk() const { return false; }
+  // Concurrent and on-disk kinds: Prepare/SavePrepared are available.
+  virtual bool concurrent() const { return false; }
   // Concurrent and on-disk kinds: captures the state after the last Update
   // (updates held off meanwhile); SavePrepared then writes it while updates
   // go on, from any thread.

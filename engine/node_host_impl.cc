@@ -302,6 +302,9 @@ void StepWorker::SendSnapshots(Replica* r) {
 // A snapshot taken by the apply worker: record it durably, then compact.
 void StepWorker::RecordSnapshots(Replica* r) {
   for (const raft::SnapshotMeta& meta : r->taken_scratch) {
+    // A snapshot written in the background may have been overtaken by one
+    // received from the leader meanwhile: never record an older one.
+    if (meta.index <= r->log->Snapshot().index) continue;
     Status s = nh_->logdb()->SaveSnapshot(r->shard_id, r->replica_id, meta);
     if (!s.ok()) {
       nh_->OnStorageFailure(s);
@@ -660,31 +663,61 @@ void ApplyWorker::ServeSnapshotRequests(Replica* r) {
   }
 }
 
+// A snapshot was written (or failed): the step worker records it and
+// compacts. Called on the apply worker or on a snapshot worker.
+void ApplyWorker::SnapshotWritten(NodeHostImpl* nh, Replica* r, const raft::SnapshotMeta& meta,
+                                  const Status& s) {
+  if (!s.ok()) {
+    spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
+                  meta.index, s.ToString());
+    return;
+  }
+  Counters::Add(nh->counters().snapshots_taken, 1);
+  r->PushSnapshotTaken(meta);
+  nh->NotifyStep(r);
+}
+
 void ApplyWorker::MaybeSnapshot(Replica* r, bool requested) {
   const uint64_t every = r->config.snapshot_entries;
   const uint64_t applied = r->applied.load();
   if (!requested && (every == 0 || applied < r->last_snapshot_index + every)) return;
   if (applied <= r->last_snapshot_index) return;
+  if (r->snapshot_in_flight.load(std::memory_order_acquire)) return;  // one job per shard
   raft::SnapshotMeta meta;
   meta.index = applied;
   meta.term = r->applied_term;
   meta.membership = r->sm_membership;
-  Status synced = r->sm()->Sync();
-  // An on-disk state machine keeps its own data (durable after Sync): its
-  // local snapshot is shallow, and followers get theirs streamed from it.
-  ManagedStateMachine* data = r->sm()->on_disk() ? nullptr : r->sm();
-  Result<std::string> dir =
-      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, data, r->sessions.Serialize())
-                  : Result<std::string>(synced);
-  if (!dir.ok()) {
-    spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
-                  applied, dir.status().ToString());
+  ManagedStateMachine* sm = r->sm();
+  if (!requested && sm->concurrent() && !sm->on_disk()) {
+    // Concurrent kind: prepared here with updates held off, then written by
+    // a snapshot worker while this apply worker goes on with other shards.
+    Result<std::shared_ptr<void>> prepared = sm->Prepare();
+    if (!prepared.ok()) {
+      SnapshotWritten(nh_, r, meta, prepared.status());
+      return;
+    }
+    r->last_snapshot_index = applied;
+    r->snapshot_in_flight.store(true, std::memory_order_release);
+    nh_->snapshot_workers()->Submit([nh = nh_, r, sm, meta, p = std::move(prepared).value(),
+                                     sessions = r->sessions.Serialize()]() mutable {
+      Result<std::string> dir = WriteSnapshot(
+          r->snapshot_root, meta.index,
+          [&](SnapshotWriter* w) { return sm->SavePrepared(std::move(p), w); }, sessions);
+      SnapshotWritten(nh, r, meta, dir.status());
+      r->snapshot_in_flight.store(false, std::memory_order_release);
+    });
     return;
   }
-  r->last_snapshot_index = applied;
-  Counters::Add(nh_->counters().snapshots_taken, 1);
-  r->PushSnapshotTaken(meta);
-  nh_->NotifyStep(r);
+  Status synced = sm->Sync();
+  // An on-disk state machine keeps its own data (durable after Sync): its
+  // local snapshot is shallow, and followers get theirs streamed from it.
+  SaveFn save;
+  if (!sm->on_disk()) save = [sm](SnapshotWriter* w) { return sm->SaveSnapshot(w); };
+  Result<std::string> dir =
+      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, save, r->sessions.Serialize())
+                  : Result<std::string>(synced);
+  if (dir.ok()) r->last_snapshot_index = applied;
+  SnapshotWritten(nh_, r, meta, dir.status());
 }
 
 void ApplyWorker::ServeReads(Replica* r) {

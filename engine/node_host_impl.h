@@ -128,6 +128,8 @@ class ApplyWorker : public WorkerBase {
   };
   std::vector<Outcome> outcomes_;
   void MaybeSnapshot(Replica* r, bool requested = false);
+  static void SnapshotWritten(NodeHostImpl* nh, Replica* r, const raft::SnapshotMeta& meta,
+                              const Status& s);
   void ServeSnapshotRequests(Replica* r);
   void ServeStreamRequests(Replica* r);
 

@@ -122,6 +122,9 @@ class Replica {
   uint64_t last_snapshot_index = 0;  // apply worker only
   Sessions sessions;                 // apply worker only
   uint64_t skip_through = 0;         // on-disk kind: applied durably before start
+  // A snapshot worker is writing a snapshot of this replica: at most one
+  // snapshot job per shard at a time.
+  std::atomic<bool> snapshot_in_flight{false};
 
   // --- Reported state.
   std::atomic<uint64_t> applied{0};

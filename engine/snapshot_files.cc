@@ -83,7 +83,7 @@ Status FileSnapshotReader::Read(size_t max, std::string* out) {
   return Status::Ok();
 }
 
-Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, ManagedStateMachine* sm,
+Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const SaveFn& save,
                                   const std::string& sessions) {
   std::error_code ec;
   fs::create_directories(root, ec);
@@ -93,10 +93,10 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, Manag
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return Status::IOError("create " + tmp + ": " + ec.message());
-  if (sm != nullptr) {
+  if (save) {
     FileSnapshotWriter w;
     FLOTILLA_RETURN_IF_ERROR(w.Open(tmp + "/data"));
-    FLOTILLA_RETURN_IF_ERROR(sm->SaveSnapshot(&w));
+    FLOTILLA_RETURN_IF_ERROR(save(&w));
     FLOTILLA_RETURN_IF_ERROR(w.Finish());
   }
   FileSnapshotWriter sw;

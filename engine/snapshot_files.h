@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include "engine/managed_sm.h"
@@ -44,9 +45,11 @@ class FileSnapshotReader final : public SnapshotReader {
 // Saves a state machine's snapshot at `index` under `root` (temporary
 // directory, fsync, rename): the file `data` holds the state machine's bytes,
 // `sessions` the engine's session registry. Returns the final directory.
-// With `sm` null the snapshot is shallow: only `sessions` is written (an
+// With `save` null the snapshot is shallow: only `sessions` is written (an
 // on-disk state machine keeps its own data, made durable by Sync first).
-Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, ManagedStateMachine* sm,
+// `save` writes the state machine's bytes (null: shallow).
+using SaveFn = std::function<Status(SnapshotWriter*)>;
+Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const SaveFn& save,
                                   const std::string& sessions);
 // Restores a state machine (and the session registry bytes) from `dir`.
 // NotFound when the snapshot is shallow (it has no `data`).

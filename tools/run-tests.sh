@@ -17,10 +17,11 @@ ctest --test-dir build -j "$JOBS" --output-on-failure -LE soak --timeout 900
 if [[ "${FLOTILLA_SKIP_ASAN:-0}" != "1" ]]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFLOTILLA_SANITIZE=ON -DFLOTILLA_WERROR=ON
   ASAN_TARGETS=(raft_unit_test raft_safety_test)
-  for t in transport_corrupt_input_test transport_convert_test logdb_test; do
+  for t in transport_corrupt_input_test transport_convert_test logdb_test \
+           engine_sm_kinds_test engine_admin_test engine_manual_drive_test; do
     if cmake --build build-asan --target help | grep -q "^$t:"; then ASAN_TARGETS+=("$t"); fi
   done
   cmake --build build-asan -j "$JOBS" --target "${ASAN_TARGETS[@]}"
   ctest --test-dir build-asan -j "$JOBS" --output-on-failure -LE soak --timeout 900 \
-    -R "Quorum|Progress|ConfChange|MemoryLog|RaftLog|Inflights|ReadIndexQueue|Safety|CorruptInput|ConvertTest|Format|Crc|FlippedBit"
+    -R "Quorum|Progress|ConfChange|MemoryLog|RaftLog|Inflights|ReadIndexQueue|Safety|CorruptInput|ConvertTest|Format|Crc|FlippedBit|StateMachineKinds|Admin|Metrics|BackPressure|ManualDrive|StorageFailure|CampaignCap"
 fi

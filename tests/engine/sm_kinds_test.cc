@@ -185,6 +185,22 @@ TEST(StateMachineKinds, ConcurrentKindServesReadsAndSnapshots) {
     for (int i = 0; i < 40; ++i)
       ASSERT_TRUE(Put(h.nhs[0].get(), "k" + std::to_string(i) + "=" + std::to_string(i)));
     EXPECT_EQ(Get(h.nhs[2].get(), "k39"), "39");
+    // Its snapshots are written by a snapshot worker (off the apply worker),
+    // in full: the state machine's data and the sessions.
+    for (int i = 0; i < 200 && h.nhs[0]->GetMetrics().snapshots_taken < 3; ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_GE(h.nhs[0]->GetMetrics().snapshots_taken, 3u);
+    int full = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(root + "/nh0")) {
+      const std::string name = e.path().filename().string();
+      if (e.is_directory() && name.rfind("snapshot-", 0) == 0 &&
+          name.find(".tmp") == std::string::npos) {
+        full += std::filesystem::exists(e.path() / "data") &&
+                std::filesystem::exists(e.path() / "sessions");
+      }
+    }
+    EXPECT_GT(full, 0);
     // A shard keeps its kind.
     ASSERT_TRUE(h.nhs[2]->StopReplica(1).ok());
     sc.replica_id = 3;

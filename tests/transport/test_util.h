@@ -2,6 +2,7 @@
 // given and lets a test wait for it, message builders, and temp directories.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -31,6 +32,13 @@ class RecordingHandler : public Handler {
   };
 
   void HandleBatch(std::vector<raft::Message>&& messages) override {
+    const bool has_append = std::any_of(messages.begin(), messages.end(), [](const auto& m) {
+      return m.type == raft::MessageType::kReplicate;
+    });
+    if (has_append) {
+      std::unique_lock gate(gate_mu_);
+      gate_cv_.wait(gate, [&] { return !hold_appends_; });
+    }
     std::lock_guard lock(mu_);
     ++batches_;
     for (auto& m : messages) messages_.push_back(std::move(m));
@@ -70,6 +78,16 @@ class RecordingHandler : public Handler {
     return cv_.wait_for(lock, timeout, pred);
   }
 
+  // While held, a batch holding appends blocks in HandleBatch (so the
+  // stream that carries it stalls) until released.
+  void HoldAppends(bool hold) {
+    {
+      std::lock_guard gate(gate_mu_);
+      hold_appends_ = hold;
+    }
+    gate_cv_.notify_all();
+  }
+
   std::mutex& mu() { return mu_; }
   // The accessors below REQUIRE mu() held, or no concurrent calls.
   std::vector<raft::Message>& messages() { return messages_; }
@@ -95,6 +113,9 @@ class RecordingHandler : public Handler {
   std::vector<SnapshotStatus> statuses_;
   std::vector<std::string> ups_;
   std::vector<std::string> downs_;
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool hold_appends_ = false;  // guarded by gate_mu_
 };
 
 inline raft::Message MakeAppend(raft::ShardId shard, raft::ReplicaId from, raft::ReplicaId to,
