@@ -51,6 +51,7 @@ class MemoryStore final : public KvStore {
     }
     undo_.clear();
     has_undo_ = true;
+    ++writes_;
     for (const MemBatch::Op& op : static_cast<MemBatch*>(batch)->ops()) Apply(op);
     return Status::Ok();
   }
@@ -64,6 +65,11 @@ class MemoryStore final : public KvStore {
   }
 
   std::unique_ptr<Iterator> NewIterator(std::string_view lower, std::string_view upper) override;
+
+  uint64_t writes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return writes_;
+  }
 
   void FailNextWrite(Status s) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -163,6 +169,7 @@ class MemoryStore final : public KvStore {
   std::vector<std::pair<std::string, std::optional<std::string>>> undo_;  // guarded by mu_
   bool has_undo_ = false;                                                 // guarded by mu_
   std::optional<Status> fail_next_;                                       // guarded by mu_
+  uint64_t writes_ = 0;                                                   // guarded by mu_
 };
 
 namespace {
@@ -226,6 +233,8 @@ bool MemoryLogDB::DropLastWrite() {
   ForgetVolatileState();
   return true;
 }
+
+uint64_t MemoryLogDB::store_writes() const { return mem_->writes(); }
 
 std::unique_ptr<MemoryLogDB> NewMemoryLogDB() { return std::make_unique<MemoryLogDB>(); }
 

@@ -40,6 +40,11 @@ class MemoryLogDB final : public KvLogDB {
   // nothing to revert (no write since the last revert).
   bool DropLastWrite();
 
+  // How many writes have reached the store (successful batches), so that a
+  // caller can tell whether a write call wrote anything (a call may return
+  // early, e.g. compacting to an index already compacted).
+  uint64_t store_writes() const;
+
   // Simulates a process restart: forgets the in-memory state of the LogDB
   // (poison, cached indexes); everything written stays.
   void Restart() { ForgetVolatileState(); }

@@ -155,7 +155,13 @@ bool InProcNetwork::DeliverOne(std::mt19937_64& rng) {
       ++stats_.dropped;
     } else {
       ++stats_.delivered;
-      if (Draw(rng, faults_.duplicate_probability)) {
+      if (p.snapshot != nullptr && Draw(rng, faults_.snapshot_cut_probability)) {
+        p.cut_after_chunks = rng() % std::max<size_t>(1, p.snapshot->chunks.size());
+        ++stats_.snapshots_cut;
+      }
+      if (Draw(rng, faults_.duplicate_probability) &&
+          (faults_.duplicate_forwarded_proposals ||
+           p.message.type != raft::MessageType::kPropose)) {
         Packet copy = p;
         copy.duplicate = true;
         copy.delay_drawn = false;
@@ -173,7 +179,7 @@ void InProcNetwork::Execute(Packet& p, Fate fate, InProcTransport* from, InProcT
   const bool is_snapshot = p.snapshot != nullptr;
   if (fate == Fate::kDeliver) {
     if (is_snapshot) {
-      to->ReceiveSnapshot(*p.snapshot, p.message, from, !p.duplicate);
+      to->ReceiveSnapshot(*p.snapshot, p.message, from, !p.duplicate, p.cut_after_chunks);
     } else {
       std::vector<raft::Message> batch;
       batch.push_back(std::move(p.message));
@@ -277,11 +283,14 @@ Status InProcTransport::SendSnapshot(SnapshotJob job) {
 
 void InProcTransport::ReceiveSnapshot(const InProcNetwork::SnapshotPacket& s,
                                       const raft::Message& install, InProcTransport* sender,
-                                      bool report_status) {
+                                      bool report_status, size_t cut_after_chunks) {
   SnapshotReceiver rx(config_.snapshot_dir, SnapshotReceiverLimits{config_.max_snapshot_bytes,
                                                                    config_.max_snapshot_files});
   Status st = rx.Begin(install);
-  for (size_t i = 0; st.ok() && i < s.chunks.size(); ++i) st = rx.Add(s.chunks[i].view);
+  for (size_t i = 0; st.ok() && i < s.chunks.size(); ++i) {
+    if (i == cut_after_chunks) st = Status::Unavailable("snapshot stream cut (simulated)");
+    if (st.ok()) st = rx.Add(s.chunks[i].view);
+  }
   std::string path;
   if (st.ok() && !rx.complete()) st = Status::Corruption("snapshot ended early");
   if (st.ok()) {

@@ -41,6 +41,14 @@ struct InProcFaults {
   double duplicate_probability = 0;  // the packet is delivered, and queued again
   double reorder_probability = 0;    // a delivery takes a random ready packet, not the oldest
   uint64_t max_delay_ms = 0;         // each packet waits 0..max_delay_ms of network time
+  // A delivered snapshot's stream breaks after a random number of its
+  // chunks: the receiver drops what it has and the sender hears "failed".
+  double snapshot_cut_probability = 0;
+  // Whether proposals a follower forwards to its leader (kPropose) may be
+  // duplicated too. A duplicate is appended, and applied, twice: plain
+  // proposals are at-least-once on a network that duplicates (sessions make
+  // them exactly-once). TCP streams never duplicate a message.
+  bool duplicate_forwarded_proposals = true;
 };
 
 // Thread-safety: thread-safe, except that a transport must not be started or
@@ -54,8 +62,9 @@ class InProcNetwork {
     uint64_t delivered = 0;
     uint64_t dropped = 0;  // by drop_probability
     uint64_t duplicated = 0;
-    uint64_t partitioned = 0;  // lost to a partition or a stopped receiver
-    uint64_t rejected = 0;     // Send() refused: the link's queue was full
+    uint64_t partitioned = 0;    // lost to a partition or a stopped receiver
+    uint64_t rejected = 0;       // Send() refused: the link's queue was full
+    uint64_t snapshots_cut = 0;  // snapshot streams broken by snapshot_cut_probability
   };
 
   // At most `max_pending_per_link` packets wait on one (from, to) link.
@@ -100,7 +109,8 @@ class InProcNetwork {
     bool delay_drawn = false;
     bool duplicate = false;
     uint64_t deliver_at_ms = 0;
-    raft::Message message;  // a Raft message, or the InstallSnapshot of `snapshot`
+    size_t cut_after_chunks = SIZE_MAX;  // a snapshot stream breaks after this many chunks
+    raft::Message message;               // a Raft message, or the InstallSnapshot of `snapshot`
     std::shared_ptr<const SnapshotPacket> snapshot;
   };
   enum class Fate { kDeliver, kDrop, kCut };
@@ -145,7 +155,7 @@ class InProcTransport final : public Transport {
  private:
   friend class InProcNetwork;
   void ReceiveSnapshot(const InProcNetwork::SnapshotPacket& s, const raft::Message& install,
-                       InProcTransport* sender, bool report_status);
+                       InProcTransport* sender, bool report_status, size_t cut_after_chunks);
 
   InProcNetwork* const network_;
   const TransportConfig config_;

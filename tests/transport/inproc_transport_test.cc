@@ -205,6 +205,26 @@ TEST_F(InProcTest, SnapshotIsWrittenAndReported) {
   EXPECT_TRUE(h_[0].statuses()[1].failed);
 }
 
+TEST_F(InProcTest, CutSnapshotStreamLeavesNothingAndFailsAtTheSender) {
+  std::filesystem::create_directories(tmp_.Sub("src"));
+  testing::WriteRandomFile(tmp_.Sub("src/state"), 12345, 9);  // 13 chunks of 1000 bytes
+  InProcFaults f;
+  f.snapshot_cut_probability = 1;
+  net_.SetFaults(f);
+  auto source = NewFileSnapshotSource(tmp_.Sub("src"));
+  ASSERT_TRUE(source.ok());
+  ASSERT_TRUE(t_[0]->SendSnapshot({MakeInstall(1, 1, 2, 50), std::move(*source)}).ok());
+  net_.DeliverAll(rng_);
+  EXPECT_TRUE(h_[1].snapshots().empty());
+  ASSERT_EQ(h_[0].statuses().size(), 1u);
+  EXPECT_TRUE(h_[0].statuses()[0].failed);
+  EXPECT_EQ(net_.stats().snapshots_cut, 1u);
+  // The receiver's temporary directory is gone.
+  size_t left = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(tmp_.Sub("b"))) ++left;
+  EXPECT_EQ(left, 0u);
+}
+
 TEST_F(InProcTest, InstallSnapshotViaSendIsRefused) {
   EXPECT_FALSE(t_[0]->Send(MakeInstall(1, 1, 2, 5)));
   EXPECT_EQ(t_[0]->SendSnapshot({MakeInstall(1, 1, 2, 5), nullptr}).code(),
