@@ -1,0 +1,1095 @@
+#include "tests/sim/simulator.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/node_host_impl.h"
+#include "flotilla/events.h"
+#include "logdb/memory_logdb.h"
+#include "tests/lincheck/lincheck.h"
+#include "tests/sim/sim_disk.h"
+#include "tests/sim/sim_kv.h"
+#include "transport/inproc_transport.h"
+
+namespace flotilla::sim {
+namespace {
+
+using engine::NodeHostImpl;
+
+constexpr uint64_t kTickMs = 10;                        // one tick (rtt) of virtual time
+constexpr auto kEngineTimeout = std::chrono::hours(1);  // client timeouts are virtual
+constexpr uint64_t kOpTimeoutMs = 300;                  // a client gives up (outcome unknown)
+constexpr int kSessionAttempts = 3;                     // a session proposal is retried this often
+constexpr uint64_t kMaxDownHosts = 2;
+constexpr uint64_t kFaultEveryMs = 60;  // mean gap between fault events
+
+// Raw generator output only: std::*_distribution differ between libraries.
+double Unit(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+bool Chance(std::mt19937_64& rng, double p) { return Unit(rng) < p; }
+uint64_t Below(std::mt19937_64& rng, uint64_t n) { return n == 0 ? 0 : rng() % n; }
+
+// A Session whose next proposal registers it. The engine only offers a
+// blocking SyncRegisterSession, which a single-threaded simulation cannot
+// call, so the registration proposal is made through ProposeInSession with
+// the reserved series id (Session is a trivially copyable value).
+struct RawSession {
+  uint64_t shard_id, client_id, series_id, responded_to;
+};
+static_assert(sizeof(RawSession) == sizeof(Session));
+Session RegistrationOf(uint64_t shard, uint64_t client) {
+  return std::bit_cast<Session>(RawSession{shard, client, Session::kRegisterSeries, 0});
+}
+
+struct ReplicaSpec {
+  uint64_t shard = 0;
+  uint64_t replica = 0;
+  bool join = false;
+  Members members;
+};
+
+struct Host {
+  int index = 0;
+  std::string name;
+  std::string dir;
+  std::unique_ptr<logdb::MemoryLogDB> mem;  // the disk: survives crashes
+  std::unique_ptr<NodeHostImpl> nh;         // null while crashed
+  SimDisk* disk = nullptr;                  // owned by nh
+  bool slow = false;
+  uint64_t restart_at = 0;
+  std::map<uint64_t, ReplicaSpec> replicas;  // by shard: what a restart starts again
+};
+
+struct Move {     // a replica moved to another host: add the new one, then remove the old
+  int phase = 0;  // 0 idle, 1 adding, 2 removing
+  uint64_t new_replica = 0;
+  int target = -1;
+  uint64_t old_replica = 0;
+  RequestHandle handle;
+  bool waiting = false;
+  uint64_t deadline = 0;
+};
+
+struct Shard {
+  uint64_t id = 0;
+  std::map<uint64_t, int> members;  // replica -> host: the simulator's confirmed view
+  std::vector<std::string> keys;
+  std::unordered_map<uint64_t, uint64_t> applied;    // index -> hash of the entry applied there
+  std::unordered_map<uint64_t, uint64_t> cmd_index;  // entry hash -> index (unique values)
+  std::map<uint64_t, uint64_t> leader_of_term;       // term -> replica
+  std::set<uint64_t> flipped;                        // replicas with a flipped stored bit
+  uint64_t next_generation = 1;
+  Move move;
+  int moves_left = 0;
+  // The liveness marker: a put proposed once faults healed.
+  RequestHandle marker;
+  bool marker_waiting = false;
+  uint64_t marker_deadline = 0;
+  uint64_t marker_index = 0;  // 0 until the marker is acknowledged
+  uint64_t marker_seq = 0;
+};
+
+struct ClientOp {
+  bool active = false;
+  bool read = false;
+  bool session = false;
+  lincheck::Command command;
+  std::string encoded;
+  uint64_t history_id = 0;
+  RequestHandle handle;
+  uint64_t deadline = 0;
+  int attempts = 0;
+};
+
+struct Client {
+  uint64_t id = 0;
+  uint64_t shard = 0;
+  bool use_session = false;
+  Session session;
+  bool registered = false;
+  RequestHandle registering;
+  bool register_waiting = false;
+  uint64_t register_deadline = 0;
+  uint64_t next_at = 0;
+  uint64_t seq = 0;
+  ClientOp op;
+  std::map<std::string, std::optional<std::string>> seen;  // last value seen per key
+};
+
+struct AckedWrite {
+  uint64_t shard, index, hash;
+};
+
+class Simulator;
+
+class Listener final : public EventListener {
+ public:
+  Listener(Simulator* sim, int host) : sim_(sim), host_(host) {}
+  void LeaderChanged(uint64_t shard, uint64_t replica, uint64_t leader, uint64_t term) override;
+  void SnapshotReceived(uint64_t, uint64_t, uint64_t) override;
+
+ private:
+  Simulator* sim_;
+  int host_;
+};
+
+class Simulator final : public ApplyObserver {
+ public:
+  Simulator(uint64_t seed, const SimOptions& opt)
+      : seed_(seed), opt_(opt), rng_(seed), net_rng_(seed ^ 0x5bd1e995c0ffee11ULL) {}
+  ~Simulator() override;
+
+  SimResult Run();
+
+  // ApplyObserver.
+  void OnApply(uint64_t shard, uint64_t replica, uint64_t index, std::string_view cmd) override;
+  void OnOrderViolation(uint64_t shard, uint64_t replica, uint64_t from, uint64_t to) override;
+  void OnLeader(uint64_t shard, uint64_t replica, uint64_t term);
+  void OnSnapshotReceived() { ++result_.snapshots_received; }
+
+ private:
+  void Fail(const std::string& why);
+  void Log(const std::string& what);
+  void Trace(uint64_t a, uint64_t b = 0, uint64_t c = 0);
+  void Setup();
+  void StartHost(Host& h);
+  void StartReplicaOn(Host& h, const ReplicaSpec& spec);
+  void CrashHost(Host& h, const char* how);
+  void Step(bool chaos);
+  void MaybeFault();
+  void Partition();
+  void FlipBit();
+  void TransferLeader();
+  void BeginMove();
+  void DriveMoves(bool chaos);
+  void DriveClients(bool chaos);
+  void StartOp(Client& c);
+  void PollOp(Client& c);
+  void DriveRegistration(Client& c);
+  void FinishOp(Client& c, lincheck::Outcome outcome, const RequestResult* r);
+  void SampleLeaders(Host& h);
+  void BeginLiveness();
+  bool LivenessDone();
+  void FinalChecks();
+  void DumpState();
+  Host* UpHostOf(uint64_t shard, uint64_t* replica = nullptr);
+  Host* RandomUpHost();
+  bool Up(const Host& h) const { return h.nh != nullptr; }
+
+  const uint64_t seed_;
+  const SimOptions opt_;
+  std::mt19937_64 rng_;
+  std::mt19937_64 net_rng_;
+  transport::InProcNetwork net_;
+  std::string root_;
+  std::vector<Host> hosts_;
+  std::map<uint64_t, Shard> shards_;
+  std::vector<Client> clients_;
+  lincheck::History history_;
+  std::vector<AckedWrite> acked_;
+  uint64_t now_ = 0;
+  uint64_t trace_ = 1469598103934665603ULL;
+  SimResult result_;
+  uint64_t next_client_id_ = 1;
+};
+
+void Listener::LeaderChanged(uint64_t shard, uint64_t replica, uint64_t leader, uint64_t term) {
+  if (leader == replica) sim_->OnLeader(shard, replica, term);
+  (void)host_;
+}
+
+void Listener::SnapshotReceived(uint64_t, uint64_t, uint64_t) { sim_->OnSnapshotReceived(); }
+
+Simulator::~Simulator() {
+  for (Host& h : hosts_) h.nh.reset();
+  std::error_code ec;
+  if (!root_.empty()) std::filesystem::remove_all(root_, ec);
+}
+
+void Simulator::Fail(const std::string& why) {
+  if (!result_.ok) return;
+  result_.ok = false;
+  result_.failure = "at " + std::to_string(now_) + " ms: " + why;
+  Log("FAIL " + why);
+}
+
+void Simulator::Log(const std::string& what) {
+  if (opt_.verbose)
+    std::printf("[%6llu ms] %s\n", static_cast<unsigned long long>(now_), what.c_str());
+}
+
+void Simulator::Trace(uint64_t a, uint64_t b, uint64_t c) {
+  for (uint64_t v : {a, b, c}) trace_ = (trace_ ^ v) * 1099511628211ULL;
+}
+
+// ---------------------------------------------------------------------------
+// Invariants fed by the engine.
+
+void Simulator::OnApply(uint64_t shard, uint64_t replica, uint64_t index, std::string_view cmd) {
+  Shard& s = shards_.at(shard);
+  const uint64_t h = Fnv(cmd);
+  Trace(shard * 1000 + replica, index, h);
+  auto [it, fresh] = s.applied.emplace(index, h);
+  if (!fresh && it->second != h) {
+    Fail("shard " + std::to_string(shard) + " replica " + std::to_string(replica) +
+         " applied a different entry at index " + std::to_string(index) + " (\"" +
+         std::string(cmd) + "\") than another replica: committed logs diverged");
+    return;
+  }
+  // Every write carries a unique value, so one command at two indexes is a
+  // write applied twice.
+  auto [ci, first] = s.cmd_index.emplace(h, index);
+  if (!first && ci->second != index) {
+    Fail("shard " + std::to_string(shard) + ": \"" + std::string(cmd) + "\" applied at index " +
+         std::to_string(ci->second) + " and again at " + std::to_string(index) +
+         " (not exactly once)");
+  }
+}
+
+void Simulator::OnOrderViolation(uint64_t shard, uint64_t replica, uint64_t from, uint64_t to) {
+  Fail("shard " + std::to_string(shard) + " replica " + std::to_string(replica) +
+       " applied index " + std::to_string(to) + " after " + std::to_string(from));
+}
+
+void Simulator::OnLeader(uint64_t shard, uint64_t replica, uint64_t term) {
+  Shard& s = shards_.at(shard);
+  auto [it, fresh] = s.leader_of_term.emplace(term, replica);
+  if (fresh) {
+    ++result_.leader_changes;
+    Trace(shard, replica, term);
+  }
+  if (!fresh && it->second != replica) {
+    Fail("shard " + std::to_string(shard) + " has two leaders in term " + std::to_string(term) +
+         ": replicas " + std::to_string(it->second) + " and " + std::to_string(replica));
+  }
+}
+
+void Simulator::SampleLeaders(Host& h) {
+  for (const auto& [shard, spec] : h.replicas) {
+    Result<ReplicaInfo> info = h.nh->GetReplicaInfo(shard);
+    if (info.ok() && info->role == "leader") OnLeader(shard, info->replica_id, info->term);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Hosts.
+
+void Simulator::Setup() {
+  const std::string base = !opt_.root.empty() ? opt_.root
+                           : std::filesystem::exists("/dev/shm")
+                               ? std::string("/dev/shm")
+                               : std::filesystem::temp_directory_path().string();
+  root_ = base + "/flotilla-sim-" + std::to_string(::getpid()) + "-" + std::to_string(seed_);
+  std::error_code ec;
+  std::filesystem::remove_all(root_, ec);
+  const int nhosts = 3 + static_cast<int>(Below(rng_, 3));
+  const int nshards = 3 + static_cast<int>(Below(rng_, 6));
+  result_.hosts = static_cast<uint64_t>(nhosts);
+  result_.shards = static_cast<uint64_t>(nshards);
+  hosts_.resize(static_cast<size_t>(nhosts));
+  for (int i = 0; i < nhosts; ++i) {
+    Host& h = hosts_[static_cast<size_t>(i)];
+    h.index = i;
+    h.name = "h" + std::to_string(i + 1);
+    h.dir = root_ + "/" + h.name;
+    h.mem = logdb::NewMemoryLogDB();
+  }
+  for (int s = 1; s <= nshards; ++s) {
+    Shard& sh = shards_[static_cast<uint64_t>(s)];
+    sh.id = static_cast<uint64_t>(s);
+    // Three replicas on distinct hosts chosen by the seed; replica id = host + 1.
+    std::vector<int> order(static_cast<size_t>(nhosts));
+    for (int i = 0; i < nhosts; ++i) order[static_cast<size_t>(i)] = i;
+    for (size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[Below(rng_, i + 1)]);
+    Members members;
+    for (int k = 0; k < 3; ++k) {
+      const int host = order[static_cast<size_t>(k)];
+      sh.members[static_cast<uint64_t>(host + 1)] = host;
+      members[static_cast<uint64_t>(host + 1)] = hosts_[static_cast<size_t>(host)].name;
+    }
+    for (const auto& [rid, host] : sh.members) {
+      hosts_[static_cast<size_t>(host)].replicas[sh.id] = ReplicaSpec{sh.id, rid, false, members};
+    }
+    const int nkeys = 1 + static_cast<int>(Below(rng_, 3));
+    for (int k = 0; k < nkeys; ++k)
+      sh.keys.push_back("s" + std::to_string(s) + "k" + std::to_string(k));
+    sh.moves_left = opt_.faults && nhosts > 3 ? static_cast<int>(Below(rng_, 2)) : 0;
+    // Clients: two plain ones and, often, one with an exactly-once session.
+    const int nclients = 2 + (Chance(rng_, 0.6) ? 1 : 0);
+    for (int c = 0; c < nclients; ++c) {
+      Client cl;
+      cl.id = next_client_id_++;
+      cl.shard = sh.id;
+      cl.use_session = c == 2;
+      cl.next_at = Below(rng_, 100);
+      clients_.push_back(std::move(cl));
+    }
+  }
+  for (Host& h : hosts_) StartHost(h);
+  Log("hosts=" + std::to_string(nhosts) + " shards=" + std::to_string(nshards) +
+      " clients=" + std::to_string(clients_.size()));
+}
+
+void Simulator::StartHost(Host& h) {
+  NodeHostConfig c;
+  c.data_dir = h.dir;
+  c.raft_address = h.name;
+  c.rtt_ms = kTickMs;
+  c.step_workers = 1;
+  c.apply_workers = 1;
+  c.listener = std::make_shared<Listener>(this, h.index);
+  engine::NodeHostDeps d;
+  auto disk = std::make_unique<SimDisk>(h.mem.get());
+  SimDisk* raw = disk.get();
+  d.logdb = std::move(disk);
+  d.start_threads = false;
+  d.seed = rng_() | 1;
+  transport::InProcNetwork* net = &net_;
+  const std::string name = h.name;
+  const std::string snapdir = h.dir + "/snapshots-in";
+  d.make_transport = [net, name, snapdir](transport::Registry* reg, transport::Handler* handler) {
+    transport::TransportConfig tc;
+    tc.listen_address = name;
+    tc.snapshot_dir = snapdir;
+    tc.snapshot_chunk_bytes = 128;  // several chunks, so that a cut stream is cut mid-way
+    return std::make_unique<transport::InProcTransport>(net, tc, reg, handler);
+  };
+  h.nh = std::make_unique<NodeHostImpl>(c, std::move(d));
+  h.disk = raw;
+  Status s = h.nh->Init();
+  if (!s.ok()) {
+    Fail("host " + h.name + " did not start: " + s.ToString());
+    return;
+  }
+  for (const auto& [shard, spec] : h.replicas) StartReplicaOn(h, spec);
+  if (opt_.address_book) {
+    for (const auto& [id, sh] : shards_) {
+      for (const auto& [rid, host] : sh.members) {
+        h.nh->registry()->Add(id, rid, hosts_[static_cast<size_t>(host)].name);
+      }
+      if (sh.move.phase != 0) {
+        h.nh->registry()->Add(id, sh.move.new_replica,
+                              hosts_[static_cast<size_t>(sh.move.target)].name);
+      }
+    }
+  }
+}
+
+void Simulator::StartReplicaOn(Host& h, const ReplicaSpec& spec) {
+  ShardConfig sc;
+  sc.shard_id = spec.shard;
+  sc.replica_id = spec.replica;
+  sc.snapshot_entries = 8 + (seed_ + spec.shard) % 24;
+  sc.compaction_overhead = 2 + (seed_ + spec.shard) % 6;
+  Status s = h.nh->StartReplica(sc, spec.members, spec.join, [this](uint64_t shard, uint64_t rid) {
+    return std::make_unique<SimKv>(shard, rid, this);
+  });
+  // A crash inside a write (SaveBootstrap) makes the start fail; the crash
+  // is handled after the step. A replica whose stored log we damaged may be
+  // refused with Corruption: detected, so it stays down.
+  const bool damaged = shards_.at(spec.shard).flipped.contains(spec.replica);
+  if (!s.ok() && s.code() == StatusCode::kCorruption && damaged) {
+    Log("host " + h.name + " refuses damaged shard " + std::to_string(spec.shard) + " replica " +
+        std::to_string(spec.replica) + ": " + s.ToString());
+    ++result_.corruptions_detected;
+    return;
+  }
+  if (!s.ok() && !(h.disk != nullptr && h.disk->crashed())) {
+    Fail("host " + h.name + ": starting shard " + std::to_string(spec.shard) + " replica " +
+         std::to_string(spec.replica) + " failed: " + s.ToString());
+  }
+}
+
+void Simulator::CrashHost(Host& h, const char* how) {
+  Log("crash " + h.name + " (" + how + ")");
+  Trace(0xc4a54, static_cast<uint64_t>(h.index), now_);
+  ++result_.crashes;
+  if (h.disk != nullptr && h.disk->torn()) ++result_.torn_writes;
+  h.nh.reset();  // pending requests end as terminated: unknown to their clients
+  h.disk = nullptr;
+  h.mem->Restart();
+  h.restart_at = now_ + 20 + Below(rng_, 400);
+}
+
+Host* Simulator::RandomUpHost() {
+  std::vector<Host*> up;
+  for (Host& h : hosts_) {
+    if (Up(h)) up.push_back(&h);
+  }
+  return up.empty() ? nullptr : up[Below(rng_, up.size())];
+}
+
+// A random up host that runs a replica of `shard` the simulator knows as a member.
+Host* Simulator::UpHostOf(uint64_t shard, uint64_t* replica) {
+  std::vector<std::pair<Host*, uint64_t>> up;
+  for (const auto& [rid, host] : shards_.at(shard).members) {
+    Host& h = hosts_[static_cast<size_t>(host)];
+    if (Up(h)) up.emplace_back(&h, rid);
+  }
+  if (up.empty()) return nullptr;
+  auto pick = up[Below(rng_, up.size())];
+  if (replica != nullptr) *replica = pick.second;
+  return pick.first;
+}
+
+// ---------------------------------------------------------------------------
+// The schedule.
+
+void Simulator::Step(bool chaos) {
+  ++now_;
+  ++result_.steps;
+  net_.AdvanceTime(1);
+  if (now_ % kTickMs == 0) {
+    // A little clock jitter: a host now and then misses a tick.
+    for (Host& h : hosts_) {
+      if (Up(h) && !Chance(rng_, 0.03)) h.nh->AdvanceTick();
+    }
+  }
+  if (chaos && opt_.faults && Chance(rng_, 1.0 / kFaultEveryMs)) MaybeFault();
+  for (Host& h : hosts_) {
+    if (!Up(h) && h.restart_at <= now_) {
+      Log("restart " + h.name);
+      Trace(0x5747, static_cast<uint64_t>(h.index), now_);
+      StartHost(h);
+    }
+  }
+  DriveClients(chaos);
+  DriveMoves(chaos);
+  // Which hosts run a pass now, in an order drawn from the seed. A slow
+  // disk is a host whose passes (each ending in its fsync) come rarely.
+  std::vector<size_t> order(hosts_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  for (size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[Below(rng_, i + 1)]);
+  for (size_t i : order) {
+    Host& h = hosts_[i];
+    if (!Up(h) || !Chance(rng_, h.slow ? 0.08 : 0.5)) continue;
+    ++result_.passes;
+    h.nh->RunOnce();
+    if (h.disk->crashed()) {
+      CrashHost(h, h.disk->torn() ? "torn write" : "inside a write");
+    } else if (h.disk->failed()) {
+      ++result_.storage_restarts;
+      CrashHost(h, "a write failed: the operator restarts it");
+    } else {
+      SampleLeaders(h);
+    }
+  }
+  // Deliver a random share of what is in flight, so that the backlog (and
+  // with it the latency) stays bounded however busy the hosts are.
+  const uint64_t deliveries = Below(rng_, 4 * hosts_.size() + 1) + net_.pending() / 2;
+  for (uint64_t i = 0; i < deliveries; ++i) {
+    if (!net_.DeliverOne(net_rng_)) break;
+  }
+}
+
+void Simulator::MaybeFault() {
+  const uint64_t kind = Below(rng_, 100);
+  if (kind < 15) {
+    transport::InProcFaults f;
+    f.drop_probability = Chance(rng_, 0.7) ? Unit(rng_) * 0.15 : 0;
+    f.duplicate_probability = Chance(rng_, 0.5) ? Unit(rng_) * 0.1 : 0;
+    f.reorder_probability = Chance(rng_, 0.5) ? Unit(rng_) * 0.5 : 0;
+    f.max_delay_ms = Chance(rng_, 0.5) ? Below(rng_, 40) : 0;
+    f.snapshot_cut_probability = Chance(rng_, 0.5) ? Unit(rng_) * 0.7 : 0;
+    f.duplicate_forwarded_proposals = false;  // see docs/simulation.md
+    net_.SetFaults(f);
+    Log("network: drop " + std::to_string(f.drop_probability) + " dup " +
+        std::to_string(f.duplicate_probability) + " reorder " +
+        std::to_string(f.reorder_probability) + " delay<=" + std::to_string(f.max_delay_ms) +
+        " snapshot cut " + std::to_string(f.snapshot_cut_probability));
+  } else if (kind < 35) {
+    Partition();
+  } else if (kind < 47) {
+    net_.HealAll();
+    Log("heal all");
+  } else if (kind < 60) {
+    uint64_t down = 0;
+    for (Host& h : hosts_) down += Up(h) ? 0 : 1;
+    Host* h = RandomUpHost();
+    if (h == nullptr || down >= kMaxDownHosts || h->disk->armed() != CrashInWrite::kNone) return;
+    const uint64_t how = Below(rng_, 3);
+    if (how == 0) {
+      CrashHost(*h, "between passes");
+    } else {
+      // The crash strikes inside the host's next write.
+      h->disk->ArmCrash(how == 1 ? CrashInWrite::kBeforeWrite : CrashInWrite::kTornWrite);
+      Log("arm crash inside the next write of " + h->name);
+    }
+  } else if (kind < 68) {
+    FlipBit();
+  } else if (kind < 76) {
+    Host* h = RandomUpHost();
+    if (h != nullptr) {
+      h->slow = !h->slow;
+      Log(h->name + (h->slow ? " gets a slow disk" : " gets a fast disk"));
+    }
+  } else if (kind < 88) {
+    TransferLeader();
+  } else {
+    BeginMove();
+  }
+}
+
+void Simulator::Partition() {
+  ++result_.partitions;
+  const size_t n = hosts_.size();
+  const auto name = [&](size_t i) { return hosts_[i % n].name; };
+  const uint64_t kind = Below(rng_, 5);
+  const size_t a = Below(rng_, n);
+  const size_t b = (a + 1 + Below(rng_, n - 1)) % n;
+  if (kind == 0) {
+    net_.Partition(name(a), name(b));
+    Log("partition " + name(a) + " <-> " + name(b));
+  } else if (kind == 1) {
+    net_.PartitionOneWay(name(a), name(b));
+    Log("partition one way " + name(a) + " -> " + name(b));
+  } else if (kind == 2) {
+    net_.Isolate(name(a));
+    Log("isolate " + name(a));
+  } else if (kind == 3) {
+    // A majorities ring: each host reaches only its two neighbours, so
+    // every host sees a majority (of 5) but no two majorities agree.
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = i + 2; j < n; ++j) {
+        if (i == 0 && j == n - 1) continue;
+        net_.Partition(name(i), name(j));
+      }
+    }
+    Log("majorities ring");
+  } else {
+    // Two sides: a random minority against the rest.
+    std::vector<bool> side(n, false);
+    for (size_t k = 0; k < (n - 1) / 2 + 1; ++k) side[Below(rng_, n)] = true;
+    std::string desc;
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = i + 1; j < n; ++j) {
+        if (side[i] != side[j]) net_.Partition(name(i), name(j));
+      }
+      if (side[i]) desc += " " + name(i);
+    }
+    Log("split {" + desc + " } from the rest");
+  }
+}
+
+void Simulator::FlipBit() {
+  Host* h = RandomUpHost();
+  if (h == nullptr || h->replicas.empty()) return;
+  auto it = h->replicas.begin();
+  std::advance(it, static_cast<long>(Below(rng_, h->replicas.size())));
+  Shard& s = shards_.at(it->first);
+  // At most one damaged replica per shard, so that a majority stays whole.
+  if (!s.flipped.empty() && !s.flipped.contains(it->second.replica)) return;
+  Result<logdb::ReplicaState> st = h->mem->ReadState(it->first, it->second.replica);
+  if (!st.ok() || st->last_index < st->first_index) return;
+  const uint64_t index = st->first_index + Below(rng_, st->last_index - st->first_index + 1);
+  if (h->mem->FlipEntryBit(it->first, it->second.replica, index, rng_())) {
+    s.flipped.insert(it->second.replica);
+    ++result_.bit_flips;
+    Log("flip a bit of shard " + std::to_string(it->first) + " replica " +
+        std::to_string(it->second.replica) + " index " + std::to_string(index) + " on " + h->name);
+  }
+}
+
+void Simulator::TransferLeader() {
+  auto it = shards_.begin();
+  std::advance(it, static_cast<long>(Below(rng_, shards_.size())));
+  Shard& s = it->second;
+  for (const auto& [rid, host] : s.members) {
+    Host& h = hosts_[static_cast<size_t>(host)];
+    if (!Up(h)) continue;
+    Result<ReplicaInfo> info = h.nh->GetReplicaInfo(s.id);
+    if (!info.ok() || info->role != "leader") continue;
+    auto t = s.members.begin();
+    std::advance(t, static_cast<long>(Below(rng_, s.members.size())));
+    if (t->first == rid) return;
+    Status st = h.nh->TransferLeader(s.id, t->first);
+    (void)st;  // a refused transfer is as good as a lost one
+    ++result_.transfers;
+    Log("transfer leadership of shard " + std::to_string(s.id) + " from " + std::to_string(rid) +
+        " to " + std::to_string(t->first));
+    return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Membership: a replica moves to a host that has none of the shard. The
+// simulator's view changes only once a change is acknowledged; a change
+// whose outcome is unknown is proposed again (the same change twice is
+// harmless), and a move in progress is finished once faults heal.
+
+void Simulator::BeginMove() {
+  auto it = shards_.begin();
+  std::advance(it, static_cast<long>(Below(rng_, shards_.size())));
+  Shard& s = it->second;
+  if (s.moves_left <= 0 || s.move.phase != 0) return;
+  std::vector<int> free;
+  for (Host& h : hosts_) {
+    if (!h.replicas.contains(s.id)) free.push_back(h.index);
+  }
+  if (free.empty()) return;
+  --s.moves_left;
+  s.move = Move{};
+  s.move.phase = 1;
+  s.move.target = free[Below(rng_, free.size())];
+  s.move.new_replica = 10 * s.next_generation++ + static_cast<uint64_t>(s.move.target) + 1;
+  auto old = s.members.begin();
+  std::advance(old, static_cast<long>(Below(rng_, s.members.size())));
+  s.move.old_replica = old->first;
+  ++result_.moves;
+  Host& target = hosts_[static_cast<size_t>(s.move.target)];
+  Members book;
+  for (const auto& [rid, host] : s.members) book[rid] = hosts_[static_cast<size_t>(host)].name;
+  book[s.move.new_replica] = target.name;
+  ReplicaSpec spec{s.id, s.move.new_replica, true, book};
+  target.replicas[s.id] = spec;
+  if (Up(target)) StartReplicaOn(target, spec);
+  if (opt_.address_book) {
+    for (Host& h : hosts_) {
+      if (Up(h)) h.nh->registry()->Add(s.id, s.move.new_replica, target.name);
+    }
+  }
+  Log("move shard " + std::to_string(s.id) + " replica " + std::to_string(s.move.old_replica) +
+      " -> new replica " + std::to_string(s.move.new_replica) + " on " + target.name);
+}
+
+void Simulator::DriveMoves(bool chaos) {
+  for (auto& [id, s] : shards_) {
+    Move& m = s.move;
+    if (m.phase == 0) continue;
+    if (m.waiting) {
+      if (m.handle.Done()) {
+        const RequestResult r = m.handle.Wait();
+        m.waiting = false;
+        if (r.ok()) {
+          Log("shard " + std::to_string(id) + (m.phase == 1 ? ": added " : ": removed ") +
+              std::to_string(m.phase == 1 ? m.new_replica : m.old_replica));
+          if (m.phase == 1) {
+            s.members[m.new_replica] = m.target;
+            m.phase = 2;
+          } else {
+            const int old_host = s.members.at(m.old_replica);
+            s.members.erase(m.old_replica);
+            Host& h = hosts_[static_cast<size_t>(old_host)];
+            h.replicas.erase(id);
+            if (Up(h)) {
+              Status st = h.nh->StopReplica(id);
+              (void)st;  // a replica that stopped by itself is already gone
+            }
+            m.phase = 0;
+          }
+        }
+      } else if (now_ > m.deadline) {
+        m.waiting = false;
+      }
+      continue;
+    }
+    if (!chaos && !Chance(rng_, 0.05)) continue;
+    if (chaos && !Chance(rng_, 0.02)) continue;
+    Host* h = UpHostOf(id);
+    if (h == nullptr) continue;
+    Result<RequestHandle> r =
+        m.phase == 1
+            ? h->nh->AddReplica(id, m.new_replica, hosts_[static_cast<size_t>(m.target)].name,
+                                NodeHost::MemberKind::kVoter, kEngineTimeout)
+            : h->nh->RemoveReplica(id, m.old_replica, kEngineTimeout);
+    if (!r.ok()) continue;
+    m.handle = *r;
+    m.waiting = true;
+    m.deadline = now_ + kOpTimeoutMs;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Clients.
+
+void Simulator::DriveClients(bool chaos) {
+  for (Client& c : clients_) {
+    if (c.op.active) {
+      PollOp(c);
+      continue;
+    }
+    if (c.use_session && !c.registered) {
+      if (chaos || c.register_waiting) DriveRegistration(c);
+      continue;
+    }
+    if (chaos && now_ >= c.next_at) StartOp(c);
+  }
+}
+
+void Simulator::DriveRegistration(Client& c) {
+  if (c.register_waiting) {
+    if (c.registering.Done()) {
+      c.register_waiting = false;
+      if (c.registering.Wait().ok()) {
+        c.registered = true;
+        c.session = Session(c.shard, c.id);
+        Log("client " + std::to_string(c.id) + " registered its session");
+      }
+    } else if (now_ > c.register_deadline) {
+      c.register_waiting = false;  // perhaps registered: a new id is harmless
+    }
+    return;
+  }
+  if (now_ < c.next_at) return;
+  Host* h = UpHostOf(c.shard);
+  if (h == nullptr) return;
+  c.id = next_client_id_++ * 1000003 + seed_ % 1000;  // a fresh id for every attempt
+  Result<RequestHandle> r =
+      h->nh->ProposeInSession(RegistrationOf(c.shard, c.id), "", kEngineTimeout);
+  c.next_at = now_ + 20;
+  if (!r.ok()) return;
+  c.registering = *r;
+  c.register_waiting = true;
+  c.register_deadline = now_ + kOpTimeoutMs;
+}
+
+void Simulator::StartOp(Client& c) {
+  Shard& s = shards_.at(c.shard);
+  Host* h = UpHostOf(c.shard);
+  if (h == nullptr) return;
+  ClientOp& op = c.op;
+  op = ClientOp{};
+  const std::string& key = s.keys[Below(rng_, s.keys.size())];
+  const std::string value = "c" + std::to_string(c.id) + "." + std::to_string(++c.seq);
+  const uint64_t kind = Below(rng_, 100);
+  op.session = c.use_session;
+  if (kind < 35 && !c.use_session) {
+    op.read = true;
+    op.command = lincheck::Command::Get(key);
+  } else if (kind < 70) {
+    op.command = lincheck::Command::Put(key, value);
+  } else {
+    std::optional<std::string> expected;
+    auto seen = c.seen.find(key);
+    if (seen != c.seen.end() && Chance(rng_, 0.8)) expected = seen->second;
+    op.command = lincheck::Command::Cas(key, expected, value);
+  }
+  if (!op.read) {
+    KvCommand kc;
+    kc.op = op.command.kind == lincheck::OpKind::kCas ? 'C' : 'P';
+    kc.key = key;
+    kc.expected = op.command.expected;
+    kc.value = value;
+    kc.session = op.session;
+    op.encoded = kc.Encode();
+  }
+  op.history_id = history_.Invoke(c.id, op.command);
+  op.active = true;
+  op.attempts = 1;
+  op.deadline = now_ + kOpTimeoutMs;
+  ++result_.ops;
+  Result<RequestHandle> r = op.read ? h->nh->Read(c.shard, key, kEngineTimeout)
+                            : op.session
+                                ? h->nh->ProposeInSession(c.session, op.encoded, kEngineTimeout)
+                                : h->nh->Propose(c.shard, op.encoded, kEngineTimeout);
+  if (!r.ok()) {
+    Log("client " + std::to_string(c.id) + " refused: " + r.status().ToString());
+    FinishOp(c, lincheck::Outcome::kFailed, nullptr);  // refused before it was queued
+    return;
+  }
+  op.handle = *r;
+}
+
+void Simulator::PollOp(Client& c) {
+  ClientOp& op = c.op;
+  if (op.handle.Done()) {
+    const RequestResult r = op.handle.Wait();
+    switch (r.code) {
+      case RequestCode::kCompleted:
+        FinishOp(c, lincheck::Outcome::kOk, &r);
+        return;
+      case RequestCode::kDropped:
+      case RequestCode::kRejected:
+        // Refused by the core or the session registry: not applied, unless an
+        // earlier attempt of a session proposal may still be.
+        if (op.attempts == 1) {
+          FinishOp(c, lincheck::Outcome::kFailed, nullptr);
+          return;
+        }
+        break;
+      default:
+        break;  // terminated (a crash), timeout, aborted: unknown
+    }
+    if (!op.session || op.attempts >= kSessionAttempts) {
+      FinishOp(c, lincheck::Outcome::kUnknown, nullptr);
+      return;
+    }
+  } else if (now_ <= op.deadline) {
+    return;
+  } else if (!op.session || op.attempts >= kSessionAttempts) {
+    FinishOp(c, lincheck::Outcome::kUnknown, nullptr);
+    return;
+  }
+  // Retry a session proposal with the same series id, perhaps elsewhere.
+  Host* h = UpHostOf(c.shard);
+  ++op.attempts;
+  op.deadline = now_ + kOpTimeoutMs;
+  op.handle = RequestHandle();
+  if (h == nullptr) return;
+  Result<RequestHandle> r = h->nh->ProposeInSession(c.session, op.encoded, kEngineTimeout);
+  if (r.ok()) op.handle = *r;
+}
+
+void Simulator::FinishOp(Client& c, lincheck::Outcome outcome, const RequestResult* r) {
+  ClientOp& op = c.op;
+  lincheck::Response resp;
+  if (outcome == lincheck::Outcome::kOk) {
+    if (op.read) {
+      const std::optional<std::string> v = r->data.size() > 0 && r->data[0] == '='
+                                               ? std::optional<std::string>(r->data.substr(1))
+                                               : std::nullopt;
+      resp = lincheck::Response::Read(v);
+      c.seen[op.command.key] = v;
+    } else {
+      const bool swapped = (r->value & 1) != 0;
+      if (op.command.kind == lincheck::OpKind::kCas) resp = lincheck::Response::Swapped(swapped);
+      if (swapped) c.seen[op.command.key] = op.command.value;
+      acked_.push_back({c.shard, r->value >> 1, Fnv(op.encoded)});
+    }
+  }
+  switch (outcome) {
+    case lincheck::Outcome::kOk:
+      ++result_.ops_ok;
+      break;
+    case lincheck::Outcome::kFailed:
+      ++result_.ops_failed;
+      break;
+    case lincheck::Outcome::kUnknown:
+      ++result_.ops_unknown;
+      break;
+  }
+  history_.Complete(op.history_id, outcome, resp);
+  Trace(c.id, static_cast<uint64_t>(outcome), r != nullptr ? r->value : 0);
+  if (opt_.verbose) {
+    Log("client " + std::to_string(c.id) + " " + op.encoded +
+        (op.read ? "get " + op.command.key : "") + " -> " +
+        std::string(lincheck::OutcomeName(outcome)) +
+        (r != nullptr ? " " + r->data + " " + std::to_string(r->value) : ""));
+  }
+  if (op.session && outcome != lincheck::Outcome::kFailed) c.session.ProposalCompleted();
+  op.active = false;
+  op.handle = RequestHandle();
+  c.next_at = now_ + Below(rng_, 30);
+}
+
+// ---------------------------------------------------------------------------
+// Liveness and the final checks.
+
+void Simulator::BeginLiveness() {
+  Log("faults off: liveness phase");
+  net_.HealAll();
+  net_.SetFaults({});
+  for (Host& h : hosts_) {
+    h.slow = false;
+    if (!Up(h)) {
+      h.restart_at = now_;
+    } else {
+      h.disk->ArmCrash(CrashInWrite::kNone);
+    }
+  }
+}
+
+bool Simulator::LivenessDone() {
+  bool done = true;
+  for (auto& [id, s] : shards_) {
+    if (s.move.phase != 0) {
+      done = false;
+      continue;
+    }
+    bool clients_busy = false;
+    for (const Client& c : clients_) clients_busy |= c.shard == id && c.op.active;
+    if (clients_busy) {
+      done = false;
+      continue;
+    }
+    if (s.marker_index == 0) {
+      done = false;
+      if (s.marker_waiting) {
+        if (s.marker.Done()) {
+          s.marker_waiting = false;
+          const RequestResult r = s.marker.Wait();
+          if (r.ok()) {
+            s.marker_index = r.value >> 1;
+            Log("shard " + std::to_string(id) + " progressed: marker at " +
+                std::to_string(s.marker_index));
+          }
+        } else if (now_ > s.marker_deadline) {
+          s.marker_waiting = false;
+        }
+      }
+      if (!s.marker_waiting && s.marker_index == 0) {
+        Host* h = UpHostOf(id);
+        if (h == nullptr) continue;
+        KvCommand kc;
+        kc.key = "marker";
+        kc.value = std::to_string(id) + "." + std::to_string(++s.marker_seq);
+        Result<RequestHandle> r = h->nh->Propose(id, kc.Encode(), kEngineTimeout);
+        if (r.ok()) {
+          s.marker = *r;
+          s.marker_waiting = true;
+          s.marker_deadline = now_ + kOpTimeoutMs;
+        }
+      }
+      continue;
+    }
+    // Every member that is not damaged has applied the marker, and all
+    // members at the same applied index hold the same state.
+    for (const auto& [rid, host] : s.members) {
+      if (s.flipped.contains(rid)) continue;
+      Result<ReplicaInfo> info = hosts_[static_cast<size_t>(host)].nh->GetReplicaInfo(id);
+      if (!info.ok() || info->applied_index < s.marker_index) done = false;
+    }
+  }
+  return done;
+}
+
+void Simulator::FinalChecks() {
+  for (auto& [id, s] : shards_) {
+    std::map<uint64_t, std::pair<std::string, uint64_t>> state_at;  // applied -> (state, replica)
+    for (const auto& [rid, host] : s.members) {
+      Result<std::string> st = hosts_[static_cast<size_t>(host)].nh->StaleRead(id, kStateQuery);
+      if (!st.ok()) {
+        if (!s.flipped.contains(rid))
+          Fail("shard " + std::to_string(id) + " replica " + std::to_string(rid) + " is gone");
+        continue;
+      }
+      const uint64_t at = std::stoull(st->substr(st->find('@') + 1));
+      auto [it, fresh] = state_at.emplace(at, std::make_pair(*st, rid));
+      if (!fresh && it->second.first != *st) {
+        Fail("shard " + std::to_string(id) + ": replicas " + std::to_string(it->second.second) +
+             " and " + std::to_string(rid) + " differ at applied index " + std::to_string(at));
+      }
+    }
+  }
+  for (const AckedWrite& w : acked_) {
+    const Shard& s = shards_.at(w.shard);
+    auto it = s.applied.find(w.index);
+    if (it == s.applied.end() || it->second != w.hash) {
+      Fail("shard " + std::to_string(w.shard) + ": an acknowledged write at index " +
+           std::to_string(w.index) + " was lost");
+      return;
+    }
+  }
+  lincheck::CheckOptions co;
+  co.max_states_per_key = uint64_t{1} << 18;
+  co.max_duration = std::chrono::seconds(30);
+  const lincheck::CheckResult cr = lincheck::Check(history_.Operations(), co);
+  if (cr.verdict == lincheck::Verdict::kViolation ||
+      cr.verdict == lincheck::Verdict::kInvalidHistory) {
+    Fail("history not linearizable: " + cr.explanation);
+  } else if (cr.verdict == lincheck::Verdict::kUnknown) {
+    Log("linearizability undecided within the bounds: " + cr.explanation);
+  }
+}
+
+void Simulator::DumpState() {
+  const transport::InProcNetwork::Stats ns = net_.stats();
+  std::printf("network: pending %zu sent %llu delivered %llu dropped %llu cut %llu rejected %llu\n",
+              net_.pending(), static_cast<unsigned long long>(ns.sent),
+              static_cast<unsigned long long>(ns.delivered),
+              static_cast<unsigned long long>(ns.dropped),
+              static_cast<unsigned long long>(ns.partitioned),
+              static_cast<unsigned long long>(ns.rejected));
+  for (Host& h : hosts_) {
+    if (!Up(h)) {
+      std::printf("%s: down\n", h.name.c_str());
+      continue;
+    }
+    for (const ReplicaInfo& ri : h.nh->GetInfo().replicas) {
+      std::printf(
+          "%s: shard %llu replica %llu %s term %llu leader %llu commit %llu applied %llu%s\n",
+          h.name.c_str(), static_cast<unsigned long long>(ri.shard_id),
+          static_cast<unsigned long long>(ri.replica_id), ri.role.c_str(),
+          static_cast<unsigned long long>(ri.term), static_cast<unsigned long long>(ri.leader_id),
+          static_cast<unsigned long long>(ri.commit_index),
+          static_cast<unsigned long long>(ri.applied_index), ri.quiesced ? " quiesced" : "");
+    }
+  }
+}
+
+SimResult Simulator::Run() {
+  Setup();
+  const uint64_t chaos_end = opt_.chaos_ms;
+  while (result_.ok && now_ < chaos_end) Step(true);
+  BeginLiveness();
+  const uint64_t end = chaos_end + opt_.liveness_ms;
+  bool live = false;
+  while (result_.ok && now_ < end) {
+    Step(false);
+    if (now_ % 5 == 0 && LivenessDone()) {
+      live = true;
+      break;
+    }
+  }
+  if (result_.ok && !live) {
+    std::string which;
+    for (auto& [id, s] : shards_) {
+      if (s.marker_index == 0 || s.move.phase != 0) which += " " + std::to_string(id);
+    }
+    Fail("no progress within " + std::to_string(opt_.liveness_ms) +
+         " ms after faults healed (shards without a marker or with a move pending:" + which +
+         "; otherwise a member lags)");
+  }
+  if (!result_.ok && opt_.verbose) DumpState();
+  if (result_.ok) FinalChecks();
+  const transport::InProcNetwork::Stats ns = net_.stats();
+  result_.packets_delivered = ns.delivered;
+  result_.packets_dropped = ns.dropped + ns.partitioned;
+  result_.packets_duplicated = ns.duplicated;
+  result_.snapshots_cut = ns.snapshots_cut;
+  Trace(ns.delivered, ns.dropped, ns.duplicated);
+  result_.trace_hash = trace_;
+  return result_;
+}
+
+}  // namespace
+
+std::string SimResult::Summary() const {
+  std::string out;
+  const auto add = [&](const char* name, uint64_t v) {
+    out += (out.empty() ? "" : " ") + std::string(name) + "=" + std::to_string(v);
+  };
+  add("hosts", hosts);
+  add("shards", shards);
+  add("steps", steps);
+  add("passes", passes);
+  add("ops", ops);
+  add("ok", ops_ok);
+  add("failed", ops_failed);
+  add("unknown", ops_unknown);
+  add("crashes", crashes);
+  add("torn", torn_writes);
+  add("partitions", partitions);
+  add("flips", bit_flips);
+  add("corrupt_refused", corruptions_detected);
+  add("storage_restarts", storage_restarts);
+  add("moves", moves);
+  add("transfers", transfers);
+  add("leaders", leader_changes);
+  add("snapshots", snapshots_received);
+  add("cut", snapshots_cut);
+  add("delivered", packets_delivered);
+  add("lost", packets_dropped);
+  add("dup", packets_duplicated);
+  char hash[32];
+  std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(trace_hash));
+  return out + " trace=" + hash;
+}
+
+SimResult RunSim(uint64_t seed, const SimOptions& options) {
+  spdlog::set_level(options.verbose ? spdlog::level::warn : spdlog::level::off);
+  Simulator sim(seed, options);
+  return sim.Run();
+}
+
+}  // namespace flotilla::sim
