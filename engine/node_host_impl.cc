@@ -481,6 +481,7 @@ void ApplyWorker::ApplyConfChangeEntry(Replica* r, const raft::Entry& e) {
 // from the session registry, or only complete its request.
 void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
   sm_entries_.clear();
+  batch_series_.clear();
   outcomes_.assign(t.entries.size(), Outcome{});
   for (size_t i = 0; i < t.entries.size(); ++i) {
     const raft::Entry& e = t.entries[i];
@@ -527,6 +528,13 @@ void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
         case Sessions::Check::kApply:
           break;
       }
+      // A retry of a proposal applied earlier in this same batch is a
+      // duplicate too: the registry records results only after the batch.
+      auto [first, fresh] = batch_series_.try_emplace({e.client_id, e.series_id}, i);
+      if (!fresh) {
+        o.dup_of = static_cast<int64_t>(first->second);
+        continue;
+      }
     }
     SMEntry se;
     se.index = e.index;
@@ -555,6 +563,7 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
   for (size_t i = 0; i < t.entries.size(); ++i) {
     const raft::Entry& e = t.entries[i];
     Outcome& o = outcomes_[i];
+    if (o.dup_of >= 0) o.result = outcomes_[static_cast<size_t>(o.dup_of)].result;
     if (o.sm_pos >= 0) {
       SMEntry& se = sm_entries_[static_cast<size_t>(o.sm_pos)];
       o.result.value = se.result;

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -124,9 +125,11 @@ class ApplyWorker : public WorkerBase {
   void ApplyConfChangeEntry(Replica* r, const raft::Entry& e);
   struct Outcome {
     int64_t sm_pos = -1;  // position in sm_entries_, or -1
+    int64_t dup_of = -1;  // a session retry of the entry at this position of the batch, or -1
     RequestResult result;
   };
   std::vector<Outcome> outcomes_;
+  std::map<std::pair<uint64_t, uint64_t>, size_t> batch_series_;  // (client, series) -> position
   void MaybeSnapshot(Replica* r, bool requested = false);
   static void SnapshotWritten(NodeHostImpl* nh, Replica* r, const raft::SnapshotMeta& meta,
                               const Status& s);
