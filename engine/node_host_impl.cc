@@ -918,6 +918,14 @@ Status NodeHostImpl::StartReplicaImpl(
     return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
   Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
   if (!st.ok()) return st.status();
+  // The core needs the last entry's term at any time (a failed read of it
+  // stops the process), so the last entry is read now and kept cached: a
+  // damaged one refuses this replica with Corruption instead.
+  std::vector<raft::Entry> last_entry;
+  if (st->last_index >= st->first_index) {
+    FLOTILLA_RETURN_IF_ERROR(logdb_->Entries(sc.shard_id, sc.replica_id, st->last_index,
+                                             st->last_index + 1, UINT64_MAX, &last_entry));
+  }
   logdb::Bootstrap boot;
   if (st->bootstrap) {
     boot = *st->bootstrap;  // a restart: the stored state wins
@@ -965,6 +973,7 @@ Status NodeHostImpl::StartReplicaImpl(
   }
   r->log =
       std::make_unique<LogCache>(logdb_.get(), sc.shard_id, sc.replica_id, *st, kMaxCacheBytes);
+  r->log->Append(std::move(last_entry));
   r->saved_hs = st->hard_state;
   raft::Config rc;
   rc.shard_id = sc.shard_id;
