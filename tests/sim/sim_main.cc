@@ -3,6 +3,7 @@
 //   flotilla_sim --seeds N [--start S]     runs seeds S..S+N-1, prints seeds=N failures=F
 //   flotilla_sim --seed S [--verbose]      replays one seed exactly
 //   flotilla_sim --seed S --summary        one line of figures for the seed
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -86,6 +87,30 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   for (uint64_t s = start; s < start + seeds; ++s) {
     g_seed = s;
+    if (!single) {
+      // Each seed runs in a child process, so that an assertion that stops
+      // the process fails that seed alone and the sweep goes on.
+      std::fflush(stdout);
+      const pid_t pid = fork();
+      if (pid == 0) {
+        const flotilla::sim::SimResult r = flotilla::sim::RunSim(s, opt);
+        if (!r.ok) {
+          std::printf("FAIL seed=%llu: %s\n  replay: %s --seed %llu --verbose\n",
+                      static_cast<unsigned long long>(s), r.failure.c_str(), argv[0],
+                      static_cast<unsigned long long>(s));
+        }
+        if (summary) {
+          std::printf("seed=%llu %s %s\n", static_cast<unsigned long long>(s),
+                      r.ok ? "ok" : "FAILED", r.Summary().c_str());
+        }
+        std::fflush(stdout);
+        std::_Exit(r.ok ? 0 : 1);
+      }
+      int status = 0;
+      waitpid(pid, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failures;
+      continue;
+    }
     const flotilla::sim::SimResult r = flotilla::sim::RunSim(s, opt);
     if (!r.ok) {
       ++failures;

@@ -946,7 +946,12 @@ bool Simulator::LivenessDone() {
     // members at the same applied index hold the same state.
     for (const auto& [rid, host] : s.members) {
       if (s.flipped.contains(rid)) continue;
-      Result<ReplicaInfo> info = hosts_[static_cast<size_t>(host)].nh->GetReplicaInfo(id);
+      Host& h = hosts_[static_cast<size_t>(host)];
+      if (!Up(h)) {
+        done = false;  // restarting after a storage failure
+        continue;
+      }
+      Result<ReplicaInfo> info = h.nh->GetReplicaInfo(id);
       if (!info.ok() || info->applied_index < s.marker_index) done = false;
     }
   }
@@ -957,7 +962,9 @@ void Simulator::FinalChecks() {
   for (auto& [id, s] : shards_) {
     std::map<uint64_t, std::pair<std::string, uint64_t>> state_at;  // applied -> (state, replica)
     for (const auto& [rid, host] : s.members) {
-      Result<std::string> st = hosts_[static_cast<size_t>(host)].nh->StaleRead(id, kStateQuery);
+      Host& h = hosts_[static_cast<size_t>(host)];
+      Result<std::string> st =
+          Up(h) ? h.nh->StaleRead(id, kStateQuery) : Result<std::string>(Status::NotFound("down"));
       if (!st.ok()) {
         if (!s.flipped.contains(rid))
           Fail("shard " + std::to_string(id) + " replica " + std::to_string(rid) + " is gone");
