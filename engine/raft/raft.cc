@@ -416,6 +416,7 @@ void Raft::HandleVoteRequest(const Message& m) {
       election_elapsed_ = 0;
       vote_ = m.from;
     }
+    AttachCommit(&resp);
   } else {
     resp.term = term_;
     resp.reject = true;
@@ -424,12 +425,13 @@ void Raft::HandleVoteRequest(const Message& m) {
   Send(std::move(resp));
 }
 
-// A rejection carries what we know is committed (index and its term). A
-// candidate whose log holds that entry with that term holds the same prefix
-// (log matching), so it may learn the commit index from us. This matters
-// after a membership change: a new voter that did not yet learn that the
-// change committed is still bound to the old configuration, whose other
-// voters (now non-voting) may refuse it forever.
+// A vote response, granted or not, carries what we know is committed (index
+// and its term). A candidate whose log holds that entry with that term holds
+// the same prefix (log matching), so it may learn the commit index from us.
+// This matters after a membership change: a new voter that did not yet learn
+// that the change committed is still bound to the old configuration, whose
+// other voters (now non-voting, or removed and gone) may refuse it forever;
+// and a voter that grants it its vote may be the only one left to tell it.
 void Raft::AttachCommit(Message* resp) const {
   Term t = 0;
   if (log_.TermAt(log_.committed(), &t) != LogStatus::kOk) return;
@@ -438,7 +440,7 @@ void Raft::AttachCommit(Message* resp) const {
 }
 
 void Raft::HandleVoteResponse(const Message& m) {
-  if (m.reject && m.commit > log_.committed() && log_.MatchTerm(m.commit, m.hint_term)) {
+  if (m.commit > log_.committed() && log_.MatchTerm(m.commit, m.hint_term)) {
     log_.CommitTo(m.commit);
   }
   tracker_.RecordVote(m.from, !m.reject);

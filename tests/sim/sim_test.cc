@@ -45,6 +45,11 @@ TEST(SimulationRegression, DamagedLastEntryRefusesTheReplicaNotTheProcess) {
   }
 }
 
+TEST(SimulationRegression, AVoterThatGrantsItsVoteTellsTheCommitIndex) {
+  const SimResult r = RunSim(4498, {});
+  EXPECT_TRUE(r.ok) << r.failure;
+}
+
 TEST(SimKv, CommandsRoundTrip) {
   KvCommand c;
   c.op = 'C';
