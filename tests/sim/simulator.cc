@@ -201,6 +201,7 @@ class Simulator final : public ApplyObserver {
   uint64_t trace_ = 1469598103934665603ULL;
   SimResult result_;
   uint64_t next_client_id_ = 1;
+  int damaged_host_ = -1;  // the one host whose stored entries may be damaged
 };
 
 void Listener::LeaderChanged(uint64_t shard, uint64_t replica, uint64_t leader, uint64_t term) {
@@ -582,18 +583,26 @@ void Simulator::Partition() {
 }
 
 void Simulator::FlipBit() {
-  Host* h = RandomUpHost();
-  if (h == nullptr || h->replicas.empty()) return;
+  // Damage stays on one host. A Save that must rewrite a damaged record
+  // fails for every shard of its pass, so that host may stop at every
+  // restart (docs/simulation.md, "Found"); every shard keeps a majority
+  // elsewhere.
+  Host* h = damaged_host_ >= 0 ? &hosts_[static_cast<size_t>(damaged_host_)] : RandomUpHost();
+  if (h == nullptr || !Up(*h) || h->replicas.empty()) return;
   auto it = h->replicas.begin();
   std::advance(it, static_cast<long>(Below(rng_, h->replicas.size())));
   Shard& s = shards_.at(it->first);
-  // At most one damaged replica per shard, so that a majority stays whole.
+  // At most one damaged replica per shard, so that a majority stays whole;
+  // and none in a shard whose membership changes (docs/simulation.md,
+  // "Found": the remaining voters may not know that a removal committed).
   if (!s.flipped.empty() && !s.flipped.contains(it->second.replica)) return;
+  if (s.moves_left > 0 || s.next_generation > 1) return;
   Result<logdb::ReplicaState> st = h->mem->ReadState(it->first, it->second.replica);
   if (!st.ok() || st->last_index < st->first_index) return;
   const uint64_t index = st->first_index + Below(rng_, st->last_index - st->first_index + 1);
   if (h->mem->FlipEntryBit(it->first, it->second.replica, index, rng_())) {
     s.flipped.insert(it->second.replica);
+    damaged_host_ = h->index;
     ++result_.bit_flips;
     Log("flip a bit of shard " + std::to_string(it->first) + " replica " +
         std::to_string(it->second.replica) + " index " + std::to_string(index) + " on " + h->name);
@@ -631,7 +640,7 @@ void Simulator::BeginMove() {
   auto it = shards_.begin();
   std::advance(it, static_cast<long>(Below(rng_, shards_.size())));
   Shard& s = it->second;
-  if (s.moves_left <= 0 || s.move.phase != 0) return;
+  if (s.moves_left <= 0 || s.move.phase != 0 || !s.flipped.empty()) return;
   std::vector<int> free;
   for (Host& h : hosts_) {
     if (!h.replicas.contains(s.id)) free.push_back(h.index);
@@ -942,10 +951,10 @@ bool Simulator::LivenessDone() {
       }
       continue;
     }
-    // Every member that is not damaged has applied the marker, and all
+    // Every member off the damaged host has applied the marker, and all
     // members at the same applied index hold the same state.
     for (const auto& [rid, host] : s.members) {
-      if (s.flipped.contains(rid)) continue;
+      if (s.flipped.contains(rid) || host == damaged_host_) continue;
       Host& h = hosts_[static_cast<size_t>(host)];
       if (!Up(h)) {
         done = false;  // restarting after a storage failure
@@ -966,7 +975,7 @@ void Simulator::FinalChecks() {
       Result<std::string> st =
           Up(h) ? h.nh->StaleRead(id, kStateQuery) : Result<std::string>(Status::NotFound("down"));
       if (!st.ok()) {
-        if (!s.flipped.contains(rid))
+        if (!s.flipped.contains(rid) && host != damaged_host_)
           Fail("shard " + std::to_string(id) + " replica " + std::to_string(rid) + " is gone");
         continue;
       }
