@@ -1004,6 +1004,7 @@ void Simulator::FinalChecks() {
       cr.verdict == lincheck::Verdict::kInvalidHistory) {
     Fail("history not linearizable: " + cr.explanation);
   } else if (cr.verdict == lincheck::Verdict::kUnknown) {
+    result_.check_undecided = 1;
     Log("linearizability undecided within the bounds: " + cr.explanation);
   }
 }
@@ -1097,6 +1098,7 @@ std::string SimResult::Summary() const {
   add("delivered", packets_delivered);
   add("lost", packets_dropped);
   add("dup", packets_duplicated);
+  add("undecided", check_undecided);
   char hash[32];
   std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(trace_hash));
   return out + " trace=" + hash;

@@ -40,6 +40,7 @@ struct SimResult {
            storage_restarts = 0, moves = 0, transfers = 0;
   uint64_t snapshots_received = 0, snapshots_cut = 0, leader_changes = 0;
   uint64_t packets_delivered = 0, packets_dropped = 0, packets_duplicated = 0;
+  uint64_t check_undecided = 0;  // 1: a key's linearizability was left undecided (bounds hit)
   std::string Summary() const;
 };
 
