@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "tests/sim/simulator.h"
@@ -109,6 +110,9 @@ int main(int argc, char** argv) {
       int status = 0;
       waitpid(pid, &status, 0);
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failures;
+      // A child that aborted left its data behind.
+      std::error_code ec;
+      std::filesystem::remove_all(flotilla::sim::SimDataRoot(opt, s, pid), ec);
       continue;
     }
     const flotilla::sim::SimResult r = flotilla::sim::RunSim(s, opt);

@@ -286,11 +286,7 @@ void Simulator::SampleLeaders(Host& h) {
 // Hosts.
 
 void Simulator::Setup() {
-  const std::string base = !opt_.root.empty() ? opt_.root
-                           : std::filesystem::exists("/dev/shm")
-                               ? std::string("/dev/shm")
-                               : std::filesystem::temp_directory_path().string();
-  root_ = base + "/flotilla-sim-" + std::to_string(::getpid()) + "-" + std::to_string(seed_);
+  root_ = SimDataRoot(opt_, seed_, ::getpid());
   std::error_code ec;
   std::filesystem::remove_all(root_, ec);
   const int nhosts = 3 + static_cast<int>(Below(rng_, 3));
@@ -500,7 +496,10 @@ void Simulator::MaybeFault() {
     f.drop_probability = Chance(rng_, 0.7) ? Unit(rng_) * 0.15 : 0;
     f.duplicate_probability = Chance(rng_, 0.5) ? Unit(rng_) * 0.1 : 0;
     f.reorder_probability = Chance(rng_, 0.5) ? Unit(rng_) * 0.5 : 0;
-    f.max_delay_ms = Chance(rng_, 0.5) ? Below(rng_, 40) : 0;
+    // Now and then a long delay, so that a deposed leader's messages arrive
+    // after a newer leader has been elected and has replicated.
+    f.max_delay_ms =
+        Chance(rng_, 0.5) ? (Chance(rng_, 0.3) ? Below(rng_, 300) : Below(rng_, 40)) : 0;
     f.snapshot_cut_probability = Chance(rng_, 0.5) ? Unit(rng_) * 0.7 : 0;
     f.duplicate_forwarded_proposals = false;  // see docs/simulation.md
     net_.SetFaults(f);
@@ -1102,6 +1101,14 @@ std::string SimResult::Summary() const {
   char hash[32];
   std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(trace_hash));
   return out + " trace=" + hash;
+}
+
+std::string SimDataRoot(const SimOptions& options, uint64_t seed, long pid) {
+  const std::string base = !options.root.empty() ? options.root
+                           : std::filesystem::exists("/dev/shm")
+                               ? std::string("/dev/shm")
+                               : std::filesystem::temp_directory_path().string();
+  return base + "/flotilla-sim-" + std::to_string(pid) + "-" + std::to_string(seed);
 }
 
 SimResult RunSim(uint64_t seed, const SimOptions& options) {

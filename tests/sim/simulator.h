@@ -46,4 +46,7 @@ struct SimResult {
 
 SimResult RunSim(uint64_t seed, const SimOptions& options);
 
+// Where RunSim(seed) in process `pid` keeps its data; removed when it returns.
+std::string SimDataRoot(const SimOptions& options, uint64_t seed, long pid);
+
 }  // namespace flotilla::sim
