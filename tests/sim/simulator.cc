@@ -168,6 +168,7 @@ class Simulator final : public ApplyObserver {
   void Step(bool chaos);
   void MaybeFault();
   void Partition();
+  size_t BusiestLeaderHost();
   void FlipBit();
   void TransferLeader();
   void BeginMove();
@@ -554,8 +555,12 @@ void Simulator::Partition() {
     net_.PartitionOneWay(name(a), name(b));
     Log("partition one way " + name(a) + " -> " + name(b));
   } else if (kind == 2) {
-    net_.Isolate(name(a));
-    Log("isolate " + name(a));
+    // Often the host that leads the most shards: its clients keep talking
+    // to it (they are not behind the network), so a leader that does not
+    // notice it was deposed shows in their history.
+    const size_t victim = Chance(rng_, 0.6) ? BusiestLeaderHost() : a;
+    net_.Isolate(name(victim));
+    Log("isolate " + name(victim));
   } else if (kind == 3) {
     // A majorities ring: each host reaches only its two neighbours, so
     // every host sees a majority (of 5) but no two majorities agree.
@@ -579,6 +584,21 @@ void Simulator::Partition() {
     }
     Log("split {" + desc + " } from the rest");
   }
+}
+
+size_t Simulator::BusiestLeaderHost() {
+  size_t best = 0;
+  size_t best_count = 0;
+  for (size_t i = 0; i < hosts_.size(); ++i) {
+    if (!Up(hosts_[i])) continue;
+    size_t count = 0;
+    for (const ReplicaInfo& ri : hosts_[i].nh->GetInfo().replicas) count += ri.role == "leader";
+    if (count > best_count) {
+      best = i;
+      best_count = count;
+    }
+  }
+  return best;
 }
 
 void Simulator::FlipBit() {
