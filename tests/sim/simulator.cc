@@ -276,10 +276,25 @@ void Simulator::OnLeader(uint64_t shard, uint64_t replica, uint64_t term) {
   }
 }
 
+// A replica that follows a leader in term T names the one leader of T: a
+// follower only ever learns its leader from that leader's messages of its
+// own term.
 void Simulator::SampleLeaders(Host& h) {
   for (const auto& [shard, spec] : h.replicas) {
     Result<ReplicaInfo> info = h.nh->GetReplicaInfo(shard);
-    if (info.ok() && info->role == "leader") OnLeader(shard, info->replica_id, info->term);
+    if (!info.ok()) continue;
+    if (info->role == "leader") {
+      OnLeader(shard, info->replica_id, info->term);
+    } else if (info->leader_id != 0 && info->leader_id != info->replica_id) {
+      Shard& s = shards_.at(shard);
+      auto [it, fresh] = s.leader_of_term.emplace(info->term, info->leader_id);
+      if (!fresh && it->second != info->leader_id) {
+        Fail("shard " + std::to_string(shard) + " replica " + std::to_string(info->replica_id) +
+             " follows replica " + std::to_string(info->leader_id) + " in term " +
+             std::to_string(info->term) + ", whose leader is replica " +
+             std::to_string(it->second));
+      }
+    }
   }
 }
 
