@@ -272,7 +272,8 @@ void Simulator::OnLeader(uint64_t shard, uint64_t replica, uint64_t term) {
   }
   if (!fresh && it->second != replica) {
     Fail("shard " + std::to_string(shard) + " has two leaders in term " + std::to_string(term) +
-         ": replicas " + std::to_string(it->second) + " and " + std::to_string(replica));
+         ": replica " + std::to_string(replica) + " leads it, and replica " +
+         std::to_string(it->second) + " led it or was followed as its leader");
   }
 }
 
