@@ -21,6 +21,7 @@
 //
 // `docs/benchmark.md` explains every figure.
 #include <dlfcn.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -561,7 +562,10 @@ class ClientThread {
   }
 
   void Start() {
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "bench-client");
+      Run();
+    });
   }
   void Stop() {
     {

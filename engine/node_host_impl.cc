@@ -1,5 +1,6 @@
 #include "engine/node_host_impl.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -112,6 +113,11 @@ class CountingPipeWriter final : public SnapshotWriter {
 constexpr uint8_t kInMemoryKind = 0;
 constexpr uint8_t kConcurrentKind = 1;
 constexpr uint8_t kOnDiskKind = 2;
+
+// Linux keeps at most 15 characters.
+void NameThisThread(const std::string& name) {
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+}
 
 std::string RoleString(int role) {
   return std::string(raft::RoleName(static_cast<raft::Role>(role)));
@@ -819,10 +825,22 @@ Status NodeHostImpl::Init() {
 }
 
 void NodeHostImpl::StartThreads() {
-  for (auto& w : step_) threads_.emplace_back([this, p = w.get()] { p->Loop(stop_); });
-  for (auto& w : apply_) threads_.emplace_back([this, p = w.get()] { p->Loop(stop_); });
+  // Named threads, so that a profile (perf --sort comm) shows where time goes.
+  for (size_t i = 0; i < step_.size(); ++i) {
+    threads_.emplace_back([this, i, p = step_[i].get()] {
+      NameThisThread("step-" + std::to_string(i));
+      p->Loop(stop_);
+    });
+  }
+  for (size_t i = 0; i < apply_.size(); ++i) {
+    threads_.emplace_back([this, i, p = apply_[i].get()] {
+      NameThisThread("apply-" + std::to_string(i));
+      p->Loop(stop_);
+    });
+  }
   // The ticker: one Boost.Asio timer advancing the logical clock.
   threads_.emplace_back([this] {
+    NameThisThread("ticker");
     boost::asio::io_context io;
     boost::asio::steady_timer timer(io);
     const auto period = std::chrono::milliseconds(config_.rtt_ms);
