@@ -96,6 +96,7 @@ class StepWorker : public WorkerBase {
   void SendSnapshots(Replica* r);
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
+  void SendOutbox(bool report_unreachable);
 
   NodeHostImpl* nh_;
   size_t index_;
@@ -106,6 +107,8 @@ class StepWorker : public WorkerBase {
   std::vector<Replica*> updated_;
   std::vector<logdb::ReplicaUpdate> saves_;
   std::vector<transport::DroppedTarget> dropped_;
+  std::vector<raft::Message> outbox_;  // the messages of a pass, sent at once
+  std::vector<std::pair<uint64_t, Replica*>> by_shard_;
 };
 
 class ApplyWorker : public WorkerBase {
