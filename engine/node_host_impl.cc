@@ -140,8 +140,11 @@ uint64_t DirectoryBytes(const std::string& path) {
 // Workers.
 
 void WorkerBase::Notify(Replica* r) {
-  std::lock_guard<std::mutex> l(mu_);
-  ready_.push_back(r);
+  if ((r->*queued_).exchange(true, std::memory_order_acq_rel)) return;  // listed already
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ready_.push_back(r);
+  }
   cv_.notify_one();
 }
 
@@ -153,7 +156,7 @@ void WorkerBase::Wake() {
 void StepWorker::Add(Replica* r) {
   std::lock_guard<std::mutex> l(mu_);
   replicas_.push_back(r);
-  ready_.push_back(r);
+  RelistLocked(r);
   cv_.notify_one();
 }
 
@@ -181,9 +184,12 @@ bool StepWorker::RunPass() {
     const std::vector<Replica*>& src = tick_due_ || ticks > 0 ? replicas_ : ready_;
     work_.assign(src.begin(), src.end());
     if (&src != &ready_) work_.insert(work_.end(), ready_.begin(), ready_.end());
+    taken_.swap(ready_);
     ready_.clear();
     tick_due_ = false;
   }
+  Unlist(taken_);
+  taken_.clear();
   updated_.clear();
   for (Replica* r : work_) {
     if (r->in_pass || r->stopped.load()) continue;
@@ -263,7 +269,7 @@ bool StepWorker::RunPass() {
   {
     std::lock_guard<std::mutex> l(mu_);
     for (Replica* r : updated_) {
-      if (!r->stopped.load() && r->peer->HasUpdate()) ready_.push_back(r);
+      if (!r->stopped.load() && r->peer->HasUpdate()) RelistLocked(r);
     }
   }
   return true;
@@ -473,6 +479,7 @@ bool ApplyWorker::RunOnce() {
     std::lock_guard<std::mutex> l(mu_);
     work_.swap(ready_);
   }
+  Unlist(work_);
   std::deque<ApplyTask> tasks;
   for (Replica* r : work_) {
     tasks.clear();

@@ -50,13 +50,31 @@ struct Counters {
 
 // The wake-up side shared by both kinds of worker: a list of replicas with
 // work, and a condition variable the worker thread sleeps on.
+//
+// A replica is on the list at most once: its `queued` flag (one per kind of
+// worker) is set by the Notify that lists it and cleared by the worker when
+// it takes the list. A Notify that finds the flag set costs one atomic
+// exchange: no lock, no wake-up. The flag is cleared (with an exchange, so
+// that it synchronises with every Notify before it) before the worker reads
+// the replica's queues, so input pushed after that lists the replica again.
 class WorkerBase {
  public:
-  // Marks `r` as having work; wakes the worker.
+  explicit WorkerBase(std::atomic<bool> Replica::*queued) : queued_(queued) {}
+  // Marks `r` as having work; wakes the worker if `r` was not listed yet.
   void Notify(Replica* r);
   void Wake();
 
  protected:
+  // Clears the listed flag of every replica of `taken` (just taken from
+  // ready_), before their queues are read.
+  void Unlist(const std::vector<Replica*>& taken) {
+    for (Replica* r : taken) (r->*queued_).exchange(false, std::memory_order_acq_rel);
+  }
+  // Lists `r` again unless it is listed. REQUIRES: mu_ is held.
+  void RelistLocked(Replica* r) {
+    if (!(r->*queued_).exchange(true, std::memory_order_acq_rel)) ready_.push_back(r);
+  }
+
   // Until `stop`: sleeps until a replica is ready or `more()` holds (both
   // under mu_), then calls `run()`.
   template <typename More, typename Run>
@@ -71,14 +89,16 @@ class WorkerBase {
     }
   }
 
+  std::atomic<bool> Replica::*const queued_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Replica*> ready_;  // guarded by mu_
+  std::vector<Replica*> ready_;  // guarded by mu_; each replica once
 };
 
 class StepWorker : public WorkerBase {
  public:
-  StepWorker(NodeHostImpl* nh, size_t index) : nh_(nh), index_(index) {}
+  StepWorker(NodeHostImpl* nh, size_t index)
+      : WorkerBase(&Replica::step_queued), nh_(nh), index_(index) {}
 
   void Add(Replica* r);
   void Remove(Replica* r);
@@ -104,6 +124,7 @@ class StepWorker : public WorkerBase {
   bool tick_due_ = false;           // guarded by mu_
   uint64_t last_tick_ = 0;
   std::vector<Replica*> work_;
+  std::vector<Replica*> taken_;  // ready_ as taken by a pass
   std::vector<Replica*> updated_;
   std::vector<logdb::ReplicaUpdate> saves_;
   std::vector<transport::DroppedTarget> dropped_;
@@ -113,7 +134,7 @@ class StepWorker : public WorkerBase {
 
 class ApplyWorker : public WorkerBase {
  public:
-  explicit ApplyWorker(NodeHostImpl* nh) : nh_(nh) {}
+  explicit ApplyWorker(NodeHostImpl* nh) : WorkerBase(&Replica::apply_queued), nh_(nh) {}
   bool RunOnce();
   void Loop(const std::atomic<bool>& stop) {
     LoopUntil(

@@ -139,6 +139,9 @@ class Replica {
   std::atomic<bool> log_full{false};
   std::atomic<bool> stopped{false};
   std::atomic<bool> failed{false};
+  // Listed on its step / apply worker's ready list (see WorkerBase).
+  std::atomic<bool> step_queued{false};
+  std::atomic<bool> apply_queued{false};
 
  private:
   std::mutex mu_;
