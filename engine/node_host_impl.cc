@@ -202,6 +202,9 @@ bool StepWorker::RunPass() {
   }
   for (Replica* r : work_) r->in_pass = false;
   if (updated_.empty()) return false;
+  for (Replica* r : updated_) {
+    if (CanApplyBeforeSave(r)) HandToApply(r);
+  }
 
   // The leader's appends leave before its own fsync (Raft thesis 10.2.1),
   // the messages of every replica of the pass in one SendBatch: one lock and
@@ -273,6 +276,44 @@ bool StepWorker::RunPass() {
     }
   }
   return true;
+}
+
+// Committed entries that this replica holds durably already need not wait
+// for the pass's save: they are on a quorum's disks, and on this one, so
+// applying them now is what applying them after the save would be. Entries
+// still being saved (a follower's, or a leader's committed by the followers
+// alone) and snapshots wait. This takes the save's latency out of every
+// write's: the leader's pass that learns the commit also saves new entries.
+bool StepWorker::CanApplyBeforeSave(const Replica* r) {
+  const raft::Update& u = r->update;
+  if (u.snapshot) return false;
+  if (u.committed_entries.empty()) return true;
+  const raft::Index last = u.committed_entries.back().index;
+  if (last > r->log->LastIndex()) return false;
+  return u.entries_to_save.empty() || last < u.entries_to_save.front().index;
+}
+
+// Hands committed entries, ready reads, dropped requests and a snapshot to
+// the replica's apply worker. Leaves them empty, so a second call is a no-op.
+void StepWorker::HandToApply(Replica* r) {
+  raft::Update& u = r->update;
+  if (u.committed_entries.empty() && u.ready_reads.empty() && u.dropped_reads.empty() &&
+      u.dropped_keys.empty() && !u.snapshot) {
+    return;
+  }
+  Counters::Add(nh_->counters().entries_committed, u.committed_entries.size());
+  ApplyTask t;
+  t.snapshot = u.snapshot;
+  t.entries = std::move(u.committed_entries);
+  t.reads = std::move(u.ready_reads);
+  t.dropped_reads = std::move(u.dropped_reads);
+  t.dropped_keys = std::move(u.dropped_keys);
+  u.committed_entries.clear();
+  u.ready_reads.clear();
+  u.dropped_reads.clear();
+  u.dropped_keys.clear();
+  r->PushApply(std::move(t));
+  nh_->apply_worker_for(r->shard_id)->Notify(r);
 }
 
 // Sends outbox_ in one transport batch. Before the save, the targets of
@@ -443,18 +484,7 @@ void StepWorker::AfterPersist(Replica* r) {
     r->term.store(u.hard_state->term);
     r->commit.store(u.hard_state->commit);
   }
-  if (!u.committed_entries.empty() || !u.ready_reads.empty() || !u.dropped_reads.empty() ||
-      !u.dropped_keys.empty() || u.snapshot) {
-    Counters::Add(c.entries_committed, u.committed_entries.size());
-    ApplyTask t;
-    t.snapshot = u.snapshot;
-    t.entries = std::move(u.committed_entries);
-    t.reads = std::move(u.ready_reads);
-    t.dropped_reads = std::move(u.dropped_reads);
-    t.dropped_keys = std::move(u.dropped_keys);
-    r->PushApply(std::move(t));
-    nh_->apply_worker_for(r->shard_id)->Notify(r);
-  }
+  HandToApply(r);
   r->peer->Advance(u);
   r->peer->ReportApplied(r->applied.load(std::memory_order_acquire));
   const raft::Raft& raft = r->peer->raft();

@@ -117,6 +117,8 @@ class StepWorker : public WorkerBase {
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
   void SendOutbox(bool report_unreachable);
+  bool CanApplyBeforeSave(const Replica* r);
+  void HandToApply(Replica* r);
 
   NodeHostImpl* nh_;
   size_t index_;

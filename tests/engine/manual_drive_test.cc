@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -18,60 +19,96 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Three NodeHosts (replicas 1-3 of shard 1) on the in-process network and the
+// in-memory LogDB, driven on this thread; every random choice comes from `seed`.
+class ManualCluster {
+ public:
+  ManualCluster(const std::string& root, uint64_t seed, ShardConfig shard = {}) : rng_(seed) {
+    Members members;
+    for (int i = 1; i <= 3; ++i) members[static_cast<uint64_t>(i)] = Name(i);
+    for (int i = 1; i <= 3; ++i) {
+      NodeHostConfig c;
+      c.data_dir = root + "/h" + std::to_string(i);
+      c.raft_address = Name(i);
+      c.step_workers = 1;
+      c.apply_workers = 1;
+      NodeHostDeps d;
+      auto db = logdb::NewMemoryLogDB();
+      dbs_.push_back(db.get());
+      d.logdb = std::move(db);
+      d.start_threads = false;
+      d.seed = seed * 31 + static_cast<uint64_t>(i);
+      const std::string name = c.raft_address;
+      const std::string snapdir = c.data_dir + "/snapshots-in";
+      d.make_transport = [this, name, snapdir](transport::Registry* reg, transport::Handler* h) {
+        transport::TransportConfig tc;
+        tc.listen_address = name;
+        tc.snapshot_dir = snapdir;
+        return std::make_unique<transport::InProcTransport>(&net_, tc, reg, h);
+      };
+      auto nh = std::make_unique<NodeHostImpl>(c, std::move(d));
+      EXPECT_TRUE(nh->Init().ok());
+      shard.shard_id = 1;
+      shard.replica_id = static_cast<uint64_t>(i);
+      EXPECT_TRUE(nh->StartReplica(shard, members, false, [](uint64_t, uint64_t) {
+                      return std::make_unique<testing::KvStateMachine>();
+                    }).ok());
+      hosts_.push_back(std::move(nh));
+    }
+  }
+  ~ManualCluster() {
+    for (auto& h : hosts_) h->Close();
+  }
+  static std::string Name(int i) { return "host" + std::to_string(i); }
+  NodeHostImpl& host(uint64_t replica) { return *hosts_[replica - 1]; }
+  logdb::MemoryLogDB& db(uint64_t replica) { return *dbs_[replica - 1]; }
+  transport::InProcNetwork& net() { return net_; }
+  std::mt19937_64& rng() { return rng_; }
+
+  // Step `step`: a tick every fourth step, one pass and apply round of every
+  // host, then every message delivered.
+  void Step(int step) {
+    if (step % 4 == 0) {
+      for (auto& h : hosts_) h->AdvanceTick();
+    }
+    for (auto& h : hosts_) h->RunOnce();
+    net_.DeliverAll(rng_);
+  }
+  // Steps until `done` holds; false after `max_steps`.
+  bool DriveUntil(const std::function<bool()>& done, int max_steps = 5000) {
+    for (int step = 0; step < max_steps; ++step) {
+      if (done()) return true;
+      Step(step);
+    }
+    return done();
+  }
+
+ private:
+  transport::InProcNetwork net_;
+  std::mt19937_64 rng_;
+  std::vector<logdb::MemoryLogDB*> dbs_;
+  std::vector<std::unique_ptr<NodeHostImpl>> hosts_;
+};
+
 // Runs three NodeHosts for a fixed number of steps with `seed` and returns a
 // trace of every host's view of shard 1 at every step.
 std::string RunCluster(uint64_t seed, const std::string& root, int* completed) {
-  transport::InProcNetwork net;
-  std::mt19937_64 rng(seed);
-  std::vector<std::unique_ptr<NodeHostImpl>> hosts;
-  Members members;
-  for (int i = 1; i <= 3; ++i) members[static_cast<uint64_t>(i)] = "host" + std::to_string(i);
-  for (int i = 1; i <= 3; ++i) {
-    NodeHostConfig c;
-    c.data_dir = root + "/" + std::to_string(seed) + "/h" + std::to_string(i);
-    c.raft_address = "host" + std::to_string(i);
-    c.step_workers = 1;
-    c.apply_workers = 1;
-    NodeHostDeps d;
-    d.logdb = logdb::NewMemoryLogDB();
-    d.start_threads = false;
-    d.seed = seed * 31 + static_cast<uint64_t>(i);
-    const std::string name = c.raft_address;
-    const std::string snapdir = c.data_dir + "/snapshots-in";
-    d.make_transport = [&net, name, snapdir](transport::Registry* reg, transport::Handler* h) {
-      transport::TransportConfig tc;
-      tc.listen_address = name;
-      tc.snapshot_dir = snapdir;
-      return std::make_unique<transport::InProcTransport>(&net, tc, reg, h);
-    };
-    auto nh = std::make_unique<NodeHostImpl>(c, std::move(d));
-    EXPECT_TRUE(nh->Init().ok());
-    ShardConfig sc;
-    sc.shard_id = 1;
-    sc.replica_id = static_cast<uint64_t>(i);
-    sc.snapshot_entries = 20;
-    sc.compaction_overhead = 5;
-    EXPECT_TRUE(nh->StartReplica(sc, members, false, [](uint64_t, uint64_t) {
-                    return std::make_unique<testing::KvStateMachine>();
-                  }).ok());
-    hosts.push_back(std::move(nh));
-  }
+  ShardConfig sc;
+  sc.snapshot_entries = 20;
+  sc.compaction_overhead = 5;
+  ManualCluster cl(root + "/" + std::to_string(seed), seed, sc);
   std::string trace;
   std::vector<RequestHandle> handles;
   for (int step = 0; step < 3000; ++step) {
-    if (step % 4 == 0) {
-      for (auto& h : hosts) h->AdvanceTick();
-    }
     // Propose through a host chosen by the seed, once a leader is known.
     if (step % 10 == 0 && step > 300) {
-      auto& h = hosts[rng() % hosts.size()];
-      auto r = h->Propose(1, "k" + std::to_string(step % 13) + "=" + std::to_string(step), 3600s);
+      NodeHostImpl& h = cl.host(1 + cl.rng()() % 3);
+      auto r = h.Propose(1, "k" + std::to_string(step % 13) + "=" + std::to_string(step), 3600s);
       if (r.ok()) handles.push_back(*r);
     }
-    for (auto& h : hosts) h->RunOnce();
-    net.DeliverAll(rng);
-    for (auto& h : hosts) {
-      auto info = h->GetReplicaInfo(1);
+    cl.Step(step);
+    for (uint64_t i = 1; i <= 3; ++i) {
+      auto info = cl.host(i).GetReplicaInfo(1);
       trace += std::to_string(info->leader_id) + "/" + std::to_string(info->term) + "/" +
                std::to_string(info->commit_index) + "/" + std::to_string(info->applied_index) + " ";
     }
@@ -79,7 +116,6 @@ std::string RunCluster(uint64_t seed, const std::string& root, int* completed) {
   }
   *completed = 0;
   for (auto& h : handles) *completed += h.Done() && h.Wait().ok() ? 1 : 0;
-  for (auto& h : hosts) h->Close();
   return trace;
 }
 
@@ -219,6 +255,55 @@ TEST(CampaignCap, ACandidateHoldingASlotCampaignsAgain) {
   for (auto& h : hosts) leader = std::max(leader, h->GetReplicaInfo(1)->leader_id);
   EXPECT_NE(leader, 0u) << "no leader: the campaign slots deadlocked";
   for (auto& h : hosts) h->Close();
+  std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace flotilla::engine
+
+namespace flotilla::engine {
+namespace {
+
+// Committed entries go to the apply worker before the pass's save only when
+// the replica holds them durably already. A follower that comes back to
+// entries the others committed meanwhile receives them together with their
+// commit index; if saving them fails, it must not have applied them.
+TEST(StorageFailure, AFollowerNeverAppliesEntriesItFailedToSave) {
+  std::random_device rd;
+  const std::string root =
+      (std::filesystem::temp_directory_path() / ("flotilla-unsaved-" + std::to_string(rd())))
+          .string();
+  {
+    ManualCluster cl(root, 1);
+    uint64_t leader = 0;
+    ASSERT_TRUE(cl.DriveUntil([&] {
+      leader = cl.host(1).GetReplicaInfo(1)->leader_id;
+      return leader != 0 && cl.host(2).GetReplicaInfo(1)->leader_id == leader &&
+             cl.host(3).GetReplicaInfo(1)->leader_id == leader;
+    }));
+    const uint64_t follower = leader == 3 ? 2 : 3;
+    Result<RequestHandle> a = cl.host(leader).Propose(1, "a=1", 3600s);
+    ASSERT_TRUE(a.ok());
+    ASSERT_TRUE(cl.DriveUntil([&] { return *cl.host(follower).StaleRead(1, "a") == "1"; }));
+
+    cl.net().Isolate(ManualCluster::Name(static_cast<int>(follower)));
+    Result<RequestHandle> b = cl.host(leader).Propose(1, "b=2", 3600s);
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(cl.DriveUntil([&] { return b->Done(); }));
+    ASSERT_TRUE(b->Wait().ok());
+    EXPECT_EQ(*cl.host(follower).StaleRead(1, "b"), "");
+
+    // The follower's next save (the entry "b=2" with its commit index) fails.
+    cl.db(follower).FailNextWrite(Status::IOError("simulated: the disk failed"));
+    cl.net().HealAll();
+    const uint64_t committed = cl.host(leader).GetReplicaInfo(1)->commit_index;
+    cl.DriveUntil([&] { return cl.host(follower).GetReplicaInfo(1)->commit_index >= committed; },
+                  400);
+    EXPECT_EQ(*cl.host(follower).StaleRead(1, "b"), "")
+        << "a follower applied an entry that it failed to save";
+    Result<RequestHandle> refused = cl.host(follower).Propose(1, "c=3", 3600s);
+    EXPECT_FALSE(refused.ok()) << "the failed save stopped the follower's writes";
+  }
   std::filesystem::remove_all(root);
 }
 
