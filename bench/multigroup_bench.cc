@@ -210,6 +210,13 @@ bool ParseOptions(int argc, char** argv, Options* o) {
     std::fprintf(stderr, "--host-index needs --addresses with three host:port entries\n");
     return false;
   }
+  // The engine's default (one step worker per core) is for one NodeHost per
+  // machine. Here the three share the machine's cores (in one process or as
+  // three processes), so each gets a third of them: more step workers than
+  // cores only add fsyncs and wake-ups (measured in docs/benchmark.md).
+  if (o->step_workers == 0 && o->host_index < 0) {
+    o->step_workers = std::max(1u, std::thread::hardware_concurrency() / 3);
+  }
   return true;
 }
 
