@@ -44,16 +44,16 @@ void RemoveStaleTemporaries(const std::string& dir) {
 
 class GrpcTransport;
 
-// The server side: one Batches stream per remote lane, one Snapshot stream
-// per incoming snapshot, each on a gRPC sync-server thread.
+// The server side: one Batches stream per remote lane, served by a callback
+// reactor (BatchReactor), and one Snapshot stream per incoming snapshot on a
+// gRPC sync-server thread.
 //
 // Thread-safety: thread-safe (gRPC calls it concurrently).
-class RaftService final : public wire::Raft::Service {
+class RaftService final : public wire::Raft::WithCallbackMethod_Batches<wire::Raft::Service> {
  public:
   explicit RaftService(GrpcTransport* t) : t_(t) {}
-  grpc::Status Batches(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<wire::BatchAck, wire::MessageBatch>* stream) override;
+  grpc::ServerBidiReactor<wire::MessageBatch, wire::BatchAck>* Batches(
+      grpc::CallbackServerContext* ctx) override;
   grpc::Status Snapshot(grpc::ServerContext* ctx, grpc::ServerReader<wire::SnapshotChunk>* reader,
                         wire::SnapshotResult* result) override;
 
@@ -125,30 +125,66 @@ class GrpcTransport final : public Transport {
   std::vector<std::thread> snap_workers_;
 };
 
-grpc::Status RaftService::Batches(
-    grpc::ServerContext* ctx,
-    grpc::ServerReaderWriter<wire::BatchAck, wire::MessageBatch>* stream) {
-  wire::MessageBatch batch;
-  if (!stream->Read(&batch)) return grpc::Status(grpc::StatusCode::CANCELLED, "no header");
-  if (Status s = CheckHeader(batch.header(), t_->config().deployment_id); !s.ok()) {
-    spdlog::error("transport: refused batch stream from {}: {}", ctx->peer(), s.message());
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
+// One incoming Batches stream. A batch is converted and handed to the engine
+// on the gRPC thread that completed its read, which then starts the next
+// read: no thread waits in a blocking Read, so a batch costs no hand-off
+// between threads (the sync API woke a server thread for every batch).
+//
+// Thread-safety: gRPC runs at most one of its reactions at a time (one read
+// or write is outstanding at once).
+class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wire::BatchAck> {
+ public:
+  BatchReactor(GrpcTransport* t, grpc::CallbackServerContext* ctx) : t_(t), ctx_(ctx) {
+    StartRead(&batch_);
   }
-  wire::BatchAck ack;
-  ack.set_accepted(true);
-  if (!stream->Write(ack)) return grpc::Status(grpc::StatusCode::CANCELLED, "peer left");
-  const std::string source = batch.header().source_address();
-  while (stream->Read(&batch) && t_->running()) {
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status::OK);  // the peer closed, or the call was cancelled
+    if (!accepted_) return Accept();
+    if (!t_->running()) return Finish(grpc::Status::OK);
     std::vector<raft::Message> messages;
-    messages.reserve(static_cast<size_t>(batch.messages_size()));
-    if (Status s = BatchFromWire(&batch, t_->limits(), &messages); !s.ok()) {
-      spdlog::error("transport: rejected a batch from {} ({}): {}", source, ctx->peer(),
+    messages.reserve(static_cast<size_t>(batch_.messages_size()));
+    if (Status s = BatchFromWire(&batch_, t_->limits(), &messages); !s.ok()) {
+      spdlog::error("transport: rejected a batch from {} ({}): {}", source_, ctx_->peer(),
                     s.ToString());
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "batch rejected: " + s.message());
+      return Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "batch rejected: " + s.message()));
     }
     if (!messages.empty()) t_->handler()->HandleBatch(std::move(messages));
+    StartRead(&batch_);
   }
-  return grpc::Status::OK;
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "peer left"));
+    StartRead(&batch_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // The first message carries only the header: check it and acknowledge.
+  void Accept() {
+    if (Status s = CheckHeader(batch_.header(), t_->config().deployment_id); !s.ok()) {
+      spdlog::error("transport: refused batch stream from {}: {}", ctx_->peer(), s.message());
+      return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message()));
+    }
+    accepted_ = true;
+    source_ = batch_.header().source_address();
+    ack_.set_accepted(true);
+    StartWrite(&ack_);
+  }
+
+  GrpcTransport* const t_;
+  grpc::CallbackServerContext* const ctx_;
+  wire::MessageBatch batch_;
+  wire::BatchAck ack_;
+  bool accepted_ = false;
+  std::string source_;
+};
+
+grpc::ServerBidiReactor<wire::MessageBatch, wire::BatchAck>* RaftService::Batches(
+    grpc::CallbackServerContext* ctx) {
+  return new BatchReactor(t_, ctx);
 }
 
 grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
