@@ -523,8 +523,12 @@ class Cluster {
 
 // ---------------------------------------------------------------------------
 // Clients. A client thread owns a set of logical clients. Completions arrive
-// on engine threads through OnComplete and are queued back to the owning
-// client thread, which records the latency and issues the next request.
+// on engine threads through OnComplete. In a closed loop a successful one is
+// recorded and the client's next request issued right there, in the
+// callback, as an asynchronous client would: waking a client thread for
+// every completion cost a context switch per write. Failures (retried after
+// a pause) and the open loop's completions are queued back to the owning
+// client thread.
 
 struct Completion {
   uint32_t client;
@@ -560,8 +564,10 @@ struct Counters {
 class ClientThread {
  public:
   ClientThread(const Options& o, Router* router, std::vector<uint64_t> shards, uint32_t index)
-      : o_(o), router_(router), rng_(index * 7919 + 1), payload_(o.payload, 'x') {
-    for (uint64_t s : shards) clients_.push_back(Client{s, {}, false, false});
+      : o_(o), router_(router), payload_(o.payload, 'x') {
+    for (uint64_t s : shards) {
+      clients_.push_back(Client{s, {}, false, index * 7919 + clients_.size() * 104729 + 1});
+    }
     if (o.rate > 0 && o.client_threads > 0) {
       interval_ = std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(static_cast<double>(o.client_threads) / o.rate));
@@ -575,6 +581,7 @@ class ClientThread {
     });
   }
   void Stop() {
+    stopping_.store(true);
     {
       std::lock_guard<std::mutex> l(mu_);
       stop_ = true;
@@ -584,9 +591,9 @@ class ClientThread {
   }
   // Counting starts at `from`: only requests completing after it count.
   void SetWindow(Clock::time_point from) {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> c(counters_mu_);
     window_from_ = from;
-    reset_ = true;
+    counters_ = Counters{};
   }
   Counters Snapshot() {
     std::lock_guard<std::mutex> l(counters_mu_);
@@ -596,11 +603,13 @@ class ClientThread {
   uint64_t done() const { return done_.load(std::memory_order_relaxed); }
 
  private:
+  // A client's fields are used by whichever thread holds its one request in
+  // flight: the client thread, or the engine thread that completes it.
   struct Client {
     uint64_t shard;
     Clock::time_point start;
     bool read;
-    bool busy;
+    uint64_t rng;  // splitmix64 state: the read/write choice
   };
 
   void Run() {
@@ -623,11 +632,6 @@ class ClientThread {
         }
         if (stop_) return;
         batch.swap(queue_);
-        if (reset_) {
-          reset_ = false;
-          std::lock_guard<std::mutex> c(counters_mu_);
-          counters_ = Counters{};
-        }
       }
       HandleCompletions(batch);
       batch.clear();
@@ -637,25 +641,10 @@ class ClientThread {
   }
 
   void HandleCompletions(const std::vector<Completion>& batch) {
-    std::lock_guard<std::mutex> c(counters_mu_);
     const bool open_loop = interval_.count() > 0;
     for (const Completion& d : batch) {
       Client& cl = clients_[d.client];
-      cl.busy = false;
-      done_.fetch_add(1, std::memory_order_relaxed);
-      if (d.at >= window_from_) {
-        const auto us =
-            std::chrono::duration_cast<std::chrono::microseconds>(d.at - cl.start).count();
-        if (!d.ok) {
-          ++counters_.errors;
-        } else if (cl.read) {
-          ++counters_.reads;
-          counters_.read_lat.Record(static_cast<uint64_t>(std::max<int64_t>(0, us)));
-        } else {
-          ++counters_.writes;
-          counters_.write_lat.Record(static_cast<uint64_t>(std::max<int64_t>(0, us)));
-        }
-      }
+      Record(cl, d.ok, d.at);
       if (!d.ok) router_->Refresh(cl.shard);
       if (open_loop) {
         idle_.push_back(d.client);
@@ -665,6 +654,32 @@ class ClientThread {
         Issue(d.client, Clock::now());
       }
     }
+  }
+
+  void Record(const Client& cl, bool ok, Clock::time_point at) {
+    done_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> c(counters_mu_);
+    if (at < window_from_) return;
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(at - cl.start).count();
+    if (!ok) {
+      ++counters_.errors;
+    } else if (cl.read) {
+      ++counters_.reads;
+      counters_.read_lat.Record(static_cast<uint64_t>(std::max<int64_t>(0, us)));
+    } else {
+      ++counters_.writes;
+      counters_.write_lat.Record(static_cast<uint64_t>(std::max<int64_t>(0, us)));
+    }
+  }
+
+  // A uniform double in [0, 1) from the client's own generator (splitmix64),
+  // so that completions on several engine threads never share one.
+  static double NextUniform(Client& cl) {
+    uint64_t z = (cl.rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return static_cast<double>(z >> 11) * 0x1.0p-53;
   }
 
   void RetryFailed() {
@@ -698,9 +713,7 @@ class ClientThread {
   void Issue(uint32_t i, Clock::time_point start) {
     Client& cl = clients_[i];
     cl.start = start;
-    cl.read =
-        o_.read_ratio > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < o_.read_ratio;
-    cl.busy = true;
+    cl.read = o_.read_ratio > 0 && NextUniform(cl) < o_.read_ratio;
     flotilla::NodeHost* h = router_->HostFor(cl.shard);
     const auto timeout = std::chrono::milliseconds(o_.timeout_ms);
     flotilla::Result<flotilla::RequestHandle> rh =
@@ -710,7 +723,13 @@ class ClientThread {
       return;
     }
     rh->OnComplete([this, i](const flotilla::RequestResult& r) {
-      Push(Completion{i, r.ok(), Clock::now()});
+      const Clock::time_point at = Clock::now();
+      if (r.ok() && interval_.count() == 0 && !stopping_.load(std::memory_order_relaxed)) {
+        Record(clients_[i], true, at);
+        Issue(i, at);
+        return;
+      }
+      Push(Completion{i, r.ok(), at});
     });
   }
 
@@ -726,7 +745,6 @@ class ClientThread {
 
   const Options& o_;
   Router* router_;
-  std::mt19937_64 rng_;
   const std::string payload_;
   std::vector<Client> clients_;
   std::vector<uint32_t> retry_;
@@ -739,13 +757,13 @@ class ClientThread {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Completion> queue_;                             // guarded by mu_
-  bool stop_ = false;                                         // guarded by mu_
-  bool reset_ = false;                                        // guarded by mu_
-  Clock::time_point window_from_ = Clock::time_point::max();  // guarded by mu_ (read by Run)
+  std::vector<Completion> queue_;      // guarded by mu_
+  bool stop_ = false;                  // guarded by mu_
+  std::atomic<bool> stopping_{false};  // no more requests from callbacks
 
   std::mutex counters_mu_;
-  Counters counters_;  // guarded by counters_mu_
+  Counters counters_;                                         // guarded by counters_mu_
+  Clock::time_point window_from_ = Clock::time_point::max();  // guarded by counters_mu_
 };
 
 // ---------------------------------------------------------------------------
