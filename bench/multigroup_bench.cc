@@ -456,6 +456,23 @@ class Cluster {
   }
   // Sum of the commit indexes of every replica in this process: the entries
   // persisted since start, as every replica saves each committed entry.
+  // The LogDB saves (one per step-worker pass with anything to persist) and
+  // WAL fsyncs of every host so far: count and total microseconds.
+  struct Saves {
+    uint64_t saves = 0, save_us = 0, fsyncs = 0, fsync_us = 0;
+  };
+  Saves SaveTotals() {
+    Saves t;
+    for (auto& h : hosts_) {
+      const flotilla::NodeHostMetrics m = h->GetMetrics();
+      t.saves += m.save_latency.count;
+      t.save_us += m.save_latency.sum_us;
+      t.fsyncs += m.fsync_latency.count;
+      t.fsync_us += m.fsync_latency.sum_us;
+    }
+    return t;
+  }
+
   uint64_t CommitSum() {
     uint64_t sum = 0;
     for (auto& h : hosts_) {
@@ -783,7 +800,13 @@ struct Report {
   std::string mode;
   Histogram write_lat, read_lat;
   uint64_t writes = 0, reads = 0, syncs = 0, entries = 0;
+  // LogDB saves and WAL fsyncs in the window (all hosts) and their total time.
+  uint64_t saves = 0, save_us = 0, wal_fsyncs = 0, wal_fsync_us = 0;
 };
+
+double MeanMs(uint64_t total_us, uint64_t n) {
+  return n ? static_cast<double>(total_us) / static_cast<double>(n) / 1000 : 0;
+}
 
 void Finish(Report* r) {
   r->writes_per_s = static_cast<double>(r->writes) / r->seconds;
@@ -809,11 +832,13 @@ std::string Json(const Report& r, bool with_buckets) {
       "\"rss_now_mb\":%.1f,\"start_rss_mb\":%.1f,\"entries_per_fsync\":%.2f,\"fsyncs_per_s\":%.1f,"
       "\"leader_changes\":%" PRIu64 ",\"shards_changed\":%" PRIu64 ",\"leaders_home\":%" PRIu64
       ",\"errors\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"syncs\":%" PRIu64
-      ",\"entries\":%" PRIu64,
+      ",\"entries\":%" PRIu64 ",\"saves\":%" PRIu64 ",\"save_us\":%" PRIu64
+      ",\"wal_fsyncs\":%" PRIu64 ",\"wal_fsync_us\":%" PRIu64 ",\"save_mean_ms\":%.3f",
       r.mode.c_str(), r.groups, r.clients, r.payload, r.seconds, r.writes_per_s, r.reads_per_s,
       r.p50_ms, r.p99_ms, r.p999_ms, r.read_p50_ms, r.read_p99_ms, r.cpu_s, r.rss_mb, r.rss_now_mb,
       r.start_rss_mb, r.entries_per_fsync, r.fsyncs_per_s, r.leader_changes, r.shards_changed,
-      r.leaders_home, r.errors, r.writes, r.reads, r.syncs, r.entries);
+      r.leaders_home, r.errors, r.writes, r.reads, r.syncs, r.entries, r.saves, r.save_us,
+      r.wal_fsyncs, r.wal_fsync_us, MeanMs(r.save_us, r.saves));
   std::string out = buf;
   if (with_buckets) {
     for (const auto* h : {&r.write_lat, &r.read_lat}) {
@@ -857,6 +882,9 @@ void PrintTable(const Report& r) {
               r.rss_now_mb, r.start_rss_mb);
   std::printf("  %-26s %14.1f  (%.0f fsyncs/s)\n", "entries per fsync", r.entries_per_fsync,
               r.fsyncs_per_s);
+  std::printf("  %-26s %14.2f  (%.0f saves/s; WAL fsync %.2f ms)\n", "LogDB save mean (ms)",
+              MeanMs(r.save_us, r.saves), static_cast<double>(r.saves) / r.seconds,
+              MeanMs(r.wal_fsync_us, r.wal_fsyncs));
   std::printf("  %-26s %14" PRIu64 "  (%" PRIu64 " shards; %" PRIu64 "/%" PRIu64
               " leaders on home host)\n",
               "leader changes", r.leader_changes, r.shards_changed, r.leaders_home, r.groups);
@@ -944,6 +972,7 @@ int RunLocal(const Options& o) {
   for (uint64_t s = 1; s <= o.groups; ++s) terms[s] = cluster.Term(s);
   const uint64_t commits0 = cluster.CommitSum();
   const uint64_t syncs0 = g_syncs.load();
+  const Cluster::Saves saves0 = cluster.SaveTotals();
   const double cpu0 = CpuSeconds();
   const auto from = Clock::now();
   for (auto& t : threads) t->SetWindow(from);
@@ -954,6 +983,11 @@ int RunLocal(const Options& o) {
   rep.cpu_s = CpuSeconds() - cpu0;
   rep.syncs = g_syncs.load() - syncs0;
   rep.entries = cluster.CommitSum() - commits0;
+  const Cluster::Saves saves1 = cluster.SaveTotals();
+  rep.saves = saves1.saves - saves0.saves;
+  rep.save_us = saves1.save_us - saves0.save_us;
+  rep.wal_fsyncs = saves1.fsyncs - saves0.fsyncs;
+  rep.wal_fsync_us = saves1.fsync_us - saves0.fsync_us;
   rep.seconds = std::chrono::duration<double>(to - from).count();
   for (auto& t : threads) {
     Counters c = t->Snapshot();
@@ -1058,6 +1092,10 @@ int RunProcesses(const Options& o, const char* self) {
     rep.errors += static_cast<uint64_t>(JsonNumber(line, "errors"));
     rep.syncs += static_cast<uint64_t>(JsonNumber(line, "syncs"));
     rep.entries += static_cast<uint64_t>(JsonNumber(line, "entries"));
+    rep.saves += static_cast<uint64_t>(JsonNumber(line, "saves"));
+    rep.save_us += static_cast<uint64_t>(JsonNumber(line, "save_us"));
+    rep.wal_fsyncs += static_cast<uint64_t>(JsonNumber(line, "wal_fsyncs"));
+    rep.wal_fsync_us += static_cast<uint64_t>(JsonNumber(line, "wal_fsync_us"));
     rep.cpu_s += JsonNumber(line, "cpu_s");
     rep.rss_mb += JsonNumber(line, "rss_mb");
     rep.rss_now_mb += JsonNumber(line, "rss_now_mb");
