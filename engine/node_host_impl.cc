@@ -294,7 +294,9 @@ bool StepWorker::CanApplyBeforeSave(const Replica* r) {
 }
 
 // Hands committed entries, ready reads, dropped requests and a snapshot to
-// the replica's apply worker. Leaves them empty, so a second call is a no-op.
+// the replica's apply worker. Leaves the lists empty, so a second call for
+// the same Update is a no-op unless it holds a snapshot (which never goes
+// before the save: see CanApplyBeforeSave).
 void StepWorker::HandToApply(Replica* r) {
   raft::Update& u = r->update;
   if (u.committed_entries.empty() && u.ready_reads.empty() && u.dropped_reads.empty() &&
