@@ -1302,17 +1302,22 @@ Result<ReplicaInfo> NodeHostImpl::GetReplicaInfo(uint64_t shard_id) {
   info.applied_index = r->applied.load();
   info.role = RoleString(r->role.load());
   info.quiesced = r->quiesced.load();
-  const raft::Membership m = r->MembershipView();
-  auto fill = [&](const std::vector<raft::ReplicaId>& ids, Members* out) {
-    for (raft::ReplicaId id : ids) {
-      (*out)[id] = registry_.Resolve(shard_id, id).value_or("");
-    }
-  };
-  fill(m.voters, &info.voters);
-  fill(m.voters_outgoing, &info.voters);
-  fill(m.non_voting, &info.non_voting);
-  fill(m.witnesses, &info.witnesses);
   return info;
+}
+
+Result<ShardMembership> NodeHostImpl::GetMembership(uint64_t shard_id) {
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  const raft::Membership m = r->MembershipView();
+  ShardMembership out;
+  auto fill = [&](const std::vector<raft::ReplicaId>& ids, Members* members) {
+    for (raft::ReplicaId id : ids) (*members)[id] = registry_.Resolve(shard_id, id).value_or("");
+  };
+  fill(m.voters, &out.voters);
+  fill(m.voters_outgoing, &out.voters);
+  fill(m.non_voting, &out.non_voting);
+  fill(m.witnesses, &out.witnesses);
+  return out;
 }
 
 NodeHostInfo NodeHostImpl::GetInfo() {

@@ -212,6 +212,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Status TransferLeader(uint64_t shard_id, uint64_t target) override;
   Result<ReplicaInfo> GetReplicaInfo(uint64_t shard_id) override;
   NodeHostInfo GetInfo() override;
+  Result<ShardMembership> GetMembership(uint64_t shard_id) override;
   NodeHostMetrics GetMetrics() override;
 
   // transport::Handler.

@@ -36,7 +36,11 @@ struct ReplicaInfo {
   uint64_t applied_index = 0;
   std::string role;  // leader, follower, candidate, non-voting, witness, ...
   bool quiesced = false;
-  // The membership as of the applied index, with each member's address.
+};
+
+// A shard's membership as of this replica's applied index, with each
+// member's address.
+struct ShardMembership {
   Members voters;
   Members non_voting;
   Members witnesses;
@@ -113,6 +117,9 @@ class NodeHost {
 
   virtual Result<ReplicaInfo> GetReplicaInfo(uint64_t shard_id) = 0;
   virtual NodeHostInfo GetInfo() = 0;
+  // Separate from GetReplicaInfo, which stays cheap enough to route every
+  // request by: this one copies the member lists and their addresses.
+  virtual Result<ShardMembership> GetMembership(uint64_t shard_id) = 0;
   // Counters, latency histograms and gauges of this NodeHost (metrics.h).
   virtual NodeHostMetrics GetMetrics() = 0;
 };

@@ -91,12 +91,12 @@ TEST(Admin, RequestedSnapshotCompletesWithItsIndex) {
   EXPECT_EQ(c.host(1)->RequestSnapshot(7, 1s).status().code(), StatusCode::kNotFound);
 }
 
-TEST(Admin, ReplicaInfoCarriesTheMembershipWithAddresses) {
+TEST(Admin, MembershipComesWithAddresses) {
   Cluster c(3);
   c.StartShard(1, 2);
   ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
   ASSERT_TRUE(ProposeRetry(c.host(0), 1, "a=1"));
-  ReplicaInfo info = *c.host(0)->GetReplicaInfo(1);
+  ShardMembership info = *c.host(0)->GetMembership(1);
   ASSERT_EQ(info.voters.size(), 2u);
   EXPECT_EQ(info.voters[1], c.address(0));
   EXPECT_EQ(info.voters[2], c.address(1));
@@ -104,7 +104,7 @@ TEST(Admin, ReplicaInfoCarriesTheMembershipWithAddresses) {
   RequestResult add =
       c.host(0)->AddReplica(1, 3, c.address(2), NodeHost::MemberKind::kNonVoting, 10s)->Wait();
   ASSERT_TRUE(add.ok()) << add.data;
-  info = *c.host(0)->GetReplicaInfo(1);
+  info = *c.host(0)->GetMembership(1);
   ASSERT_EQ(info.non_voting.size(), 1u);
   EXPECT_EQ(info.non_voting[3], c.address(2));
 }

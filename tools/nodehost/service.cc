@@ -220,9 +220,11 @@ void FillReplica(const ServiceContext& c, const ReplicaInfo& i, ReplicaStatus* o
       m->set_kind(kind);
     }
   };
-  add(i.voters, VOTER);
-  add(i.non_voting, NON_VOTING);
-  add(i.witnesses, WITNESS);
+  Result<ShardMembership> m = c.nh->GetMembership(i.shard_id);
+  if (!m.ok()) return;
+  add(m->voters, VOTER);
+  add(m->non_voting, NON_VOTING);
+  add(m->witnesses, WITNESS);
 }
 
 // Membership changes and leader transfer go through the shard's leader.
