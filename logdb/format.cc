@@ -166,6 +166,13 @@ void EntryKey(raft::ShardId shard, raft::ReplicaId replica, raft::Index index, s
   PutBig64(out, index);
 }
 
+void EntryRangeStart(raft::ShardId shard, raft::ReplicaId replica, raft::Index index,
+                     std::string* out) {
+  // Index 0 is never stored, so the key just after entry 0's covers index 1.
+  EntryKey(shard, replica, index == 0 ? 0 : index - 1, out);
+  out->push_back('\0');
+}
+
 void RecordKey(RecordType type, raft::ShardId shard, raft::ReplicaId replica, std::string* out) {
   out->clear();
   out->push_back(static_cast<char>(type));

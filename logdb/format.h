@@ -50,6 +50,15 @@ inline constexpr raft::Index kMaxIndex = UINT64_MAX - 1;
 // Key builders: replace the contents of `out` (its capacity is reused).
 void EntryKey(raft::ShardId shard, raft::ReplicaId replica, raft::Index index, std::string* out);
 void RecordKey(RecordType type, raft::ShardId shard, raft::ReplicaId replica, std::string* out);
+// The start of a range deletion of a replica's entries from `index` on: the
+// key right after entry index - 1 (one byte longer than an entry key), which
+// sorts before entry `index` and after every entry below it. Range deletions
+// never start at a record's own key: RocksDB's memtable insert hints, kept
+// per key prefix, are shared by point and range-deletion inserts
+// (logdb/rocks_logdb.cc), so the two must never share a hinted key.
+inline constexpr size_t kEntryRangeStartSize = kEntryKeySize + 1;
+void EntryRangeStart(raft::ShardId shard, raft::ReplicaId replica, raft::Index index,
+                     std::string* out);
 
 // Parses a key of any record type. Returns false when `key` is not one.
 struct ParsedKey {

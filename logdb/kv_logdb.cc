@@ -225,7 +225,7 @@ Status KvLogDB::EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch*
   KvStore::Batch* b = s->batch.get();
   if (u.snapshot) {
     // An installed snapshot replaces the whole log.
-    format::EntryKey(r.shard_id, r.replica_id, 0, &s->key);
+    format::EntryRangeStart(r.shard_id, r.replica_id, 0, &s->key);
     format::EntryKey(r.shard_id, r.replica_id, format::kMaxIndex + 1, &s->end_key);
     b->DeleteRange(s->key, s->end_key);
     format::RecordKey(RecordType::kCompaction, r.shard_id, r.replica_id, &s->key);
@@ -256,7 +256,7 @@ Status KvLogDB::EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch*
         format::EncodeEntryBatch(s->key, head, &s->value);
         b->Put(s->key, s->value);
       }
-      format::EntryKey(r.shard_id, r.replica_id, lo, &s->key);
+      format::EntryRangeStart(r.shard_id, r.replica_id, lo, &s->key);
       format::EntryKey(r.shard_id, r.replica_id, format::kMaxIndex + 1, &s->end_key);
       b->DeleteRange(s->key, s->end_key);
     }
@@ -466,7 +466,7 @@ Status KvLogDB::CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::In
   std::vector<raft::Entry> tail;
   FLOTILLA_RETURN_IF_ERROR(ReadBatchRange(r, index + 1, format::kMaxIndex, index + 1, &tail));
   FLOTILLA_RETURN_IF_ERROR(WriteWith(/*durable=*/false, [&](Scratch* s) {
-    format::EntryKey(shard, replica, 0, &s->key);
+    format::EntryRangeStart(shard, replica, 0, &s->key);
     format::EntryKey(shard, replica, index + 1, &s->end_key);
     s->batch->DeleteRange(s->key, s->end_key);
     if (!tail.empty()) {
@@ -486,7 +486,7 @@ Status KvLogDB::CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::In
 
 Status KvLogDB::RemoveReplica(raft::ShardId shard, raft::ReplicaId replica) {
   FLOTILLA_RETURN_IF_ERROR(WriteWith(/*durable=*/true, [&](Scratch* s) {
-    format::EntryKey(shard, replica, 0, &s->key);
+    format::EntryRangeStart(shard, replica, 0, &s->key);
     format::EntryKey(shard, replica, format::kMaxIndex + 1, &s->end_key);
     s->batch->DeleteRange(s->key, s->end_key);
     for (RecordType t : {RecordType::kHardState, RecordType::kSnapshot, RecordType::kBootstrap,

@@ -7,14 +7,17 @@
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
+#include "logdb/format.h"
 #include "logdb/kv_logdb.h"
 
 namespace flotilla::logdb {
@@ -42,6 +45,9 @@ class RocksBatch final : public KvStore::Batch {
   }
   void Delete(std::string_view key) override { b_.Delete(ToSlice(key)).PermitUncheckedError(); }
   void DeleteRange(std::string_view begin, std::string_view end) override {
+    // A range deletion starting at a hinted key would corrupt the memtable
+    // (ReplicaRecordHint below): a LogDB bug, never a runtime condition.
+    if (begin.size() != format::kEntryRangeStartSize) std::abort();
     b_.DeleteRange(ToSlice(begin), ToSlice(end)).PermitUncheckedError();
   }
   void Clear() override { b_.Clear(); }
@@ -198,6 +204,23 @@ class RocksStore final : public KvStore {
   std::unique_ptr<rocksdb::DB> db_;
 };
 
+// The memtable insert hint's domain: a replica's entry keys (each save
+// appends a batch at a rising index) and its other records (each save writes
+// a new version of the hard state); the prefix is the replica. Only keys of
+// exactly those two lengths are hinted: RocksDB 7.8 keeps one hint table per
+// memtable for point and range-deletion inserts alike, so range deletions
+// start at a longer key (format::EntryRangeStart) and are never hinted.
+class ReplicaHint final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "flotilla.ReplicaHint"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), format::kReplicaKeySize);
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return key.size() == format::kReplicaKeySize || key.size() == format::kEntryKeySize;
+  }
+};
+
 // The reasons for each value are in docs/logdb.md.
 rocksdb::Options TunedOptions(const RocksOptions& o) {
   rocksdb::Options opt;
@@ -217,6 +240,11 @@ rocksdb::Options TunedOptions(const RocksOptions& o) {
   opt.level0_file_num_compaction_trigger = 4;
   opt.max_bytes_for_level_base = 4 * o.write_buffer_bytes;
   opt.target_file_size_base = o.write_buffer_bytes;
+  // A save appends to each saving replica's key range: with a hint kept per
+  // replica, the memtable insert resumes from where that replica's previous
+  // insert landed instead of searching the whole skip list from the top
+  // (docs/logdb.md has the measurement).
+  opt.memtable_insert_with_hint_prefix_extractor = std::make_shared<ReplicaHint>();
   // Entries are mostly read right after being written (from the memtable) or
   // in index order on restart; a bloom filter on whole keys serves Term().
   rocksdb::BlockBasedTableOptions table;

@@ -54,6 +54,30 @@ TEST(Format, KeysSortByTypeShardReplicaIndex) {
   EXPECT_FALSE(format::ParseKey(a.substr(1), &k));
 }
 
+TEST(Format, EntryRangeStartSitsBetweenTwoEntriesAndIsNeverARecordKey) {
+  std::string start;
+  std::string below;
+  std::string at;
+  for (raft::Index lo : {raft::Index{1}, raft::Index{2}, raft::Index{256}, format::kMaxIndex}) {
+    format::EntryRangeStart(4, 5, lo, &start);
+    format::EntryKey(4, 5, lo - 1, &below);
+    format::EntryKey(4, 5, lo, &at);
+    EXPECT_LT(below, start) << lo;
+    EXPECT_LT(start, at) << lo;
+    // Its length is neither an entry key's nor a record key's, so RocksDB's
+    // insert hints (keyed on those) never see it.
+    EXPECT_EQ(start.size(), format::kEntryRangeStartSize);
+    EXPECT_NE(start.size(), format::kEntryKeySize);
+    EXPECT_NE(start.size(), format::kReplicaKeySize);
+  }
+  // From index 0: every entry of the replica, nothing of the one before.
+  format::EntryRangeStart(4, 5, 0, &start);
+  format::EntryKey(4, 5, 1, &at);
+  format::EntryKey(4, 4, format::kMaxIndex, &below);
+  EXPECT_LT(below, start);
+  EXPECT_LT(start, at);
+}
+
 // Decodes a whole batch; the first error, if any.
 Status ReadBatch(std::string_view key, std::string_view value, std::vector<raft::Entry>* out) {
   format::EntryBatchReader reader;
