@@ -130,7 +130,7 @@ void ToWire(raft::Message&& m, wire::Message* out) {
     w->set_client_id(e.client_id);
     w->set_series_id(e.series_id);
     w->set_responded_to(e.responded_to);
-    w->set_cmd(std::move(e.cmd));
+    w->set_cmd(e.cmd.data(), e.cmd.size());
   }
   // Only snapshots carry metadata; leaving the field unset keeps other
   // messages small on the wire.

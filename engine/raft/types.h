@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/raft/payload.h"
+
 namespace flotilla::raft {
 
 using ShardId = uint64_t;
@@ -41,7 +43,7 @@ struct Entry {
   uint64_t client_id = 0;
   uint64_t series_id = 0;
   uint64_t responded_to = 0;
-  std::string cmd;
+  Payload cmd;  // shared, never copied byte by byte (payload.h)
 
   // Bytes this entry is accounted for in message and memory limits.
   size_t SizeBytes() const { return kOverheadBytes + cmd.size(); }

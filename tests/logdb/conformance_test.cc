@@ -184,9 +184,9 @@ TEST_P(LogDBConformance, EveryEntryFieldRoundTrips) {
                 .responded_to = 41,
                 .cmd = "conf"};
   entries[1] = {.term = 1, .index = 2, .type = raft::EntryType::kMetadata, .cmd = ""};
-  entries[2] = {
-      .term = 2, .index = 3, .type = raft::EntryType::kNormal, .cmd = std::string(100000, '\0')};
-  entries[2].cmd[500] = '\xff';
+  std::string big(100000, '\0');
+  big[500] = '\xff';
+  entries[2] = {.term = 2, .index = 3, .type = raft::EntryType::kNormal, .cmd = std::move(big)};
   ASSERT_TRUE(SaveOne(9, 9, entries).ok());
   EXPECT_EQ(Read(9, 9, 1, 4), entries);
 }

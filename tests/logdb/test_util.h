@@ -46,9 +46,10 @@ inline std::vector<raft::Entry> MakeEntries(raft::Index lo, raft::Index hi, raft
     e.client_id = term;
     e.series_id = i + term;
     e.responded_to = i / 2;
-    e.cmd.resize(payload_bytes);
+    std::string cmd(payload_bytes, '\0');
     for (size_t b = 0; b < payload_bytes; ++b)
-      e.cmd[b] = static_cast<char>((i * 31 + term * 17 + b) & 0xff);
+      cmd[b] = static_cast<char>((i * 31 + term * 17 + b) & 0xff);
+    e.cmd = std::move(cmd);
     out.push_back(std::move(e));
   }
   return out;

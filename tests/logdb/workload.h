@@ -43,10 +43,11 @@ class Workload {
     e.index = index;
     e.term = term;
     e.key = shard;
-    e.cmd.resize(kPayloadBytes);
+    std::string cmd(kPayloadBytes, '\0');
     for (size_t b = 0; b < kPayloadBytes; ++b) {
-      e.cmd[b] = static_cast<char>((shard * 131 + index * 31 + term * 7 + b) & 0xff);
+      cmd[b] = static_cast<char>((shard * 131 + index * 31 + term * 7 + b) & 0xff);
     }
+    e.cmd = std::move(cmd);
     return e;
   }
 

@@ -66,7 +66,7 @@ std::string Harness::Describe(const Entry& e) {
       s += " \"" + e.cmd + "\"";
       break;
     case EntryType::kConfChange:
-      s += " conf(" + DescribeConfChange(e.cmd) + ")";
+      s += " conf(" + DescribeConfChange(e.cmd.str()) + ")";
       break;
     case EntryType::kMetadata:
       s += " meta";
@@ -216,7 +216,7 @@ void Harness::Apply(Node& n, const Update& u) {
   }
   for (const Entry& e : u.committed_entries) {
     if (e.index <= n.sm.applied) continue;  // already in the restored state
-    if (e.type == EntryType::kNormal) n.sm.cmds.push_back(e.cmd);
+    if (e.type == EntryType::kNormal) n.sm.cmds.push_back(e.cmd.str());
     n.sm.applied = e.index;
     if (observer_.on_apply) observer_.on_apply(n.id, e);
   }

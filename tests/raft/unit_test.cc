@@ -3,8 +3,13 @@
 // conf-change encoding, MemoryLog and RaftLog.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "engine/raft/conf_change.h"
 #include "engine/raft/log_reader.h"
+#include "engine/raft/payload.h"
 #include "engine/raft/progress.h"
 #include "engine/raft/quorum.h"
 #include "engine/raft/raft_log.h"
@@ -318,6 +323,82 @@ TEST(ConfChange, RemovedReplicaCannotBeAddedAgain) {
     add.items.push_back({t, 4, ""});
     EXPECT_FALSE(ApplyConfChange(r.membership, add).ok);
   }
+}
+
+}  // namespace
+}  // namespace flotilla::raft
+
+namespace flotilla::raft {
+namespace {
+
+TEST(Payload, ShortBytesStayInPlaceAndLongOnesAreShared) {
+  const std::string short_bytes(Payload::kInline, 's');
+  const std::string long_bytes(Payload::kInline + 1, 'l');
+  Payload a(short_bytes);
+  Payload b(long_bytes);
+  EXPECT_FALSE(a.on_heap());
+  EXPECT_TRUE(b.on_heap());
+  EXPECT_EQ(a, short_bytes);
+  EXPECT_EQ(b, long_bytes);
+  // A copy of a short payload has its own bytes; of a long one, the same.
+  const Payload a2 = a;
+  const Payload b2 = b;
+  EXPECT_NE(a2.data(), a.data());
+  EXPECT_EQ(b2.data(), b.data());
+  EXPECT_EQ(a2, a);
+  EXPECT_EQ(b2, b);
+  // Dropping one copy leaves the other intact.
+  b = Payload("x");
+  EXPECT_EQ(b2, long_bytes);
+  EXPECT_EQ(b, "x");
+}
+
+TEST(Payload, MovingLeavesTheSourceEmptyAndAdoptsAStringsBuffer) {
+  std::string bytes(1000, 'm');
+  const char* buffer = bytes.data();
+  Payload p(std::move(bytes));
+  EXPECT_EQ(p.data(), buffer);  // adopted, not copied
+  Payload q(std::move(p));
+  EXPECT_TRUE(p.empty());  // NOLINT: checking the moved-from state on purpose
+  EXPECT_EQ(q.size(), 1000u);
+  Payload r;
+  r = std::move(q);
+  EXPECT_EQ(r.data(), buffer);
+  r = r;  // NOLINT: self-assignment keeps the bytes
+  EXPECT_EQ(r.data(), buffer);
+  r.clear();
+  EXPECT_TRUE(r.empty());
+  EXPECT_EQ(r, "");
+  Payload e;
+  EXPECT_EQ(e.view(), "");
+}
+
+TEST(Payload, EqualityStringsAndEntries) {
+  Entry a;
+  a.cmd = std::string(100, 'z');
+  Entry b = a;
+  EXPECT_EQ(a, b);
+  b.cmd = std::string(99, 'z') + "y";
+  EXPECT_NE(a, b);
+  EXPECT_EQ(std::string("<") + Payload("p") + ">", "<p>");
+  EXPECT_EQ(Payload("abc").substr(1), "bc");
+  EXPECT_EQ(a.SizeBytes(), Entry::kOverheadBytes + 100);
+}
+
+TEST(Payload, CopiesOnManyThreadsShareOneBlockSafely) {
+  const Payload shared(std::string(4096, 'q'));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&shared] {
+      for (int i = 0; i < 20000; ++i) {
+        Payload copy = shared;
+        Payload moved = std::move(copy);
+        if (moved.size() != 4096 || moved[4095] != 'q') std::abort();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(shared.size(), 4096u);
 }
 
 }  // namespace
