@@ -112,6 +112,14 @@ void LogCache::SetSnapshot(const raft::SnapshotMeta& meta, raft::Index compact_t
   if (cache_first_ < first_index_) cache_first_ = first_index_;
 }
 
+void LogCache::Release(raft::Index keep_from) {
+  while (cache_first_ < keep_from && cache_.size() > 1) {
+    cache_bytes_ -= cache_.front().SizeBytes();
+    cache_.pop_front();
+    ++cache_first_;
+  }
+}
+
 void LogCache::Trim() {
   // Keep at least one entry cached so the last term is always at hand.
   while (cache_bytes_ > max_cache_bytes_ && cache_.size() > 1) {

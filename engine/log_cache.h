@@ -30,6 +30,12 @@ class LogCache final : public raft::LogReader {
   void ApplySnapshot(const raft::SnapshotMeta& meta);
   // A snapshot was taken locally; entries up to `compact_to` may go.
   void SetSnapshot(const raft::SnapshotMeta& meta, raft::Index compact_to);
+  // No one needs entries below `keep_from` from memory any more (applied
+  // here, and matched by every follower the leader replicates to): they leave
+  // the cache, still readable from the LogDB. The last entry always stays.
+  void Release(raft::Index keep_from);
+  uint64_t cached_bytes() const { return cache_bytes_; }
+  raft::Index cache_first() const { return cache_first_; }
 
  private:
   void Trim();

@@ -450,10 +450,32 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
   }
 }
 
+// Entries stay cached while someone may read them soon: this replica's
+// apply worker (below `applied` it is done), and as leader, every follower
+// it replicates to (an append also reads the term of the entry before the
+// follower's next, so the cache keeps from the smallest match). Followers
+// being probed or sent a snapshot read from the LogDB. Without this the
+// cache held its byte bound (16 MiB) per replica: 2 GiB of RSS for 144
+// replicas in the benchmark.
+void StepWorker::ReleaseCachedEntries(Replica* r) {
+  raft::Index keep = r->applied.load(std::memory_order_relaxed);
+  const raft::Raft& raft = r->peer->raft();
+  if (raft.is_leader()) {
+    for (const auto& [id, pr] : raft.tracker().progress()) {
+      if (id != raft.id() && pr.state == raft::ProgressState::kReplicate) {
+        keep = std::min(keep, pr.match);
+      }
+    }
+  }
+  r->log->Release(keep);
+  r->cached_bytes.store(r->log->cached_bytes(), std::memory_order_relaxed);
+}
+
 void StepWorker::AfterPersist(Replica* r) {
   raft::Update& u = r->update;
   if (u.snapshot) r->log->ApplySnapshot(*u.snapshot);
   r->log->Append(std::move(u.entries_to_save));
+  ReleaseCachedEntries(r);
   Counters& c = nh_->counters();
   // Sent with those of the other replicas once the pass is done.
   for (raft::Message& m : u.messages_after_persist) outbox_.push_back(std::move(m));
@@ -1369,6 +1391,7 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
     if (r->quiesced.load()) ++m.quiesced;
     m.proposal_queue_depth += r->QueueDepth();
     m.apply_queue_depth += r->ApplyDepth();
+    m.log_cache_bytes += r->cached_bytes.load(std::memory_order_relaxed);
   }
   return m;
 }

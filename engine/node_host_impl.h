@@ -116,6 +116,7 @@ class StepWorker : public WorkerBase {
   void SendSnapshots(Replica* r);
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
+  void ReleaseCachedEntries(Replica* r);
   void SendOutbox(bool report_unreachable);
   bool CanApplyBeforeSave(const Replica* r);
   void HandToApply(Replica* r);

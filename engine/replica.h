@@ -128,6 +128,7 @@ class Replica {
 
   // --- Reported state.
   std::atomic<uint64_t> applied{0};
+  std::atomic<uint64_t> cached_bytes{0};  // the log cache's, after each pass (metrics)
   std::atomic<uint64_t> leader{0};
   std::atomic<uint64_t> term{0};
   std::atomic<uint64_t> commit{0};

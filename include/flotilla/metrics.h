@@ -81,6 +81,7 @@ struct NodeHostMetrics {
   uint64_t campaigning = 0;           // of which are campaigning now
   uint64_t proposal_queue_depth = 0;  // proposals and reads waiting for a step worker
   uint64_t apply_queue_depth = 0;     // batches of committed entries waiting to be applied
+  uint64_t log_cache_bytes = 0;       // entries kept in memory for replication and applying
   bool storage_failed = false;        // the LogDB failed; writes are refused
 };
 

@@ -264,6 +264,8 @@ void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
        m.proposal_queue_depth},
       {"flotilla_apply_queue_depth", "Batches of committed entries waiting to be applied.",
        m.apply_queue_depth},
+      {"flotilla_log_cache_bytes", "Bytes of entries kept in memory for replication and applying.",
+       m.log_cache_bytes},
       {"flotilla_storage_failed", "1 when the LogDB failed and writes are refused.",
        m.storage_failed ? 1u : 0u},
   };
