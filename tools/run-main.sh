@@ -37,15 +37,18 @@ LINE=$(head -1 "$OUT/run.json")
 field() { grep -o "\"$1\":[-0-9.e+]*" <<<"$LINE" | head -1 | cut -d: -f2; }
 WRITES=$(field writes_per_s)
 PER_FSYNC=$(field entries_per_fsync)
-SHARDS=$(( 48 / JOBS ))
+# Each NodeHost of the benchmark has max(1, cores / 3) step workers (its
+# default), each saving the replicas it owns in one write per pass.
+STEP=$(( JOBS / 3 )); (( STEP >= 1 )) || STEP=1
+SHARDS=$(( 48 / STEP ))
 ENTRIES=$(awk -v e="$PER_FSYNC" -v s="$SHARDS" 'BEGIN { n = int(e / s + 0.5); print (n < 1 ? 1 : n) }')
 
 echo
-echo "== logdb_bench --shards=$SHARDS --entries=$ENTRIES --bytes=16 --threads=$JOBS --saves=1000, three at once"
-echo "   (the engine saved $PER_FSYNC entries per fsync; one process per NodeHost's LogDB, $JOBS savers"
-echo "    each like $JOBS step workers, all three on the same disk at the same time as the engine's were)"
+echo "== logdb_bench --shards=$SHARDS --entries=$ENTRIES --bytes=16 --threads=$STEP --saves=1000, three at once"
+echo "   (the engine saved $PER_FSYNC entries per fsync; one process per NodeHost's LogDB, $STEP saver(s)"
+echo "    like its $STEP step worker(s), all three on the same disk at the same time as the engine's were)"
 for i in 0 1 2; do
-  "$BUILD_DIR"/bench/logdb_bench --shards="$SHARDS" --entries="$ENTRIES" --bytes=16 --threads="$JOBS" \
+  "$BUILD_DIR"/bench/logdb_bench --shards="$SHARDS" --entries="$ENTRIES" --bytes=16 --threads="$STEP" \
     --saves=1000 > "$OUT/logdb$i.txt" &
 done
 wait
