@@ -175,15 +175,22 @@ void StepWorker::NotifyTick() {
 bool StepWorker::RunPass() {
   const uint64_t now = nh_->ticks();
   const uint64_t ticks = std::min(now - last_tick_, kMaxTicksPerPass);
+  // Expired requests are swept on every replica once per kSweepEveryTicks.
+  const bool sweep = now / kSweepEveryTicks != last_tick_ / kSweepEveryTicks;
   last_tick_ = now;
   work_.clear();
   {
     std::lock_guard<std::mutex> l(mu_);
-    // A tick visits every replica; quiesced ones return at once, so the cost
-    // of idle shards is a flag check.
-    const std::vector<Replica*>& src = tick_due_ || ticks > 0 ? replicas_ : ready_;
-    work_.assign(src.begin(), src.end());
-    if (&src != &ready_) work_.insert(work_.end(), ready_.begin(), ready_.end());
+    // A tick visits the replicas that are not quiesced: a quiesced one has
+    // nothing to do on a tick, and anything that wakes it (a message, a
+    // proposal, a read) puts it on the ready list. So idle shards cost a
+    // flag load per tick, not a visit.
+    if (tick_due_ || ticks > 0) {
+      for (Replica* r : replicas_) {
+        if (sweep || !r->quiesced.load(std::memory_order_relaxed)) work_.push_back(r);
+      }
+    }
+    work_.insert(work_.end(), ready_.begin(), ready_.end());
     taken_.swap(ready_);
     ready_.clear();
     tick_due_ = false;
@@ -191,16 +198,23 @@ bool StepWorker::RunPass() {
   Unlist(taken_);
   taken_.clear();
   updated_.clear();
+  uint64_t visits = 0;
   for (Replica* r : work_) {
     if (r->in_pass || r->stopped.load()) continue;
     r->in_pass = true;
-    StepReplica(r, ticks);
+    ++visits;
+    StepReplica(r, ticks, sweep);
+    // Kept current after every visit, not only after an Update: a message
+    // can wake a quiesced replica without producing one, and it must be
+    // ticked from then on.
+    r->quiesced.store(r->peer->raft().quiesced(), std::memory_order_relaxed);
     if (r->peer->HasUpdate()) {
       r->peer->GetUpdate(&r->update);
       updated_.push_back(r);
     }
   }
   for (Replica* r : work_) r->in_pass = false;
+  Counters::Add(nh_->counters().replica_steps, visits);
   if (updated_.empty()) return false;
   for (Replica* r : updated_) {
     if (CanApplyBeforeSave(r)) HandToApply(r);
@@ -398,7 +412,7 @@ void StepWorker::RecordSnapshots(Replica* r) {
   }
 }
 
-void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
+void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
   r->TakeInbound();
   RecordSnapshots(r);
   raft::Peer& p = *r->peer;
@@ -436,7 +450,7 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks) {
   if (!p.raft().quiesced()) {
     for (uint64_t i = 0; i < ticks; ++i) p.Tick();
   }
-  if (ticks > 0 && nh_->ticks() % kSweepEveryTicks == 0) {
+  if (sweep) {
     r->SweepExpired(internal::RequestState::Clock::now());
   }
   // A restart of thousands of shards must not start thousands of elections
@@ -1380,6 +1394,7 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   m.snapshots_taken = c.snapshots_taken.load();
   m.leader_changes = c.leader_changes.load();
   m.campaigns = c.campaigns.load();
+  m.replica_steps = c.replica_steps.load();
   m.save_latency = c.save_latency.Read();
   if (logdb_) m.fsync_latency = logdb_->SyncLatency();
   m.campaigning = campaigning_.load();

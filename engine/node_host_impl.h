@@ -41,7 +41,7 @@ struct Counters {
   std::atomic<uint64_t> messages_sent{0}, messages_received{0}, messages_dropped{0};
   std::atomic<uint64_t> snapshots_sent{0}, snapshots_received{0}, snapshot_bytes_sent{0},
       snapshot_bytes_received{0}, snapshots_taken{0};
-  std::atomic<uint64_t> leader_changes{0}, campaigns{0};
+  std::atomic<uint64_t> leader_changes{0}, campaigns{0}, replica_steps{0};
   LatencyRecorder save_latency;
   static void Add(std::atomic<uint64_t>& c, uint64_t n) {
     if (n != 0) c.fetch_add(n, std::memory_order_relaxed);
@@ -112,7 +112,7 @@ class StepWorker : public WorkerBase {
   }
 
  private:
-  void StepReplica(Replica* r, uint64_t ticks);
+  void StepReplica(Replica* r, uint64_t ticks, bool sweep);
   void SendSnapshots(Replica* r);
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);

@@ -71,6 +71,7 @@ struct NodeHostMetrics {
   uint64_t snapshots_taken = 0;
   uint64_t leader_changes = 0;  // a local replica saw its shard's leader change
   uint64_t campaigns = 0;       // elections started by local replicas
+  uint64_t replica_steps = 0;   // replicas visited by the step workers (idle cost)
   // --- Latency.
   LatencyHistogram save_latency;   // one LogDB::Save, encoding to durable return
   LatencyHistogram fsync_latency;  // one fsync of the LogDB's write-ahead log (RocksDB only)

@@ -19,6 +19,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// A fresh directory name under the system's temporary directory.
+std::string TempRoot(const std::string& prefix) {
+  std::random_device rd;
+  return (std::filesystem::temp_directory_path() / (prefix + std::to_string(rd()))).string();
+}
+
 // Three NodeHosts (replicas 1-3 of shard 1) on the in-process network and the
 // in-memory LogDB, driven on this thread; every random choice comes from `seed`.
 class ManualCluster {
@@ -120,10 +126,7 @@ std::string RunCluster(uint64_t seed, const std::string& root, int* completed) {
 }
 
 TEST(ManualDrive, OneThreadRunsThreeNodeHostsAndTheSameSeedReplaysExactly) {
-  std::random_device rd;
-  const std::string root =
-      (std::filesystem::temp_directory_path() / ("flotilla-manual-" + std::to_string(rd())))
-          .string();
+  const std::string root = TempRoot("flotilla-manual-");
   int completed_a = 0;
   int completed_b = 0;
   const std::string a = RunCluster(7, root + "/a", &completed_a);
@@ -144,10 +147,7 @@ namespace flotilla::engine {
 namespace {
 
 TEST(StorageFailure, AFullDiskStopsWritesAndSaysWhy) {
-  std::random_device rd;
-  const std::string root =
-      (std::filesystem::temp_directory_path() / ("flotilla-nospace-" + std::to_string(rd())))
-          .string();
+  const std::string root = TempRoot("flotilla-nospace-");
   NodeHostConfig c;
   c.data_dir = root;
   c.rtt_ms = 5;
@@ -198,10 +198,49 @@ namespace {
 // the slots are all taken (by itself, among others). Found at 10,000 shards
 // per NodeHost, where restarts stalled with every slot held by a failed
 // pre-candidate.
+// Ticks visit only replicas that are not quiesced: idle shards cost a flag
+// load per tick. Anything that wakes a quiesced replica lists it, and from
+// then on it is ticked again (here: a proposal after a long quiet spell).
+TEST(Quiescence, TicksSkipQuiescedReplicasAndAWokenOneIsTickedAgain) {
+  const std::string root = TempRoot("flotilla-quiet-");
+  ShardConfig sc;
+  sc.quiesce_after_election_timeouts = 1;
+  ManualCluster cl(root, 9, sc);
+  auto all_quiesced = [&] {
+    for (uint64_t i = 1; i <= 3; ++i) {
+      if (!cl.host(i).GetReplicaInfo(1)->quiesced) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(cl.DriveUntil([&] { return cl.host(1).GetReplicaInfo(1)->leader_id != 0; }));
+  ASSERT_TRUE(cl.DriveUntil(all_quiesced, 20000));
+  auto steps = [&] {
+    uint64_t n = 0;
+    for (uint64_t i = 1; i <= 3; ++i) n += cl.host(i).GetMetrics().replica_steps;
+    return n;
+  };
+  const uint64_t before = steps();
+  // 1,000 steps = 250 ticks on each host. Visiting every replica on every
+  // tick would be 750 visits; the sweep of expired requests every 64 ticks
+  // visits each replica about 4 times.
+  for (int step = 0; step < 1000; ++step) cl.Step(step);
+  EXPECT_TRUE(all_quiesced());
+  EXPECT_LE(steps() - before, 3u * 5) << "quiesced replicas were visited on ticks";
+  // A proposal wakes the shard; it commits, and the woken replicas, ticked
+  // again, quiesce again once idle.
+  const uint64_t leader = cl.host(1).GetReplicaInfo(1)->leader_id;
+  ASSERT_NE(leader, 0u);
+  auto h = cl.host(leader).Propose(1, "k=v", 3600s);
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(cl.DriveUntil([&] { return h->Done(); }));
+  EXPECT_TRUE(h->Wait().ok());
+  EXPECT_FALSE(all_quiesced());
+  ASSERT_TRUE(cl.DriveUntil(all_quiesced, 20000));
+  std::filesystem::remove_all(root);
+}
+
 TEST(CampaignCap, ACandidateHoldingASlotCampaignsAgain) {
-  std::random_device rd;
-  const std::string root =
-      (std::filesystem::temp_directory_path() / ("flotilla-cap-" + std::to_string(rd()))).string();
+  const std::string root = TempRoot("flotilla-cap-");
   transport::InProcNetwork net;
   std::mt19937_64 rng(5);
   std::vector<std::unique_ptr<NodeHostImpl>> hosts;
@@ -269,10 +308,7 @@ namespace {
 // entries the others committed meanwhile receives them together with their
 // commit index; if saving them fails, it must not have applied them.
 TEST(StorageFailure, AFollowerNeverAppliesEntriesItFailedToSave) {
-  std::random_device rd;
-  const std::string root =
-      (std::filesystem::temp_directory_path() / ("flotilla-unsaved-" + std::to_string(rd())))
-          .string();
+  const std::string root = TempRoot("flotilla-unsaved-");
   {
     ManualCluster cl(root, 1);
     uint64_t leader = 0;

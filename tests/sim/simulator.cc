@@ -187,6 +187,12 @@ class Simulator final : public ApplyObserver {
   Host* RandomUpHost();
   bool Up(const Host& h) const { return h.nh != nullptr; }
 
+  // Every third seed lets idle shards quiesce (after one election timeout),
+  // and its clients pause for one second in every three (faults go on), so
+  // quiet spells, faults and wake-ups meet quiesced replicas.
+  bool Quiescing() const { return seed_ % 3 == 1; }
+  bool QuietSpell() const { return Quiescing() && now_ % 3000 >= 2000; }
+
   const uint64_t seed_;
   const SimOptions opt_;
   std::mt19937_64 rng_;
@@ -284,6 +290,7 @@ void Simulator::SampleLeaders(Host& h) {
   for (const auto& [shard, spec] : h.replicas) {
     Result<ReplicaInfo> info = h.nh->GetReplicaInfo(shard);
     if (!info.ok()) continue;
+    if (info->quiesced) ++result_.quiesced_samples;
     if (info->role == "leader") {
       OnLeader(shard, info->replica_id, info->term);
     } else if (info->leader_id != 0 && info->leader_id != info->replica_id) {
@@ -405,6 +412,7 @@ void Simulator::StartReplicaOn(Host& h, const ReplicaSpec& spec) {
   sc.replica_id = spec.replica;
   sc.snapshot_entries = 8 + (seed_ + spec.shard) % 24;
   sc.compaction_overhead = 2 + (seed_ + spec.shard) % 6;
+  sc.quiesce_after_election_timeouts = Quiescing() ? 1 : 0;
   Status s = h.nh->StartReplica(sc, spec.members, spec.join, [this](uint64_t shard, uint64_t rid) {
     return std::make_unique<SimKv>(shard, rid, this);
   });
@@ -766,7 +774,7 @@ void Simulator::DriveClients(bool chaos) {
       if (chaos || c.register_waiting) DriveRegistration(c);
       continue;
     }
-    if (chaos && now_ >= c.next_at) StartOp(c);
+    if (chaos && now_ >= c.next_at && !QuietSpell()) StartOp(c);
   }
 }
 
@@ -1130,6 +1138,7 @@ std::string SimResult::Summary() const {
   add("leaders", leader_changes);
   add("snapshots", snapshots_received);
   add("cut", snapshots_cut);
+  add("quiesced", quiesced_samples);
   add("delivered", packets_delivered);
   add("lost", packets_dropped);
   add("dup", packets_duplicated);

@@ -39,6 +39,7 @@ struct SimResult {
   uint64_t crashes = 0, torn_writes = 0, partitions = 0, bit_flips = 0, corruptions_detected = 0,
            storage_restarts = 0, moves = 0, transfers = 0;
   uint64_t snapshots_received = 0, snapshots_cut = 0, leader_changes = 0;
+  uint64_t quiesced_samples = 0;  // replicas seen quiesced (seeds with quiescence on)
   uint64_t packets_delivered = 0, packets_dropped = 0, packets_duplicated = 0;
   uint64_t check_undecided = 0;  // 1: a key's linearizability was left undecided (bounds hit)
   std::string Summary() const;

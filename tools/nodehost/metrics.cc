@@ -246,6 +246,7 @@ void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
       {"flotilla_snapshots_taken_total", "Local snapshots taken.", m.snapshots_taken},
       {"flotilla_leader_changes_total", "Leader changes seen by local replicas.", m.leader_changes},
       {"flotilla_campaigns_total", "Elections started by local replicas.", m.campaigns},
+      {"flotilla_replica_steps_total", "Replicas visited by the step workers.", m.replica_steps},
   };
   for (const Field& f : counters) {
     w->Family(f.name, f.help, "counter");
