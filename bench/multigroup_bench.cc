@@ -460,6 +460,7 @@ class Cluster {
   // WAL fsyncs of every host so far: count and total microseconds.
   struct Saves {
     uint64_t saves = 0, save_us = 0, fsyncs = 0, fsync_us = 0;
+    uint64_t slow_saves = 0;  // longer than 50 ms (a host's pass stalled that long)
   };
   Saves SaveTotals() {
     Saves t;
@@ -467,6 +468,12 @@ class Cluster {
       const flotilla::NodeHostMetrics m = h->GetMetrics();
       t.saves += m.save_latency.count;
       t.save_us += m.save_latency.sum_us;
+      for (size_t i = 0; i < m.save_latency.counts.size(); ++i) {
+        if (i >= flotilla::LatencyHistogram::kBoundsUs.size() ||
+            flotilla::LatencyHistogram::kBoundsUs[i] > 50000) {
+          t.slow_saves += m.save_latency.counts[i];
+        }
+      }
       t.fsyncs += m.fsync_latency.count;
       t.fsync_us += m.fsync_latency.sum_us;
     }
@@ -802,6 +809,7 @@ struct Report {
   uint64_t writes = 0, reads = 0, syncs = 0, entries = 0;
   // LogDB saves and WAL fsyncs in the window (all hosts) and their total time.
   uint64_t saves = 0, save_us = 0, wal_fsyncs = 0, wal_fsync_us = 0;
+  uint64_t slow_saves = 0;  // saves over 50 ms
 };
 
 double MeanMs(uint64_t total_us, uint64_t n) {
@@ -833,12 +841,14 @@ std::string Json(const Report& r, bool with_buckets) {
       "\"leader_changes\":%" PRIu64 ",\"shards_changed\":%" PRIu64 ",\"leaders_home\":%" PRIu64
       ",\"errors\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"syncs\":%" PRIu64
       ",\"entries\":%" PRIu64 ",\"saves\":%" PRIu64 ",\"save_us\":%" PRIu64
-      ",\"wal_fsyncs\":%" PRIu64 ",\"wal_fsync_us\":%" PRIu64 ",\"save_mean_ms\":%.3f",
+      ",\"wal_fsyncs\":%" PRIu64 ",\"wal_fsync_us\":%" PRIu64
+      ",\"save_mean_ms\":%.3f"
+      ",\"slow_saves\":%" PRIu64,
       r.mode.c_str(), r.groups, r.clients, r.payload, r.seconds, r.writes_per_s, r.reads_per_s,
       r.p50_ms, r.p99_ms, r.p999_ms, r.read_p50_ms, r.read_p99_ms, r.cpu_s, r.rss_mb, r.rss_now_mb,
       r.start_rss_mb, r.entries_per_fsync, r.fsyncs_per_s, r.leader_changes, r.shards_changed,
       r.leaders_home, r.errors, r.writes, r.reads, r.syncs, r.entries, r.saves, r.save_us,
-      r.wal_fsyncs, r.wal_fsync_us, MeanMs(r.save_us, r.saves));
+      r.wal_fsyncs, r.wal_fsync_us, MeanMs(r.save_us, r.saves), r.slow_saves);
   std::string out = buf;
   if (with_buckets) {
     for (const auto* h : {&r.write_lat, &r.read_lat}) {
@@ -885,6 +895,8 @@ void PrintTable(const Report& r) {
   std::printf("  %-26s %14.2f  (%.0f saves/s; WAL fsync %.2f ms)\n", "LogDB save mean (ms)",
               MeanMs(r.save_us, r.saves), static_cast<double>(r.saves) / r.seconds,
               MeanMs(r.wal_fsync_us, r.wal_fsyncs));
+  std::printf("  %-26s %14" PRIu64 "  (a host's pass stalled that long)\n",
+              "LogDB saves over 50 ms", r.slow_saves);
   std::printf("  %-26s %14" PRIu64 "  (%" PRIu64 " shards; %" PRIu64 "/%" PRIu64
               " leaders on home host)\n",
               "leader changes", r.leader_changes, r.shards_changed, r.leaders_home, r.groups);
@@ -988,6 +1000,7 @@ int RunLocal(const Options& o) {
   rep.save_us = saves1.save_us - saves0.save_us;
   rep.wal_fsyncs = saves1.fsyncs - saves0.fsyncs;
   rep.wal_fsync_us = saves1.fsync_us - saves0.fsync_us;
+  rep.slow_saves = saves1.slow_saves - saves0.slow_saves;
   rep.seconds = std::chrono::duration<double>(to - from).count();
   for (auto& t : threads) {
     Counters c = t->Snapshot();
@@ -1096,6 +1109,7 @@ int RunProcesses(const Options& o, const char* self) {
     rep.save_us += static_cast<uint64_t>(JsonNumber(line, "save_us"));
     rep.wal_fsyncs += static_cast<uint64_t>(JsonNumber(line, "wal_fsyncs"));
     rep.wal_fsync_us += static_cast<uint64_t>(JsonNumber(line, "wal_fsync_us"));
+    rep.slow_saves += static_cast<uint64_t>(JsonNumber(line, "slow_saves"));
     rep.cpu_s += JsonNumber(line, "cpu_s");
     rep.rss_mb += JsonNumber(line, "rss_mb");
     rep.rss_now_mb += JsonNumber(line, "rss_now_mb");
