@@ -414,6 +414,14 @@ void StepWorker::RecordSnapshots(Replica* r) {
 
 void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
   r->TakeInbound();
+  // A sender this replica has no address for (a member added after the
+  // snapshot it was restored from, or whose conf change it has not applied
+  // yet — a new leader it must answer): its NodeHost is the one that sent.
+  for (const auto& [id, address] : r->learned_scratch) {
+    if (!nh_->registry()->Resolve(r->shard_id, id)) {
+      nh_->registry()->Add(r->shard_id, id, address);
+    }
+  }
   RecordSnapshots(r);
   raft::Peer& p = *r->peer;
   for (raft::Message& m : r->inbound_scratch) p.Step(std::move(m));
@@ -487,7 +495,10 @@ void StepWorker::ReleaseCachedEntries(Replica* r) {
 
 void StepWorker::AfterPersist(Replica* r) {
   raft::Update& u = r->update;
-  if (u.snapshot) r->log->ApplySnapshot(*u.snapshot);
+  if (u.snapshot) {
+    r->log->ApplySnapshot(*u.snapshot);
+    nh_->LearnAddresses(r->shard_id, u.snapshot->membership);
+  }
   r->log->Append(std::move(u.entries_to_save));
   ReleaseCachedEntries(r);
   Counters& c = nh_->counters();
@@ -1079,6 +1090,7 @@ Status NodeHostImpl::StartReplicaImpl(
     if (!s.ok()) return Status(s.code(), "restoring snapshot: " + s.message());
     r->sm_membership = st->snapshot.membership;
     r->PublishMembership();
+    LearnAddresses(sc.shard_id, st->snapshot.membership);
     r->applied_term = st->snapshot.term;
     r->last_snapshot_index = st->snapshot.index;
     r->applied.store(st->snapshot.index);
@@ -1412,6 +1424,15 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
 }
 
 void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages) {
+  Deliver(std::move(messages), nullptr);
+}
+
+void NodeHostImpl::HandleBatchFrom(std::vector<raft::Message>&& messages,
+                                   const std::string& source_address) {
+  Deliver(std::move(messages), &source_address);
+}
+
+void NodeHostImpl::Deliver(std::vector<raft::Message>&& messages, const std::string* source) {
   Counters::Add(counters_.messages_received, messages.size());
   uint64_t dropped = 0;
   std::shared_lock<std::shared_mutex> l(replicas_mu_);
@@ -1423,7 +1444,7 @@ void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages) {
       continue;
     }
     Replica* r = it->second.get();
-    if (!r->PushMessage(std::move(m), config_.max_inbound_queue_length)) {
+    if (!r->PushMessage(std::move(m), config_.max_inbound_queue_length, source)) {
       ++dropped;  // queue full
       continue;
     }
@@ -1440,6 +1461,13 @@ void NodeHostImpl::HandleUnreachable(raft::ShardId shard, raft::ReplicaId replic
   if (!r) return;
   r->PushUnreachable(replica);
   step_[shard % step_.size()]->Notify(r.get());
+}
+
+// The addresses a membership carries (a snapshot's): a replica restored from
+// one, after a restart or from its leader, learns how to reach the members
+// added before the snapshot, whose conf-change entries it never replays.
+void NodeHostImpl::LearnAddresses(raft::ShardId shard, const raft::Membership& m) {
+  for (const auto& [id, address] : m.contexts) registry_.Add(shard, id, address);
 }
 
 void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_path) {

@@ -1,10 +1,23 @@
 #include "engine/replica.h"
 
+#include <algorithm>
+
 namespace flotilla::engine {
 
-bool Replica::PushMessage(raft::Message&& m, size_t max_len) {
+namespace {
+// Senders whose address a replica records from the messages themselves: the
+// members of a shard, with room for a few replaced ones.
+constexpr size_t kMaxSendersSeen = 16;
+}  // namespace
+
+bool Replica::PushMessage(raft::Message&& m, size_t max_len, const std::string* source) {
   std::lock_guard<std::mutex> l(mu_);
   if (inbound_.size() >= max_len) return false;
+  if (source != nullptr && !source->empty() && senders_seen_.size() < kMaxSendersSeen &&
+      std::find(senders_seen_.begin(), senders_seen_.end(), m.from) == senders_seen_.end()) {
+    senders_seen_.push_back(m.from);
+    learned_.emplace_back(m.from, *source);
+  }
   inbound_.push_back(std::move(m));
   return true;
 }
@@ -59,6 +72,7 @@ void Replica::TakeInbound() {
   report_scratch.clear();
   unreachable_scratch.clear();
   taken_scratch.clear();
+  learned_scratch.clear();
   std::lock_guard<std::mutex> l(mu_);
   inbound_.swap(inbound_scratch);
   proposals_.swap(proposal_scratch);
@@ -69,6 +83,7 @@ void Replica::TakeInbound() {
   reports_.swap(report_scratch);
   unreachable_.swap(unreachable_scratch);
   taken_.swap(taken_scratch);
+  learned_.swap(learned_scratch);
 }
 
 void Replica::AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s) {

@@ -67,6 +67,7 @@ class Replica {
   std::vector<std::pair<raft::ReplicaId, bool>> report_scratch;  // (replica, snapshot failed?)
   std::vector<raft::ReplicaId> unreachable_scratch;
   std::vector<raft::SnapshotMeta> taken_scratch;
+  std::vector<std::pair<raft::ReplicaId, std::string>> learned_scratch;  // (sender, its address)
   bool campaigning = false;
   raft::HardState saved_hs;                   // the last hard state saved
   std::optional<raft::HardState> unsaved_hs;  // a commit-only change not yet saved
@@ -74,7 +75,10 @@ class Replica {
   std::string snapshot_root;  // immutable after start
 
   // --- Inbound queues (any thread). Return false when the bounded queue is full.
-  bool PushMessage(raft::Message&& m, size_t max_len);
+  // `source`, when known, is the address of the NodeHost that sent `m`: the
+  // first message from each sender records it, for the step worker to add
+  // to the registry when the sender's address is not known yet.
+  bool PushMessage(raft::Message&& m, size_t max_len, const std::string* source = nullptr);
   // Bounded by count and by payload bytes.
   bool PushProposal(raft::Entry&& e, size_t max_len, uint64_t max_bytes);
   bool PushRead(uint64_t ctx, size_t max_len);
@@ -155,6 +159,8 @@ class Replica {
   std::vector<std::pair<raft::ReplicaId, bool>> reports_;
   std::vector<raft::ReplicaId> unreachable_;
   std::vector<raft::SnapshotMeta> taken_;
+  std::vector<raft::ReplicaId> senders_seen_;  // bounded: kMaxSendersSeen
+  std::vector<std::pair<raft::ReplicaId, std::string>> learned_;
 
   std::mutex pending_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending_;

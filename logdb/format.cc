@@ -385,6 +385,14 @@ void EncodeSnapshot(std::string_view key, const raft::SnapshotMeta& meta, std::s
   PutIds(out, m.non_voting_next);
   PutIds(out, m.witnesses);
   PutIds(out, m.removed);
+  // Added after format version 1's first records: a snapshot record that
+  // ends after `removed` has no contexts (read as none).
+  PutLittle32(out, static_cast<uint32_t>(m.contexts.size()));
+  for (const auto& [id, context] : m.contexts) {
+    PutLittle64(out, id);
+    PutLittle32(out, static_cast<uint32_t>(context.size()));
+    out->append(context);
+  }
   SealValue(key, out);
 }
 
@@ -395,10 +403,24 @@ Status DecodeSnapshot(std::string_view key, std::string_view value, raft::Snapsh
   uint8_t auto_leave = 0;
   if (!r.U64(&out->index) || !r.U64(&out->term) || !r.U8(&auto_leave) || auto_leave > 1 ||
       !GetIds(&r, &m.voters) || !GetIds(&r, &m.voters_outgoing) || !GetIds(&r, &m.non_voting) ||
-      !GetIds(&r, &m.non_voting_next) || !GetIds(&r, &m.witnesses) || !GetIds(&r, &m.removed) ||
-      !r.done()) {
+      !GetIds(&r, &m.non_voting_next) || !GetIds(&r, &m.witnesses) || !GetIds(&r, &m.removed)) {
     return Bad(RecordType::kSnapshot, key, "is malformed");
   }
+  m.contexts.clear();
+  if (!r.done()) {
+    uint32_t n = 0;
+    if (!r.U32(&n)) return Bad(RecordType::kSnapshot, key, "is malformed");
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t id = 0;
+      uint32_t len = 0;
+      std::string_view context;
+      if (!r.U64(&id) || !r.U32(&len) || !r.Bytes(len, &context)) {
+        return Bad(RecordType::kSnapshot, key, "is malformed");
+      }
+      m.contexts.emplace(id, std::string(context));
+    }
+  }
+  if (!r.done()) return Bad(RecordType::kSnapshot, key, "is malformed");
   m.auto_leave = auto_leave == 1;
   return Status::Ok();
 }

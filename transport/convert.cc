@@ -7,6 +7,9 @@ namespace {
 
 using google::protobuf::RepeatedField;
 
+// A member's context is its NodeHost's address: anything longer is not one.
+constexpr size_t kMaxContextBytes = 4096;
+
 void MembersToWire(const std::vector<raft::ReplicaId>& in, RepeatedField<uint64_t>* out) {
   out->Reserve(static_cast<int>(in.size()));
   for (raft::ReplicaId r : in) out->Add(r);
@@ -39,6 +42,7 @@ void SnapshotToWire(const raft::SnapshotMeta& s, wire::SnapshotMeta* out) {
   MembersToWire(s.membership.witnesses, m->mutable_witnesses());
   MembersToWire(s.membership.removed, m->mutable_removed());
   m->set_auto_leave(s.membership.auto_leave);
+  for (const auto& [id, context] : s.membership.contexts) (*m->mutable_contexts())[id] = context;
 }
 
 Status SnapshotFromWire(const wire::SnapshotMeta& in, const WireLimits& limits,
@@ -55,6 +59,19 @@ Status SnapshotFromWire(const wire::SnapshotMeta& in, const WireLimits& limits,
       MembersFromWire(m.non_voting_next(), limits, "non_voting_next", &r.non_voting_next));
   FLOTILLA_RETURN_IF_ERROR(MembersFromWire(m.witnesses(), limits, "witnesses", &r.witnesses));
   FLOTILLA_RETURN_IF_ERROR(MembersFromWire(m.removed(), limits, "removed", &r.removed));
+  if (static_cast<uint64_t>(m.contexts_size()) > limits.max_members_per_list) {
+    return Status::InvalidArgument("membership has " + std::to_string(m.contexts_size()) +
+                                   " contexts, more than the limit of " +
+                                   std::to_string(limits.max_members_per_list));
+  }
+  for (const auto& [id, context] : m.contexts()) {
+    if (context.size() > kMaxContextBytes) {
+      return Status::InvalidArgument("member " + std::to_string(id) + " has a context of " +
+                                     std::to_string(context.size()) + " bytes, more than " +
+                                     std::to_string(kMaxContextBytes));
+    }
+    r.contexts.emplace(id, context);
+  }
   r.auto_leave = m.auto_leave();
   return Status::Ok();
 }

@@ -223,6 +223,11 @@ ChangeResult ApplyConfChange(const Membership& current, const ConfChange& cc) {
   }
   for (const ConfChangeItem& item : cc.items) {
     if (!ApplyItem(&m, item, &r.error)) return r;
+    if (item.type == ConfChangeType::kRemove) {
+      m.contexts.erase(item.replica);
+    } else if (!item.context.empty()) {
+      m.contexts[item.replica] = item.context;
+    }
   }
   if (!simple && m.voters == m.voters_outgoing) {
     // No voter changed: a joint configuration would be pointless.

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -79,6 +80,11 @@ struct Membership {
   std::vector<ReplicaId> removed;
   // In a joint configuration: leave it automatically once it is committed.
   bool auto_leave = false;
+  // Each member's conf-change context (opaque to the core; the driver keeps
+  // the member's address there), from the change that added it. Carried
+  // with the membership into snapshots, so a replica restored from one
+  // knows how to reach members added before it.
+  std::map<ReplicaId, std::string> contexts;
 
   bool IsJoint() const { return !voters_outgoing.empty(); }
   friend bool operator==(const Membership&, const Membership&) = default;

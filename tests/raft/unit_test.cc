@@ -142,6 +142,27 @@ TEST(ConfChange, SimpleAddAndRemove) {
   EXPECT_EQ(r.membership.voters, (std::vector<ReplicaId>{1, 3, 4}));
 }
 
+// The membership keeps each member's context (the driver's address) from the
+// change that added it, so that a snapshot carries the address book.
+TEST(ConfChange, MembersKeepTheirContextsUntilRemoved) {
+  ChangeResult r = ApplyConfChange(Voters({1, 2, 3}),
+                                   Change({{ConfChangeType::kAddNonVoting, 4, "host4:7100"}}));
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.membership.contexts, (std::map<ReplicaId, std::string>{{4, "host4:7100"}}));
+  // Promoting without a context keeps the one it has.
+  r = ApplyConfChange(r.membership, Change({{ConfChangeType::kAddVoter, 4, ""}}));
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.membership.contexts.at(4), "host4:7100");
+  r = ApplyConfChange(r.membership, Change({{ConfChangeType::kAddWitness, 5, "host5:7100"}}));
+  ASSERT_TRUE(r.ok) << r.error;
+  r = ApplyConfChange(r.membership, Change({{ConfChangeType::kRemove, 4, ""}}));
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.membership.contexts, (std::map<ReplicaId, std::string>{{5, "host5:7100"}}));
+  // A refused change leaves the contexts alone.
+  EXPECT_FALSE(
+      ApplyConfChange(r.membership, Change({{ConfChangeType::kAddVoter, 4, "again:1"}})).ok);
+}
+
 TEST(ConfChange, TwoVotersEnterJointAndLeave) {
   ChangeResult r = ApplyConfChange(Voters({1, 2, 3}), Change({{ConfChangeType::kAddVoter, 4, ""},
                                                               {ConfChangeType::kRemove, 1, ""}}));

@@ -67,8 +67,8 @@ int main(int argc, char** argv) {
       single = true;
     } else if (a == "--chaos-ms") {
       opt.chaos_ms = next();
-    } else if (a == "--no-address-book") {
-      opt.address_book = false;
+    } else if (a == "--address-book") {
+      opt.address_book = true;
     } else if (a == "--no-faults") {
       opt.faults = false;
     } else if (a == "--verbose") {
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--seeds N] [--start S] [--seed S] [--chaos-ms MS] [--no-faults] "
-                   "[--no-address-book] "
+                   "[--address-book] "
                    "[--verbose] [--summary]\n",
                    argv[0]);
       return 2;

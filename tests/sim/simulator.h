@@ -22,10 +22,10 @@ struct SimOptions {
   bool faults = true;           // false: clients only (a baseline)
   bool verbose = false;         // print every fault and operation
   // Every host's registry learns every replica's address from the simulator,
-  // as from a static address book. Off, the engine learns addresses only
-  // from its bootstrap and conf-change entries, which a snapshot skips
-  // (docs/simulation.md, "Found").
-  bool address_book = true;
+  // as from a static address book. Off (the default), the engine learns
+  // addresses as it does in production: bootstrap and conf-change entries,
+  // the membership a snapshot carries, and the sender of each message.
+  bool address_book = false;
   std::string root;  // data directories go below; empty: /dev/shm or the temp dir
 };
 

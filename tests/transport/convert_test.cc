@@ -45,6 +45,7 @@ TEST(ConvertTest, RoundTripsEveryField) {
   snap.snapshot.membership.witnesses = {3};
   snap.snapshot.membership.removed = {7, 8};
   snap.snapshot.membership.auto_leave = true;
+  snap.snapshot.membership.contexts = {{1, "host1:7100"}, {2, "host2:7100"}};
   raft::Message got = RoundTrip(snap);
   EXPECT_EQ(got.snapshot, snap.snapshot);
   EXPECT_EQ(got.type, snap.type);
@@ -81,6 +82,15 @@ TEST(ConvertTest, RejectsBadFields) {
   EXPECT_EQ(FromWire(&bad, WireLimits{5, 10}, &out).code(), StatusCode::kInvalidArgument);
   bad = w;
   for (int i = 0; i < 11; ++i) bad.mutable_snapshot()->mutable_membership()->add_voters(i + 1);
+  EXPECT_EQ(FromWire(&bad, WireLimits{5, 10}, &out).code(), StatusCode::kInvalidArgument);
+  // A member's context is an address: bounded in count and in length.
+  bad = w;
+  for (uint64_t i = 1; i <= 11; ++i) {
+    (*bad.mutable_snapshot()->mutable_membership()->mutable_contexts())[i] = "h";
+  }
+  EXPECT_EQ(FromWire(&bad, WireLimits{5, 10}, &out).code(), StatusCode::kInvalidArgument);
+  bad = w;
+  (*bad.mutable_snapshot()->mutable_membership()->mutable_contexts())[1] = std::string(5000, 'h');
   EXPECT_EQ(FromWire(&bad, WireLimits{5, 10}, &out).code(), StatusCode::kInvalidArgument);
 }
 
