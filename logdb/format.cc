@@ -373,6 +373,35 @@ Status DecodeHardState(std::string_view key, std::string_view value, raft::HardS
   return Status::Ok();
 }
 
+namespace {
+
+// A replica id -> address map: u32 count, then per member u64 id, u32
+// length and the bytes.
+void PutAddresses(std::string* out, const std::map<raft::ReplicaId, std::string>& m) {
+  PutLittle32(out, static_cast<uint32_t>(m.size()));
+  for (const auto& [id, address] : m) {
+    PutLittle64(out, id);
+    PutLittle32(out, static_cast<uint32_t>(address.size()));
+    out->append(address);
+  }
+}
+
+bool GetAddresses(Reader* r, std::map<raft::ReplicaId, std::string>* out) {
+  out->clear();
+  uint32_t n = 0;
+  if (!r->U32(&n)) return false;
+  for (uint32_t i = 0; i < n; ++i) {
+    uint64_t id = 0;
+    uint32_t len = 0;
+    std::string_view address;
+    if (!r->U64(&id) || !r->U32(&len) || !r->Bytes(len, &address)) return false;
+    out->emplace(id, std::string(address));
+  }
+  return true;
+}
+
+}  // namespace
+
 void EncodeSnapshot(std::string_view key, const raft::SnapshotMeta& meta, std::string* out) {
   StartValue(out);
   PutLittle64(out, meta.index);
@@ -387,12 +416,7 @@ void EncodeSnapshot(std::string_view key, const raft::SnapshotMeta& meta, std::s
   PutIds(out, m.removed);
   // Added after format version 1's first records: a snapshot record that
   // ends after `removed` has no contexts (read as none).
-  PutLittle32(out, static_cast<uint32_t>(m.contexts.size()));
-  for (const auto& [id, context] : m.contexts) {
-    PutLittle64(out, id);
-    PutLittle32(out, static_cast<uint32_t>(context.size()));
-    out->append(context);
-  }
+  PutAddresses(out, m.contexts);
   SealValue(key, out);
 }
 
@@ -407,18 +431,8 @@ Status DecodeSnapshot(std::string_view key, std::string_view value, raft::Snapsh
     return Bad(RecordType::kSnapshot, key, "is malformed");
   }
   m.contexts.clear();
-  if (!r.done()) {
-    uint32_t n = 0;
-    if (!r.U32(&n)) return Bad(RecordType::kSnapshot, key, "is malformed");
-    for (uint32_t i = 0; i < n; ++i) {
-      uint64_t id = 0;
-      uint32_t len = 0;
-      std::string_view context;
-      if (!r.U64(&id) || !r.U32(&len) || !r.Bytes(len, &context)) {
-        return Bad(RecordType::kSnapshot, key, "is malformed");
-      }
-      m.contexts.emplace(id, std::string(context));
-    }
+  if (!r.done() && !GetAddresses(&r, &m.contexts)) {
+    return Bad(RecordType::kSnapshot, key, "is malformed");
   }
   if (!r.done()) return Bad(RecordType::kSnapshot, key, "is malformed");
   m.auto_leave = auto_leave == 1;
@@ -429,12 +443,7 @@ void EncodeBootstrap(std::string_view key, const Bootstrap& b, std::string* out)
   StartValue(out);
   out->push_back(static_cast<char>(b.join ? 1 : 0));
   out->push_back(static_cast<char>(b.state_machine_kind));
-  PutLittle32(out, static_cast<uint32_t>(b.members.size()));
-  for (const auto& [id, address] : b.members) {
-    PutLittle64(out, id);
-    PutLittle32(out, static_cast<uint32_t>(address.size()));
-    out->append(address);
-  }
+  PutAddresses(out, b.members);
   SealValue(key, out);
 }
 
@@ -442,21 +451,11 @@ Status DecodeBootstrap(std::string_view key, std::string_view value, Bootstrap* 
   Reader r{std::string_view()};
   FLOTILLA_RETURN_IF_ERROR(Open(RecordType::kBootstrap, key, value, &r));
   uint8_t join = 0;
-  uint32_t n = 0;
-  if (!r.U8(&join) || join > 1 || !r.U8(&out->state_machine_kind) || !r.U32(&n)) {
+  if (!r.U8(&join) || join > 1 || !r.U8(&out->state_machine_kind) ||
+      !GetAddresses(&r, &out->members)) {
     return Bad(RecordType::kBootstrap, key, "is malformed");
   }
   out->join = join == 1;
-  out->members.clear();
-  for (uint32_t i = 0; i < n; ++i) {
-    uint64_t id = 0;
-    uint32_t len = 0;
-    std::string_view address;
-    if (!r.U64(&id) || !r.U32(&len) || !r.Bytes(len, &address)) {
-      return Bad(RecordType::kBootstrap, key, "is malformed");
-    }
-    out->members.emplace(id, std::string(address));
-  }
   if (!r.done()) return Bad(RecordType::kBootstrap, key, "is malformed");
   return Status::Ok();
 }
