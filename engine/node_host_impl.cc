@@ -173,6 +173,7 @@ void StepWorker::NotifyTick() {
 }
 
 bool StepWorker::RunPass() {
+  StopRemoved();
   const uint64_t now = nh_->ticks();
   const uint64_t ticks = std::min(now - last_tick_, kMaxTicksPerPass);
   // Expired requests are swept on every replica once per kSweepEveryTicks.
@@ -204,6 +205,7 @@ bool StepWorker::RunPass() {
     r->in_pass = true;
     ++visits;
     StepReplica(r, ticks, sweep);
+    if (ticks > 0) CheckRemoved(r, now);
     // Kept current after every visit, not only after an Update: a message
     // can wake a quiesced replica without producing one, and it must be
     // ticked from then on.
@@ -470,6 +472,40 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
       (r->campaigning || nh_->campaigning().load() < nh_->config().max_concurrent_campaigns)) {
     p.Campaign();
   }
+}
+
+// A replica that applied its own removal stops itself, after a grace of two
+// election timeouts: the leader's heartbeats tell the remaining members in
+// that time that the removal committed (until they know, they count the old
+// configuration, and this replica's vote may still be needed), and a removed
+// leader hands its leadership over first (it is never stopped while it
+// leads). Its data stays until NodeHost::RemoveData.
+void StepWorker::CheckRemoved(Replica* r, uint64_t now) {
+  const raft::Raft& raft = r->peer->raft();
+  const std::vector<raft::ReplicaId>& removed = raft.membership().removed;
+  if (std::find(removed.begin(), removed.end(), r->replica_id) == removed.end()) return;
+  if (r->removed_at_tick == 0) {
+    r->removed_at_tick = now;
+    spdlog::info("shard {} replica {}: removed from the shard; stopping in {} ticks", r->shard_id,
+                 r->replica_id, 2 * r->config.election_rtt);
+    return;
+  }
+  if (raft.is_leader() || now - r->removed_at_tick < 2 * uint64_t{r->config.election_rtt}) return;
+  if (std::shared_ptr<Replica> live = nh_->Find(r->shard_id); live.get() == r) {
+    to_stop_.push_back(std::move(live));
+  }
+}
+
+void StepWorker::StopRemoved() {
+  for (std::shared_ptr<Replica>& r : to_stop_) {
+    if (r->stopped.load()) continue;
+    Status s = nh_->StopReplica(r->shard_id);
+    if (!s.ok()) {
+      spdlog::warn("shard {} replica {}: stopping the removed replica: {}", r->shard_id,
+                   r->replica_id, s.ToString());
+    }
+  }
+  to_stop_.clear();
 }
 
 // Entries stay cached while someone may read them soon: this replica's

@@ -117,6 +117,8 @@ class StepWorker : public WorkerBase {
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
   void ReleaseCachedEntries(Replica* r);
+  void CheckRemoved(Replica* r, uint64_t now);
+  void StopRemoved();
   void SendOutbox(bool report_unreachable);
   bool CanApplyBeforeSave(const Replica* r);
   void HandToApply(Replica* r);
@@ -129,6 +131,7 @@ class StepWorker : public WorkerBase {
   std::vector<Replica*> work_;
   std::vector<Replica*> taken_;  // ready_ as taken by a pass
   std::vector<Replica*> updated_;
+  std::vector<std::shared_ptr<Replica>> to_stop_;  // removed replicas, stopped at the next pass
   std::vector<logdb::ReplicaUpdate> saves_;
   std::vector<transport::DroppedTarget> dropped_;
   std::vector<raft::Message> outbox_;  // the messages of a pass, sent at once
@@ -252,9 +255,9 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   SnapshotWorkers* snapshot_workers() { return snapshot_workers_.get(); }
   void OnStorageFailure(const Status& s);
   void NotifyStep(Replica* r);
+  std::shared_ptr<Replica> Find(uint64_t shard_id);
 
  private:
-  std::shared_ptr<Replica> Find(uint64_t shard_id);
   uint64_t NextKey() { return key_base_ + next_key_.fetch_add(1, std::memory_order_relaxed); }
   Result<RequestHandle> ProposeEntry(uint64_t shard_id, raft::Entry e, Timeout t);
   Result<RequestHandle> ProposeEntryImpl(uint64_t shard_id, raft::Entry e, Timeout t);

@@ -72,7 +72,8 @@ class Replica {
   raft::HardState saved_hs;                   // the last hard state saved
   std::optional<raft::HardState> unsaved_hs;  // a commit-only change not yet saved
   uint64_t reported_leader = 0;
-  std::string snapshot_root;  // immutable after start
+  uint64_t removed_at_tick = 0;  // when it saw its own removal applied (0: not removed)
+  std::string snapshot_root;     // immutable after start
 
   // --- Inbound queues (any thread). Return false when the bounded queue is full.
   // `source`, when known, is the address of the NodeHost that sent `m`: the

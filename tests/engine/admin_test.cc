@@ -118,6 +118,38 @@ TEST(Admin, RequestedSnapshotCompletesWithItsIndex) {
   EXPECT_EQ(c.host(1)->RequestSnapshot(7, 1s).status().code(), StatusCode::kNotFound);
 }
 
+// A replica that applied its own removal stops itself (after a grace of two
+// election timeouts), whether it was a follower or the leader (which hands
+// its leadership over first); its data stays until RemoveData.
+TEST(Admin, ARemovedReplicaStopsItselfAndTheShardGoesOn) {
+  Cluster c(3);
+  c.StartShard(1, 3);
+  ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
+  ASSERT_TRUE(ProposeRetry(c.host(0), 1, "a=1"));
+  // Remove the leader's replica: the hardest case.
+  const int leader = WaitLeaderHost(c, 3, 1);
+  ASSERT_GE(leader, 0);
+  const uint64_t removed = static_cast<uint64_t>(leader) + 1;
+  RequestResult rm;
+  const auto give_up = std::chrono::steady_clock::now() + 20s;
+  do {
+    rm = c.host(leader)->RemoveReplica(1, removed, 5s)->Wait();
+  } while (!rm.ok() && std::chrono::steady_clock::now() < give_up);
+  ASSERT_TRUE(rm.ok()) << rm.data;
+  bool stopped = false;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!stopped && std::chrono::steady_clock::now() < deadline) {
+    stopped = c.host(leader)->GetReplicaInfo(1).status().code() == StatusCode::kNotFound;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(stopped) << "the removed replica is still running";
+  // The other two go on, and the stopped replica's data can be removed.
+  const int other = (leader + 1) % 3;
+  EXPECT_TRUE(ProposeRetry(c.host(other), 1, "b=2"));
+  EXPECT_TRUE(c.host(other)->SyncRead(1, "b", 5s).ok());
+  EXPECT_TRUE(c.host(leader)->RemoveData(1, removed).ok());
+}
+
 TEST(Admin, MembershipComesWithAddresses) {
   Cluster c(3);
   c.StartShard(1, 2);
