@@ -444,6 +444,10 @@ void Raft::HandleVoteResponse(const Message& m) {
     log_.CommitTo(m.commit);
   }
   tracker_.RecordVote(m.from, !m.reject);
+  ActOnVotes();
+}
+
+void Raft::ActOnVotes() {
   switch (tracker_.TallyVotes()) {
     case VoteResult::kWon:
       if (state_ == State::kPreCandidate) {
@@ -1149,6 +1153,18 @@ void Raft::ApplyMembershipChange(const ConfChange& cc) {
   ChangeResult r = raft::ApplyConfChange(tracker_.membership(), cc);
   if (!r.ok) return;
   tracker_.SetMembership(r.membership, log_.LastIndex() + 1);
+  if (state_ == State::kPreCandidate || state_ == State::kCandidate) {
+    // The votes already in count in the new configuration: a candidate
+    // that learned from a granted vote that a change committed (the vote
+    // carries the commit index) wins with them now, instead of at its next
+    // election timeout. One that is no longer a voter stops campaigning.
+    if (!tracker_.IsVoter(id()) || tracker_.IsWitness(id())) {
+      BecomeFollower(term_, kNoReplica);
+    } else {
+      ActOnVotes();
+    }
+    return;
+  }
   if (state_ != State::kLeader) return;
   if (lead_transferee_ != kNoReplica && !tracker_.IsVoter(lead_transferee_)) AbortLeaderTransfer();
   MaybeCommit();

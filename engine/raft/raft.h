@@ -166,6 +166,8 @@ class Raft {
   void StartElection(bool pre_vote, bool transfer);
   void HandleVoteRequest(const Message& m);
   void HandleVoteResponse(const Message& m);
+  // Wins, loses or waits on the votes recorded so far, in the current configuration.
+  void ActOnVotes();
   void AttachCommit(Message* resp) const;
   bool InLease() const;
 
