@@ -17,8 +17,12 @@ enum class RequestCode : uint8_t {
   kTimeout,        // the deadline passed; the outcome is unknown
   kTerminated,     // the NodeHost or replica stopped
   kRejected,       // refused (bad membership change, too large, ...)
-  kDropped,        // dropped by Raft (no leader, leader changed, busy); retry
-  kAborted,        // cancelled before it was proposed
+  // Dropped before it reached the log (no leader known, the shard's byte
+  // bounds, a full queue); it will never be applied, so retrying it cannot
+  // apply it twice. A proposal that reached the log and then lost its
+  // leader ends as kTimeout (outcome unknown) or kCompleted.
+  kDropped,
+  kAborted,  // cancelled before it was proposed
 };
 std::string_view RequestCodeName(RequestCode c);
 
