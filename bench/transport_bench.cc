@@ -30,7 +30,7 @@ namespace raft = flotilla::raft;
 // Counts what arrives. Thread-safety: thread-safe (atomics).
 class CountingHandler final : public flotilla::transport::Handler {
  public:
-  void HandleBatch(std::vector<raft::Message>&& messages) override {
+  void HandleBatch(std::vector<raft::Message>&& messages, const std::string&) override {
     uint64_t bytes = 0;
     for (const raft::Message& m : messages) {
       for (const raft::Entry& e : m.entries) bytes += e.cmd.size();

@@ -1459,16 +1459,8 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   return m;
 }
 
-void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages) {
-  Deliver(std::move(messages), nullptr);
-}
-
-void NodeHostImpl::HandleBatchFrom(std::vector<raft::Message>&& messages,
-                                   const std::string& source_address) {
-  Deliver(std::move(messages), &source_address);
-}
-
-void NodeHostImpl::Deliver(std::vector<raft::Message>&& messages, const std::string* source) {
+void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages,
+                               const std::string& source_address) {
   Counters::Add(counters_.messages_received, messages.size());
   uint64_t dropped = 0;
   std::shared_lock<std::shared_mutex> l(replicas_mu_);
@@ -1480,7 +1472,7 @@ void NodeHostImpl::Deliver(std::vector<raft::Message>&& messages, const std::str
       continue;
     }
     Replica* r = it->second.get();
-    if (!r->PushMessage(std::move(m), config_.max_inbound_queue_length, source)) {
+    if (!r->PushMessage(std::move(m), config_.max_inbound_queue_length, source_address)) {
       ++dropped;  // queue full
       continue;
     }
@@ -1530,7 +1522,8 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
   spdlog::info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id,
                install.snapshot.index);
   if (auto* l = listener()) l->SnapshotReceived(r->shard_id, r->replica_id, install.snapshot.index);
-  if (r->PushMessage(std::move(install), config_.max_inbound_queue_length)) NotifyStep(r.get());
+  if (r->PushMessage(std::move(install), config_.max_inbound_queue_length, std::string()))
+    NotifyStep(r.get());
 }
 
 void NodeHostImpl::NotifyStep(Replica* r) { step_[r->shard_id % step_.size()]->Notify(r); }

@@ -220,9 +220,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   NodeHostMetrics GetMetrics() override;
 
   // transport::Handler.
-  void HandleBatch(std::vector<raft::Message>&& messages) override;
-  void HandleBatchFrom(std::vector<raft::Message>&& messages,
-                       const std::string& source_address) override;
+  void HandleBatch(std::vector<raft::Message>&& messages,
+                   const std::string& source_address) override;
   void HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) override;
   void HandleSnapshot(raft::Message install, std::string snapshot_path) override;
   void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) override;
@@ -244,9 +243,6 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   logdb::LogDB* logdb() { return logdb_.get(); }
   transport::Transport* transport() { return transport_.get(); }
   transport::Registry* registry() { return &registry_; }
-  // Routes received messages to their replicas; `source` is the sending
-  // NodeHost's address when the transport knows it.
-  void Deliver(std::vector<raft::Message>&& messages, const std::string* source);
   void LearnAddresses(raft::ShardId shard, const raft::Membership& m);
   ApplyWorker* apply_worker_for(uint64_t shard) { return apply_[shard % apply_.size()].get(); }
   uint64_t ticks() const { return ticks_.load(std::memory_order_acquire); }

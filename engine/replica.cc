@@ -10,13 +10,13 @@ namespace {
 constexpr size_t kMaxSendersSeen = 16;
 }  // namespace
 
-bool Replica::PushMessage(raft::Message&& m, size_t max_len, const std::string* source) {
+bool Replica::PushMessage(raft::Message&& m, size_t max_len, const std::string& source) {
   std::lock_guard<std::mutex> l(mu_);
   if (inbound_.size() >= max_len) return false;
-  if (source != nullptr && !source->empty() && senders_seen_.size() < kMaxSendersSeen &&
+  if (!source.empty() && senders_seen_.size() < kMaxSendersSeen &&
       std::find(senders_seen_.begin(), senders_seen_.end(), m.from) == senders_seen_.end()) {
     senders_seen_.push_back(m.from);
-    learned_.emplace_back(m.from, *source);
+    learned_.emplace_back(m.from, source);
   }
   inbound_.push_back(std::move(m));
   return true;

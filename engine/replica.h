@@ -76,10 +76,10 @@ class Replica {
   std::string snapshot_root;     // immutable after start
 
   // --- Inbound queues (any thread). Return false when the bounded queue is full.
-  // `source`, when known, is the address of the NodeHost that sent `m`: the
+  // `source` is the address of the NodeHost that sent `m` (empty: unknown): the
   // first message from each sender records it, for the step worker to add
   // to the registry when the sender's address is not known yet.
-  bool PushMessage(raft::Message&& m, size_t max_len, const std::string* source = nullptr);
+  bool PushMessage(raft::Message&& m, size_t max_len, const std::string& source);
   // Bounded by count and by payload bytes.
   bool PushProposal(raft::Entry&& e, size_t max_len, uint64_t max_bytes);
   bool PushRead(uint64_t ctx, size_t max_len);

@@ -150,7 +150,7 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
       return Finish(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "batch rejected: " + s.message()));
     }
-    if (!messages.empty()) t_->handler()->HandleBatchFrom(std::move(messages), source_);
+    if (!messages.empty()) t_->handler()->HandleBatch(std::move(messages), source_);
     StartRead(&batch_);
   }
 

@@ -183,7 +183,7 @@ void InProcNetwork::Execute(Packet& p, Fate fate, InProcTransport* from, InProcT
     } else {
       std::vector<raft::Message> batch;
       batch.push_back(std::move(p.message));
-      to->handler_->HandleBatchFrom(std::move(batch), p.from);
+      to->handler_->HandleBatch(std::move(batch), p.from);
     }
     return;
   }

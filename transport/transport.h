@@ -29,16 +29,11 @@ class Handler {
 
   // Messages that arrived from one NodeHost, of any shards, in the order they
   // were sent per shard. The engine routes them to its replicas.
-  virtual void HandleBatch(std::vector<raft::Message>&& messages) = 0;
-  // The same, with the address of the NodeHost that sent them (the batch
-  // header's, checked against the deployment id), which hosts every sender
-  // of the batch: a replica can answer a member it has no address for yet
-  // (the engine learns it). Transports call this one.
-  virtual void HandleBatchFrom(std::vector<raft::Message>&& messages,
-                               const std::string& source_address) {
-    (void)source_address;
-    HandleBatch(std::move(messages));
-  }
+  // `source_address` is that NodeHost's address (the batch header's, checked
+  // against the deployment id), which hosts every sender of the batch: a
+  // replica can answer a member it has no address for yet.
+  virtual void HandleBatch(std::vector<raft::Message>&& messages,
+                           const std::string& source_address) = 0;
 
   // A message to `replica` of `shard` was dropped because its NodeHost could
   // not be reached (or its queue was full). Called at most once per

@@ -29,7 +29,9 @@ std::string TempRoot(const std::string& prefix) {
 // in-memory LogDB, driven on this thread; every random choice comes from `seed`.
 class ManualCluster {
  public:
-  ManualCluster(const std::string& root, uint64_t seed, ShardConfig shard = {}) : rng_(seed) {
+  ManualCluster(const std::string& root, uint64_t seed, ShardConfig shard = {},
+                uint32_t max_concurrent_campaigns = NodeHostConfig{}.max_concurrent_campaigns)
+      : rng_(seed) {
     Members members;
     for (int i = 1; i <= 3; ++i) members[static_cast<uint64_t>(i)] = Name(i);
     for (int i = 1; i <= 3; ++i) {
@@ -38,6 +40,7 @@ class ManualCluster {
       c.raft_address = Name(i);
       c.step_workers = 1;
       c.apply_workers = 1;
+      c.max_concurrent_campaigns = max_concurrent_campaigns;
       NodeHostDeps d;
       auto db = logdb::NewMemoryLogDB();
       dbs_.push_back(db.get());
@@ -241,59 +244,26 @@ TEST(Quiescence, TicksSkipQuiescedReplicasAndAWokenOneIsTickedAgain) {
 
 TEST(CampaignCap, ACandidateHoldingASlotCampaignsAgain) {
   const std::string root = TempRoot("flotilla-cap-");
-  transport::InProcNetwork net;
-  std::mt19937_64 rng(5);
-  std::vector<std::unique_ptr<NodeHostImpl>> hosts;
-  Members members;
-  for (int i = 1; i <= 3; ++i) members[static_cast<uint64_t>(i)] = "host" + std::to_string(i);
-  for (int i = 1; i <= 3; ++i) {
-    NodeHostConfig c;
-    c.data_dir = root + "/h" + std::to_string(i);
-    c.raft_address = "host" + std::to_string(i);
-    c.step_workers = 1;
-    c.apply_workers = 1;
-    c.max_concurrent_campaigns = 1;
-    NodeHostDeps d;
-    d.logdb = logdb::NewMemoryLogDB();
-    d.start_threads = false;
-    d.seed = 100 + static_cast<uint64_t>(i);
-    const std::string name = c.raft_address;
-    const std::string snapdir = c.data_dir + "/snapshots-in";
-    d.make_transport = [&net, name, snapdir](transport::Registry* reg, transport::Handler* h) {
-      transport::TransportConfig tc;
-      tc.listen_address = name;
-      tc.snapshot_dir = snapdir;
-      return std::make_unique<transport::InProcTransport>(&net, tc, reg, h);
-    };
-    auto nh = std::make_unique<NodeHostImpl>(c, std::move(d));
-    ASSERT_TRUE(nh->Init().ok());
-    ShardConfig sc;
-    sc.shard_id = 1;
-    sc.replica_id = static_cast<uint64_t>(i);
-    ASSERT_TRUE(nh->StartReplica(sc, members, false, [](uint64_t, uint64_t) {
-                    return std::make_unique<testing::KvStateMachine>();
-                  }).ok());
-    hosts.push_back(std::move(nh));
-  }
+  ManualCluster cl(root, 5, ShardConfig{}, /*max_concurrent_campaigns=*/1);
   auto run = [&](int ticks) {
     for (int t = 0; t < ticks; ++t) {
-      for (auto& h : hosts) h->AdvanceTick();
+      for (uint64_t i = 1; i <= 3; ++i) cl.host(i).AdvanceTick();
       for (int k = 0; k < 3; ++k) {
-        for (auto& h : hosts) h->RunOnce();
-        net.DeliverAll(rng);
+        for (uint64_t i = 1; i <= 3; ++i) cl.host(i).RunOnce();
+        cl.net().DeliverAll(cl.rng());
       }
     }
   };
   // Every campaign fails: all three become pre-candidates holding their slot.
-  for (int i = 1; i <= 3; ++i) net.Isolate("host" + std::to_string(i));
+  for (int i = 1; i <= 3; ++i) cl.net().Isolate(ManualCluster::Name(i));
   run(100);
-  for (auto& h : hosts) EXPECT_EQ(h->campaigning().load(), 1u);
-  net.HealAll();
+  for (uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(cl.host(i).campaigning().load(), 1u);
+  cl.net().HealAll();
   run(200);
   uint64_t leader = 0;
-  for (auto& h : hosts) leader = std::max(leader, h->GetReplicaInfo(1)->leader_id);
+  for (uint64_t i = 1; i <= 3; ++i)
+    leader = std::max(leader, cl.host(i).GetReplicaInfo(1)->leader_id);
   EXPECT_NE(leader, 0u) << "no leader: the campaign slots deadlocked";
-  for (auto& h : hosts) h->Close();
   std::filesystem::remove_all(root);
 }
 

@@ -19,24 +19,14 @@
 #include <string>
 #include <thread>
 
+#include "tests/net_util.h"
+
 namespace flotilla {
 namespace {
 
 using namespace std::chrono_literals;
 
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
+using testing::FreePort;
 
 // One daemon process, driven over its stdin/stdout. Used by one thread.
 class Daemon {

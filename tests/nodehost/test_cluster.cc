@@ -40,20 +40,6 @@ std::string ShellQuote(const std::string& s) {
 
 }  // namespace
 
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
 TestCluster::TestCluster(Options o) : o_(o) {
   std::random_device rd;
   dir_ = (std::filesystem::temp_directory_path() / ("flotilla-nodehost-" + std::to_string(rd())))

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "tests/net_util.h"
+
 namespace flotilla::nodehost::testing {
 
-// A free loopback TCP port (bound and released; another process could take
-// it before the daemon binds it, which the tests accept).
-int FreePort();
+using flotilla::testing::FreePort;  // tests/net_util.h
 
 struct CliResult {
   int exit_code = -1;

@@ -31,7 +31,7 @@ class RecordingHandler : public Handler {
     bool failed;
   };
 
-  void HandleBatch(std::vector<raft::Message>&& messages) override {
+  void HandleBatch(std::vector<raft::Message>&& messages, const std::string&) override {
     const bool has_append = std::any_of(messages.begin(), messages.end(), [](const auto& m) {
       return m.type == raft::MessageType::kReplicate;
     });
