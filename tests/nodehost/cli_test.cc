@@ -4,6 +4,7 @@
 // shutdown on SIGTERM.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -335,10 +336,11 @@ TEST_F(CliTest, MutualTlsAdminNeedsAClientCertificate) {
   EXPECT_EXIT_CODE(Cli({"get", "k"}), kExitUnreachable);
 }
 
-// Reads /metrics with curl, as an operator would.
-std::string Curl(const std::string& url) {
+// Reads an HTTP endpoint with curl, as an operator would: `flags` "-sf"
+// prints nothing for an error status, "-s" prints any answer's body.
+std::string Curl(const std::string& url, const std::string& flags = "-sf") {
   std::string out;
-  FILE* p = ::popen(("curl -sf " + url).c_str(), "r");
+  FILE* p = ::popen(("curl " + flags + " " + url).c_str(), "r");
   if (p == nullptr) return out;
   char buf[4096];
   size_t n;
@@ -406,6 +408,39 @@ TEST_F(CliTest, MetricsAreValidPrometheusTextAndMoveUnderLoad) {
   }
   EXPECT_EQ(Curl("http://" + cluster_->metrics_address(1) + "/healthz"), "ok\n");
   EXPECT_EQ(Curl("http://" + cluster_->metrics_address(1) + "/readyz"), "ready\n");
+}
+
+// One shard whose replica cannot start (here its key-value store cannot be
+// opened) keeps neither the daemon nor its other shards down: the daemon
+// serves the rest and reports the shard in /readyz and its metrics.
+TEST_F(CliTest, AShardThatCannotStartLeavesTheDaemonsOtherShardsServing) {
+  StartCluster();
+  ASSERT_EQ(Cli({"put", "before", "1"}).exit_code, kExitOk);
+  ASSERT_EQ(cluster_->StopNode(1), 0) << cluster_->log_of(1);
+  const std::string kv = cluster_->dir() + "/node1/kv/shard-2-replica-1";
+  std::filesystem::remove_all(kv);
+  std::ofstream(kv) << "not a directory";
+  ASSERT_TRUE(cluster_->StartNode(1));
+  const std::string readyz = "http://" + cluster_->metrics_address(1) + "/readyz";
+  std::string ready;
+  for (int i = 0; i < 200 && ready.find("shard 2: failed to start") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(50ms);
+    ready = Curl(readyz, "-s");
+  }
+  EXPECT_NE(ready.find("shard 2: failed to start"), std::string::npos) << ready;
+  EXPECT_TRUE(cluster_->Running(1)) << cluster_->log_of(1);
+  const testing::PromParse m =
+      testing::ParsePrometheusText(Curl("http://" + cluster_->metrics_address(1) + "/metrics"));
+  EXPECT_EQ(m.Sum("nodehost_replicas_failed_to_start"), 1);
+  EXPECT_EQ(m.Sum("flotilla_shards"), 3);
+  // Every shard still answers: the others' replicas on node 1 run, and
+  // shard 2 is served by nodes 2 and 3.
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(Cli({"put", "k" + std::to_string(i), "v"}).exit_code, kExitOk) << i;
+  }
+  CliResult r = Cli({"get", "before"});
+  EXPECT_EXIT_CODE(r, kExitOk);
+  EXPECT_EQ(r.out, "1\n");
 }
 
 TEST_F(CliTest, SigtermShutsDownCleanlyAndRestartKeepsData) {

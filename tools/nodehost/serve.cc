@@ -49,7 +49,10 @@ Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const DaemonC
   return grpc::SslServerCredentials(o);
 }
 
-Status StartReplicas(NodeHost* nh, const DaemonConfig& c) {
+// Starts this daemon's replicas. A replica that cannot start is logged and
+// listed in `failed` (reported by /readyz and the metrics), and the others
+// start: one damaged shard never keeps the daemon's other shards down.
+void StartReplicas(NodeHost* nh, const DaemonConfig& c, std::map<uint64_t, std::string>* failed) {
   for (const ShardEntry& s : c.shards) {
     if (!c.Hosts(s)) continue;
     const std::string dir =
@@ -57,12 +60,15 @@ Status StartReplicas(NodeHost* nh, const DaemonConfig& c) {
     Status st = nh->StartOnDiskReplica(
         c.ToShardConfig(s.id), c.InitialMembers(s), c.Joins(s),
         [dir](uint64_t, uint64_t) { return std::make_unique<KvStateMachine>(dir); });
-    if (!st.ok()) return Status(st.code(), "shard " + std::to_string(s.id) + ": " + st.message());
+    if (!st.ok()) {
+      spdlog::error("nodehost: shard {} cannot start and is not served by this node: {}", s.id,
+                    st.ToString());
+      (*failed)[s.id] = st.ToString();
+    }
   }
-  return Status::Ok();
 }
 
-void Gauges(NodeHost* nh, PromWriter* w, double uptime_seconds) {
+void Gauges(NodeHost* nh, const ServiceContext& ctx, PromWriter* w, double uptime_seconds) {
   const NodeHostInfo info = nh->GetInfo();
   uint64_t no_leader = 0, max_lag = 0;
   for (const ReplicaInfo& r : info.replicas) {
@@ -75,6 +81,9 @@ void Gauges(NodeHost* nh, PromWriter* w, double uptime_seconds) {
   };
   gauge("nodehost_replicas_without_leader", "Replicas of this daemon that know no leader.",
         no_leader);
+  gauge("nodehost_replicas_failed_to_start",
+        "Replicas of this daemon that could not start (see /readyz and the log).",
+        ctx.failed_shards.size());
   gauge("nodehost_max_apply_lag_entries",
         "The largest commit index minus applied index over this daemon's replicas.", max_lag);
   w->Family("nodehost_uptime_seconds", "Seconds since the daemon started.", "gauge");
@@ -84,18 +93,20 @@ void Gauges(NodeHost* nh, PromWriter* w, double uptime_seconds) {
             uint64_t{1});
 }
 
-HttpResponse Handle(const std::string& target, NodeHost* nh, const DaemonMetrics* m,
-                    std::chrono::steady_clock::time_point started) {
+HttpResponse Handle(const std::string& target, const ServiceContext& ctx) {
   const std::string path = target.substr(0, target.find('?'));
   if (path == "/metrics") {
     const double up =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    return {200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(nh, *m, up)};
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count();
+    return {200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(ctx, up)};
   }
   if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
   if (path == "/readyz") {
     std::string missing;
-    for (const ReplicaInfo& r : nh->GetInfo().replicas)
+    for (const auto& [shard, why] : ctx.failed_shards) {
+      missing += "shard " + std::to_string(shard) + ": failed to start: " + why + "\n";
+    }
+    for (const ReplicaInfo& r : ctx.nh->GetInfo().replicas)
       if (r.leader_id == 0) missing += "shard " + std::to_string(r.shard_id) + ": no leader\n";
     if (missing.empty()) return {200, "text/plain; charset=utf-8", "ready\n"};
     return {503, "text/plain; charset=utf-8", missing};
@@ -122,11 +133,11 @@ void SetUpLogging(const std::string& level) {
 
 }  // namespace
 
-std::string RenderMetrics(NodeHost* nh, const DaemonMetrics& m, double uptime_seconds) {
+std::string RenderMetrics(const ServiceContext& ctx, double uptime_seconds) {
   PromWriter w;
-  m.Render(&w);
-  Gauges(nh, &w, uptime_seconds);
-  RenderEngineMetrics(nh->GetMetrics(), &w);
+  ctx.metrics->Render(&w);
+  Gauges(ctx.nh, ctx, &w, uptime_seconds);
+  RenderEngineMetrics(ctx.nh->GetMetrics(), &w);
   return w.text();
 }
 
@@ -164,11 +175,10 @@ class Daemon {
     if (!nh.ok()) return Failed("cannot start the NodeHost", nh.status());
     nh_ = std::move(*nh);
     ctx_.nh = nh_.get();
-    if (Status s = StartReplicas(ctx_.nh, c_); !s.ok()) return Failed("cannot start replicas", s);
+    StartReplicas(ctx_.nh, c_, &ctx_.failed_shards);
     if (!c_.metrics_address.empty()) {
-      Status s = http_.Start(c_.metrics_address, [this](const std::string& target) {
-        return Handle(target, ctx_.nh, &metrics_, ctx_.started);
-      });
+      Status s = http_.Start(c_.metrics_address,
+                             [this](const std::string& target) { return Handle(target, ctx_); });
       if (!s.ok()) return Failed("metrics endpoint", s);
       ctx_.metrics_address = http_.address();
     }

@@ -5,6 +5,7 @@
 
 #include "flotilla/node_host.h"
 #include "tools/nodehost/metrics.h"
+#include "tools/nodehost/service.h"
 
 namespace flotilla::nodehost {
 
@@ -18,6 +19,6 @@ int RunServe(const std::string& config_path);
 
 // The whole /metrics page: the daemon's counters, the replicas' gauges and
 // the engine's metrics.
-std::string RenderMetrics(NodeHost* nh, const DaemonMetrics& m, double uptime_seconds);
+std::string RenderMetrics(const ServiceContext& ctx, double uptime_seconds);
 
 }  // namespace flotilla::nodehost

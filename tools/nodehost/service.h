@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,10 @@ struct ServiceContext {
   DaemonMetrics* metrics = nullptr;
   std::string token;  // empty: no token configured
   std::string metrics_address;
+  // Shards whose replica could not start, with the reason: the daemon
+  // serves the others (one replica's damage never stops the rest). Written
+  // before serving starts, read-only afterwards.
+  std::map<uint64_t, std::string> failed_shards;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
