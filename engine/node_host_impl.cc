@@ -212,6 +212,10 @@ bool StepWorker::RunPass() {
     r->quiesced.store(r->peer->raft().quiesced(), std::memory_order_relaxed);
     if (r->peer->HasUpdate()) {
       r->peer->GetUpdate(&r->update);
+      const std::vector<raft::Entry>& ce = r->update.committed_entries;
+      r->conf_committed = std::any_of(ce.begin(), ce.end(), [](const raft::Entry& e) {
+        return e.type == raft::EntryType::kConfChange;
+      });
       updated_.push_back(r);
     }
   }
@@ -241,8 +245,11 @@ bool StepWorker::RunPass() {
     // A hard state that only moved the commit index need not be durable
     // before anything else happens (the commit index is relearned from the
     // leader after a restart): it waits for the replica's next save instead
-    // of costing an fsync of its own.
-    if (u.entries_to_save.empty() && !u.snapshot && u.hard_state &&
+    // of costing an fsync of its own. Except when it commits a membership
+    // change: after a restart the core replays membership changes up to the
+    // saved commit index only, and a replica must never forget a change it
+    // applied (a removed replica would believe it is a voter again).
+    if (u.entries_to_save.empty() && !u.snapshot && u.hard_state && !r->conf_committed &&
         u.hard_state->term == r->saved_hs.term && u.hard_state->vote == r->saved_hs.vote) {
       r->unsaved_hs = u.hard_state;
       continue;
@@ -696,6 +703,20 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
   const uint64_t base = r->applied.load();
   std::erase_if(t.entries, [&](const raft::Entry& e) { return e.index <= base; });
   Classify(r, t);
+  // An on-disk state machine's index must reach the batch's last entry even
+  // when that entry is not a command (a no-op, a membership change, session
+  // bookkeeping): local snapshots are taken at the applied index, and one
+  // ahead of the index the state machine reports from Open would leave a
+  // gap after a restart.
+  if (r->sm()->on_disk() && !t.entries.empty()) {
+    const uint64_t last = t.entries.back().index;
+    if (last > r->skip_through && (sm_entries_.empty() || sm_entries_.back().index != last)) {
+      SMEntry noop;
+      noop.index = last;
+      noop.noop = true;
+      sm_entries_.push_back(std::move(noop));
+    }
+  }
   if (!sm_entries_.empty()) {
     Status s = r->sm()->Update(sm_entries_);
     if (!s.ok()) {
@@ -767,9 +788,16 @@ void ApplyWorker::ServeStreamRequests(Replica* r) {
   r->TakeStreamRequests(&stream_requests_);
   for (raft::Message& install : stream_requests_) {
     const raft::ReplicaId to = install.to;
+    // Right after a restart the state machine can be ahead of `applied`
+    // until the entries it holds already are handed out again: a snapshot
+    // labelled with `applied` would carry entries after it, and the
+    // receiver would apply them twice. The core retries later.
     Result<std::shared_ptr<void>> prepared =
         r->stopped.load() ? Result<std::shared_ptr<void>>(Status::Terminated("replica stopped"))
-                          : r->sm()->Prepare();
+        : r->applied.load() < r->skip_through
+            ? Result<std::shared_ptr<void>>(Status::Unavailable(
+                  "the state machine is ahead of the applied index until the restart's replay"))
+            : r->sm()->Prepare();
     Status s = prepared.status();
     if (s.ok()) {
       install.snapshot.index = r->applied.load();
@@ -1116,21 +1144,12 @@ Status NodeHostImpl::StartReplicaImpl(
                               " beyond the log's last index " + std::to_string(st->last_index));
   }
   r->skip_through = *opened;
-  if (!st->snapshot.IsEmpty()) {
-    std::string sessions;
-    const std::string dir = SnapshotPath(r->snapshot_root, st->snapshot.index);
-    // An on-disk state machine at or past the snapshot keeps its state.
-    Status s = r->skip_through >= st->snapshot.index ? ReadSnapshotSessions(dir, &sessions)
-                                                     : ReadSnapshot(dir, r->sm(), &sessions);
-    if (s.ok()) s = r->sessions.Deserialize(sessions);
-    if (!s.ok()) return Status(s.code(), "restoring snapshot: " + s.message());
-    r->sm_membership = st->snapshot.membership;
-    r->PublishMembership();
-    LearnAddresses(sc.shard_id, st->snapshot.membership);
-    r->applied_term = st->snapshot.term;
-    r->last_snapshot_index = st->snapshot.index;
-    r->applied.store(st->snapshot.index);
-  }
+  // Every entry the state machine applied was committed: a commit index
+  // saved before them (a commit-only hard state waits for the next save) is
+  // raised to it, so the core hands out everything up to it at once and the
+  // replica is never labelled with an index its state machine has passed.
+  st->hard_state.commit = std::max(st->hard_state.commit, r->skip_through);
+  if (!st->snapshot.IsEmpty()) FLOTILLA_RETURN_IF_ERROR(RestoreAtStart(r.get(), *st));
   r->log =
       std::make_unique<LogCache>(logdb_.get(), sc.shard_id, sc.replica_id, *st, kMaxCacheBytes);
   r->log->Append(std::move(last_entry));
@@ -1158,6 +1177,7 @@ Status NodeHostImpl::StartReplicaImpl(
   // that joins later learns them by replaying the log.
   r->peer = std::make_unique<raft::Peer>(rc, r->log.get(), st->hard_state, m, boot.members);
   r->term.store(st->hard_state.term);
+  r->commit.store(st->hard_state.commit);
   {
     std::unique_lock<std::shared_mutex> l(replicas_mu_);
     replicas_.emplace(sc.shard_id, r);
@@ -1166,6 +1186,83 @@ Status NodeHostImpl::StartReplicaImpl(
   if (auto* l = listener()) l->ReplicaStarted(sc.shard_id, sc.replica_id);
   spdlog::info("shard {} replica {}: started ({})", sc.shard_id, sc.replica_id,
                st->bootstrap ? "restart" : (join ? "join" : "new"));
+  return Status::Ok();
+}
+
+// Restores a starting replica from its newest local snapshot. An on-disk
+// state machine at or past the snapshot keeps its own state; one behind a
+// shallow snapshot (no data of its own to restore) is brought up to it from
+// the log where the log can, instead of refusing to start.
+Status NodeHostImpl::RestoreAtStart(Replica* r, const logdb::ReplicaState& st) {
+  std::string sessions;
+  const std::string dir = SnapshotPath(r->snapshot_root, st.snapshot.index);
+  Status s;
+  if (r->skip_through >= st.snapshot.index) {
+    s = ReadSnapshotSessions(dir, &sessions);
+  } else if (r->sm()->on_disk() && IsShallowSnapshot(dir)) {
+    s = FillOnDiskGap(r, st);
+    if (s.ok()) s = ReadSnapshotSessions(dir, &sessions);
+  } else {
+    s = ReadSnapshot(dir, r->sm(), &sessions);
+  }
+  if (s.ok()) s = r->sessions.Deserialize(sessions);
+  if (!s.ok()) {
+    return Status(s.code(), "shard " + std::to_string(r->shard_id) + " replica " +
+                                std::to_string(r->replica_id) +
+                                ": restoring snapshot: " + s.message());
+  }
+  r->sm_membership = st.snapshot.membership;
+  r->PublishMembership();
+  LearnAddresses(r->shard_id, st.snapshot.membership);
+  r->applied_term = st.snapshot.term;
+  r->last_snapshot_index = st.snapshot.index;
+  r->applied.store(st.snapshot.index);
+  return Status::Ok();
+}
+
+// An on-disk state machine behind its replica's shallow snapshot. Written
+// before state machines were given `noop` entries (issue 21), a snapshot
+// could be ahead of the index the state machine reports whenever the batch
+// that crossed snapshot_entries ended with entries that were not commands.
+// Sync ran before that snapshot was written, so every command up to it had
+// reached the state machine durably and the gap holds none: the state
+// machine's state is the snapshot's. Where the log still holds the gap this
+// is checked, and a plain command found there (a state machine that lost
+// data it had synced) is applied now; session commands in the gap were
+// answered as duplicates then and are not applied. The state machine then
+// records the snapshot's index.
+Status NodeHostImpl::FillOnDiskGap(Replica* r, const logdb::ReplicaState& st) {
+  const uint64_t from = r->skip_through + 1;
+  const uint64_t to = st.snapshot.index;
+  std::vector<raft::Entry> gap;
+  const bool held = st.first_index <= from && st.last_index >= to;
+  if (held) {
+    FLOTILLA_RETURN_IF_ERROR(
+        logdb_->Entries(r->shard_id, r->replica_id, from, to + 1, UINT64_MAX, &gap));
+  }
+  std::vector<SMEntry> replay;
+  for (const raft::Entry& e : gap) {
+    if (e.type != raft::EntryType::kNormal || e.client_id != 0) continue;
+    SMEntry se;
+    se.index = e.index;
+    se.cmd = e.cmd;
+    replay.push_back(std::move(se));
+  }
+  const size_t commands = replay.size();
+  if (replay.empty() || replay.back().index != to) {
+    SMEntry noop;
+    noop.index = to;
+    noop.noop = true;
+    replay.push_back(std::move(noop));
+  }
+  FLOTILLA_RETURN_IF_ERROR(r->sm()->Update(replay));
+  FLOTILLA_RETURN_IF_ERROR(r->sm()->Sync());
+  spdlog::warn(
+      "shard {} replica {}: the state machine was at {}, behind its shallow snapshot {}; "
+      "brought up to it from {} ({} commands applied)",
+      r->shard_id, r->replica_id, r->skip_through, to,
+      held ? "the log" : "the snapshot (the log no longer holds the gap)", commands);
+  r->skip_through = to;
   return Status::Ok();
 }
 

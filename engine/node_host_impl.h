@@ -262,6 +262,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Status StartReplicaImpl(const ShardConfig& config, const Members& initial, bool join,
                           uint8_t kind,
                           const std::function<std::unique_ptr<ManagedStateMachine>()>& make);
+  Status RestoreAtStart(Replica* r, const logdb::ReplicaState& st);
+  Status FillOnDiskGap(Replica* r, const logdb::ReplicaState& st);
 
   const NodeHostConfig config_;
   NodeHostDeps deps_;

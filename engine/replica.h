@@ -69,6 +69,7 @@ class Replica {
   std::vector<raft::SnapshotMeta> taken_scratch;
   std::vector<std::pair<raft::ReplicaId, std::string>> learned_scratch;  // (sender, its address)
   bool campaigning = false;
+  bool conf_committed = false;                // the current Update commits a membership change
   raft::HardState saved_hs;                   // the last hard state saved
   std::optional<raft::HardState> unsaved_hs;  // a commit-only change not yet saved
   uint64_t reported_leader = 0;

@@ -124,6 +124,11 @@ Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string
   return ReadSnapshotSessions(dir, sessions);
 }
 
+bool IsShallowSnapshot(const std::string& dir) {
+  std::error_code ec;
+  return fs::exists(dir + "/sessions", ec) && !fs::exists(dir + "/data", ec);
+}
+
 Status ReadSnapshotSessions(const std::string& dir, std::string* sessions) {
   FileSnapshotReader sr;
   FLOTILLA_RETURN_IF_ERROR(sr.Open(dir + "/sessions"));

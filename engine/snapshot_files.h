@@ -54,6 +54,8 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const
 // Restores a state machine (and the session registry bytes) from `dir`.
 // NotFound when the snapshot is shallow (it has no `data`).
 Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string* sessions);
+// True when `dir` holds a shallow snapshot: sessions, no state-machine data.
+bool IsShallowSnapshot(const std::string& dir);
 // Reads only the session registry bytes of the snapshot in `dir`.
 Status ReadSnapshotSessions(const std::string& dir, std::string* sessions);
 // Removes snapshot directories under `root` other than the newest `keep`.

@@ -25,6 +25,13 @@ struct SMEntry {
   std::string_view cmd;
   uint64_t result = 0;
   std::string data;
+  // On-disk kind only: the entry carries no command (a leader's no-op, a
+  // membership change or session bookkeeping that ended the batch). The
+  // state machine records `index` as applied, exactly as for a command, and
+  // changes nothing else; `result` and `data` are ignored. It keeps the
+  // index that Open returns equal to the replica's applied index, so that a
+  // snapshot is never ahead of the state machine (issue 21).
+  bool noop = false;
 };
 
 // Where a snapshot is written to and read from. Implementations are the
@@ -71,10 +78,13 @@ class ConcurrentStateMachine {
 };
 
 // On-disk kind: like the concurrent kind, and the state machine persists its
-// own state. Open returns the index of the last entry it applied durably;
-// entries up to it are not applied again after a restart. Sync makes every
-// applied entry durable (called before the log before a snapshot is
-// compacted away).
+// own state. Open returns the index of the last entry it applied durably
+// (commands and `noop` entries alike: the last entry of every Update carries
+// the replica's applied index); entries up to it are not applied again after
+// a restart. Sync makes every applied entry durable (called before the log
+// before a snapshot is compacted away). A snapshot it saves must carry that
+// index, and RecoverFromSnapshot must restore it: after a recovery, Open
+// reports the index of the snapshot's last entry.
 class OnDiskStateMachine : public ConcurrentStateMachine {
  public:
   [[nodiscard]] virtual Result<uint64_t> Open() = 0;

@@ -139,6 +139,7 @@ Status KvStateMachine::Update(std::span<SMEntry> entries) {
   Command cmd;
   std::string current;
   for (SMEntry& e : entries) {
+    if (e.noop) continue;  // only its index, recorded below
     if (!cmd.ParseFromArray(e.cmd.data(), static_cast<int>(e.cmd.size())) ||
         cmd.op_case() == Command::OP_NOT_SET) {
       CommandResult r;
