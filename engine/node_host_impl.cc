@@ -94,6 +94,36 @@ constexpr uint64_t kSweepEveryTicks = 64;
 // the transport.
 constexpr size_t kStreamPipeBytes = 4 << 20;
 constexpr size_t kSnapshotWorkers = 2;
+// A rejected peer message is logged at most once per sender and interval.
+constexpr auto kRejectLogInterval = std::chrono::seconds(10);
+constexpr size_t kMaxRejectLogSenders = 4096;
+
+// A peer-supplied string made safe for one log line: printable ASCII kept,
+// everything else (newlines, escapes, bytes above 0x7e) as \xNN, and at
+// most 128 bytes of it.
+// A raft address as a peer reports its own: printable ASCII without spaces
+// (host:port, or a name on the in-process network), of a sane length.
+bool PlausibleAddress(std::string_view a) {
+  if (a.empty() || a.size() > 255) return false;
+  return std::all_of(a.begin(), a.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+std::string EscapeForLog(std::string_view in) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < in.size() && i < 128; ++i) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  if (in.size() > 128) out += "...";
+  return out;
+}
 
 // A pipe writer that counts the bytes it passes on.
 class CountingPipeWriter final : public SnapshotWriter {
@@ -423,17 +453,31 @@ void StepWorker::RecordSnapshots(Replica* r) {
 
 void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
   r->TakeInbound();
+  RecordSnapshots(r);
+  raft::Peer& p = *r->peer;
+  const InboundLimits limits{nh_->config().max_entry_bytes};
+  accepted_from_.clear();
+  for (raft::Message& m : r->inbound_scratch) {
+    // Nothing a peer sends reaches the core unchecked (docs/security.md).
+    if (Rejection why = CheckInbound(p.raft(), m, limits); why != Rejection::kNone) {
+      nh_->ReportRejected(r->shard_id, m, why, {});
+      continue;
+    }
+    accepted_from_.push_back(m.from);
+    p.Step(std::move(m));
+  }
   // A sender this replica has no address for (a member added after the
   // snapshot it was restored from, or whose conf change it has not applied
   // yet — a new leader it must answer): its NodeHost is the one that sent.
+  // Only for senders whose messages passed the checks, and only plausible
+  // addresses: a rejected message never makes this host dial anyone.
   for (const auto& [id, address] : r->learned_scratch) {
-    if (!nh_->registry()->Resolve(r->shard_id, id)) {
-      nh_->registry()->Add(r->shard_id, id, address);
+    if (std::find(accepted_from_.begin(), accepted_from_.end(), id) == accepted_from_.end() ||
+        !PlausibleAddress(address)) {
+      continue;
     }
+    if (!nh_->registry()->Resolve(r->shard_id, id)) nh_->registry()->Add(r->shard_id, id, address);
   }
-  RecordSnapshots(r);
-  raft::Peer& p = *r->peer;
-  for (raft::Message& m : r->inbound_scratch) p.Step(std::move(m));
   for (raft::ReplicaId to : r->unreachable_scratch) p.ReportUnreachable(to);
   r->unreachable_scratch.clear();
   for (const auto& [to, failed] : r->report_scratch) p.ReportSnapshotStatus(to, failed);
@@ -1540,6 +1584,10 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   m.leader_changes = c.leader_changes.load();
   m.campaigns = c.campaigns.load();
   m.replica_steps = c.replica_steps.load();
+  for (size_t i = 1; i < static_cast<size_t>(Rejection::kCount); ++i) {
+    m.messages_rejected[std::string(RejectionName(static_cast<Rejection>(i)))] =
+        c.rejected.by_reason[i].load(std::memory_order_relaxed);
+  }
   m.save_latency = c.save_latency.Read();
   if (logdb_) m.fsync_latency = logdb_->SyncLatency();
   m.campaigning = campaigning_.load();
@@ -1563,6 +1611,10 @@ void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages,
   std::shared_lock<std::shared_mutex> l(replicas_mu_);
   Replica* last = nullptr;
   for (raft::Message& m : messages) {
+    if (Rejection why = CheckBatchMessage(m); why != Rejection::kNone) {
+      ReportRejected(m.shard_id, m, why, source_address);
+      continue;
+    }
     auto it = replicas_.find(m.shard_id);
     if (it == replicas_.end() || it->second->replica_id != m.to) {
       ++dropped;  // not ours
@@ -1624,6 +1676,24 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
 }
 
 void NodeHostImpl::NotifyStep(Replica* r) { step_[r->shard_id % step_.size()]->Notify(r); }
+
+void NodeHostImpl::ReportRejected(uint64_t shard, const raft::Message& m, Rejection why,
+                                  std::string_view source) {
+  counters_.rejected.Add(why);
+  const uint64_t sender = shard * 0x9e3779b97f4a7c15ULL ^ m.from;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> l(reject_log_mu_);
+    if (reject_logged_.size() >= kMaxRejectLogSenders) reject_logged_.clear();
+    auto [it, fresh] = reject_logged_.try_emplace(sender, now);
+    if (!fresh && now - it->second < kRejectLogInterval) return;
+    it->second = now;
+  }
+  spdlog::warn(
+      "shard {}: dropped {} from replica {} to replica {} (term {}, index {}, commit {}{}{}): {}",
+      shard, raft::MessageTypeName(m.type), m.from, m.to, m.term, m.log_index, m.commit,
+      source.empty() ? "" : ", from ", EscapeForLog(source), RejectionName(why));
+}
 
 void NodeHostImpl::HandleConnectionUp(const std::string& address) {
   if (auto* l = listener()) l->ConnectionUp(address);

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/inbound_check.h"
 #include "engine/replica.h"
 #include "engine/snapshot_stream.h"
 #include "flotilla/metrics.h"
@@ -43,6 +44,7 @@ struct Counters {
       snapshot_bytes_received{0}, snapshots_taken{0};
   std::atomic<uint64_t> leader_changes{0}, campaigns{0}, replica_steps{0};
   LatencyRecorder save_latency;
+  RejectionCounters rejected;  // inbound messages dropped by validation
   static void Add(std::atomic<uint64_t>& c, uint64_t n) {
     if (n != 0) c.fetch_add(n, std::memory_order_relaxed);
   }
@@ -132,6 +134,7 @@ class StepWorker : public WorkerBase {
   std::vector<Replica*> taken_;  // ready_ as taken by a pass
   std::vector<Replica*> updated_;
   std::vector<std::shared_ptr<Replica>> to_stop_;  // removed replicas, stopped at the next pass
+  std::vector<raft::ReplicaId> accepted_from_;     // senders whose messages passed this visit
   std::vector<logdb::ReplicaUpdate> saves_;
   std::vector<transport::DroppedTarget> dropped_;
   std::vector<raft::Message> outbox_;  // the messages of a pass, sent at once
@@ -250,6 +253,11 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Counters& counters() { return counters_; }
   SnapshotWorkers* snapshot_workers() { return snapshot_workers_.get(); }
   void OnStorageFailure(const Status& s);
+  // Counts a peer's message that failed validation and logs it, at most
+  // once per sender and kRejectLogInterval; `source` (may be empty) is the
+  // sending NodeHost's address, escaped before it is logged.
+  void ReportRejected(uint64_t shard, const raft::Message& m, Rejection why,
+                      std::string_view source);
   void NotifyStep(Replica* r);
   std::shared_ptr<Replica> Find(uint64_t shard_id);
 
@@ -267,6 +275,10 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
 
   const NodeHostConfig config_;
   NodeHostDeps deps_;
+  // When each (shard, sender) last had a rejected message logged; bounded
+  // (cleared when it reaches kMaxRejectLogSenders).
+  std::mutex reject_log_mu_;
+  std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> reject_logged_;
   std::mt19937_64 rng_;  // seeds keys and election timeouts; guarded by rng_mu_
   std::mutex rng_mu_;
   uint64_t NextRandom();

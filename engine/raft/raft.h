@@ -101,6 +101,10 @@ class Raft {
   Term term() const { return term_; }
   ReplicaId vote() const { return vote_; }
   ReplicaId leader() const { return leader_; }
+  // A leader is known and was heard from within the election timeout.
+  bool HeardFromLeaderRecently() const {
+    return leader_ != kNoReplica && election_elapsed_ < cfg_.election_ticks;
+  }
   Role role() const;
   bool is_leader() const { return state_ == State::kLeader; }
   HardState hard_state() const { return {term_, vote_, log_.committed()}; }

@@ -10,6 +10,8 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <string>
 
 namespace flotilla {
 
@@ -72,6 +74,10 @@ struct NodeHostMetrics {
   uint64_t leader_changes = 0;  // a local replica saw its shard's leader change
   uint64_t campaigns = 0;       // elections started by local replicas
   uint64_t replica_steps = 0;   // replicas visited by the step workers (idle cost)
+  // Raft messages from peers that failed validation and were dropped before
+  // the protocol core saw them, by reason (see docs/security.md): the reason
+  // names are stable metric labels. Zero counts are listed too.
+  std::map<std::string, uint64_t> messages_rejected;
   // --- Latency.
   LatencyHistogram save_latency;   // one LogDB::Save, encoding to durable return
   LatencyHistogram fsync_latency;  // one fsync of the LogDB's write-ahead log (RocksDB only)

@@ -11,93 +11,12 @@
 
 #include "engine/node_host_impl.h"
 #include "logdb/memory_logdb.h"
-#include "tests/engine/kv_state_machine.h"
-#include "transport/inproc_transport.h"
+#include "tests/engine/manual_cluster.h"
 
 namespace flotilla::engine {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A fresh directory name under the system's temporary directory.
-std::string TempRoot(const std::string& prefix) {
-  std::random_device rd;
-  return (std::filesystem::temp_directory_path() / (prefix + std::to_string(rd()))).string();
-}
-
-// Three NodeHosts (replicas 1-3 of shard 1) on the in-process network and the
-// in-memory LogDB, driven on this thread; every random choice comes from `seed`.
-class ManualCluster {
- public:
-  ManualCluster(const std::string& root, uint64_t seed, ShardConfig shard = {},
-                uint32_t max_concurrent_campaigns = NodeHostConfig{}.max_concurrent_campaigns)
-      : rng_(seed) {
-    Members members;
-    for (int i = 1; i <= 3; ++i) members[static_cast<uint64_t>(i)] = Name(i);
-    for (int i = 1; i <= 3; ++i) {
-      NodeHostConfig c;
-      c.data_dir = root + "/h" + std::to_string(i);
-      c.raft_address = Name(i);
-      c.step_workers = 1;
-      c.apply_workers = 1;
-      c.max_concurrent_campaigns = max_concurrent_campaigns;
-      NodeHostDeps d;
-      auto db = logdb::NewMemoryLogDB();
-      dbs_.push_back(db.get());
-      d.logdb = std::move(db);
-      d.start_threads = false;
-      d.seed = seed * 31 + static_cast<uint64_t>(i);
-      const std::string name = c.raft_address;
-      const std::string snapdir = c.data_dir + "/snapshots-in";
-      d.make_transport = [this, name, snapdir](transport::Registry* reg, transport::Handler* h) {
-        transport::TransportConfig tc;
-        tc.listen_address = name;
-        tc.snapshot_dir = snapdir;
-        return std::make_unique<transport::InProcTransport>(&net_, tc, reg, h);
-      };
-      auto nh = std::make_unique<NodeHostImpl>(c, std::move(d));
-      EXPECT_TRUE(nh->Init().ok());
-      shard.shard_id = 1;
-      shard.replica_id = static_cast<uint64_t>(i);
-      EXPECT_TRUE(nh->StartReplica(shard, members, false, [](uint64_t, uint64_t) {
-                      return std::make_unique<testing::KvStateMachine>();
-                    }).ok());
-      hosts_.push_back(std::move(nh));
-    }
-  }
-  ~ManualCluster() {
-    for (auto& h : hosts_) h->Close();
-  }
-  static std::string Name(int i) { return "host" + std::to_string(i); }
-  NodeHostImpl& host(uint64_t replica) { return *hosts_[replica - 1]; }
-  logdb::MemoryLogDB& db(uint64_t replica) { return *dbs_[replica - 1]; }
-  transport::InProcNetwork& net() { return net_; }
-  std::mt19937_64& rng() { return rng_; }
-
-  // Step `step`: a tick every fourth step, one pass and apply round of every
-  // host, then every message delivered.
-  void Step(int step) {
-    if (step % 4 == 0) {
-      for (auto& h : hosts_) h->AdvanceTick();
-    }
-    for (auto& h : hosts_) h->RunOnce();
-    net_.DeliverAll(rng_);
-  }
-  // Steps until `done` holds; false after `max_steps`.
-  bool DriveUntil(const std::function<bool()>& done, int max_steps = 5000) {
-    for (int step = 0; step < max_steps; ++step) {
-      if (done()) return true;
-      Step(step);
-    }
-    return done();
-  }
-
- private:
-  transport::InProcNetwork net_;
-  std::mt19937_64 rng_;
-  std::vector<logdb::MemoryLogDB*> dbs_;
-  std::vector<std::unique_ptr<NodeHostImpl>> hosts_;
-};
 
 // Runs three NodeHosts for a fixed number of steps with `seed` and returns a
 // trace of every host's view of shard 1 at every step.

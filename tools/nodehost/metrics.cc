@@ -252,6 +252,12 @@ void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
     w->Family(f.name, f.help, "counter");
     w->Sample(f.name, "", f.value);
   }
+  w->Family("flotilla_messages_rejected_total",
+            "Raft messages from peers that failed validation and were dropped, by reason.",
+            "counter");
+  for (const auto& [reason, n] : m.messages_rejected) {
+    w->Sample("flotilla_messages_rejected_total", PromWriter::Label("reason", reason), n);
+  }
   EngineHistogram(w, "flotilla_logdb_save_duration_seconds",
                   "One LogDB save, from encoding to its durable return.", m.save_latency);
   EngineHistogram(w, "flotilla_logdb_fsync_duration_seconds",

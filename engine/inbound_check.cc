@@ -1,0 +1,208 @@
+#include "engine/inbound_check.h"
+
+#include <algorithm>
+
+namespace flotilla::engine {
+
+using raft::MessageType;
+
+std::string_view RejectionName(Rejection r) {
+  switch (r) {
+    case Rejection::kNone:
+      return "none";
+    case Rejection::kLocalType:
+      return "local_type";
+    case Rejection::kSnapshotInBatch:
+      return "snapshot_in_batch";
+    case Rejection::kBadAddress:
+      return "bad_address";
+    case Rejection::kRemovedSender:
+      return "removed_sender";
+    case Rejection::kNonMember:
+      return "non_member";
+    case Rejection::kNotFromLeader:
+      return "not_from_leader";
+    case Rejection::kTermTooFar:
+      return "term_too_far";
+    case Rejection::kEntryIndex:
+      return "entry_index";
+    case Rejection::kEntryTerm:
+      return "entry_term";
+    case Rejection::kEntryTooLarge:
+      return "entry_too_large";
+    case Rejection::kEntryType:
+      return "entry_type";
+    case Rejection::kIndexBeyondLog:
+      return "index_beyond_log";
+    case Rejection::kCommitBeyondLog:
+      return "commit_beyond_log";
+    case Rejection::kBadSnapshot:
+      return "bad_snapshot";
+    case Rejection::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+bool IsWireType(MessageType t) {
+  if (t == MessageType::kPropose || t == MessageType::kReadIndex) return true;
+  return t >= MessageType::kReplicate && t < MessageType::kCount;
+}
+
+// Messages that only a leader sends. A replica may hear them from a sender
+// it does not know as a member yet: a follower that lags behind the change
+// that added its new leader must still be caught up by it.
+bool IsLeaderMessage(MessageType t) {
+  return t == MessageType::kReplicate || t == MessageType::kHeartbeat ||
+         t == MessageType::kInstallSnapshot || t == MessageType::kTimeoutNow ||
+         t == MessageType::kQuiesce;
+}
+
+// Entries of an append (numbered right after `m.log_index`, terms from
+// `m.log_term` up to `m.term`) or of a forwarded proposal.
+Rejection CheckEntries(const raft::Message& m, const InboundLimits& limits) {
+  if (m.entries.size() > kMaxEntriesPerMessage) return Rejection::kEntryTooLarge;
+  const bool append = m.type == MessageType::kReplicate;
+  raft::Term prev_term = m.log_term;
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    const raft::Entry& e = m.entries[i];
+    if (e.cmd.size() > limits.max_entry_bytes) return Rejection::kEntryTooLarge;
+    if (!append) {
+      // A forwarded proposal: commands and membership changes, not yet in
+      // any log (no index, no term).
+      if (e.type != raft::EntryType::kNormal && e.type != raft::EntryType::kConfChange) {
+        return Rejection::kEntryType;
+      }
+      continue;
+    }
+    if (e.index != m.log_index + 1 + i) return Rejection::kEntryIndex;
+    if (e.term < prev_term || e.term > m.term) return Rejection::kEntryTerm;
+    prev_term = e.term;
+  }
+  return Rejection::kNone;
+}
+
+// A leader's message from a sender this replica does not count among its
+// members: believable only while this replica follows no live leader, and
+// in a term no leader of which it knows (a later one, or its own term when
+// it knows no leader in it).
+bool MayBeANewLeader(const raft::Raft& raft, const raft::Message& m) {
+  if (raft.HeardFromLeaderRecently()) return false;
+  return m.term > raft.term() || (m.term == raft.term() && raft.leader() == raft::kNoReplica);
+}
+
+bool IsVoteRequest(MessageType t) {
+  return t == MessageType::kRequestVote || t == MessageType::kRequestPreVote;
+}
+
+// Who may send what. There is one leader per term: in the term of the
+// leader this replica follows, no one else sends a leader's message. A
+// sender that is not a member (and not that leader) is believed only for a
+// leader's message or a vote request at a higher term, and only when this
+// replica has not heard from its leader for an election timeout: it may lag
+// behind the change that added that sender, whose appends must catch it up
+// and whose election may need its vote (as in etcd's raft, votes do not
+// depend on the voter's view of the membership). A joining replica, which
+// knows no members yet, hears everyone.
+Rejection CheckSender(const raft::Raft& raft, const raft::Message& m) {
+  const bool leader_message = IsLeaderMessage(m.type);
+  if (leader_message && m.term == raft.term() && raft.leader() != raft::kNoReplica &&
+      m.from != raft.leader()) {
+    return Rejection::kNotFromLeader;
+  }
+  if (raft.tracker().IsMember(m.from) || m.from == raft.leader() ||
+      raft.membership().voters.empty()) {
+    return Rejection::kNone;
+  }
+  if ((leader_message && MayBeANewLeader(raft, m)) ||
+      (IsVoteRequest(m.type) && m.term > raft.term() && !raft.HeardFromLeaderRecently())) {
+    return Rejection::kNone;
+  }
+  return Rejection::kNonMember;
+}
+
+Rejection CheckSnapshot(const raft::Message& m) {
+  const raft::SnapshotMeta& s = m.snapshot;
+  if (s.index == 0 || s.index >= kMaxTerm || s.term == 0 || s.term > m.term) {
+    return Rejection::kBadSnapshot;
+  }
+  if (s.membership.voters.empty()) return Rejection::kBadSnapshot;
+  return Rejection::kNone;
+}
+
+// Index fields measured against this replica's log.
+Rejection CheckIndexes(const raft::Raft& raft, const raft::Message& m) {
+  const raft::Index last = raft.log().LastIndex();
+  switch (m.type) {
+    case MessageType::kReplicate:
+      // An index that would overflow with its entries is no index at all.
+      if (m.log_index >= kMaxTerm || m.log_term > m.term) return Rejection::kEntryIndex;
+      return Rejection::kNone;
+    case MessageType::kHeartbeat:
+      // A leader sends min(its commit, our match): never beyond our log.
+      return m.commit > last ? Rejection::kCommitBeyondLog : Rejection::kNone;
+    case MessageType::kReplicateResp:
+      // We never sent beyond our own last index, and a rejection's hint is
+      // at most the index it rejects.
+      if (m.log_index > last) return Rejection::kIndexBeyondLog;
+      if (m.reject && m.hint > m.log_index) return Rejection::kIndexBeyondLog;
+      return Rejection::kNone;
+    case MessageType::kRequestVote:
+    case MessageType::kRequestPreVote:
+      return m.log_term > m.term ? Rejection::kEntryTerm : Rejection::kNone;
+    default:
+      return Rejection::kNone;
+  }
+}
+
+}  // namespace
+
+Rejection CheckBatchMessage(const raft::Message& m) {
+  if (!IsWireType(m.type)) return Rejection::kLocalType;
+  if (m.type == MessageType::kInstallSnapshot) return Rejection::kSnapshotInBatch;
+  return Rejection::kNone;
+}
+
+Rejection CheckInbound(const raft::Raft& raft, const raft::Message& m,
+                       const InboundLimits& limits) {
+  if (!IsWireType(m.type)) return Rejection::kLocalType;
+  if (m.from == raft::kNoReplica || m.from == raft.id() || m.to != raft.id()) {
+    return Rejection::kBadAddress;
+  }
+  // A removed replica sends nothing, except as the leader this replica
+  // follows: a removed leader leads on until it has handed its leadership
+  // over, which takes its appends and its kTimeoutNow.
+  const raft::Membership& ms = raft.membership();
+  if (std::find(ms.removed.begin(), ms.removed.end(), m.from) != ms.removed.end() &&
+      !(IsLeaderMessage(m.type) &&
+        ((m.from == raft.leader() && m.term == raft.term()) || MayBeANewLeader(raft, m)))) {
+    return Rejection::kRemovedSender;
+  }
+  if (m.term > kMaxTerm || (m.term > raft.term() && m.term - raft.term() > kMaxTermAdvance)) {
+    return Rejection::kTermTooFar;
+  }
+  if (Rejection r = CheckSender(raft, m); r != Rejection::kNone) return r;
+  // Leadership moves and snapshots only from the leader this replica follows
+  // in this term: a snapshot replaces its data, a kTimeoutNow starts an
+  // election that ignores the leader's lease, a kQuiesce stops its ticks.
+  if ((m.type == MessageType::kInstallSnapshot || m.type == MessageType::kTimeoutNow ||
+       m.type == MessageType::kQuiesce) &&
+      (m.from != raft.leader() || m.term != raft.term())) {
+    return Rejection::kNotFromLeader;
+  }
+  if (m.type == MessageType::kInstallSnapshot) {
+    if (Rejection r = CheckSnapshot(m); r != Rejection::kNone) return r;
+  }
+  if (m.type == MessageType::kReplicate || m.type == MessageType::kPropose) {
+    if (m.type == MessageType::kReplicate) {
+      if (Rejection r = CheckIndexes(raft, m); r != Rejection::kNone) return r;
+    }
+    return CheckEntries(m, limits);
+  }
+  if (!m.entries.empty()) return Rejection::kEntryType;
+  return CheckIndexes(raft, m);
+}
+
+}  // namespace flotilla::engine

@@ -1,0 +1,260 @@
+// Hostile input at the raft port: messages a broken or malicious peer could
+// send, well formed on the wire and wrong in meaning, handed straight to a
+// NodeHost's transport handler (as the gRPC transport does after decoding).
+// Each must be dropped and counted by its reason; the NodeHost lives, no
+// replica is bricked, nothing an outsider sent is applied, and the shard
+// goes on electing, committing and agreeing. Before the engine checked
+// inbound messages (e8f65e3) each of these aborted a NodeHost, bricked a
+// replica or was obeyed (issue 14).
+#include <gtest/gtest.h>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <limits>
+#include <sstream>
+
+#include "engine/snapshot_files.h"
+#include "tests/engine/manual_cluster.h"
+
+namespace flotilla::engine {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uint64_t kOutsider = 99;
+
+class HostileInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = TempRoot("flotilla-hostile-");
+    cl_ = std::make_unique<ManualCluster>(root_, 7);
+    ASSERT_TRUE(cl_->DriveUntil([&] { return Agreed(); }));
+    ASSERT_TRUE(Write("a=1"));
+    leader_ = cl_->host(1).GetReplicaInfo(1)->leader_id;
+    follower_ = leader_ % 3 + 1;
+    other_ = follower_ % 3 + 1;
+    term_ = cl_->host(leader_).GetReplicaInfo(1)->term;
+  }
+  void TearDown() override {
+    cl_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  // Every host knows the same leader.
+  bool Agreed() {
+    uint64_t leader = 0;
+    for (uint64_t i = 1; i <= 3; ++i) {
+      auto info = cl_->host(i).GetReplicaInfo(1);
+      if (!info.ok() || info->leader_id == 0) return false;
+      if (leader != 0 && info->leader_id != leader) return false;
+      leader = info->leader_id;
+    }
+    return true;
+  }
+  // Proposes through the leader and drives until the write is applied.
+  bool Write(const std::string& cmd) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (!cl_->DriveUntil([&] { return Agreed(); })) return false;
+      const uint64_t leader = cl_->host(1).GetReplicaInfo(1)->leader_id;
+      auto h = cl_->host(leader).Propose(1, cmd, 3600s);
+      if (!h.ok()) continue;
+      if (cl_->DriveUntil([&] { return h->Done(); }) && h->Wait().ok()) return true;
+    }
+    return false;
+  }
+  void Inject(uint64_t to, raft::Message m, const std::string& source = "host9:1") {
+    m.shard_id = 1;
+    m.to = to;
+    std::vector<raft::Message> batch;
+    batch.push_back(std::move(m));
+    cl_->host(to).HandleBatch(std::move(batch), source);
+    // Let the receiver step it (and answer, if it would).
+    for (int i = 0; i < 8; ++i) cl_->Step(1 + 4 * i);
+  }
+  uint64_t Rejected(uint64_t host, const std::string& reason) {
+    return cl_->host(host).GetMetrics().messages_rejected[reason];
+  }
+  // The shard still commits, and every replica applied the same entries in
+  // the same order; no outsider's key was applied anywhere.
+  void ExpectHealthy() {
+    ASSERT_TRUE(Write("after=" + std::to_string(++writes_)));
+    const uint64_t applied = cl_->host(leader_).GetReplicaInfo(1)->applied_index;
+    ASSERT_TRUE(cl_->DriveUntil([&] {
+      for (uint64_t i = 1; i <= 3; ++i) {
+        auto info = cl_->host(i).GetReplicaInfo(1);
+        if (!info.ok() || info->applied_index < applied) return false;
+      }
+      return true;
+    }));
+    const std::string hash = *cl_->host(1).StaleRead(1, "__hash");
+    for (uint64_t i = 1; i <= 3; ++i) {
+      EXPECT_EQ(*cl_->host(i).StaleRead(1, "__hash"), hash) << "replica " << i;
+      EXPECT_EQ(*cl_->host(i).StaleRead(1, "evil"), "") << "replica " << i;
+      EXPECT_FALSE(cl_->host(i).GetMetrics().storage_failed);
+    }
+  }
+  raft::Message From(uint64_t from, raft::MessageType type) {
+    raft::Message m;
+    m.type = type;
+    m.from = from;
+    m.term = term_;
+    return m;
+  }
+  raft::Index LastIndex(uint64_t host) { return cl_->host(host).GetReplicaInfo(1)->commit_index; }
+
+  std::string root_;
+  std::unique_ptr<ManualCluster> cl_;
+  uint64_t leader_ = 0, follower_ = 0, other_ = 0, term_ = 0;
+  int writes_ = 0;
+};
+
+TEST_F(HostileInput, AnAcknowledgementBeyondTheLeadersLogIsDropped) {
+  raft::Message m = From(follower_, raft::MessageType::kReplicateResp);
+  m.log_index = uint64_t{1} << 40;
+  Inject(leader_, m);
+  EXPECT_GE(Rejected(leader_, "index_beyond_log"), 1u);
+  ExpectHealthy();
+}
+
+TEST_F(HostileInput, AnAppendThatRewritesCommittedEntriesIsDropped) {
+  // Numbered from 1 while it claims to follow the commit index: the core
+  // would find a "conflict" at a committed index.
+  std::vector<raft::Entry> first;
+  ASSERT_TRUE(cl_->db(follower_).Entries(1, follower_, 1, 2, UINT64_MAX, &first).ok());
+  ASSERT_EQ(first.size(), 1u);
+  raft::Message m = From(leader_, raft::MessageType::kReplicate);
+  m.term = first[0].term + term_ + 1;
+  m.log_index = LastIndex(follower_);
+  m.log_term = term_;
+  raft::Entry e;
+  e.index = 1;
+  e.term = first[0].term + 1;  // differs from the committed entry 1
+  e.cmd.assign("evil=1");
+  m.entries.push_back(e);
+  Inject(follower_, m);
+  EXPECT_GE(Rejected(follower_, "entry_index"), 1u);
+  ExpectHealthy();
+}
+
+TEST_F(HostileInput, EntriesAtHugeOrFarIndexesAreDropped) {
+  for (uint64_t index : {uint64_t{1} << 40, LastIndex(follower_) + 2'000'000}) {
+    raft::Message m = From(leader_, raft::MessageType::kReplicate);
+    m.log_index = LastIndex(follower_);
+    m.log_term = term_;
+    raft::Entry e;
+    e.index = index;
+    e.term = term_;
+    e.cmd.assign("evil=1");
+    m.entries.push_back(e);
+    Inject(follower_, m);
+  }
+  EXPECT_GE(Rejected(follower_, "entry_index"), 2u);
+  ExpectHealthy();
+}
+
+TEST_F(HostileInput, AnInstallSnapshotInsideABatchIsDropped) {
+  raft::Message m = From(leader_, raft::MessageType::kInstallSnapshot);
+  m.snapshot.index = LastIndex(follower_) + 100;
+  m.snapshot.term = term_;
+  m.snapshot.membership.voters = {1, 2, 3};
+  Inject(follower_, m);
+  EXPECT_EQ(Rejected(follower_, "snapshot_in_batch"), 1u);
+  ExpectHealthy();
+}
+
+TEST_F(HostileInput, ATermNearTheEndOfTheTermSpaceIsDropped) {
+  raft::Message m = From(leader_, raft::MessageType::kHeartbeat);
+  m.term = std::numeric_limits<uint64_t>::max() - 1;
+  Inject(follower_, m);
+  EXPECT_EQ(Rejected(follower_, "term_too_far"), 1u);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->term, term_);
+  ExpectHealthy();
+}
+
+TEST_F(HostileInput, ANonMemberIsNeitherFollowedNorDialledNorGivenVotes) {
+  // A heartbeat in the current term from anyone but the leader.
+  Inject(follower_, From(kOutsider, raft::MessageType::kHeartbeat));
+  EXPECT_GE(Rejected(follower_, "not_from_leader"), 1u);
+  // An append in a higher term while the follower hears its leader.
+  raft::Message m = From(kOutsider, raft::MessageType::kReplicate);
+  m.term = term_ + 1;
+  m.log_index = LastIndex(follower_);
+  m.log_term = term_;
+  Inject(follower_, m);
+  // A vote request from a non-member with a longer log.
+  raft::Message v = From(kOutsider, raft::MessageType::kRequestVote);
+  v.term = term_ + 5;
+  v.log_index = 1'000'000;
+  v.log_term = term_ + 4;
+  Inject(follower_, v);
+  EXPECT_GE(Rejected(follower_, "non_member"), 2u);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->leader_id, leader_);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->term, term_);
+  EXPECT_FALSE(cl_->host(follower_).registry()->Resolve(1, kOutsider).has_value());
+  ExpectHealthy();
+}
+
+TEST_F(HostileInput, ATimeoutNowFromAnyoneButTheLeaderIsDropped) {
+  Inject(follower_, From(other_, raft::MessageType::kTimeoutNow));
+  EXPECT_EQ(Rejected(follower_, "not_from_leader"), 1u);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->term, term_);
+  EXPECT_EQ(cl_->host(1).GetReplicaInfo(1)->leader_id, leader_);
+  ExpectHealthy();
+}
+
+TEST_F(HostileInput, ProposalsAndMembershipChangesFromOutsidersAreDropped) {
+  raft::Message p = From(kOutsider, raft::MessageType::kPropose);
+  p.term = 0;
+  raft::Entry e;
+  e.cmd.assign("evil=1");
+  p.entries.push_back(e);
+  Inject(leader_, p);
+  raft::Message c = From(kOutsider, raft::MessageType::kPropose);
+  c.term = 0;
+  raft::ConfChange cc;
+  cc.items.push_back({raft::ConfChangeType::kAddNonVoting, kOutsider, "evil:1"});
+  raft::Entry ce;
+  ce.type = raft::EntryType::kConfChange;
+  ce.cmd.assign(raft::EncodeConfChange(cc));
+  c.entries.push_back(ce);
+  Inject(leader_, c);
+  EXPECT_EQ(Rejected(leader_, "non_member"), 2u);
+  ExpectHealthy();
+  EXPECT_TRUE(cl_->host(leader_).GetMembership(1)->non_voting.empty());
+}
+
+TEST_F(HostileInput, ASnapshotStreamedByAnyoneButTheLeaderIsNotInstalled) {
+  // Checksums right (the stream verified them), sender wrong.
+  const std::string dir = root_ + "/forged";
+  Result<std::string> written = WriteSnapshot(
+      dir, 5000, [](SnapshotWriter* w) { return w->Write("evil=1\n"); }, Sessions().Serialize());
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  raft::Message m = From(other_, raft::MessageType::kInstallSnapshot);
+  m.shard_id = 1;
+  m.to = follower_;
+  m.snapshot.index = 5000;
+  m.snapshot.term = term_;
+  m.snapshot.membership.voters = {1, 2, 3};
+  cl_->host(follower_).HandleSnapshot(m, *written);
+  for (int i = 0; i < 8; ++i) cl_->Step(1 + 4 * i);
+  EXPECT_EQ(Rejected(follower_, "not_from_leader"), 1u);
+  EXPECT_LT(cl_->host(follower_).GetReplicaInfo(1)->applied_index, 5000u);
+  ExpectHealthy();
+}
+
+TEST_F(HostileInput, APeersAddressIsEscapedInTheLog) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  spdlog::default_logger()->sinks().push_back(sink);
+  raft::Message m = From(follower_, raft::MessageType::kElection);  // never on the wire
+  Inject(leader_, m, "10.0.0.1:1\n[critical] forged line\x1b[0m");
+  spdlog::default_logger()->sinks().pop_back();
+  EXPECT_EQ(Rejected(leader_, "local_type"), 1u);
+  const std::string log = captured.str();
+  EXPECT_NE(log.find("10.0.0.1:1\\x0a[critical] forged line\\x1b[0m"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\n[critical]"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace flotilla::engine
