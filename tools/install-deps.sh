@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Flotilla needs, skipping those already present.
 # Runs `apt-get update` once, and only when something is missing.
+# iproute2 and nftables: the nemesis test's network namespaces and packet loss.
 set -euo pipefail
 
 PACKAGES=(
@@ -13,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   gnuplot-nox curl procps
   openssl
+  iproute2 nftables
 )
 
 missing=()

@@ -18,6 +18,14 @@ class Session {
   Session(uint64_t shard_id, uint64_t client_id)
       : shard_id_(shard_id), client_id_(client_id), series_id_(kFirstSeries) {}
 
+  // A session whose state a client kept elsewhere (the nodehost client sends
+  // it with each write): the same identity and counters as the original.
+  Session(uint64_t shard_id, uint64_t client_id, uint64_t series_id, uint64_t responded_to)
+      : shard_id_(shard_id),
+        client_id_(client_id),
+        series_id_(series_id),
+        responded_to_(responded_to) {}
+
   uint64_t shard_id() const { return shard_id_; }
   uint64_t client_id() const { return client_id_; }
   uint64_t series_id() const { return series_id_; }

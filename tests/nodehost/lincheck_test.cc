@@ -13,6 +13,7 @@
 
 #include "tests/lincheck/lincheck.h"
 #include "tests/nodehost/test_cluster.h"
+#include "tests/nodehost/write_outcome.h"
 #include "tools/nodehost/client.h"
 
 namespace flotilla::nodehost {
@@ -36,16 +37,6 @@ constexpr auto kRestartAt = 6s;
 std::chrono::seconds RunLength() {
   const char* env = std::getenv("FLOTILLA_NODEHOST_LINCHECK_SECONDS");
   return env != nullptr ? std::chrono::seconds(std::atoi(env)) : kDefaultRun;
-}
-
-// A write that failed before anything was proposed has no effect; any other
-// failure of a write leaves its outcome unknown.
-Outcome WriteFailure(const CallInfo& info) {
-  const grpc::StatusCode c = info.status.error_code();
-  if (info.retry_safe || info.unreachable || c == grpc::StatusCode::FAILED_PRECONDITION ||
-      c == grpc::StatusCode::INVALID_ARGUMENT || c == grpc::StatusCode::RESOURCE_EXHAUSTED)
-    return Outcome::kFailed;
-  return Outcome::kUnknown;
 }
 
 std::unique_ptr<Client> MakeClient(const testing::TestCluster& cluster) {
@@ -78,7 +69,7 @@ bool RunOne(Client* c, lincheck::History* h, uint64_t client_id, std::mt19937_64
     const uint64_t id = h->Invoke(client_id, Command::Put(key, value));
     PutResponse res;
     const CallInfo info = c->Put(key, value, &res);
-    if (!info.ok()) return h->Complete(id, WriteFailure(info)), false;
+    if (!info.ok()) return h->Complete(id, testing::WriteFailure(info)), false;
     h->Complete(id, Outcome::kOk);
     return true;
   }
@@ -86,7 +77,7 @@ bool RunOne(Client* c, lincheck::History* h, uint64_t client_id, std::mt19937_64
     const uint64_t id = h->Invoke(client_id, Command::Delete(key));
     DeleteResponse res;
     const CallInfo info = c->Delete(key, &res);
-    if (!info.ok()) return h->Complete(id, WriteFailure(info)), false;
+    if (!info.ok()) return h->Complete(id, testing::WriteFailure(info)), false;
     h->Complete(id, Outcome::kOk);
     return true;
   }
@@ -98,7 +89,7 @@ bool RunOne(Client* c, lincheck::History* h, uint64_t client_id, std::mt19937_64
   const uint64_t id = h->Invoke(client_id, Command::Cas(key, expected, value));
   CasResponse res;
   const CallInfo info = c->Cas(key, expected, value, &res);
-  if (!info.ok()) return h->Complete(id, WriteFailure(info)), false;
+  if (!info.ok()) return h->Complete(id, testing::WriteFailure(info)), false;
   h->Complete(id, Outcome::kOk, Response::Swapped(res.swapped()));
   return true;
 }

@@ -177,6 +177,11 @@ void TestCluster::KillNode(int id) {
   n.pid = -1;
 }
 
+void TestCluster::SignalNode(int id, int sig) {
+  const Node& n = nodes_[static_cast<size_t>(id - 1)];
+  if (n.pid > 0) ::kill(n.pid, sig);
+}
+
 int TestCluster::StopNode(int id) {
   Node& n = nodes_[static_cast<size_t>(id - 1)];
   if (n.pid <= 0) return -1;

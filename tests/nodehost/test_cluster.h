@@ -51,6 +51,8 @@ class TestCluster {
   // join those shards instead of being an initial member.
   bool StartNode(int id, const std::vector<int>& joining_shards = {});
   void KillNode(int id);  // SIGKILL, reaped
+  // Sends `sig` (SIGSTOP, SIGCONT) to a running node; nothing else changes.
+  void SignalNode(int id, int sig);
   // SIGTERM; returns the exit status (or -1 when it did not exit in time and
   // had to be killed).
   int StopNode(int id);

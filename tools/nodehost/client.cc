@@ -14,11 +14,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr int kMaxAttempts = 64;
-// A read attempt gets at most this share of the budget, so that a daemon
-// that cannot answer leaves time to ask another.
-constexpr int kReadAttemptsPerBudget = 4;
-constexpr auto kMinAttempt = std::chrono::milliseconds(500);
+// By default an attempt gets this share of the request's budget, so that a
+// daemon that cannot answer (paused, cut off) leaves time to ask another.
+constexpr int kAttemptsPerBudget = 4;
+constexpr auto kMinAttempt = std::chrono::milliseconds(250);
 constexpr auto kRetryPause = std::chrono::milliseconds(50);
+// How long a daemon that let an attempt time out is asked only when no
+// other will do: long enough for the shard to elect another leader.
+constexpr auto kSuspectFor = std::chrono::seconds(2);
 
 bool ReadFile(const std::string& path, std::string* out) {
   std::ifstream in(path);
@@ -132,42 +135,60 @@ CallInfo Client::CallOnce(const std::string& endpoint, const Rpc& fn, Clock::tim
   return info;
 }
 
+Clock::duration Client::AttemptTimeout() const {
+  if (options_.attempt_timeout.count() > 0) return options_.attempt_timeout;
+  return std::max<Clock::duration>(options_.timeout / kAttemptsPerBudget, kMinAttempt);
+}
+
+void Client::MarkSuspect(const std::string& endpoint) {
+  std::lock_guard<std::mutex> l(mu_);
+  suspect_until_[endpoint] = Clock::now() + kSuspectFor;
+}
+
+bool Client::Suspect(const std::string& endpoint) {
+  std::lock_guard<std::mutex> l(mu_);
+  const auto it = suspect_until_.find(endpoint);
+  return it != suspect_until_.end() && Clock::now() < it->second;
+}
+
+std::string Client::NextEndpoint(const CallInfo& info, const std::string& last,
+                                 const std::set<std::string>& down) {
+  std::vector<std::string> order;
+  if (!info.leader_hint.empty()) order.push_back(info.leader_hint);
+  for (const std::string& h : SplitList(info.hosts_hint)) order.push_back(h);
+  for (const std::string& e : options_.endpoints) order.push_back(e);
+  const bool timed_out = info.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+  std::string fallback;
+  for (const std::string& e : order) {
+    if (down.count(e) != 0 || (e == last && (info.unreachable || timed_out))) continue;
+    if (!Suspect(e)) return e;
+    if (fallback.empty()) fallback = e;
+  }
+  if (!fallback.empty()) return fallback;
+  // Only `last` is left: ask it again unless it is down.
+  return timed_out && down.count(last) == 0 ? last : std::string();
+}
+
 CallInfo Client::Routed(const std::string& first, const Rpc& fn, bool retry_any, bool auth) {
   const auto deadline = Clock::now() + options_.timeout;
   std::set<std::string> down;
   std::string next = first;
   CallInfo info;
   for (int attempt = 0; attempt < kMaxAttempts && Clock::now() < deadline; ++attempt) {
-    auto attempt_deadline = deadline;
-    if (retry_any) {
-      attempt_deadline = std::min(
-          deadline, Clock::now() + std::max<Clock::duration>(
-                                       options_.timeout / kReadAttemptsPerBudget, kMinAttempt));
-    }
-    info = CallOnce(next, fn, attempt_deadline, auth);
+    info = CallOnce(next, fn, std::min(deadline, Clock::now() + AttemptTimeout()), auth);
     if (info.ok()) break;
     if (info.unreachable) down.insert(next);
-    const bool redirect = info.status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+    const grpc::StatusCode code = info.status.error_code();
+    if (code == grpc::StatusCode::DEADLINE_EXCEEDED) MarkSuspect(next);
+    const bool redirect = code == grpc::StatusCode::FAILED_PRECONDITION &&
                           (!info.leader_hint.empty() || !info.hosts_hint.empty());
     if (redirect && !options_.follow_leader) break;
-    const grpc::StatusCode code = info.status.error_code();
     const bool retry = info.unreachable || redirect || info.retry_safe ||
                        code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
                        (retry_any && (code == grpc::StatusCode::UNAVAILABLE ||
                                       code == grpc::StatusCode::DEADLINE_EXCEEDED));
     if (!retry) break;
-    // Where next: the leader named, a host named, then any endpoint not down.
-    std::vector<std::string> order;
-    if (!info.leader_hint.empty()) order.push_back(info.leader_hint);
-    for (const std::string& h : SplitList(info.hosts_hint)) order.push_back(h);
-    for (const std::string& e : options_.endpoints) order.push_back(e);
-    std::string chosen;
-    for (const std::string& e : order) {
-      if (down.count(e) == 0 && (e != next || !info.unreachable)) {
-        chosen = e;
-        break;
-      }
-    }
+    const std::string chosen = NextEndpoint(info, next, down);
     if (chosen.empty()) break;  // every endpoint is down
     // Follow a hint at once; pause before asking again where the hint was
     // not usable (its daemon is down, or there was none).
@@ -199,8 +220,18 @@ CallInfo Client::EnsureShardMap() {
 
 std::string Client::EndpointForShard(uint64_t shard) {
   std::lock_guard<std::mutex> l(mu_);
+  const auto now = Clock::now();
+  const auto suspect = [&](const std::string& e) {
+    const auto it = suspect_until_.find(e);
+    return it != suspect_until_.end() && now < it->second;
+  };
   const auto it = leader_of_.find(shard);
-  if (it != leader_of_.end()) return it->second;
+  if (it != leader_of_.end() && !suspect(it->second)) return it->second;
+  // No leader known, or it stopped answering: any endpoint that answers.
+  for (size_t i = 0; i < options_.endpoints.size(); ++i) {
+    const std::string& e = options_.endpoints[next_endpoint_++ % options_.endpoints.size()];
+    if (!suspect(e)) return e;
+  }
   return options_.endpoints[next_endpoint_++ % options_.endpoints.size()];
 }
 
@@ -233,14 +264,50 @@ CallInfo Client::Keyed(const std::string& key, const Rpc& fn, bool retry_any, bo
   return info;
 }
 
-CallInfo Client::Put(const std::string& key, const std::string& value, PutResponse* out) {
+namespace {
+
+void FillSession(const ClientSession* session, SessionRef* out) {
+  out->set_client_id(session->client_id);
+  out->set_series_id(session->series_id);
+  out->set_responded_to(session->responded_to);
+}
+
+}  // namespace
+
+CallInfo Client::Put(const std::string& key, const std::string& value, PutResponse* out,
+                     ClientSession* session) {
   PutRequest req;
   req.set_key(key);
   req.set_value(value);
-  return Keyed(
+  if (session != nullptr) FillSession(session, req.mutable_session());
+  // A session write may be resent anywhere: the shard applies it once.
+  CallInfo info = Keyed(
       key,
       [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) { return kv->Put(ctx, req, out); },
-      false, true);
+      /*retry_any=*/session != nullptr, true);
+  if (session != nullptr && info.ok()) session->Completed();
+  return info;
+}
+
+CallInfo Client::RegisterSession(uint64_t shard, ClientSession* out) {
+  RegisterSessionRequest req;
+  req.set_shard(shard);
+  RegisterSessionResponse res;
+  // A resent registration at worst leaves an unused session behind.
+  CallInfo info = Routed(
+      EndpointForShard(shard),
+      [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) {
+        return kv->RegisterSession(ctx, req, &res);
+      },
+      /*retry_any=*/true, /*auth=*/false);
+  RememberLeader(shard, info);
+  if (info.ok()) *out = ClientSession{shard, res.client_id()};
+  return info;
+}
+
+uint64_t Client::ShardOf(const std::string& key) {
+  if (!EnsureShardMap().ok()) return 0;
+  return shard_map_->ShardOf(key);  // set once, never changed after
 }
 
 CallInfo Client::Get(const std::string& key, bool stale, GetResponse* out) {
@@ -265,16 +332,19 @@ CallInfo Client::Delete(const std::string& key, DeleteResponse* out) {
 }
 
 CallInfo Client::Cas(const std::string& key, const std::optional<std::string>& expected,
-                     const std::string& value, CasResponse* out) {
+                     const std::string& value, CasResponse* out, ClientSession* session) {
   CasRequest req;
   req.set_key(key);
   req.set_expect_absent(!expected.has_value());
   if (expected) req.set_expected(*expected);
   req.set_value(value);
-  return Keyed(
+  if (session != nullptr) FillSession(session, req.mutable_session());
+  CallInfo info = Keyed(
       key,
       [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) { return kv->Cas(ctx, req, out); },
-      false, true);
+      /*retry_any=*/session != nullptr, true);
+  if (session != nullptr && info.ok()) session->Completed();
+  return info;
 }
 
 CallInfo Client::Scan(const ScanRange& range, uint32_t limit, uint64_t shard, bool stale,

@@ -3,10 +3,16 @@
 // its shard, and follows the daemons' hints (x-flotilla-leader,
 // x-flotilla-hosts) to the leader.
 //
-// Retries: reads are retried on another daemon after any failure; writes
-// only when the request certainly did not reach a daemon (no connection) or
-// was refused before being proposed (wrong daemon, busy), because a retried
-// write whose first attempt was applied could be applied twice.
+// Retries: each attempt has its own deadline (attempt_timeout), shorter than
+// the request's, so that a daemon that does not answer (paused, cut off)
+// costs one attempt, not the whole request; a daemon that did not answer in
+// time is avoided for a while. Reads and session writes (the shard applies a
+// session's write at most once) are retried on another daemon after any
+// failure; other writes only when the request certainly did not reach a
+// daemon (no connection) or was refused before being proposed (wrong
+// daemon, no leader, busy), because a retried write whose first attempt was
+// applied could be applied twice: such a write that timed out ends with
+// DEADLINE_EXCEEDED, its outcome unknown.
 //
 // Thread-safety: thread-safe (the channel cache and the leader hints are
 // under a mutex); one Client may serve many threads.
@@ -17,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,7 +39,9 @@ struct ClientOptions {
   std::string token;                         // bearer token for admin operations
   std::string ca_file, cert_file, key_file;  // TLS (ca_file set: TLS on)
   std::chrono::milliseconds timeout{5000};   // per operation, retries included
-  bool follow_leader = true;                 // admin: follow the leader hint
+  // One attempt on one daemon; zero: a quarter of `timeout`, at least 250 ms.
+  std::chrono::milliseconds attempt_timeout{0};
+  bool follow_leader = true;  // admin: follow the leader hint
 };
 
 // How a call ended: the final gRPC status and where it went.
@@ -47,6 +56,20 @@ struct CallInfo {
   bool ok() const { return status.ok(); }
 };
 
+// An exactly-once session on one shard (Client::RegisterSession). Pass it
+// with each write; after a write succeeds the client moves it to the next
+// series. After a failed write, resend the same write with the session
+// unchanged until it succeeds (it is applied at most once), or abandon the
+// session: its next write would otherwise take the failed one's series.
+// Not thread-safe: one thread uses a session at a time.
+struct ClientSession {
+  uint64_t shard = 0;
+  uint64_t client_id = 0;  // 0: not registered
+  uint64_t series_id = 1;
+  uint64_t responded_to = 0;
+  void Completed() { responded_to = series_id++; }
+};
+
 // Splits "a,b,c" (empty items dropped).
 std::vector<std::string> SplitList(const std::string& csv);
 
@@ -56,11 +79,18 @@ class Client {
   // with the file named.
   static std::unique_ptr<Client> Create(ClientOptions options, std::string* error);
 
-  CallInfo Put(const std::string& key, const std::string& value, PutResponse* out);
+  // `session` (optional) makes the write exactly-once and safe to resend.
+  CallInfo Put(const std::string& key, const std::string& value, PutResponse* out,
+               ClientSession* session = nullptr);
   CallInfo Get(const std::string& key, bool stale, GetResponse* out);
   CallInfo Delete(const std::string& key, DeleteResponse* out);
   CallInfo Cas(const std::string& key, const std::optional<std::string>& expected,
-               const std::string& value, CasResponse* out);
+               const std::string& value, CasResponse* out, ClientSession* session = nullptr);
+  // Registers a new session on `shard` (a write on its leader).
+  CallInfo RegisterSession(uint64_t shard, ClientSession* out);
+  // The shard of `key` (fetches the shard map first if needed); 0 when the
+  // map cannot be had.
+  uint64_t ShardOf(const std::string& key);
   // What a scan reads: keys with `prefix` in [start, end) (empty: no
   // bound), after `start_after` (the last key of the previous page).
   struct ScanRange {
@@ -91,6 +121,15 @@ class Client {
   using Rpc = std::function<grpc::Status(KV::Stub*, Admin::Stub*, grpc::ClientContext*)>;
   CallInfo CallOnce(const std::string& endpoint, const Rpc& fn,
                     std::chrono::steady_clock::time_point deadline, bool auth);
+  std::chrono::steady_clock::duration AttemptTimeout() const;
+  // A daemon that let an attempt time out is tried last for kSuspectFor.
+  void MarkSuspect(const std::string& endpoint);
+  bool Suspect(const std::string& endpoint);
+  // Where to go after a failed attempt on `last`: the leader named, a host
+  // named, then the other endpoints; those down or suspect last. Empty:
+  // every endpoint is down.
+  std::string NextEndpoint(const CallInfo& info, const std::string& last,
+                           const std::set<std::string>& down);
   // Tries `first` then the hints and the other endpoints until an answer
   // that is not a redirect, or the deadline. `retry_any` retries after any
   // failure (reads); otherwise only after failures that surely did nothing.
@@ -114,10 +153,11 @@ class Client {
   ClientOptions options_;
   std::shared_ptr<grpc::ChannelCredentials> creds_;
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Channel>> channels_;  // GUARDED_BY(mu_)
-  std::map<uint64_t, std::string> leader_of_;                 // GUARDED_BY(mu_)
-  std::optional<ShardMap> shard_map_;                         // GUARDED_BY(mu_)
-  size_t next_endpoint_ = 0;                                  // GUARDED_BY(mu_)
+  std::map<std::string, std::shared_ptr<Channel>> channels_;                    // GUARDED_BY(mu_)
+  std::map<uint64_t, std::string> leader_of_;                                   // GUARDED_BY(mu_)
+  std::map<std::string, std::chrono::steady_clock::time_point> suspect_until_;  // GUARDED_BY(mu_)
+  std::optional<ShardMap> shard_map_;                                           // GUARDED_BY(mu_)
+  size_t next_endpoint_ = 0;                                                    // GUARDED_BY(mu_)
 };
 
 }  // namespace flotilla::nodehost

@@ -115,8 +115,13 @@ void DurationHistogram::Render(PromWriter* w, std::string_view name,
 
 std::string_view MethodName(Method m) {
   static constexpr std::array<std::string_view, static_cast<size_t>(Method::kCount)> kNames = {
-      "Put",    "Get",   "Delete",     "Cas",           "Scan",           "ShardMap", "Status",
-      "Shards", "Shard", "AddReplica", "RemoveReplica", "TransferLeader", "Snapshot"};
+      "Put",           "Get",
+      "Delete",        "Cas",
+      "Scan",          "ShardMap",
+      "Status",        "Shards",
+      "Shard",         "AddReplica",
+      "RemoveReplica", "TransferLeader",
+      "Snapshot",      "RegisterSession"};
   return kNames[static_cast<size_t>(m)];
 }
 

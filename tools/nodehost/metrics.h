@@ -69,6 +69,7 @@ enum class Method : uint8_t {
   kRemoveReplica,
   kTransferLeader,
   kSnapshot,
+  kRegisterSession,
   kCount,
 };
 std::string_view MethodName(Method m);

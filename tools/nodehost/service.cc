@@ -163,15 +163,30 @@ grpc::Status RouteToLeader(const ServiceContext& c, grpc::ServerContext* ctx, ui
               " at " + addr};
 }
 
-// Proposes `cmd` on `shard` and decodes the CommandResult.
+// Proposes `cmd` on `shard` (in the client's session when `session` names
+// one) and decodes the CommandResult.
 grpc::Status RunWrite(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard,
-                      const Command& cmd, uint64_t* apply_result, CommandResult* out) {
+                      const Command& cmd, const SessionRef* session, uint64_t* apply_result,
+                      CommandResult* out) {
   if (grpc::Status s = RouteToLeader(c, ctx, shard); !s.ok()) return s;
   const Timeout t = Budget(c, *ctx);
-  Result<RequestHandle> h = c.nh->Propose(shard, cmd.SerializeAsString(), t);
+  const bool in_session = session != nullptr && session->client_id() != 0;
+  Result<RequestHandle> h =
+      in_session ? c.nh->ProposeInSession(Session(shard, session->client_id(), session->series_id(),
+                                                  session->responded_to()),
+                                          cmd.SerializeAsString(), t)
+                 : c.nh->Propose(shard, cmd.SerializeAsString(), t);
   if (!h.ok()) return FromStatus(c, ctx, shard, h.status());
   const RequestResult r = h->Wait();
   if (!r.ok()) return FromResult(c, ctx, shard, r, t);
+  if (in_session && r.data.empty()) {
+    // The engine answers a resent session write that a restarted replica
+    // had applied before it went down with an empty result: the write took
+    // effect once, but what it returned (a cas's swap) is lost.
+    return {grpc::StatusCode::DATA_LOSS,
+            "shard " + std::to_string(shard) +
+                ": the session write was applied earlier; its result is no longer known"};
+  }
   if (!out->ParseFromString(r.data))
     return {grpc::StatusCode::INTERNAL, "the state machine's answer does not parse"};
   *apply_result = r.value;
@@ -280,7 +295,8 @@ grpc::Status KvService::Put(grpc::ServerContext* ctx, const PutRequest* req, Put
   cmd.mutable_put()->set_value(req->value());
   uint64_t applied = 0;
   CommandResult out;
-  s = RunWrite(*c_, ctx, shard, cmd, &applied, &out);
+  s = RunWrite(*c_, ctx, shard, cmd, req->has_session() ? &req->session() : nullptr, &applied,
+               &out);
   res->set_shard(shard);
   res->set_index(out.index());
   return timed.Done(s);
@@ -311,7 +327,7 @@ grpc::Status KvService::Delete(grpc::ServerContext* ctx, const DeleteRequest* re
   cmd.mutable_del()->set_key(req->key());
   uint64_t applied = 0;
   CommandResult out;
-  s = RunWrite(*c_, ctx, shard, cmd, &applied, &out);
+  s = RunWrite(*c_, ctx, shard, cmd, nullptr, &applied, &out);
   res->set_shard(shard);
   res->set_existed(out.found());
   res->set_index(out.index());
@@ -331,7 +347,8 @@ grpc::Status KvService::Cas(grpc::ServerContext* ctx, const CasRequest* req, Cas
   op->set_value(req->value());
   uint64_t applied = 0;
   CommandResult out;
-  s = RunWrite(*c_, ctx, shard, cmd, &applied, &out);
+  s = RunWrite(*c_, ctx, shard, cmd, req->has_session() ? &req->session() : nullptr, &applied,
+               &out);
   res->set_shard(shard);
   res->set_swapped(applied == kApplied);
   res->set_found(out.found());
@@ -381,6 +398,18 @@ grpc::Status KvService::ShardMap(grpc::ServerContext*, const ShardMapRequest*,
     a->set_raft_address(n.raft_address);
     a->set_client_address(n.client_address);
   }
+  return timed.Done(grpc::Status::OK);
+}
+
+grpc::Status KvService::RegisterSession(grpc::ServerContext* ctx, const RegisterSessionRequest* req,
+                                        RegisterSessionResponse* res) {
+  Timed timed(c_, Method::kRegisterSession);
+  const uint64_t shard = req->shard();
+  if (grpc::Status s = RouteToLeader(*c_, ctx, shard); !s.ok()) return timed.Done(s);
+  Result<Session> session = c_->nh->SyncRegisterSession(shard, Budget(*c_, *ctx));
+  if (!session.ok()) return timed.Done(FromStatus(*c_, ctx, shard, session.status()));
+  res->set_shard(shard);
+  res->set_client_id(session->client_id());
   return timed.Done(grpc::Status::OK);
 }
 

@@ -1,5 +1,5 @@
 // The daemon's gRPC services on its client address: KV (Put, Get, Delete,
-// Cas, Scan, ShardMap) and Admin (Status, Shards, Shard, AddReplica,
+// Cas, Scan, ShardMap, RegisterSession) and Admin (Status, Shards, Shard, AddReplica,
 // RemoveReplica, TransferLeader, Snapshot). docs/cli.md describes them.
 //
 // Thread-safety: gRPC calls the handlers from many threads; the services
@@ -53,6 +53,8 @@ class KvService final : public KV::Service {
   grpc::Status Scan(grpc::ServerContext* ctx, const ScanRequest* req, ScanResponse* res) override;
   grpc::Status ShardMap(grpc::ServerContext* ctx, const ShardMapRequest* req,
                         ShardMapResponse* res) override;
+  grpc::Status RegisterSession(grpc::ServerContext* ctx, const RegisterSessionRequest* req,
+                               RegisterSessionResponse* res) override;
 
  private:
   const ServiceContext* c_;
