@@ -41,6 +41,8 @@ struct TransportConfig {
   // Incoming data that exceeds these is rejected as corrupt.
   size_t max_entries_per_message = 1u << 16;
   size_t max_members_per_list = 1024;
+  // Messages decoded from one received batch; at least max_batch_bytes / 16.
+  size_t max_messages_per_batch = 1u << 16;
 
   // Snapshots.
   size_t snapshot_chunk_bytes = 1u << 20;

@@ -1,5 +1,6 @@
 #include "transport/convert.h"
 
+#include <algorithm>
 #include <string_view>
 
 namespace flotilla::transport {
@@ -95,7 +96,8 @@ Status EntryFromWire(wire::Entry* in, raft::Entry* out) {
 }  // namespace
 
 WireLimits LimitsFrom(const TransportConfig& config) {
-  return WireLimits{config.max_entries_per_message, config.max_members_per_list};
+  return WireLimits{config.max_entries_per_message, config.max_members_per_list,
+                    std::max(config.max_messages_per_batch, config.max_batch_bytes / 16)};
 }
 
 void MakeHeader(uint64_t deployment_id, const std::string& source_address, wire::Header* out) {
@@ -246,6 +248,14 @@ Status HeartbeatsFromWire(const wire::Heartbeats& h, std::vector<raft::Message>*
 
 Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
                      std::vector<raft::Message>* out) {
+  const size_t count = static_cast<size_t>(in->messages_size()) +
+                       (in->has_heartbeats() ? static_cast<size_t>(in->heartbeats().shard_id_size())
+                                             : 0);
+  if (count > limits.max_messages_per_batch) {
+    return Status::InvalidArgument("a batch of " + std::to_string(count) +
+                                   " messages exceeds max_messages_per_batch " +
+                                   std::to_string(limits.max_messages_per_batch));
+  }
   const size_t first = out->size();
   out->resize(first + static_cast<size_t>(in->messages_size()));
   for (int i = 0; i < in->messages_size(); ++i) {

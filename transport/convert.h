@@ -28,6 +28,12 @@ inline constexpr uint32_t kProtocolVersion = 2;
 struct WireLimits {
   size_t max_entries_per_message = 1u << 16;
   size_t max_members_per_list = 1024;
+  // Messages (coalesced heartbeats included) decoded from one batch. A
+  // heartbeat costs about 10 bytes on the wire and a few hundred decoded:
+  // without a count bound, one 28 MB batch of 4 million heartbeats cost
+  // 1.2 GiB. Senders account at least 96 bytes per message against
+  // max_batch_bytes, so a correct one stays far below this.
+  size_t max_messages_per_batch = 1u << 16;
 };
 WireLimits LimitsFrom(const TransportConfig& config);
 
