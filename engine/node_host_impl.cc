@@ -1101,6 +1101,8 @@ Status NodeHostImpl::StartReplicaImpl(
   if (closed_.load()) return Status::Terminated("NodeHost is closed");
   if (sc.shard_id == 0 || sc.replica_id == 0)
     return Status::InvalidArgument("shard and replica ids must be > 0");
+  if (sc.lease_read && !sc.check_quorum)
+    return Status::InvalidArgument("ShardConfig.lease_read requires check_quorum");
   if (Find(sc.shard_id))
     return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
   Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
@@ -1161,6 +1163,7 @@ Status NodeHostImpl::StartReplicaImpl(
   rc.heartbeat_ticks = sc.heartbeat_rtt;
   rc.check_quorum = sc.check_quorum;
   rc.pre_vote = sc.pre_vote;
+  rc.lease_read = sc.lease_read;
   rc.max_uncommitted_bytes = sc.max_uncommitted_bytes;
   rc.max_unapplied_bytes = sc.max_unapplied_bytes;
   rc.max_inflight_msgs = sc.max_inflight_msgs;

@@ -327,8 +327,13 @@ void Raft::Wake() {
   idle_ticks_ = 0;
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
+  // Waking starts a fresh check-quorum window. It holds no acknowledgement
+  // yet: the followers' acks from before the quiescence say nothing about
+  // whether they follow this leader now, so the lease (LeaseHeld) is not
+  // held until a quorum answers again, and a leader that hears from no
+  // quorum within this window steps down.
   if (state_ == State::kLeader) {
-    for (auto& [rid, pr] : tracker_.progress()) pr.recent_active = true;
+    for (auto& [rid, pr] : tracker_.progress()) pr.recent_active = rid == id();
   }
 }
 
