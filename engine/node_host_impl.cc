@@ -281,9 +281,7 @@ bool StepWorker::RunPass() {
       // Never retried as if nothing happened: the replicas of this pass stop.
       nh_->OnStorageFailure(s);
       for (Replica* r : updated_) {
-        r->failed.store(true);
-        r->stopped.store(true);
-        r->FailAllPending(RequestCode::kTerminated);
+        nh_->FailReplica(r);
       }
       return true;
     }
@@ -470,14 +468,35 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
   if (sweep) {
     r->SweepExpired(internal::RequestState::Clock::now());
   }
-  // A restart of thousands of shards must not start thousands of elections
-  // at once: campaigns wait for a slot under max_concurrent_campaigns. A
-  // replica still campaigning (its last campaign failed) holds a slot and
-  // uses it again; otherwise failed pre-candidates holding every slot would
-  // stop all elections for good.
-  if (p.raft().wants_campaign() &&
-      (r->campaigning || nh_->campaigning().load() < nh_->config().max_concurrent_campaigns)) {
-    p.Campaign();
+  CampaignIfSlot(r);
+}
+
+// A restart of thousands of shards must not start thousands of elections at
+// once: a replica whose election timer fired campaigns only with one of the
+// NodeHost's max_concurrent_campaigns slots (CampaignSlots). It holds the
+// slot while it campaigns, for one election timeout at most: when its timer
+// fires again the slot goes back and it queues behind the replicas waiting,
+// so campaigns that cannot end (their pre-votes dropped or unanswered) do not
+// starve the shards that could elect.
+void StepWorker::CampaignIfSlot(Replica* r) {
+  raft::Peer& p = *r->peer;
+  CampaignSlots& slots = nh_->campaign_slots();
+  if (p.raft().wants_campaign()) {
+    r->campaign_slot_asked = true;
+    // The slot lapses after the longest randomized election timeout; the
+    // timer firing again returns it first (see CampaignSlots).
+    const uint64_t hold_ticks = 2 * uint64_t{r->config.election_rtt};
+    if (slots.Acquire(r, nh_->ticks(), hold_ticks)) {
+      Counters::Add(nh_->counters().campaigns, 1);
+      p.Campaign();
+    }
+  }
+  if (!r->campaign_slot_asked || p.raft().wants_campaign()) return;
+  const raft::Role role = p.raft().role();
+  if (role != raft::Role::kPreCandidate && role != raft::Role::kCandidate) {
+    // Won, lost, heard from a leader, or could not campaign after all.
+    slots.Release(r);
+    r->campaign_slot_asked = false;
   }
 }
 
@@ -551,17 +570,6 @@ void StepWorker::AfterPersist(Replica* r) {
   if (u.soft_state) {
     r->leader.store(u.soft_state->leader);
     r->role.store(static_cast<int>(u.soft_state->role));
-    const bool campaigning = u.soft_state->role == raft::Role::kCandidate ||
-                             u.soft_state->role == raft::Role::kPreCandidate;
-    if (campaigning != r->campaigning) {
-      r->campaigning = campaigning;
-      if (campaigning) {
-        Counters::Add(c.campaigns, 1);
-        nh_->campaigning().fetch_add(1);
-      } else {
-        nh_->campaigning().fetch_sub(1);
-      }
-    }
     if (u.soft_state->leader != r->reported_leader) {
       r->reported_leader = u.soft_state->leader;
       if (u.soft_state->leader != 0) Counters::Add(c.leader_changes, 1);
@@ -722,9 +730,7 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
     if (!s.ok()) {
       spdlog::error("shard {} replica {}: state machine update failed, replica stops: {}",
                     r->shard_id, r->replica_id, s.ToString());
-      r->failed.store(true);
-      r->stopped.store(true);
-      r->FailAllPending(RequestCode::kTerminated);
+      nh_->FailReplica(r);
       return;
     }
   }
@@ -767,9 +773,7 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   if (!s.ok()) {
     spdlog::error("shard {} replica {}: cannot restore snapshot {}, replica stops: {}", r->shard_id,
                   r->replica_id, meta.index, s.ToString());
-    r->failed.store(true);
-    r->stopped.store(true);
-    r->FailAllPending(RequestCode::kTerminated);
+    nh_->FailReplica(r);
     return false;
   }
   r->sm_membership = meta.membership;
@@ -930,7 +934,7 @@ void ApplyWorker::ServeReads(Replica* r) {
 // NodeHostImpl.
 
 NodeHostImpl::NodeHostImpl(const NodeHostConfig& config, NodeHostDeps deps)
-    : config_(config), deps_(std::move(deps)) {
+    : config_(config), deps_(std::move(deps)), campaign_slots_(config.max_concurrent_campaigns) {
   std::random_device rd;
   rng_.seed(deps_.seed != 0 ? deps_.seed : (static_cast<uint64_t>(rd()) << 32 | rd()));
   key_base_ = NextRandom() & ~uint64_t{0xffffffff};
@@ -1069,6 +1073,14 @@ void NodeHostImpl::OnStorageFailure(const Status& s) {
     spdlog::critical("LogDB save failed; the replicas of the pass stop accepting writes: {}",
                      s.ToString());
   }
+}
+
+void NodeHostImpl::FailReplica(Replica* r) {
+  r->failed.store(true);
+  r->stopped.store(true);
+  // Stopped replicas are never stepped again: nothing else returns its slot.
+  campaign_slots_.Release(r);
+  r->FailAllPending(RequestCode::kTerminated);
 }
 
 std::shared_ptr<Replica> NodeHostImpl::Find(uint64_t shard_id) {
@@ -1279,6 +1291,7 @@ Status NodeHostImpl::StopReplica(uint64_t shard_id) {
     replicas_.erase(it);
   }
   r->stopped.store(true);
+  campaign_slots_.Release(r.get());
   step_[shard_id % step_.size()]->Remove(r.get());
   // Let a pass that may hold the replica finish before it is freed: the
   // worker's next pass no longer sees it. Keep it alive until then.
@@ -1545,7 +1558,7 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   m.replica_steps = c.replica_steps.load();
   m.save_latency = c.save_latency.Read();
   if (logdb_) m.fsync_latency = logdb_->SyncLatency();
-  m.campaigning = campaigning_.load();
+  m.campaigning = campaign_slots_.held();
   m.storage_failed = storage_failed_.load();
   std::shared_lock<std::shared_mutex> l(replicas_mu_);
   for (const auto& [id, r] : replicas_) {

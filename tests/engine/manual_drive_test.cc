@@ -25,16 +25,21 @@ std::string TempRoot(const std::string& prefix) {
   return (std::filesystem::temp_directory_path() / (prefix + std::to_string(rd()))).string();
 }
 
-// Three NodeHosts (replicas 1-3 of shard 1) on the in-process network and the
-// in-memory LogDB, driven on this thread; every random choice comes from `seed`.
+// NodeHosts on the in-process network and the in-memory LogDB, driven on
+// this thread; every random choice comes from `seed`. The first constructor
+// starts replicas 1-3 of shard 1 on three hosts; the second starts `hosts`
+// NodeHosts without shards (StartShard places them).
 class ManualCluster {
  public:
   ManualCluster(const std::string& root, uint64_t seed, ShardConfig shard = {},
                 uint32_t max_concurrent_campaigns = NodeHostConfig{}.max_concurrent_campaigns)
+      : ManualCluster(root, seed, 3, max_concurrent_campaigns) {
+    StartShard(1, {1, 2, 3}, shard);
+  }
+  ManualCluster(const std::string& root, uint64_t seed, int hosts,
+                uint32_t max_concurrent_campaigns)
       : rng_(seed) {
-    Members members;
-    for (int i = 1; i <= 3; ++i) members[static_cast<uint64_t>(i)] = Name(i);
-    for (int i = 1; i <= 3; ++i) {
+    for (int i = 1; i <= hosts; ++i) {
       NodeHostConfig c;
       c.data_dir = root + "/h" + std::to_string(i);
       c.raft_address = Name(i);
@@ -57,12 +62,23 @@ class ManualCluster {
       };
       auto nh = std::make_unique<NodeHostImpl>(c, std::move(d));
       EXPECT_TRUE(nh->Init().ok());
-      shard.shard_id = 1;
-      shard.replica_id = static_cast<uint64_t>(i);
-      EXPECT_TRUE(nh->StartReplica(shard, members, false, [](uint64_t, uint64_t) {
-                      return std::make_unique<testing::KvStateMachine>();
-                    }).ok());
       hosts_.push_back(std::move(nh));
+    }
+  }
+  // Starts shard `shard_id` with one replica on each host of `on` (1-based);
+  // the replica on host i has replica id i.
+  void StartShard(uint64_t shard_id, const std::vector<uint64_t>& on, ShardConfig shard = {}) {
+    Members members;
+    for (uint64_t i : on) members[i] = Name(static_cast<int>(i));
+    for (uint64_t i : on) {
+      shard.shard_id = shard_id;
+      shard.replica_id = i;
+      EXPECT_TRUE(host(i)
+                      .StartReplica(shard, members, false,
+                                    [](uint64_t, uint64_t) {
+                                      return std::make_unique<testing::KvStateMachine>();
+                                    })
+                      .ok());
     }
   }
   ~ManualCluster() {
@@ -82,6 +98,17 @@ class ManualCluster {
     }
     for (auto& h : hosts_) h->RunOnce();
     net_.DeliverAll(rng_);
+  }
+  // `ticks` ticks; after each, three rounds of passes, apply rounds and
+  // deliveries on every host.
+  void RunTicks(int ticks) {
+    for (int t = 0; t < ticks; ++t) {
+      for (auto& h : hosts_) h->AdvanceTick();
+      for (int k = 0; k < 3; ++k) {
+        for (auto& h : hosts_) h->RunOnce();
+        net_.DeliverAll(rng_);
+      }
+    }
   }
   // Steps until `done` holds; false after `max_steps`.
   bool DriveUntil(const std::function<bool()>& done, int max_steps = 5000) {
@@ -245,25 +272,74 @@ TEST(Quiescence, TicksSkipQuiescedReplicasAndAWokenOneIsTickedAgain) {
 TEST(CampaignCap, ACandidateHoldingASlotCampaignsAgain) {
   const std::string root = TempRoot("flotilla-cap-");
   ManualCluster cl(root, 5, ShardConfig{}, /*max_concurrent_campaigns=*/1);
-  auto run = [&](int ticks) {
-    for (int t = 0; t < ticks; ++t) {
-      for (uint64_t i = 1; i <= 3; ++i) cl.host(i).AdvanceTick();
-      for (int k = 0; k < 3; ++k) {
-        for (uint64_t i = 1; i <= 3; ++i) cl.host(i).RunOnce();
-        cl.net().DeliverAll(cl.rng());
-      }
-    }
-  };
+  auto run = [&](int ticks) { cl.RunTicks(ticks); };
   // Every campaign fails: all three become pre-candidates holding their slot.
   for (int i = 1; i <= 3; ++i) cl.net().Isolate(ManualCluster::Name(i));
   run(100);
-  for (uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(cl.host(i).campaigning().load(), 1u);
+  for (uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(cl.host(i).campaign_slots().held(), 1u);
   cl.net().HealAll();
   run(200);
   uint64_t leader = 0;
   for (uint64_t i = 1; i <= 3; ++i)
     leader = std::max(leader, cl.host(i).GetReplicaInfo(1)->leader_id);
   EXPECT_NE(leader, 0u) << "no leader: the campaign slots deadlocked";
+  std::filesystem::remove_all(root);
+}
+
+// Five NodeHosts, two of them down, a cap of 2. Hosts 1-3 each hold three
+// hopeless shards (their other replicas are on the dead hosts: pre-votes go
+// unanswered for ever) that time out first, and then three shards whose
+// replicas are all on hosts 1-3. A slot is held for one election timeout per
+// campaign; then the replica queues behind the others, so the electable
+// shards get slots and elect. Before, the hopeless pre-candidates kept their
+// slots for good and no other shard on their hosts ever campaigned.
+TEST(CampaignCap, HopelessShardsDoNotStarveElectableOnes) {
+  const std::string root = TempRoot("flotilla-cap-starve-");
+  constexpr uint32_t kCap = 2;
+  ManualCluster cl(root, 3, /*hosts=*/5, kCap);
+  cl.net().Isolate(ManualCluster::Name(4));
+  cl.net().Isolate(ManualCluster::Name(5));
+  for (uint64_t h = 1; h <= 3; ++h) {
+    for (uint64_t k = 0; k <= kCap; ++k) cl.StartShard(100 + 10 * h + k, {h, 4, 5});
+  }
+  cl.RunTicks(60);
+  // Every hopeless shard campaigns or waits for a slot.
+  for (uint64_t h = 1; h <= 3; ++h) {
+    CampaignSlots& slots = cl.host(h).campaign_slots();
+    EXPECT_EQ(slots.held() + slots.waiting(), kCap + 1);
+  }
+  for (uint64_t s = 1; s <= 3; ++s) cl.StartShard(s, {1, 2, 3});
+  cl.RunTicks(150);
+  for (uint64_t s = 1; s <= 3; ++s) {
+    EXPECT_NE(cl.host(1).GetReplicaInfo(s)->leader_id, 0u)
+        << "shard " << s << " has a live quorum and no leader: hopeless campaigns hold every slot";
+  }
+  for (uint64_t h = 1; h <= 3; ++h) EXPECT_LE(cl.host(h).campaign_slots().held(), kCap);
+  std::filesystem::remove_all(root);
+}
+
+// A campaigning replica that stops — stopped by hand, or by a failed save —
+// returns its slot at once; before, the slot stayed taken for good.
+TEST(CampaignCap, StoppedAndFailedReplicasReturnTheirSlots) {
+  const std::string root = TempRoot("flotilla-cap-stop-");
+  ManualCluster cl(root, 4, /*hosts=*/3, /*max_concurrent_campaigns=*/1);
+  cl.net().Isolate(ManualCluster::Name(2));
+  cl.net().Isolate(ManualCluster::Name(3));
+  ShardConfig no_pre_vote;  // every campaign raises the term: a save per campaign
+  no_pre_vote.pre_vote = false;
+  cl.StartShard(7, {1, 2, 3}, no_pre_vote);
+  cl.RunTicks(40);
+  ASSERT_EQ(cl.host(1).campaign_slots().held(), 1u);
+  ASSERT_TRUE(cl.host(1).StopReplica(7).ok());
+  EXPECT_EQ(cl.host(1).campaign_slots().held(), 0u) << "StopReplica kept the campaign slot";
+
+  cl.StartShard(8, {1, 2, 3}, no_pre_vote);
+  cl.RunTicks(40);
+  ASSERT_EQ(cl.host(1).campaign_slots().held(), 1u);
+  cl.db(1).FailNextWrite(Status::IOError("simulated: the disk failed"));
+  for (int t = 0; t < 60 && !cl.host(1).GetMetrics().storage_failed; ++t) cl.RunTicks(1);
+  ASSERT_TRUE(cl.host(1).GetMetrics().storage_failed);
+  EXPECT_EQ(cl.host(1).campaign_slots().held(), 0u) << "a failed save kept the campaign slot";
   std::filesystem::remove_all(root);
 }
 
