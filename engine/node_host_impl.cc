@@ -509,7 +509,10 @@ void StepWorker::CampaignIfSlot(Replica* r) {
 void StepWorker::CheckRemoved(Replica* r, uint64_t now) {
   const raft::Raft& raft = r->peer->raft();
   const std::vector<raft::ReplicaId>& removed = raft.membership().removed;
-  if (std::find(removed.begin(), removed.end(), r->replica_id) == removed.end()) return;
+  if (!raft.told_removed() &&
+      std::find(removed.begin(), removed.end(), r->replica_id) == removed.end()) {
+    return;
+  }
   if (r->removed_at_tick == 0) {
     r->removed_at_tick = now;
     spdlog::info("shard {} replica {}: removed from the shard; stopping in {} ticks", r->shard_id,
@@ -630,10 +633,11 @@ void ApplyWorker::ApplyConfChangeEntry(Replica* r, const raft::Entry& e) {
     r->sm_membership = std::move(next.membership);
     r->PublishMembership();
   }
+  // A removed replica's address is kept: the removal notice that answers
+  // its vote requests must reach it (its id is never added again, so the
+  // entry can never point to another replica).
   for (const raft::ConfChangeItem& item : cc.items) {
-    if (item.type == raft::ConfChangeType::kRemove) {
-      nh_->registry()->Remove(r->shard_id, item.replica);
-    } else if (!item.context.empty()) {
+    if (item.type != raft::ConfChangeType::kRemove && !item.context.empty()) {
       nh_->registry()->Add(r->shard_id, item.replica, item.context);
     }
   }

@@ -110,6 +110,16 @@ class ManualCluster {
       }
     }
   }
+  // Steps until hosts 1-3 agree on a leader of shard 1; returns it (0: none).
+  uint64_t AgreedLeader() {
+    uint64_t leader = 0;
+    const bool agreed = DriveUntil([&] {
+      leader = host(1).GetReplicaInfo(1)->leader_id;
+      return leader != 0 && host(2).GetReplicaInfo(1)->leader_id == leader &&
+             host(3).GetReplicaInfo(1)->leader_id == leader;
+    });
+    return agreed ? leader : 0;
+  }
   // Steps until `done` holds; false after `max_steps`.
   bool DriveUntil(const std::function<bool()>& done, int max_steps = 5000) {
     for (int step = 0; step < max_steps; ++step) {
@@ -357,12 +367,8 @@ TEST(StorageFailure, AFollowerNeverAppliesEntriesItFailedToSave) {
   const std::string root = TempRoot("flotilla-unsaved-");
   {
     ManualCluster cl(root, 1);
-    uint64_t leader = 0;
-    ASSERT_TRUE(cl.DriveUntil([&] {
-      leader = cl.host(1).GetReplicaInfo(1)->leader_id;
-      return leader != 0 && cl.host(2).GetReplicaInfo(1)->leader_id == leader &&
-             cl.host(3).GetReplicaInfo(1)->leader_id == leader;
-    }));
+    const uint64_t leader = cl.AgreedLeader();
+    ASSERT_NE(leader, 0u);
     const uint64_t follower = leader == 3 ? 2 : 3;
     Result<RequestHandle> a = cl.host(leader).Propose(1, "a=1", 3600s);
     ASSERT_TRUE(a.ok());
@@ -395,6 +401,46 @@ TEST(StorageFailure, AFollowerNeverAppliesEntriesItFailedToSave) {
 namespace flotilla::engine {
 namespace {
 
+// A follower removed while it was cut off never receives its removal: the
+// leader stops tracking it when the removal applies and sends it nothing
+// more. Back on the network it campaigns; the members that applied the
+// removal answer its vote requests with the removal notice, and it stops
+// itself like a replica that applied its own removal. Before, its pre-votes
+// were dropped or refused for ever and it campaigned for ever.
+TEST(RemovedReplica, AFollowerCutOffDuringItsRemovalIsToldAndStops) {
+  const std::string root = TempRoot("flotilla-removed-");
+  ManualCluster cl(root, 6);
+  uint64_t leader = cl.AgreedLeader();
+  ASSERT_NE(leader, 0u);
+  const uint64_t removed = leader == 3 ? 2 : 3;
+  cl.net().Isolate(ManualCluster::Name(static_cast<int>(removed)));
+  Result<RequestHandle> rm = cl.host(leader).RemoveReplica(1, removed, 3600s);
+  ASSERT_TRUE(rm.ok());
+  ASSERT_TRUE(cl.DriveUntil([&] { return rm->Done(); }));
+  ASSERT_TRUE(rm->Wait().ok());
+  // Only the leader, which heard from the removed replica before (so its
+  // NodeHost does not learn its address from its messages again), can tell
+  // it: the leader must still know the removed replica's address.
+  const uint64_t other = 6 - leader - removed;
+  cl.net().HealAll();
+  cl.net().Isolate(ManualCluster::Name(static_cast<int>(other)));
+  const bool stopped =
+      cl.DriveUntil([&] { return !cl.host(removed).GetReplicaInfo(1).ok(); }, 4 * 200);
+  EXPECT_TRUE(stopped) << "the removed replica never learned of its removal and still runs ("
+                       << cl.host(removed).GetMetrics().campaigns << " campaigns)";
+  // The others go on.
+  cl.net().HealAll();
+  ASSERT_TRUE(cl.DriveUntil([&] {
+    leader = cl.host(other).GetReplicaInfo(1)->leader_id;
+    return leader != 0 && leader != removed;
+  }));
+  Result<RequestHandle> w = cl.host(leader).Propose(1, "k=v", 3600s);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(cl.DriveUntil([&] { return w->Done(); }));
+  EXPECT_TRUE(w->Wait().ok());
+  std::filesystem::remove_all(root);
+}
+
 // ShardConfig::lease_read: a leader holding its lease answers a read with no
 // heartbeat round (here: with no message delivered at all); a leader just
 // woken from quiescence does not hold it, and the read falls back to a
@@ -405,12 +451,8 @@ TEST(LeaseRead, ServedFromTheLeaseAndAfterWakingByARound) {
   sc.lease_read = true;
   sc.quiesce_after_election_timeouts = 1;
   ManualCluster cl(root, 11, sc);
-  uint64_t leader = 0;
-  ASSERT_TRUE(cl.DriveUntil([&] {
-    leader = cl.host(1).GetReplicaInfo(1)->leader_id;
-    return leader != 0 && cl.host(2).GetReplicaInfo(1)->leader_id == leader &&
-           cl.host(3).GetReplicaInfo(1)->leader_id == leader;
-  }));
+  const uint64_t leader = cl.AgreedLeader();
+  ASSERT_NE(leader, 0u);
   Result<RequestHandle> w = cl.host(leader).Propose(1, "k=v", 3600s);
   ASSERT_TRUE(w.ok());
   ASSERT_TRUE(cl.DriveUntil([&] { return w->Done(); }));
