@@ -311,9 +311,7 @@ bool StepWorker::RunPass() {
       // Never retried as if nothing happened: the replicas of this pass stop.
       nh_->OnStorageFailure(s);
       for (Replica* r : updated_) {
-        r->failed.store(true);
-        r->stopped.store(true);
-        r->FailAllPending(RequestCode::kTerminated);
+        nh_->FailReplica(r);
       }
       return true;
     }
@@ -514,14 +512,35 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
   if (sweep) {
     r->SweepExpired(internal::RequestState::Clock::now());
   }
-  // A restart of thousands of shards must not start thousands of elections
-  // at once: campaigns wait for a slot under max_concurrent_campaigns. A
-  // replica still campaigning (its last campaign failed) holds a slot and
-  // uses it again; otherwise failed pre-candidates holding every slot would
-  // stop all elections for good.
-  if (p.raft().wants_campaign() &&
-      (r->campaigning || nh_->campaigning().load() < nh_->config().max_concurrent_campaigns)) {
-    p.Campaign();
+  CampaignIfSlot(r);
+}
+
+// A restart of thousands of shards must not start thousands of elections at
+// once: a replica whose election timer fired campaigns only with one of the
+// NodeHost's max_concurrent_campaigns slots (CampaignSlots). It holds the
+// slot while it campaigns, for one election timeout at most: when its timer
+// fires again the slot goes back and it queues behind the replicas waiting,
+// so campaigns that cannot end (their pre-votes dropped or unanswered) do not
+// starve the shards that could elect.
+void StepWorker::CampaignIfSlot(Replica* r) {
+  raft::Peer& p = *r->peer;
+  CampaignSlots& slots = nh_->campaign_slots();
+  if (p.raft().wants_campaign()) {
+    r->campaign_slot_asked = true;
+    // The slot lapses after the longest randomized election timeout; the
+    // timer firing again returns it first (see CampaignSlots).
+    const uint64_t hold_ticks = 2 * uint64_t{r->config.election_rtt};
+    if (slots.Acquire(r, nh_->ticks(), hold_ticks)) {
+      Counters::Add(nh_->counters().campaigns, 1);
+      p.Campaign();
+    }
+  }
+  if (!r->campaign_slot_asked || p.raft().wants_campaign()) return;
+  const raft::Role role = p.raft().role();
+  if (role != raft::Role::kPreCandidate && role != raft::Role::kCandidate) {
+    // Won, lost, heard from a leader, or could not campaign after all.
+    slots.Release(r);
+    r->campaign_slot_asked = false;
   }
 }
 
@@ -534,7 +553,10 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
 void StepWorker::CheckRemoved(Replica* r, uint64_t now) {
   const raft::Raft& raft = r->peer->raft();
   const std::vector<raft::ReplicaId>& removed = raft.membership().removed;
-  if (std::find(removed.begin(), removed.end(), r->replica_id) == removed.end()) return;
+  if (!raft.told_removed() &&
+      std::find(removed.begin(), removed.end(), r->replica_id) == removed.end()) {
+    return;
+  }
   if (r->removed_at_tick == 0) {
     r->removed_at_tick = now;
     spdlog::info("shard {} replica {}: removed from the shard; stopping in {} ticks", r->shard_id,
@@ -595,17 +617,6 @@ void StepWorker::AfterPersist(Replica* r) {
   if (u.soft_state) {
     r->leader.store(u.soft_state->leader);
     r->role.store(static_cast<int>(u.soft_state->role));
-    const bool campaigning = u.soft_state->role == raft::Role::kCandidate ||
-                             u.soft_state->role == raft::Role::kPreCandidate;
-    if (campaigning != r->campaigning) {
-      r->campaigning = campaigning;
-      if (campaigning) {
-        Counters::Add(c.campaigns, 1);
-        nh_->campaigning().fetch_add(1);
-      } else {
-        nh_->campaigning().fetch_sub(1);
-      }
-    }
     if (u.soft_state->leader != r->reported_leader) {
       r->reported_leader = u.soft_state->leader;
       if (u.soft_state->leader != 0) Counters::Add(c.leader_changes, 1);
@@ -666,10 +677,11 @@ void ApplyWorker::ApplyConfChangeEntry(Replica* r, const raft::Entry& e) {
     r->sm_membership = std::move(next.membership);
     r->PublishMembership();
   }
+  // A removed replica's address is kept: the removal notice that answers
+  // its vote requests must reach it (its id is never added again, so the
+  // entry can never point to another replica).
   for (const raft::ConfChangeItem& item : cc.items) {
-    if (item.type == raft::ConfChangeType::kRemove) {
-      nh_->registry()->Remove(r->shard_id, item.replica);
-    } else if (!item.context.empty()) {
+    if (item.type != raft::ConfChangeType::kRemove && !item.context.empty()) {
       nh_->registry()->Add(r->shard_id, item.replica, item.context);
     }
   }
@@ -766,9 +778,7 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
     if (!s.ok()) {
       spdlog::error("shard {} replica {}: state machine update failed, replica stops: {}",
                     r->shard_id, r->replica_id, s.ToString());
-      r->failed.store(true);
-      r->stopped.store(true);
-      r->FailAllPending(RequestCode::kTerminated);
+      nh_->FailReplica(r);
       return;
     }
   }
@@ -811,9 +821,7 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   if (!s.ok()) {
     spdlog::error("shard {} replica {}: cannot restore snapshot {}, replica stops: {}", r->shard_id,
                   r->replica_id, meta.index, s.ToString());
-    r->failed.store(true);
-    r->stopped.store(true);
-    r->FailAllPending(RequestCode::kTerminated);
+    nh_->FailReplica(r);
     return false;
   }
   r->sm_membership = meta.membership;
@@ -974,7 +982,7 @@ void ApplyWorker::ServeReads(Replica* r) {
 // NodeHostImpl.
 
 NodeHostImpl::NodeHostImpl(const NodeHostConfig& config, NodeHostDeps deps)
-    : config_(config), deps_(std::move(deps)) {
+    : config_(config), deps_(std::move(deps)), campaign_slots_(config.max_concurrent_campaigns) {
   std::random_device rd;
   rng_.seed(deps_.seed != 0 ? deps_.seed : (static_cast<uint64_t>(rd()) << 32 | rd()));
   key_base_ = NextRandom() & ~uint64_t{0xffffffff};
@@ -1115,6 +1123,14 @@ void NodeHostImpl::OnStorageFailure(const Status& s) {
   }
 }
 
+void NodeHostImpl::FailReplica(Replica* r) {
+  r->failed.store(true);
+  r->stopped.store(true);
+  // Stopped replicas are never stepped again: nothing else returns its slot.
+  campaign_slots_.Release(r);
+  r->FailAllPending(RequestCode::kTerminated);
+}
+
 std::shared_ptr<Replica> NodeHostImpl::Find(uint64_t shard_id) {
   std::shared_lock<std::shared_mutex> l(replicas_mu_);
   auto it = replicas_.find(shard_id);
@@ -1145,6 +1161,8 @@ Status NodeHostImpl::StartReplicaImpl(
   if (closed_.load()) return Status::Terminated("NodeHost is closed");
   if (sc.shard_id == 0 || sc.replica_id == 0)
     return Status::InvalidArgument("shard and replica ids must be > 0");
+  if (sc.lease_read && !sc.check_quorum)
+    return Status::InvalidArgument("ShardConfig.lease_read requires check_quorum");
   if (Find(sc.shard_id))
     return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
   Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
@@ -1205,6 +1223,7 @@ Status NodeHostImpl::StartReplicaImpl(
   rc.heartbeat_ticks = sc.heartbeat_rtt;
   rc.check_quorum = sc.check_quorum;
   rc.pre_vote = sc.pre_vote;
+  rc.lease_read = sc.lease_read;
   rc.max_uncommitted_bytes = sc.max_uncommitted_bytes;
   rc.max_unapplied_bytes = sc.max_unapplied_bytes;
   rc.max_inflight_msgs = sc.max_inflight_msgs;
@@ -1320,6 +1339,7 @@ Status NodeHostImpl::StopReplica(uint64_t shard_id) {
     replicas_.erase(it);
   }
   r->stopped.store(true);
+  campaign_slots_.Release(r.get());
   step_[shard_id % step_.size()]->Remove(r.get());
   // Let a pass that may hold the replica finish before it is freed: the
   // worker's next pass no longer sees it. Keep it alive until then.
@@ -1590,7 +1610,7 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   }
   m.save_latency = c.save_latency.Read();
   if (logdb_) m.fsync_latency = logdb_->SyncLatency();
-  m.campaigning = campaigning_.load();
+  m.campaigning = campaign_slots_.held();
   m.storage_failed = storage_failed_.load();
   std::shared_lock<std::shared_mutex> l(replicas_mu_);
   for (const auto& [id, r] : replicas_) {

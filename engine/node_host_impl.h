@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/campaign_slots.h"
 #include "engine/inbound_check.h"
 #include "engine/replica.h"
 #include "engine/snapshot_stream.h"
@@ -122,6 +123,7 @@ class StepWorker : public WorkerBase {
   void CheckRemoved(Replica* r, uint64_t now);
   void StopRemoved();
   void SendOutbox(bool report_unreachable);
+  void CampaignIfSlot(Replica* r);
   bool CanApplyBeforeSave(const Replica* r);
   void HandToApply(Replica* r);
 
@@ -249,7 +251,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   void LearnAddresses(raft::ShardId shard, const raft::Membership& m);
   ApplyWorker* apply_worker_for(uint64_t shard) { return apply_[shard % apply_.size()].get(); }
   uint64_t ticks() const { return ticks_.load(std::memory_order_acquire); }
-  std::atomic<uint32_t>& campaigning() { return campaigning_; }
+  CampaignSlots& campaign_slots() { return campaign_slots_; }
   Counters& counters() { return counters_; }
   SnapshotWorkers* snapshot_workers() { return snapshot_workers_.get(); }
   void OnStorageFailure(const Status& s);
@@ -258,6 +260,9 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // sending NodeHost's address, escaped before it is logged.
   void ReportRejected(uint64_t shard, const raft::Message& m, Rejection why,
                       std::string_view source);
+  // Stops `r` for good after a storage or state-machine failure: it takes
+  // no more input, its requests end as terminated, its campaign slot returns.
+  void FailReplica(Replica* r);
   void NotifyStep(Replica* r);
   std::shared_ptr<Replica> Find(uint64_t shard_id);
 
@@ -292,7 +297,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::atomic<bool> stop_{false};
   std::atomic<bool> closed_{false};
   std::atomic<uint64_t> ticks_{0};
-  std::atomic<uint32_t> campaigning_{0};
+  CampaignSlots campaign_slots_;
   Counters counters_;
   std::atomic<bool> storage_failed_{false};
   std::mutex storage_mu_;

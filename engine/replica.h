@@ -68,7 +68,8 @@ class Replica {
   std::vector<raft::ReplicaId> unreachable_scratch;
   std::vector<raft::SnapshotMeta> taken_scratch;
   std::vector<std::pair<raft::ReplicaId, std::string>> learned_scratch;  // (sender, its address)
-  bool campaigning = false;
+  // It asked the NodeHost's CampaignSlots for a slot: it holds one or waits.
+  bool campaign_slot_asked = false;
   bool conf_committed = false;                // the current Update commits a membership change
   raft::HardState saved_hs;                   // the last hard state saved
   std::optional<raft::HardState> unsaved_hs;  // a commit-only change not yet saved

@@ -213,6 +213,16 @@ void AppendHeartbeat(const raft::Message& m, wire::Heartbeats* out) {
   out->add_flags((m.type == raft::MessageType::kHeartbeatResp ? 1u : 0u) | (m.reject ? 2u : 0u));
 }
 
+bool MustFollowHeartbeats(const raft::Message& m, const wire::Heartbeats& h) {
+  if (m.type != raft::MessageType::kQuiesce) return false;
+  // Quiesce messages are rare (one per follower when a shard goes idle), so
+  // a scan of the batch's columns costs nothing on the hot path.
+  for (int i = 0; i < h.shard_id_size(); ++i) {
+    if (h.shard_id(i) == m.shard_id && h.to(i) == m.to) return true;
+  }
+  return false;
+}
+
 namespace {
 
 Status HeartbeatsFromWire(const wire::Heartbeats& h, std::vector<raft::Message>* out) {

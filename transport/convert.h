@@ -55,6 +55,12 @@ Status FromWire(wire::Message* in, const WireLimits& limits, raft::Message* out)
 bool CanCoalesce(const raft::Message& m);
 // Appends `m` (CanCoalesce(m) must hold) to the columns of *out.
 void AppendHeartbeat(const raft::Message& m, wire::Heartbeats* out);
+// True when `m` must not join a batch whose coalesced heartbeats `h` hold
+// one for the same shard and replica: the receiver decodes a batch's
+// messages before its heartbeat columns, and a kQuiesce delivered before an
+// earlier heartbeat is undone by it (the heartbeat wakes the follower). Other
+// messages may be reordered with heartbeats (Raft tolerates it).
+bool MustFollowHeartbeats(const raft::Message& m, const wire::Heartbeats& h);
 
 // Appends the messages of *in (and its coalesced heartbeats) to *out; on
 // error appends nothing.

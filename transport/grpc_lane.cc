@@ -250,6 +250,8 @@ Status Lane::Pump() {
       for (; i < pending_.size(); ++i) {
         const size_t b = pending_[i].SizeBytes();
         if (i > start && bytes + b > max_batch_bytes) break;
+        // The next batch starts with it, after those heartbeats.
+        if (MustFollowHeartbeats(pending_[i], batch_.heartbeats())) break;
         bytes += b;
         if (CanCoalesce(pending_[i])) {
           AppendHeartbeat(pending_[i], batch_.mutable_heartbeats());

@@ -159,7 +159,7 @@ Role Raft::role() const {
 }
 
 bool Raft::Promotable() const {
-  return !corrupted_ && tracker_.IsVoter(id()) && !tracker_.IsWitness(id());
+  return !corrupted_ && !told_removed_ && tracker_.IsVoter(id()) && !tracker_.IsWitness(id());
 }
 
 // ---------------------------------------------------------------------------
@@ -327,8 +327,13 @@ void Raft::Wake() {
   idle_ticks_ = 0;
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
+  // Waking starts a fresh check-quorum window. It holds no acknowledgement
+  // yet: the followers' acks from before the quiescence say nothing about
+  // whether they follow this leader now, so the lease (LeaseHeld) is not
+  // held until a quorum answers again, and a leader that hears from no
+  // quorum within this window steps down.
   if (state_ == State::kLeader) {
-    for (auto& [rid, pr] : tracker_.progress()) pr.recent_active = true;
+    for (auto& [rid, pr] : tracker_.progress()) pr.recent_active = rid == id();
   }
 }
 
@@ -464,6 +469,35 @@ void Raft::ActOnVotes() {
   }
 }
 
+// A removed replica that did not learn that its removal committed (the
+// leader stopped tracking it at once, and the last commit index it sent may
+// have been lost) times out and campaigns, for ever: its pre-votes are
+// dropped by voters within their lease and refused by the others. The
+// members that applied the removal tell it instead. Removal is final (a
+// removed id is never added again), so the answer stays true.
+bool Raft::RemovedFromShard(ReplicaId id) const {
+  return Contains(tracker_.membership().removed, id) && !tracker_.IsMember(id);
+}
+
+void Raft::TellRemoved(const Message& vote_request) {
+  Message resp;
+  resp.type = vote_request.type == MessageType::kRequestPreVote ? MessageType::kRequestPreVoteResp
+                                                                : MessageType::kRequestVoteResp;
+  resp.to = vote_request.from;
+  resp.reject = true;
+  resp.ctx = kRemovedNotice;
+  Send(std::move(resp));
+}
+
+// Trusted from a member of this replica's configuration only: that member
+// applied a committed change removing us.
+void Raft::HandleRemovedNotice(const Message& m) {
+  if (m.from == id() || !tracker_.IsMember(m.from) || state_ == State::kLeader) return;
+  told_removed_ = true;
+  wants_campaign_ = false;
+  if (state_ != State::kFollower) BecomeFollower(term_, kNoReplica);
+}
+
 // ---------------------------------------------------------------------------
 // Step.
 
@@ -507,6 +541,20 @@ bool Raft::StepByTerm(Message& m) {
 
 void Raft::Step(Message m) {
   if (corrupted_) return;
+  const bool vote_request =
+      m.type == MessageType::kRequestVote || m.type == MessageType::kRequestPreVote;
+  // Before the terms and the lease, and without waking a quiesced shard: a
+  // removed replica is answered whatever it asks with, and never disrupts.
+  if (vote_request && RemovedFromShard(m.from)) {
+    TellRemoved(m);
+    return;
+  }
+  const bool vote_response =
+      m.type == MessageType::kRequestVoteResp || m.type == MessageType::kRequestPreVoteResp;
+  if (vote_response && m.reject && m.ctx == kRemovedNotice) {
+    HandleRemovedNotice(m);
+    return;
+  }
   if (m.type == MessageType::kQuiesce) {
     if (m.term == term_ && m.from == leader_ && state_ == State::kFollower) EnterQuiesce();
     return;

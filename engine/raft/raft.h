@@ -127,6 +127,10 @@ class Raft {
   bool Promotable() const;
   // Set when a stored entry failed its checksum: the replica must stop.
   bool corrupted() const { return corrupted_; }
+  // Set when a member answered this replica's vote request with
+  // kRemovedNotice: its removal committed (it may not have learned so from
+  // the log). It never campaigns again; the driver stops it.
+  bool told_removed() const { return told_removed_; }
 
   // --- Outputs, drained by Peer.
   std::vector<Message>& msgs() { return msgs_; }
@@ -170,6 +174,10 @@ class Raft {
   void StartElection(bool pre_vote, bool transfer);
   void HandleVoteRequest(const Message& m);
   void HandleVoteResponse(const Message& m);
+  // True when `id` was removed from the shard and is no longer a member.
+  bool RemovedFromShard(ReplicaId id) const;
+  void TellRemoved(const Message& vote_request);
+  void HandleRemovedNotice(const Message& m);
   // Wins, loses or waits on the votes recorded so far, in the current configuration.
   void ActOnVotes();
   void AttachCommit(Message* resp) const;
@@ -252,6 +260,7 @@ class Raft {
   std::vector<std::pair<uint64_t, ReplicaId>> remote_reads_before_commit_;
 
   bool corrupted_ = false;
+  bool told_removed_ = false;
   std::vector<Message> msgs_;
   std::vector<Message> msgs_after_persist_;
   std::vector<ReadState> read_states_;

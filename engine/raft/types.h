@@ -129,6 +129,11 @@ enum class MessageType : uint8_t {
 
 std::string_view MessageTypeName(MessageType t);
 
+// The `ctx` of a refused vote response that tells the requester it was
+// removed from the shard: the responder applied the removal, and the
+// requester is no longer a member (see docs/raft-core.md, Membership).
+inline constexpr uint64_t kRemovedNotice = 1;
+
 // True for message types that carry no entries and must never wait behind
 // appends or snapshot chunks in the transport.
 inline bool IsControlMessage(MessageType t) {

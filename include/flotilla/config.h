@@ -55,6 +55,14 @@ struct ShardConfig {
   uint32_t heartbeat_rtt = 1;
   bool check_quorum = true;
   bool pre_vote = true;
+  // Lease reads: NodeHost::Read on the leader is answered from the leader's
+  // commit index without a heartbeat round while a quorum acknowledged the
+  // leader within its current check-quorum window (the lease); otherwise,
+  // and on a leader that has just woken from quiescence, it falls back to a
+  // ReadIndex heartbeat round. Cheaper, but linearizable only while the
+  // hosts' clocks advance at similar rates (ReadIndex needs no such
+  // assumption). REQUIRES: check_quorum (StartReplica refuses otherwise).
+  bool lease_read = false;
   // Quiesce after this many election timeouts without activity (0: never).
   uint32_t quiesce_after_election_timeouts = 0;
   // Bounds handed to the core.

@@ -85,7 +85,7 @@ struct NodeHostMetrics {
   uint64_t shards = 0;                // replicas running on this NodeHost
   uint64_t leaders = 0;               // of which lead their shard
   uint64_t quiesced = 0;              // of which are quiesced
-  uint64_t campaigning = 0;           // of which are campaigning now
+  uint64_t campaigning = 0;           // of which hold a campaign slot now
   uint64_t proposal_queue_depth = 0;  // proposals and reads waiting for a step worker
   uint64_t apply_queue_depth = 0;     // batches of committed entries waiting to be applied
   uint64_t log_cache_bytes = 0;       // entries kept in memory for replication and applying

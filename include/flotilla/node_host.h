@@ -96,7 +96,8 @@ class NodeHost {
                                                  Timeout t) = 0;
   [[nodiscard]] virtual Status SyncCloseSession(const Session& session, Timeout t) = 0;
 
-  // Linearizable read: a ReadIndex round, then Lookup once applied.
+  // Linearizable read: a ReadIndex round, then Lookup once applied. With
+  // ShardConfig::lease_read, a leader holding its lease skips the round.
   virtual Result<RequestHandle> Read(uint64_t shard_id, std::string_view query, Timeout t) = 0;
   RequestResult SyncRead(uint64_t shard_id, std::string_view query, Timeout t);
   // Reads the local state machine now; may be stale.

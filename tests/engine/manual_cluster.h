@@ -27,16 +27,21 @@ inline std::string TempRoot(const std::string& prefix) {
   return (std::filesystem::temp_directory_path() / (prefix + std::to_string(rd()))).string();
 }
 
-// Three NodeHosts (replicas 1-3 of shard 1) on the in-process network and the
-// in-memory LogDB, driven on this thread; every random choice comes from `seed`.
+// NodeHosts on the in-process network and the in-memory LogDB, driven on
+// this thread; every random choice comes from `seed`. The first constructor
+// starts replicas 1-3 of shard 1 on three hosts; the second starts `hosts`
+// NodeHosts without shards (StartShard places them).
 class ManualCluster {
  public:
   ManualCluster(const std::string& root, uint64_t seed, ShardConfig shard = {},
                 uint32_t max_concurrent_campaigns = NodeHostConfig{}.max_concurrent_campaigns)
+      : ManualCluster(root, seed, 3, max_concurrent_campaigns) {
+    StartShard(1, {1, 2, 3}, shard);
+  }
+  ManualCluster(const std::string& root, uint64_t seed, int hosts,
+                uint32_t max_concurrent_campaigns)
       : rng_(seed) {
-    Members members;
-    for (int i = 1; i <= 3; ++i) members[static_cast<uint64_t>(i)] = Name(i);
-    for (int i = 1; i <= 3; ++i) {
+    for (int i = 1; i <= hosts; ++i) {
       NodeHostConfig c;
       c.data_dir = root + "/h" + std::to_string(i);
       c.raft_address = Name(i);
@@ -59,12 +64,23 @@ class ManualCluster {
       };
       auto nh = std::make_unique<NodeHostImpl>(c, std::move(d));
       EXPECT_TRUE(nh->Init().ok());
-      shard.shard_id = 1;
-      shard.replica_id = static_cast<uint64_t>(i);
-      EXPECT_TRUE(nh->StartReplica(shard, members, false, [](uint64_t, uint64_t) {
-                      return std::make_unique<testing::KvStateMachine>();
-                    }).ok());
       hosts_.push_back(std::move(nh));
+    }
+  }
+  // Starts shard `shard_id` with one replica on each host of `on` (1-based);
+  // the replica on host i has replica id i.
+  void StartShard(uint64_t shard_id, const std::vector<uint64_t>& on, ShardConfig shard = {}) {
+    Members members;
+    for (uint64_t i : on) members[i] = Name(static_cast<int>(i));
+    for (uint64_t i : on) {
+      shard.shard_id = shard_id;
+      shard.replica_id = i;
+      EXPECT_TRUE(host(i)
+                      .StartReplica(shard, members, false,
+                                    [](uint64_t, uint64_t) {
+                                      return std::make_unique<testing::KvStateMachine>();
+                                    })
+                      .ok());
     }
   }
   ~ManualCluster() {
@@ -84,6 +100,27 @@ class ManualCluster {
     }
     for (auto& h : hosts_) h->RunOnce();
     net_.DeliverAll(rng_);
+  }
+  // `ticks` ticks; after each, three rounds of passes, apply rounds and
+  // deliveries on every host.
+  void RunTicks(int ticks) {
+    for (int t = 0; t < ticks; ++t) {
+      for (auto& h : hosts_) h->AdvanceTick();
+      for (int k = 0; k < 3; ++k) {
+        for (auto& h : hosts_) h->RunOnce();
+        net_.DeliverAll(rng_);
+      }
+    }
+  }
+  // Steps until hosts 1-3 agree on a leader of shard 1; returns it (0: none).
+  uint64_t AgreedLeader() {
+    uint64_t leader = 0;
+    const bool agreed = DriveUntil([&] {
+      leader = host(1).GetReplicaInfo(1)->leader_id;
+      return leader != 0 && host(2).GetReplicaInfo(1)->leader_id == leader &&
+             host(3).GetReplicaInfo(1)->leader_id == leader;
+    });
+    return agreed ? leader : 0;
   }
   // Steps until `done` holds; false after `max_steps`.
   bool DriveUntil(const std::function<bool()>& done, int max_steps = 5000) {

@@ -164,25 +164,74 @@ TEST(Quiescence, TicksSkipQuiescedReplicasAndAWokenOneIsTickedAgain) {
 TEST(CampaignCap, ACandidateHoldingASlotCampaignsAgain) {
   const std::string root = TempRoot("flotilla-cap-");
   ManualCluster cl(root, 5, ShardConfig{}, /*max_concurrent_campaigns=*/1);
-  auto run = [&](int ticks) {
-    for (int t = 0; t < ticks; ++t) {
-      for (uint64_t i = 1; i <= 3; ++i) cl.host(i).AdvanceTick();
-      for (int k = 0; k < 3; ++k) {
-        for (uint64_t i = 1; i <= 3; ++i) cl.host(i).RunOnce();
-        cl.net().DeliverAll(cl.rng());
-      }
-    }
-  };
+  auto run = [&](int ticks) { cl.RunTicks(ticks); };
   // Every campaign fails: all three become pre-candidates holding their slot.
   for (int i = 1; i <= 3; ++i) cl.net().Isolate(ManualCluster::Name(i));
   run(100);
-  for (uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(cl.host(i).campaigning().load(), 1u);
+  for (uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(cl.host(i).campaign_slots().held(), 1u);
   cl.net().HealAll();
   run(200);
   uint64_t leader = 0;
   for (uint64_t i = 1; i <= 3; ++i)
     leader = std::max(leader, cl.host(i).GetReplicaInfo(1)->leader_id);
   EXPECT_NE(leader, 0u) << "no leader: the campaign slots deadlocked";
+  std::filesystem::remove_all(root);
+}
+
+// Five NodeHosts, two of them down, a cap of 2. Hosts 1-3 each hold three
+// hopeless shards (their other replicas are on the dead hosts: pre-votes go
+// unanswered for ever) that time out first, and then three shards whose
+// replicas are all on hosts 1-3. A slot is held for one election timeout per
+// campaign; then the replica queues behind the others, so the electable
+// shards get slots and elect. Before, the hopeless pre-candidates kept their
+// slots for good and no other shard on their hosts ever campaigned.
+TEST(CampaignCap, HopelessShardsDoNotStarveElectableOnes) {
+  const std::string root = TempRoot("flotilla-cap-starve-");
+  constexpr uint32_t kCap = 2;
+  ManualCluster cl(root, 3, /*hosts=*/5, kCap);
+  cl.net().Isolate(ManualCluster::Name(4));
+  cl.net().Isolate(ManualCluster::Name(5));
+  for (uint64_t h = 1; h <= 3; ++h) {
+    for (uint64_t k = 0; k <= kCap; ++k) cl.StartShard(100 + 10 * h + k, {h, 4, 5});
+  }
+  cl.RunTicks(60);
+  // Every hopeless shard campaigns or waits for a slot.
+  for (uint64_t h = 1; h <= 3; ++h) {
+    CampaignSlots& slots = cl.host(h).campaign_slots();
+    EXPECT_EQ(slots.held() + slots.waiting(), kCap + 1);
+  }
+  for (uint64_t s = 1; s <= 3; ++s) cl.StartShard(s, {1, 2, 3});
+  cl.RunTicks(150);
+  for (uint64_t s = 1; s <= 3; ++s) {
+    EXPECT_NE(cl.host(1).GetReplicaInfo(s)->leader_id, 0u)
+        << "shard " << s << " has a live quorum and no leader: hopeless campaigns hold every slot";
+  }
+  for (uint64_t h = 1; h <= 3; ++h) EXPECT_LE(cl.host(h).campaign_slots().held(), kCap);
+  std::filesystem::remove_all(root);
+}
+
+// A campaigning replica that stops — stopped by hand, or by a failed save —
+// returns its slot at once; before, the slot stayed taken for good.
+TEST(CampaignCap, StoppedAndFailedReplicasReturnTheirSlots) {
+  const std::string root = TempRoot("flotilla-cap-stop-");
+  ManualCluster cl(root, 4, /*hosts=*/3, /*max_concurrent_campaigns=*/1);
+  cl.net().Isolate(ManualCluster::Name(2));
+  cl.net().Isolate(ManualCluster::Name(3));
+  ShardConfig no_pre_vote;  // every campaign raises the term: a save per campaign
+  no_pre_vote.pre_vote = false;
+  cl.StartShard(7, {1, 2, 3}, no_pre_vote);
+  cl.RunTicks(40);
+  ASSERT_EQ(cl.host(1).campaign_slots().held(), 1u);
+  ASSERT_TRUE(cl.host(1).StopReplica(7).ok());
+  EXPECT_EQ(cl.host(1).campaign_slots().held(), 0u) << "StopReplica kept the campaign slot";
+
+  cl.StartShard(8, {1, 2, 3}, no_pre_vote);
+  cl.RunTicks(40);
+  ASSERT_EQ(cl.host(1).campaign_slots().held(), 1u);
+  cl.db(1).FailNextWrite(Status::IOError("simulated: the disk failed"));
+  for (int t = 0; t < 60 && !cl.host(1).GetMetrics().storage_failed; ++t) cl.RunTicks(1);
+  ASSERT_TRUE(cl.host(1).GetMetrics().storage_failed);
+  EXPECT_EQ(cl.host(1).campaign_slots().held(), 0u) << "a failed save kept the campaign slot";
   std::filesystem::remove_all(root);
 }
 
@@ -200,12 +249,8 @@ TEST(StorageFailure, AFollowerNeverAppliesEntriesItFailedToSave) {
   const std::string root = TempRoot("flotilla-unsaved-");
   {
     ManualCluster cl(root, 1);
-    uint64_t leader = 0;
-    ASSERT_TRUE(cl.DriveUntil([&] {
-      leader = cl.host(1).GetReplicaInfo(1)->leader_id;
-      return leader != 0 && cl.host(2).GetReplicaInfo(1)->leader_id == leader &&
-             cl.host(3).GetReplicaInfo(1)->leader_id == leader;
-    }));
+    const uint64_t leader = cl.AgreedLeader();
+    ASSERT_NE(leader, 0u);
     const uint64_t follower = leader == 3 ? 2 : 3;
     Result<RequestHandle> a = cl.host(leader).Propose(1, "a=1", 3600s);
     ASSERT_TRUE(a.ok());
@@ -229,6 +274,115 @@ TEST(StorageFailure, AFollowerNeverAppliesEntriesItFailedToSave) {
     Result<RequestHandle> refused = cl.host(follower).Propose(1, "c=3", 3600s);
     EXPECT_FALSE(refused.ok()) << "the failed save stopped the follower's writes";
   }
+  std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace flotilla::engine
+
+namespace flotilla::engine {
+namespace {
+
+// A follower removed while it was cut off never receives its removal: the
+// leader stops tracking it when the removal applies and sends it nothing
+// more. Back on the network it campaigns; the members that applied the
+// removal answer its vote requests with the removal notice, and it stops
+// itself like a replica that applied its own removal. Before, its pre-votes
+// were dropped or refused for ever and it campaigned for ever.
+TEST(RemovedReplica, AFollowerCutOffDuringItsRemovalIsToldAndStops) {
+  const std::string root = TempRoot("flotilla-removed-");
+  ManualCluster cl(root, 6);
+  uint64_t leader = cl.AgreedLeader();
+  ASSERT_NE(leader, 0u);
+  const uint64_t removed = leader == 3 ? 2 : 3;
+  cl.net().Isolate(ManualCluster::Name(static_cast<int>(removed)));
+  Result<RequestHandle> rm = cl.host(leader).RemoveReplica(1, removed, 3600s);
+  ASSERT_TRUE(rm.ok());
+  ASSERT_TRUE(cl.DriveUntil([&] { return rm->Done(); }));
+  ASSERT_TRUE(rm->Wait().ok());
+  // Only the leader, which heard from the removed replica before (so its
+  // NodeHost does not learn its address from its messages again), can tell
+  // it: the leader must still know the removed replica's address.
+  const uint64_t other = 6 - leader - removed;
+  cl.net().HealAll();
+  cl.net().Isolate(ManualCluster::Name(static_cast<int>(other)));
+  const bool stopped =
+      cl.DriveUntil([&] { return !cl.host(removed).GetReplicaInfo(1).ok(); }, 4 * 200);
+  EXPECT_TRUE(stopped) << "the removed replica never learned of its removal and still runs ("
+                       << cl.host(removed).GetMetrics().campaigns << " campaigns)";
+  // The others go on.
+  cl.net().HealAll();
+  ASSERT_TRUE(cl.DriveUntil([&] {
+    leader = cl.host(other).GetReplicaInfo(1)->leader_id;
+    return leader != 0 && leader != removed;
+  }));
+  Result<RequestHandle> w = cl.host(leader).Propose(1, "k=v", 3600s);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(cl.DriveUntil([&] { return w->Done(); }));
+  EXPECT_TRUE(w->Wait().ok());
+  std::filesystem::remove_all(root);
+}
+
+// ShardConfig::lease_read: a leader holding its lease answers a read with no
+// heartbeat round (here: with no message delivered at all); a leader just
+// woken from quiescence does not hold it, and the read falls back to a
+// ReadIndex round that completes once the followers answer.
+TEST(LeaseRead, ServedFromTheLeaseAndAfterWakingByARound) {
+  const std::string root = TempRoot("flotilla-lease-");
+  ShardConfig sc;
+  sc.lease_read = true;
+  sc.quiesce_after_election_timeouts = 1;
+  ManualCluster cl(root, 11, sc);
+  const uint64_t leader = cl.AgreedLeader();
+  ASSERT_NE(leader, 0u);
+  Result<RequestHandle> w = cl.host(leader).Propose(1, "k=v", 3600s);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(cl.DriveUntil([&] { return w->Done(); }));
+  // Keep the lease fresh: a heartbeat round answered within this window.
+  for (int step = 0; step < 8; ++step) cl.Step(step);
+  auto read_alone = [&] {
+    Result<RequestHandle> r = cl.host(leader).Read(1, "k", 3600s);
+    EXPECT_TRUE(r.ok());
+    for (int i = 0; i < 3; ++i) cl.host(leader).RunOnce();
+    return *r;
+  };
+  RequestHandle leased = read_alone();
+  ASSERT_TRUE(leased.Done()) << "a leader holding its lease needed a heartbeat round";
+  EXPECT_EQ(leased.Wait().data, "v");
+
+  auto all_quiesced = [&] {
+    for (uint64_t i = 1; i <= 3; ++i) {
+      if (!cl.host(i).GetReplicaInfo(1)->quiesced) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(cl.DriveUntil(all_quiesced, 20000));
+  RequestHandle woken = read_alone();
+  EXPECT_FALSE(woken.Done()) << "a leader woken from quiescence read from a lease it never renewed";
+  ASSERT_TRUE(cl.DriveUntil([&] { return woken.Done(); }));
+  EXPECT_EQ(woken.Wait().data, "v");
+  std::filesystem::remove_all(root);
+}
+
+TEST(LeaseRead, RefusedWithoutCheckQuorum) {
+  const std::string root = TempRoot("flotilla-lease-cq-");
+  NodeHostConfig c;
+  c.data_dir = root;
+  NodeHostDeps d;
+  d.logdb = logdb::NewMemoryLogDB();
+  d.start_threads = false;
+  NodeHostImpl nh(c, std::move(d));
+  ASSERT_TRUE(nh.Init().ok());
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 1;
+  sc.lease_read = true;
+  sc.check_quorum = false;
+  Status s = nh.StartReplica(sc, {{1, nh.raft_address()}}, false, [](uint64_t, uint64_t) {
+    return std::make_unique<testing::KvStateMachine>();
+  });
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  nh.Close();
   std::filesystem::remove_all(root);
 }
 

@@ -100,6 +100,7 @@ std::string Harness::Describe(const Message& m) {
     case MessageType::kRequestVoteResp:
     case MessageType::kRequestPreVoteResp:
       o << (m.reject ? " reject" : " grant");
+      if (m.ctx == kRemovedNotice) o << " removed";
       break;
     case MessageType::kHeartbeat:
       o << " commit=" << m.commit;
@@ -142,6 +143,7 @@ std::string Harness::StatusLine(ReplicaId id) {
     << " applied=" << r.log().applied() << " last=" << r.log().LastIndex() << " "
     << DescribeMembership(r.membership());
   if (r.quiesced()) o << " quiesced";
+  if (r.told_removed()) o << " told-removed";
   if (r.lead_transferee() != kNoReplica) o << " transferee=" << r.lead_transferee();
   return o.str();
 }

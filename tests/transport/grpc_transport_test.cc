@@ -85,6 +85,43 @@ TEST_F(GrpcTransportTest, ThousandShardsDeliveredInOrderPerShard) {
   EXPECT_LT(b->handler.batches(), total / 10);
 }
 
+// A quiescing leader's last heartbeats and its Quiesce often leave in one
+// pass. The heartbeats travel in the batch's coalesced columns, which the
+// receiver decodes after the batch's other messages: a Quiesce packed with an
+// earlier heartbeat of its shard arrived before it, and the heartbeat woke
+// the follower it had just quiesced (the shard cycled quiesce, wake,
+// pre-vote). Per shard, the Quiesce must arrive last.
+TEST_F(GrpcTransportTest, AQuiesceIsNeverOvertakenByAnEarlierHeartbeat) {
+  auto a = StartNode(FastConfig(tmp_.Sub("a")));
+  auto b = StartNode(FastConfig(tmp_.Sub("b")));
+  constexpr raft::ShardId kShards = 200;
+  std::vector<raft::Message> pass;
+  for (raft::ShardId s = 1; s <= kShards; ++s) {
+    registry_.Add(s, 2, b->transport->address());
+    pass.push_back(MakeHeartbeat(s, 1, 2));
+    raft::Message q;
+    q.type = raft::MessageType::kQuiesce;
+    q.shard_id = s;
+    q.from = 1;
+    q.to = 2;
+    q.term = 5;
+    pass.push_back(std::move(q));
+  }
+  std::vector<DroppedTarget> dropped;
+  a->transport->SendBatch(pass, &dropped);
+  ASSERT_TRUE(dropped.empty());
+  ASSERT_TRUE(b->handler.WaitFor([&] { return b->handler.messages().size() == 2 * kShards; }))
+      << b->handler.MessageCount();
+  std::lock_guard lock(b->handler.mu());
+  std::map<raft::ShardId, raft::MessageType> last;
+  for (const raft::Message& m : b->handler.messages()) last[m.shard_id] = m.type;
+  ASSERT_EQ(last.size(), kShards);
+  for (const auto& [shard, type] : last) {
+    EXPECT_EQ(raft::MessageTypeName(type), raft::MessageTypeName(raft::MessageType::kQuiesce))
+        << "shard " << shard << ": the heartbeat sent before the Quiesce arrived after it";
+  }
+}
+
 TEST_F(GrpcTransportTest, OtherDeploymentIsRefused) {
   LogCapture log;
   auto a = StartNode(FastConfig(tmp_.Sub("a"), 1));
