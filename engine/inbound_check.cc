@@ -171,19 +171,27 @@ Rejection CheckInbound(const raft::Raft& raft, const raft::Message& m,
   if (m.from == raft::kNoReplica || m.from == raft.id() || m.to != raft.id()) {
     return Rejection::kBadAddress;
   }
-  // A removed replica sends nothing, except as the leader this replica
-  // follows: a removed leader leads on until it has handed its leadership
-  // over, which takes its appends and its kTimeoutNow.
+  // A removed replica sends nothing, except as a leader (a removed leader
+  // leads on until it has handed its leadership over, which takes its
+  // appends and its kTimeoutNow; one in an older term must hear the newer
+  // term in this replica's answer to step down), and its vote
+  // requests: the core answers those, whatever their term, with a notice
+  // that it was removed (a removed replica that missed the commit learns it
+  // that way) and changes nothing else.
   const raft::Membership& ms = raft.membership();
-  if (std::find(ms.removed.begin(), ms.removed.end(), m.from) != ms.removed.end() &&
+  const bool removed = std::find(ms.removed.begin(), ms.removed.end(), m.from) != ms.removed.end();
+  if (removed && !IsVoteRequest(m.type) &&
       !(IsLeaderMessage(m.type) &&
-        ((m.from == raft.leader() && m.term == raft.term()) || MayBeANewLeader(raft, m)))) {
+        (m.from == raft.leader() || m.term < raft.term() || MayBeANewLeader(raft, m)))) {
     return Rejection::kRemovedSender;
   }
   if (m.term > kMaxTerm || (m.term > raft.term() && m.term - raft.term() > kMaxTermAdvance)) {
     return Rejection::kTermTooFar;
   }
-  if (Rejection r = CheckSender(raft, m); r != Rejection::kNone) return r;
+  if (removed && IsVoteRequest(m.type)) return Rejection::kNone;
+  if (!removed) {
+    if (Rejection r = CheckSender(raft, m); r != Rejection::kNone) return r;
+  }
   // Leadership moves and snapshots only from the leader this replica follows
   // in this term: a snapshot replaces its data, a kTimeoutNow starts an
   // election that ignores the leader's lease, a kQuiesce stops its ticks.

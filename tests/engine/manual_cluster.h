@@ -1,7 +1,6 @@
-// ManualCluster: three NodeHosts (replicas 1-3 of shard 1) with the
-// in-memory LogDB and the in-process transport, driven on the test's thread
-// by explicit passes, apply rounds and ticks: the same seed gives the same
-// run, step for step.
+// ManualCluster: NodeHosts with the in-memory LogDB and the in-process
+// transport, driven on the test's thread by explicit passes, apply rounds
+// and ticks: the same seed gives the same run, step for step.
 //
 // Not thread-safe: one test thread drives it.
 #pragma once
