@@ -1099,12 +1099,17 @@ void NodeHostImpl::Close() {
   // After the transport: a stopped transport closes the streams' pipes, so
   // writers blocked on them finish.
   if (snapshot_workers_) snapshot_workers_->Stop();
-  std::unique_lock<std::shared_mutex> l(replicas_mu_);
-  for (auto& [id, r] : replicas_) {
+  // The map is emptied under replicas_mu_ and the requests completed after:
+  // a completion callback may call back in (Propose, Find), which takes it.
+  std::unordered_map<uint64_t, std::shared_ptr<Replica>> replicas;
+  {
+    std::unique_lock<std::shared_mutex> l(replicas_mu_);
+    replicas.swap(replicas_);
+  }
+  for (auto& [id, r] : replicas) {
     r->stopped.store(true);
     r->FailAllPending(RequestCode::kTerminated);
   }
-  replicas_.clear();
 }
 
 std::string NodeHostImpl::raft_address() const { return transport_ ? transport_->address() : ""; }

@@ -200,10 +200,11 @@ TEST(StartRace, ConcurrentStartsOfOneShardStartItOnce) {
 TEST(StartRace, AFailedStartReleasesTheShard) {
   OneHost host;
   // Refused after the shard was reserved: the members lack this replica.
-  EXPECT_EQ(host.nh().StartReplica(OneHost::Shard(), {{2, "host2"}}, false,
-                                   [](uint64_t, uint64_t) {
-                                     return std::make_unique<testing::KvStateMachine>();
-                                   }).code(),
+  EXPECT_EQ(host.nh()
+                .StartReplica(
+                    OneHost::Shard(), {{2, "host2"}}, false,
+                    [](uint64_t, uint64_t) { return std::make_unique<testing::KvStateMachine>(); })
+                .code(),
             StatusCode::kInvalidArgument);
   ASSERT_TRUE(host.Start().ok());
   EXPECT_EQ(host.Start().code(), StatusCode::kAlreadyExists);
@@ -249,9 +250,8 @@ TEST(CallbackLocks, ACallbackOnExpiryCallsBackIn) {
 
 TEST(CallbackLocks, ACallbackOnAFailedStateMachineCallsBackIn) {
   OneHost host;
-  ASSERT_TRUE(host.Start([](uint64_t, uint64_t) {
-                    return std::make_unique<FailingStateMachine>();
-                  }).ok());
+  ASSERT_TRUE(
+      host.Start([](uint64_t, uint64_t) { return std::make_unique<FailingStateMachine>(); }).ok());
   ASSERT_TRUE(host.ElectLeader());
   Result<RequestHandle> h = host.nh().Propose(1, "fail", 10s);
   ASSERT_TRUE(h.ok());
