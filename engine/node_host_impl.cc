@@ -1160,6 +1160,35 @@ Status NodeHostImpl::StartOnDiskReplica(const ShardConfig& sc, const Members& in
                           [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
+NodeHostImpl::ShardReservation::ShardReservation(NodeHostImpl* nh, uint64_t shard_id)
+    : nh_(nh), shard_id_(shard_id) {
+  std::unique_lock<std::shared_mutex> l(nh_->replicas_mu_);
+  if (nh_->closed_.load()) {
+    status_ = Status::Terminated("NodeHost is closed");
+  } else if (nh_->replicas_.count(shard_id) != 0 || !nh_->starting_.insert(shard_id).second) {
+    status_ = Status::AlreadyExists("shard " + std::to_string(shard_id) + " is running");
+  } else {
+    held_ = true;
+  }
+}
+
+NodeHostImpl::ShardReservation::~ShardReservation() {
+  if (!held_) return;
+  std::unique_lock<std::shared_mutex> l(nh_->replicas_mu_);
+  nh_->starting_.erase(shard_id_);
+}
+
+Status NodeHostImpl::ShardReservation::Commit(std::shared_ptr<Replica> r) {
+  if (!held_) std::abort();  // a driver bug: committed without the reservation
+  std::unique_lock<std::shared_mutex> l(nh_->replicas_mu_);
+  nh_->starting_.erase(shard_id_);
+  held_ = false;
+  if (nh_->closed_.load()) return Status::Terminated("NodeHost is closed");
+  const bool inserted = nh_->replicas_.emplace(shard_id_, std::move(r)).second;
+  if (!inserted) std::abort();  // a driver bug: the reservation keeps other starts out
+  return Status::Ok();
+}
+
 Status NodeHostImpl::StartReplicaImpl(
     const ShardConfig& sc, const Members& initial, bool join, uint8_t kind,
     const std::function<std::unique_ptr<ManagedStateMachine>()>& make) {
@@ -1168,8 +1197,10 @@ Status NodeHostImpl::StartReplicaImpl(
     return Status::InvalidArgument("shard and replica ids must be > 0");
   if (sc.lease_read && !sc.check_quorum)
     return Status::InvalidArgument("ShardConfig.lease_read requires check_quorum");
-  if (Find(sc.shard_id))
-    return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
+  // The shard is reserved before anything is read or built, so that of two
+  // concurrent starts one fails here; the reservation ends on every return.
+  ShardReservation reservation(this, sc.shard_id);
+  FLOTILLA_RETURN_IF_ERROR(reservation.status());
   Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
   if (!st.ok()) return st.status();
   // The core needs the last entry's term at any time (a failed read of it
@@ -1246,10 +1277,7 @@ Status NodeHostImpl::StartReplicaImpl(
   r->peer = std::make_unique<raft::Peer>(rc, r->log.get(), st->hard_state, m, boot.members);
   r->term.store(st->hard_state.term);
   r->commit.store(st->hard_state.commit);
-  {
-    std::unique_lock<std::shared_mutex> l(replicas_mu_);
-    replicas_.emplace(sc.shard_id, r);
-  }
+  FLOTILLA_RETURN_IF_ERROR(reservation.Commit(r));
   step_[sc.shard_id % step_.size()]->Add(r.get());
   if (auto* l = listener()) l->ReplicaStarted(sc.shard_id, sc.replica_id);
   spdlog::info("shard {} replica {}: started ({})", sc.shard_id, sc.replica_id,
