@@ -1003,9 +1003,12 @@ bool NodeHostImpl::RunOnce() {
 NodeHostImpl::~NodeHostImpl() { Close(); }
 
 Status NodeHostImpl::Init() {
-  if (config_.data_dir.empty())
-    return Status::InvalidArgument("NodeHostConfig.data_dir is required");
-  if (config_.rtt_ms == 0) return Status::InvalidArgument("NodeHostConfig.rtt_ms must be > 0");
+  FLOTILLA_RETURN_IF_ERROR(Validate(config_));
+  if (!deps_.make_transport) {
+    // gRPC listens on host:port; a port it cannot parse would be ignored.
+    FLOTILLA_RETURN_IF_ERROR(ValidateHostPort("NodeHostConfig.raft_address", config_.raft_address,
+                                              /*min_port=*/0));
+  }
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return Status::IOError("cannot create " + config_.data_dir + ": " + ec.message());
@@ -1193,10 +1196,7 @@ Status NodeHostImpl::StartReplicaImpl(
     const ShardConfig& sc, const Members& initial, bool join, uint8_t kind,
     const std::function<std::unique_ptr<ManagedStateMachine>()>& make) {
   if (closed_.load()) return Status::Terminated("NodeHost is closed");
-  if (sc.shard_id == 0 || sc.replica_id == 0)
-    return Status::InvalidArgument("shard and replica ids must be > 0");
-  if (sc.lease_read && !sc.check_quorum)
-    return Status::InvalidArgument("ShardConfig.lease_read requires check_quorum");
+  FLOTILLA_RETURN_IF_ERROR(Validate(sc));
   // The shard is reserved before anything is read or built, so that of two
   // concurrent starts one fails here; the reservation ends on every return.
   ShardReservation reservation(this, sc.shard_id);
