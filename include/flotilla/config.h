@@ -102,6 +102,7 @@ inline constexpr uint64_t kMaxEntryBytesLimit = 1u << 30;  // max_entry_bytes, m
 //  - 1 <= max_entry_bytes <= min(max_proposal_queue_bytes, kMaxEntryBytesLimit);
 //  - max_concurrent_campaigns >= 1 (0 would mean no replica ever campaigns);
 //  - the three TLS files are all set or all empty.
+// deployment_id, wal_dir, in_memory_logdb and listener take any value.
 // Thread-safe (a pure function).
 [[nodiscard]] Status Validate(const NodeHostConfig& c);
 
@@ -112,7 +113,9 @@ inline constexpr uint64_t kMaxEntryBytesLimit = 1u << 30;  // max_entry_bytes, m
 //  - election_rtt * quiesce_after_election_timeouts fits in 32 bits;
 //  - lease_read requires check_quorum;
 //  - 1 <= max_inflight_msgs; 1 <= max_msg_bytes <= kMaxEntryBytesLimit.
-// The byte bounds 0 (no limit) and snapshot_entries 0 (never) are valid.
+// check_quorum, pre_vote, snapshot_entries (0: never), compaction_overhead
+// and the two byte bounds max_uncommitted_bytes and max_unapplied_bytes
+// (0: no limit) take any value.
 [[nodiscard]] Status Validate(const ShardConfig& c);
 
 // Checks that `address` is host:port with a non-empty host and a port of
