@@ -1003,9 +1003,12 @@ bool NodeHostImpl::RunOnce() {
 NodeHostImpl::~NodeHostImpl() { Close(); }
 
 Status NodeHostImpl::Init() {
-  if (config_.data_dir.empty())
-    return Status::InvalidArgument("NodeHostConfig.data_dir is required");
-  if (config_.rtt_ms == 0) return Status::InvalidArgument("NodeHostConfig.rtt_ms must be > 0");
+  FLOTILLA_RETURN_IF_ERROR(Validate(config_));
+  if (!deps_.make_transport) {
+    // gRPC listens on host:port; a port it cannot parse would be ignored.
+    FLOTILLA_RETURN_IF_ERROR(ValidateHostPort("NodeHostConfig.raft_address", config_.raft_address,
+                                              /*min_port=*/0));
+  }
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return Status::IOError("cannot create " + config_.data_dir + ": " + ec.message());
@@ -1099,12 +1102,17 @@ void NodeHostImpl::Close() {
   // After the transport: a stopped transport closes the streams' pipes, so
   // writers blocked on them finish.
   if (snapshot_workers_) snapshot_workers_->Stop();
-  std::unique_lock<std::shared_mutex> l(replicas_mu_);
-  for (auto& [id, r] : replicas_) {
+  // The map is emptied under replicas_mu_ and the requests completed after:
+  // a completion callback may call back in (Propose, Find), which takes it.
+  std::unordered_map<uint64_t, std::shared_ptr<Replica>> replicas;
+  {
+    std::unique_lock<std::shared_mutex> l(replicas_mu_);
+    replicas.swap(replicas_);
+  }
+  for (auto& [id, r] : replicas) {
     r->stopped.store(true);
     r->FailAllPending(RequestCode::kTerminated);
   }
-  replicas_.clear();
 }
 
 std::string NodeHostImpl::raft_address() const { return transport_ ? transport_->address() : ""; }
@@ -1155,16 +1163,44 @@ Status NodeHostImpl::StartOnDiskReplica(const ShardConfig& sc, const Members& in
                           [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
+NodeHostImpl::ShardReservation::ShardReservation(NodeHostImpl* nh, uint64_t shard_id)
+    : nh_(nh), shard_id_(shard_id) {
+  std::unique_lock<std::shared_mutex> l(nh_->replicas_mu_);
+  if (nh_->closed_.load()) {
+    status_ = Status::Terminated("NodeHost is closed");
+  } else if (nh_->replicas_.count(shard_id) != 0 || !nh_->starting_.insert(shard_id).second) {
+    status_ = Status::AlreadyExists("shard " + std::to_string(shard_id) + " is running");
+  } else {
+    held_ = true;
+  }
+}
+
+NodeHostImpl::ShardReservation::~ShardReservation() {
+  if (!held_) return;
+  std::unique_lock<std::shared_mutex> l(nh_->replicas_mu_);
+  nh_->starting_.erase(shard_id_);
+}
+
+Status NodeHostImpl::ShardReservation::Commit(std::shared_ptr<Replica> r) {
+  if (!held_) std::abort();  // a driver bug: committed without the reservation
+  std::unique_lock<std::shared_mutex> l(nh_->replicas_mu_);
+  nh_->starting_.erase(shard_id_);
+  held_ = false;
+  if (nh_->closed_.load()) return Status::Terminated("NodeHost is closed");
+  const bool inserted = nh_->replicas_.emplace(shard_id_, std::move(r)).second;
+  if (!inserted) std::abort();  // a driver bug: the reservation keeps other starts out
+  return Status::Ok();
+}
+
 Status NodeHostImpl::StartReplicaImpl(
     const ShardConfig& sc, const Members& initial, bool join, uint8_t kind,
     const std::function<std::unique_ptr<ManagedStateMachine>()>& make) {
   if (closed_.load()) return Status::Terminated("NodeHost is closed");
-  if (sc.shard_id == 0 || sc.replica_id == 0)
-    return Status::InvalidArgument("shard and replica ids must be > 0");
-  if (sc.lease_read && !sc.check_quorum)
-    return Status::InvalidArgument("ShardConfig.lease_read requires check_quorum");
-  if (Find(sc.shard_id))
-    return Status::AlreadyExists("shard " + std::to_string(sc.shard_id) + " is running");
+  FLOTILLA_RETURN_IF_ERROR(Validate(sc));
+  // The shard is reserved before anything is read or built, so that of two
+  // concurrent starts one fails here; the reservation ends on every return.
+  ShardReservation reservation(this, sc.shard_id);
+  FLOTILLA_RETURN_IF_ERROR(reservation.status());
   Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
   if (!st.ok()) return st.status();
   // The core needs the last entry's term at any time (a failed read of it
@@ -1241,10 +1277,7 @@ Status NodeHostImpl::StartReplicaImpl(
   r->peer = std::make_unique<raft::Peer>(rc, r->log.get(), st->hard_state, m, boot.members);
   r->term.store(st->hard_state.term);
   r->commit.store(st->hard_state.commit);
-  {
-    std::unique_lock<std::shared_mutex> l(replicas_mu_);
-    replicas_.emplace(sc.shard_id, r);
-  }
+  FLOTILLA_RETURN_IF_ERROR(reservation.Commit(r));
   step_[sc.shard_id % step_.size()]->Add(r.get());
   if (auto* l = listener()) l->ReplicaStarted(sc.shard_id, sc.replica_id);
   spdlog::info("shard {} replica {}: started ({})", sc.shard_id, sc.replica_id,

@@ -18,6 +18,7 @@
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/campaign_slots.h"
@@ -309,6 +310,33 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::vector<std::shared_ptr<Replica>> graveyard_;  // guarded by graveyard_mu_
   std::shared_mutex replicas_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Replica>> replicas_;  // guarded by replicas_mu_
+  // Shards being started: reserved by StartReplicaImpl before it reads or
+  // builds anything, so that two concurrent starts of one shard cannot both
+  // succeed. Guarded by replicas_mu_.
+  std::unordered_set<uint64_t> starting_;
+
+  // A shard id held in starting_ for one StartReplicaImpl call: released by
+  // the destructor, or moved to replicas_ by Commit.
+  class ShardReservation {
+   public:
+    ShardReservation(NodeHostImpl* nh, uint64_t shard_id);
+    ~ShardReservation();
+    ShardReservation(const ShardReservation&) = delete;
+    ShardReservation& operator=(const ShardReservation&) = delete;
+    // AlreadyExists when the shard runs or is being started, Terminated when
+    // the NodeHost is closed; Ok when this object holds the shard id.
+    const Status& status() const { return status_; }
+    // Publishes `r` under the reserved id (REQUIRES: status() is Ok).
+    // Terminated when the NodeHost closed meanwhile: Close() fails and stops
+    // only the replicas it finds in replicas_.
+    Status Commit(std::shared_ptr<Replica> r);
+
+   private:
+    NodeHostImpl* const nh_;
+    const uint64_t shard_id_;
+    Status status_;
+    bool held_ = false;
+  };
 };
 
 }  // namespace flotilla::engine

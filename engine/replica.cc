@@ -115,25 +115,37 @@ std::shared_ptr<internal::RequestState> Replica::TakePendingRead(uint64_t ctx) {
 }
 
 void Replica::SweepExpired(internal::RequestState::Clock::time_point now) {
-  std::lock_guard<std::mutex> l(pending_mu_);
-  for (auto* map : {&pending_, &pending_reads_}) {
-    for (auto it = map->begin(); it != map->end();) {
-      if (it->second->deadline() < now) {
-        it->second->Complete(RequestCode::kTimeout);
-        it = map->erase(it);
-      } else {
-        ++it;
+  // Completed after pending_mu_ is released: a completion callback may call
+  // back into the NodeHost (propose again, read), which takes pending_mu_.
+  std::vector<std::shared_ptr<internal::RequestState>> expired;
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    for (auto* map : {&pending_, &pending_reads_}) {
+      for (auto it = map->begin(); it != map->end();) {
+        if (it->second->deadline() < now) {
+          expired.push_back(std::move(it->second));
+          it = map->erase(it);
+        } else {
+          ++it;
+        }
       }
     }
   }
+  for (auto& s : expired) s->Complete(RequestCode::kTimeout);
 }
 
 void Replica::FailAllPending(RequestCode code) {
-  std::lock_guard<std::mutex> l(pending_mu_);
-  for (auto& [k, s] : pending_) s->Complete(code);
-  for (auto& [k, s] : pending_reads_) s->Complete(code);
-  pending_.clear();
-  pending_reads_.clear();
+  // Taken out under pending_mu_ and completed after it is released, for the
+  // reason SweepExpired gives.
+  std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending;
+  std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> reads;
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    pending.swap(pending_);
+    reads.swap(pending_reads_);
+  }
+  for (auto& [k, s] : pending) s->Complete(code);
+  for (auto& [k, s] : reads) s->Complete(code);
 }
 
 void Replica::PushApply(ApplyTask&& t) {

@@ -102,9 +102,11 @@ class Replica {
   std::shared_ptr<internal::RequestState> TakePending(uint64_t key);
   std::shared_ptr<internal::RequestState> TakePendingRead(uint64_t ctx);
   // Completes every request whose deadline passed (they are timed out on the
-  // client side already; this frees them).
+  // client side already; this frees them). Like FailAllPending, it runs the
+  // completion callbacks with no lock of the replica held.
   void SweepExpired(internal::RequestState::Clock::time_point now);
-  // Completes every pending request with `code` (replica stopping).
+  // Completes every pending request with `code` (replica stopping). The
+  // callbacks run after pending_mu_ is released, so they may call back in.
   void FailAllPending(RequestCode code);
 
   // --- Apply side.

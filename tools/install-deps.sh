@@ -19,7 +19,10 @@ PACKAGES=(
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  # No pipe into grep -q: under pipefail an early exit of grep can fail the
+  # producer with SIGPIPE and turn the test around.
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [[ $status != "install ok installed" ]]; then
     missing+=("$p")
   fi
 done

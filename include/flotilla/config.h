@@ -6,6 +6,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include "flotilla/status.h"
 
 namespace flotilla {
 
@@ -82,5 +85,42 @@ struct ShardConfig {
 
 // The members a new shard starts with: replica id -> raft address.
 using Members = std::map<uint64_t, std::string>;
+
+// Limits that Validate enforces besides the per-field rules above.
+inline constexpr uint64_t kMaxRttMs = 60'000;              // one tick at most a minute
+inline constexpr uint32_t kMaxWorkers = 1024;              // step_workers, apply_workers
+inline constexpr uint32_t kMaxQueueLength = 1u << 24;      // the two queue lengths
+inline constexpr uint32_t kMaxElectionRtt = 1u << 20;      // ticks
+inline constexpr uint64_t kMaxEntryBytesLimit = 1u << 30;  // max_entry_bytes, max_msg_bytes
+
+// Checks every field of a NodeHostConfig. NodeHost::Create calls it, so an
+// invalid config is refused before anything starts. Returns InvalidArgument
+// naming the field and the rule it breaks:
+//  - data_dir and raft_address are set;
+//  - 1 <= rtt_ms <= kMaxRttMs; step_workers, apply_workers <= kMaxWorkers;
+//  - 1 <= max_proposal_queue_length, max_inbound_queue_length <= kMaxQueueLength;
+//  - 1 <= max_entry_bytes <= min(max_proposal_queue_bytes, kMaxEntryBytesLimit);
+//  - max_concurrent_campaigns >= 1 (0 would mean no replica ever campaigns);
+//  - the three TLS files are all set or all empty.
+// deployment_id, wal_dir, in_memory_logdb and listener take any value.
+// Thread-safe (a pure function).
+[[nodiscard]] Status Validate(const NodeHostConfig& c);
+
+// Checks every field of a ShardConfig; StartReplica calls it first. Returns
+// InvalidArgument naming the field and the rule:
+//  - shard_id and replica_id are > 0;
+//  - 1 <= heartbeat_rtt < election_rtt <= kMaxElectionRtt;
+//  - election_rtt * quiesce_after_election_timeouts fits in 32 bits;
+//  - lease_read requires check_quorum;
+//  - 1 <= max_inflight_msgs; 1 <= max_msg_bytes <= kMaxEntryBytesLimit.
+// check_quorum, pre_vote, snapshot_entries (0: never), compaction_overhead
+// and the two byte bounds max_uncommitted_bytes and max_unapplied_bytes
+// (0: no limit) take any value.
+[[nodiscard]] Status Validate(const ShardConfig& c);
+
+// Checks that `address` is host:port with a non-empty host and a port of
+// decimal digits only, in [min_port, 65535]. `field` names it in the error.
+[[nodiscard]] Status ValidateHostPort(std::string_view field, std::string_view address,
+                                      uint32_t min_port);
 
 }  // namespace flotilla

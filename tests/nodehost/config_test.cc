@@ -1,8 +1,13 @@
 // The daemon's TOML configuration and the shard map.
 #include "tools/nodehost/config.h"
+#include "tools/nodehost/serve.h"
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <map>
 
 namespace flotilla::nodehost {
@@ -109,6 +114,126 @@ TEST(ShardMap, HashTagsKeepRelatedKeysTogether) {
   for (const auto& [shard, n] : seen) EXPECT_GT(n, 150) << "shard " << shard;
   // The hash is fixed: clients and daemons of any version agree.
   EXPECT_EQ(Fnv1a64("a"), 0xaf63dc4c8601ec8cull);
+}
+
+// Each text is refused with InvalidArgument that names the key: ranges are
+// checked (nothing truncated, no float taken for an integer), ports parsed
+// whole, unknown keys refused, and the engine's rules applied up front.
+TEST(Config, BadValuesAreRefusedNamingTheKey) {
+  const std::string head = "node_id = 1\ndata_dir = \"/x\"\n";
+  const std::string shards = "[shards]\ncount = 1\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {head + "[raft]\nelection_rtt = 4294967296\n" + shards, "raft.election_rtt"},
+      {head + "[raft]\nelection_rtt = 4294967306\nheartbeat_rtt = 1\n" + shards,
+       "raft.election_rtt"},
+      {head + "[raft]\nelection_rtt = 5\nheartbeat_rtt = 5\n" + shards, "raft.election_rtt"},
+      {head + "[raft]\nheartbeat_rtt = 0\n" + shards, "raft.heartbeat_rtt"},
+      {head + "[raft]\nstep_workers = 100000\n" + shards, "raft.step_workers"},
+      {head + "[raft]\nquiesce_after_election_timeouts = 4294967295\n" + shards,
+       "quiesce_after_election_timeouts"},
+      {head + "rtt_ms = 0\n" + shards, "rtt_ms"},
+      {head + "rtt_ms = 100000000\n" + shards, "rtt_ms"},
+      {head + "[client]\nmax_request_bytes = 4294967296\n" + shards, "client.max_request_bytes"},
+      {head + "[client]\nrequest_timeout_ms = 0\n" + shards, "client.request_timeout_ms"},
+      {head + "[shards]\ncount = 1e9\n", "shards.count"},
+      {head + "[shards]\ncount = 1000000000\n", "shards.count"},
+      {head + "[shards]\ncount = 2.0\n", "shards.count"},
+      {head + "raft_address = \"127.0.0.1:99999\"\n" + shards, "raft_address"},
+      {head + "client_address = \"127.0.0.1:0\"\n" + shards, "client_address"},
+      {head + "metrics_address = \"127.0.0.1:18351xyz\"\n" + shards, "metrics_address"},
+      {head + "metrics_address = \"127.0.0.1\"\n" + shards, "metrics_address"},
+      {head + "electon_rtt = 10\n" + shards, "unknown key electon_rtt"},
+      {head + "[raft]\nelecton_rtt = 10\n" + shards, "unknown key raft.electon_rtt"},
+      {head + "[tls]\nca = \"a\"\n" + shards, "unknown key tls.ca"},
+      {head + "[auth]\ntoken = \"secret\"\n" + shards, "unknown key auth.token"},
+      {head + "[shards]\ncount = 1\ncout = 2\n", "unknown key shards.cout"},
+      {head + "raft = 3\n" + shards, "raft must be a table"},
+  };
+  for (const auto& [text, expected] : cases) {
+    SCOPED_TRACE(text);
+    Result<DaemonConfig> c = Parse(text);
+    if (c.ok()) {
+      ADD_FAILURE() << "accepted; should mention " << expected;
+      continue;
+    }
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(c.status().message().find(expected), std::string::npos)
+        << c.status().message() << " should mention " << expected;
+  }
+  // A node's own addresses in [[nodes]] are checked too.
+  Result<DaemonConfig> c =
+      ParseConfig(head + shards + "[[nodes]]\nid = 1\nraft_address = \"127.0.0.1:7101\"\n" +
+                      "client_address = \"127.0.0.1:72010\"\n",
+                  "test.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("client_address"), std::string::npos)
+      << c.status().ToString();
+}
+
+TEST(Config, BoundsThemselvesAreAccepted) {
+  Result<DaemonConfig> c = Parse(R"(
+node_id = 1
+data_dir = "/x"
+rtt_ms = 60000
+metrics_address = "127.0.0.1:65535"
+[raft]
+election_rtt = 1048576
+heartbeat_rtt = 1048575
+step_workers = 1024
+[client]
+max_request_bytes = 33554432
+[shards]
+count = 100000
+)");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->shards.size(), kMaxShards);
+  EXPECT_EQ(c->election_rtt, 1048576u);
+}
+
+// Writes `bytes` to a fresh file and returns its path.
+std::string WriteTemp(const std::string& bytes) {
+  static int n = 0;
+  const std::string path =
+      ::testing::TempDir() + "/token-" + std::to_string(getpid()) + "-" + std::to_string(n++);
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+// The daemon and the CLI both call ReadTokenFile, so they agree on every file.
+TEST(TokenFile, OneLineHoldsTheTokenAndAnythingElseIsAnError) {
+  for (const char* ok : {"s3cret", "s3cret\n", "s3cret\r\n"}) {
+    Result<std::string> t = ReadTokenFile(WriteTemp(ok), "auth.token_file");
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_EQ(*t, "s3cret");
+  }
+  for (const std::string& bad : std::vector<std::string>{
+           "", "\n", "s3cret\nother\n", "s3cret\n\n", "s3 cret\n", " s3cret\n", "s3cret \n",
+           "s3cret\t\n", "s3c\rret\n", std::string(kMaxTokenBytes + 1, 'a')}) {
+    SCOPED_TRACE(bad);
+    Result<std::string> t = ReadTokenFile(WriteTemp(bad), "auth.token_file");
+    ASSERT_FALSE(t.ok()) << "accepted token " << *t;
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(t.status().message().find("auth.token_file"), std::string::npos);
+  }
+  EXPECT_TRUE(ReadTokenFile(WriteTemp(std::string(kMaxTokenBytes, 'a') + "\n"), "t").ok());
+  EXPECT_EQ(ReadTokenFile("/nonexistent/token", "t").status().code(), StatusCode::kNotFound);
+}
+
+// `nodehost serve` exits with 2 for a config it refuses, before anything starts
+// (no port, no data directory).
+TEST(Serve, ABadConfigOrTokenFileExitsWithTwo) {
+  const std::string dir = ::testing::TempDir() + "/serve-" + std::to_string(getpid());
+  const std::string good =
+      "node_id = 1\ndata_dir = \"" + dir + "\"\n[shards]\ncount = 1\n" + kNodes;
+  EXPECT_EQ(RunServe("/nonexistent/nodehost.toml"), kServeBadConfig);
+  EXPECT_EQ(RunServe(WriteTemp("[raft]\nelection_rtt = 4294967296\n" + good)), kServeBadConfig);
+  EXPECT_EQ(RunServe(WriteTemp("metrics_address = \"127.0.0.1:99999\"\n" + good)), kServeBadConfig);
+  EXPECT_EQ(RunServe(WriteTemp("wal = \"/x\"\n" + good)), kServeBadConfig);
+  // Read after the config: a two-line token file.
+  const std::string token = WriteTemp("one\ntwo\n");
+  EXPECT_EQ(RunServe(WriteTemp("[auth]\ntoken_file = \"" + token + "\"\n" + good)),
+            kServeBadConfig);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/nodehost")) << "nothing started";
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "tools/nodehost/client.h"
+#include "tools/nodehost/config.h"
 #include "tools/nodehost/serve.h"
 
 namespace flotilla::nodehost {
@@ -120,15 +121,13 @@ std::unique_ptr<Client> MakeClient(const Globals& g, int* exit_code) {
   o.cert_file = g.cert;
   o.key_file = g.key;
   if (!g.token_file.empty()) {
-    std::ifstream in(g.token_file);
-    if (!in) {
-      std::cerr << "nodehost: cannot read --token-file " << g.token_file << "\n";
+    Result<std::string> token = ReadTokenFile(g.token_file, "--token-file");
+    if (!token.ok()) {
+      std::cerr << "nodehost: " << token.status().message() << "\n";
       *exit_code = kExitUsage;
       return nullptr;
     }
-    std::getline(in, o.token);
-    while (!o.token.empty() && std::isspace(static_cast<unsigned char>(o.token.back())))
-      o.token.pop_back();
+    o.token = std::move(*token);
   }
   std::string error;
   std::unique_ptr<Client> c = Client::Create(std::move(o), &error);

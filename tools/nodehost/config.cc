@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -14,16 +16,28 @@ Status Bad(std::string_view source, std::string_view what) {
   return Status::InvalidArgument(std::string(source) + ": " + std::string(what));
 }
 
-// Reads an optional integer key into `out`; InvalidArgument when it has
-// another type or is negative.
+// Reads an optional integer key into `out`; InvalidArgument when it is not
+// a TOML integer (a float such as 1e9 is refused, not converted) or lies
+// outside [lo, hi] (hi is capped at T's maximum, so nothing is truncated).
+template <typename T>
+Status ReadUint(const toml::node_view<const toml::node>& n, std::string_view name,
+                std::string_view source, uint64_t lo, uint64_t hi, T* out) {
+  if (!n) return Status::Ok();
+  hi = std::min<uint64_t>(hi, std::numeric_limits<T>::max());
+  std::optional<int64_t> v = n.value_exact<int64_t>();
+  if (!v || *v < 0 || static_cast<uint64_t>(*v) < lo || static_cast<uint64_t>(*v) > hi) {
+    return Bad(source, std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " +
+                           std::to_string(hi) + "]");
+  }
+  *out = static_cast<T>(*v);
+  return Status::Ok();
+}
+
+// ReadUint over the type's whole range.
 template <typename T>
 Status ReadUint(const toml::node_view<const toml::node>& n, std::string_view name,
                 std::string_view source, T* out) {
-  if (!n) return Status::Ok();
-  std::optional<int64_t> v = n.value<int64_t>();
-  if (!v || *v < 0) return Bad(source, std::string(name) + " must be a non-negative integer");
-  *out = static_cast<T>(*v);
-  return Status::Ok();
+  return ReadUint(n, name, source, 0, std::numeric_limits<T>::max(), out);
 }
 
 Status ReadString(const toml::node_view<const toml::node>& n, std::string_view name,
@@ -42,52 +56,109 @@ Status ReadIds(const toml::node_view<const toml::node>& n, std::string_view name
   if (a == nullptr) return Bad(source, std::string(name) + " must be an array of node ids");
   out->clear();
   for (const toml::node& e : *a) {
-    std::optional<int64_t> v = e.value<int64_t>();
+    std::optional<int64_t> v = e.value_exact<int64_t>();
     if (!v || *v <= 0) return Bad(source, std::string(name) + " must hold positive integers");
     out->push_back(static_cast<uint64_t>(*v));
   }
   return Status::Ok();
 }
 
+// Every key the file may hold, per table; anything else is an error (a
+// misspelt key would otherwise silently leave its default in place).
+const std::map<std::string, std::set<std::string>, std::less<>>& KnownKeys() {
+  static const auto* const kKeys = new std::map<std::string, std::set<std::string>, std::less<>>{
+      {"",
+       {"node_id", "data_dir", "wal_dir", "deployment_id", "rtt_ms", "log_level", "raft_address",
+        "client_address", "metrics_address", "raft", "client", "auth", "tls", "nodes", "shards"}},
+      {"raft",
+       {"election_rtt", "heartbeat_rtt", "snapshot_entries", "compaction_overhead", "step_workers",
+        "apply_workers", "quiesce_after_election_timeouts"}},
+      {"client", {"request_timeout_ms", "max_request_bytes"}},
+      {"auth", {"token_file"}},
+      {"tls", {"ca_file", "cert_file", "key_file"}},
+      {"nodes", {"id", "raft_address", "client_address"}},
+      {"shards", {"count", "id", "members", "joining"}},
+  };
+  return *kKeys;
+}
+
+// InvalidArgument naming the first key of `t` that table `name` may not hold.
+Status CheckKeys(const toml::table& t, const std::string& name, std::string_view src) {
+  const std::set<std::string>& known = KnownKeys().at(name);
+  for (const auto& [key, value] : t) {
+    if (known.count(std::string(key.str())) == 0) {
+      return Bad(src, "unknown key " + (name.empty() ? "" : name + ".") + std::string(key.str()));
+    }
+  }
+  return Status::Ok();
+}
+
+// Checks the keys of the top level and of every table in it: [raft],
+// [client], [auth] and [tls] are tables; nodes and shards may also be arrays
+// of tables.
+Status CheckAllKeys(const toml::table& t, std::string_view src) {
+  FLOTILLA_RETURN_IF_ERROR(CheckKeys(t, "", src));
+  for (const std::string name : {"raft", "client", "auth", "tls", "nodes", "shards"}) {
+    const toml::node* n = t.get(name);
+    if (n == nullptr) continue;
+    const toml::array* a = n->as_array();
+    if (const toml::table* sub = n->as_table()) {
+      FLOTILLA_RETURN_IF_ERROR(CheckKeys(*sub, name, src));
+    } else if (a != nullptr && (name == "nodes" || name == "shards")) {
+      for (const toml::node& e : *a) {
+        if (const toml::table* et = e.as_table())
+          FLOTILLA_RETURN_IF_ERROR(CheckKeys(*et, name, src));
+      }
+    } else {
+      return Bad(src, name + " must be a table");
+    }
+  }
+  return Status::Ok();
+}
+
 Status ReadTop(const toml::table& t, std::string_view src, DaemonConfig* c) {
-  FLOTILLA_RETURN_IF_ERROR(ReadUint(t["node_id"], "node_id", src, &c->node_id));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(t["node_id"], "node_id", src, 1, UINT64_MAX, &c->node_id));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["data_dir"], "data_dir", src, &c->data_dir));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["wal_dir"], "wal_dir", src, &c->wal_dir));
   FLOTILLA_RETURN_IF_ERROR(ReadUint(t["deployment_id"], "deployment_id", src, &c->deployment_id));
-  FLOTILLA_RETURN_IF_ERROR(ReadUint(t["rtt_ms"], "rtt_ms", src, &c->rtt_ms));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(t["rtt_ms"], "rtt_ms", src, 1, kMaxRttMs, &c->rtt_ms));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["log_level"], "log_level", src, &c->log_level));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["raft_address"], "raft_address", src, &c->raft_address));
   FLOTILLA_RETURN_IF_ERROR(
       ReadString(t["client_address"], "client_address", src, &c->client_address));
   FLOTILLA_RETURN_IF_ERROR(
       ReadString(t["metrics_address"], "metrics_address", src, &c->metrics_address));
-  const auto raft = t["raft"];
-  FLOTILLA_RETURN_IF_ERROR(
-      ReadUint(raft["election_rtt"], "raft.election_rtt", src, &c->election_rtt));
-  FLOTILLA_RETURN_IF_ERROR(
-      ReadUint(raft["heartbeat_rtt"], "raft.heartbeat_rtt", src, &c->heartbeat_rtt));
-  FLOTILLA_RETURN_IF_ERROR(
-      ReadUint(raft["snapshot_entries"], "raft.snapshot_entries", src, &c->snapshot_entries));
-  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["compaction_overhead"], "raft.compaction_overhead", src,
-                                    &c->compaction_overhead));
-  FLOTILLA_RETURN_IF_ERROR(
-      ReadUint(raft["step_workers"], "raft.step_workers", src, &c->step_workers));
-  FLOTILLA_RETURN_IF_ERROR(
-      ReadUint(raft["apply_workers"], "raft.apply_workers", src, &c->apply_workers));
-  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["quiesce_after_election_timeouts"],
-                                    "raft.quiesce_after_election_timeouts", src,
-                                    &c->quiesce_after_election_timeouts));
-  const auto client = t["client"];
-  FLOTILLA_RETURN_IF_ERROR(ReadUint(client["request_timeout_ms"], "client.request_timeout_ms", src,
-                                    &c->request_timeout_ms));
-  FLOTILLA_RETURN_IF_ERROR(ReadUint(client["max_request_bytes"], "client.max_request_bytes", src,
-                                    &c->max_request_bytes));
   FLOTILLA_RETURN_IF_ERROR(
       ReadString(t["auth"]["token_file"], "auth.token_file", src, &c->token_file));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["tls"]["ca_file"], "tls.ca_file", src, &c->tls_ca_file));
   FLOTILLA_RETURN_IF_ERROR(
       ReadString(t["tls"]["cert_file"], "tls.cert_file", src, &c->tls_cert_file));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["tls"]["key_file"], "tls.key_file", src, &c->tls_key_file));
+  return Status::Ok();
+}
+
+Status ReadRaftAndClient(const toml::table& t, std::string_view src, DaemonConfig* c) {
+  const auto raft = t["raft"];
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["election_rtt"], "raft.election_rtt", src, 2,
+                                    kMaxElectionRtt, &c->election_rtt));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["heartbeat_rtt"], "raft.heartbeat_rtt", src, 1,
+                                    kMaxElectionRtt - 1, &c->heartbeat_rtt));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadUint(raft["snapshot_entries"], "raft.snapshot_entries", src, &c->snapshot_entries));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["compaction_overhead"], "raft.compaction_overhead", src,
+                                    &c->compaction_overhead));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadUint(raft["step_workers"], "raft.step_workers", src, 0, kMaxWorkers, &c->step_workers));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["apply_workers"], "raft.apply_workers", src, 0,
+                                    kMaxWorkers, &c->apply_workers));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["quiesce_after_election_timeouts"],
+                                    "raft.quiesce_after_election_timeouts", src,
+                                    &c->quiesce_after_election_timeouts));
+  const auto client = t["client"];
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(client["request_timeout_ms"], "client.request_timeout_ms", src,
+                                    1, kMaxRequestTimeoutMs, &c->request_timeout_ms));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(client["max_request_bytes"], "client.max_request_bytes", src, 1,
+                                    kMaxRequestBytes, &c->max_request_bytes));
   return Status::Ok();
 }
 
@@ -120,12 +191,14 @@ Status ReadShardTable(const toml::table& st, std::string_view src, const DaemonC
   uint64_t id = 0;
   ShardEntry proto;
   for (const NodeEntry& n : c.nodes) proto.members.push_back(n.id);
-  FLOTILLA_RETURN_IF_ERROR(ReadUint(st["count"], "shards.count", src, &count));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(st["count"], "shards.count", src, 0, kMaxShards, &count));
   FLOTILLA_RETURN_IF_ERROR(ReadUint(st["id"], "shards.id", src, &id));
   FLOTILLA_RETURN_IF_ERROR(ReadIds(st["members"], "shards.members", src, &proto.members));
   FLOTILLA_RETURN_IF_ERROR(ReadIds(st["joining"], "shards.joining", src, &proto.joining));
   if (count > 0 && id > 0) return Bad(src, "a [shards] table has either count or id, not both");
   if (count == 0 && id == 0) return Bad(src, "a shards entry needs id (or count for 1..count)");
+  if (out->size() + std::max<uint64_t>(count, 1) > kMaxShards)
+    return Bad(src, "more than " + std::to_string(kMaxShards) + " shards");
   const uint64_t first = count > 0 ? 1 : id;
   const uint64_t last = count > 0 ? count : id;
   for (uint64_t s = first; s <= last; ++s) {
@@ -163,6 +236,26 @@ Status ReadShards(const toml::table& t, std::string_view src, DaemonConfig* c) {
   return Status::Ok();
 }
 
+// Every address is host:port with a port in [1, 65535]: a port gRPC cannot
+// parse would otherwise listen on a random one.
+Status ValidateAddresses(std::string_view src, const DaemonConfig& c) {
+  const auto check = [src](const std::string& field, const std::string& address) {
+    Status s = ValidateHostPort(field, address, /*min_port=*/1);
+    return s.ok() ? s : Bad(src, s.message());
+  };
+  FLOTILLA_RETURN_IF_ERROR(check("raft_address", c.raft_address));
+  FLOTILLA_RETURN_IF_ERROR(check("client_address", c.client_address));
+  if (!c.metrics_address.empty())
+    FLOTILLA_RETURN_IF_ERROR(check("metrics_address", c.metrics_address));
+  for (const NodeEntry& n : c.nodes) {
+    const std::string node = "nodes.id=" + std::to_string(n.id);
+    FLOTILLA_RETURN_IF_ERROR(check(node + " raft_address", n.raft_address));
+    if (!n.client_address.empty())
+      FLOTILLA_RETURN_IF_ERROR(check(node + " client_address", n.client_address));
+  }
+  return Status::Ok();
+}
+
 Status Validate(std::string_view src, DaemonConfig* c) {
   if (c->node_id == 0) return Bad(src, "node_id must be set and positive");
   const NodeEntry* self = c->FindNode(c->node_id);
@@ -177,6 +270,14 @@ Status Validate(std::string_view src, DaemonConfig* c) {
       !c->tls_ca_file.empty() + !c->tls_cert_file.empty() + !c->tls_key_file.empty();
   if (tls_files != 0 && tls_files != 3)
     return Bad(src, "[tls] needs all of ca_file, cert_file and key_file, or none");
+  if (c->election_rtt <= c->heartbeat_rtt)
+    return Bad(src, "raft.election_rtt must exceed raft.heartbeat_rtt");
+  FLOTILLA_RETURN_IF_ERROR(ValidateAddresses(src, *c));
+  // The engine's own rules (the same limits, and any that the keys above do
+  // not cover), so that nothing the file allows is refused at start-up.
+  for (const Status& s : {Validate(c->ToNodeHostConfig()), Validate(c->ToShardConfig(1))}) {
+    if (!s.ok()) return Bad(src, s.message());
+  }
   static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
                                                 "error", "critical", "off"};
   if (kLevels.count(c->log_level) == 0)
@@ -218,6 +319,9 @@ NodeHostConfig DaemonConfig::ToNodeHostConfig() const {
   nc.tls_ca_file = tls_ca_file;
   nc.tls_cert_file = tls_cert_file;
   nc.tls_key_file = tls_key_file;
+  // A request of max_request_bytes (key and value) fits in one entry with
+  // its encoding.
+  nc.max_entry_bytes = std::max<uint64_t>(nc.max_entry_bytes, max_request_bytes + (64 << 10));
   return nc;
 }
 
@@ -249,11 +353,41 @@ Result<DaemonConfig> ParseConfig(std::string_view toml_text, std::string_view so
     return Bad(source, msg.str());
   }
   DaemonConfig c;
+  FLOTILLA_RETURN_IF_ERROR(CheckAllKeys(t, source));
   FLOTILLA_RETURN_IF_ERROR(ReadTop(t, source, &c));
+  FLOTILLA_RETURN_IF_ERROR(ReadRaftAndClient(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadNodes(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadShards(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(Validate(source, &c));
   return c;
+}
+
+Result<std::string> ReadTokenFile(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot read " + std::string(what) + " " + path);
+  std::string token(kMaxTokenBytes + 3, '\0');
+  in.read(token.data(), static_cast<std::streamsize>(token.size()));
+  token.resize(static_cast<size_t>(in.gcount()));
+  const auto bad = [&](const std::string& rule) {
+    return Status::InvalidArgument(std::string(what) + " " + path + ": " + rule);
+  };
+  if (token.size() > kMaxTokenBytes + 2)
+    return bad("longer than " + std::to_string(kMaxTokenBytes) + " bytes");
+  if (token.ends_with("\r\n")) {
+    token.resize(token.size() - 2);
+  } else if (token.ends_with('\n')) {
+    token.pop_back();
+  }
+  if (token.empty()) return bad("is empty: it must hold the token on its one line");
+  if (token.find('\n') != std::string::npos)
+    return bad("holds more than one line: it must hold only the token");
+  for (char ch : token) {
+    if (ch <= ' ' || ch > '~')
+      return bad("the token must be printable ASCII without spaces or control characters");
+  }
+  if (token.size() > kMaxTokenBytes)
+    return bad("longer than " + std::to_string(kMaxTokenBytes) + " bytes");
+  return token;
 }
 
 Result<DaemonConfig> LoadConfig(const std::string& path) {

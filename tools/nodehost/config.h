@@ -31,6 +31,11 @@ struct ShardEntry {
   std::vector<uint64_t> joining;
 };
 
+// Bounds of the file's keys besides the engine's (flotilla/config.h).
+inline constexpr uint64_t kMaxShards = 100'000;              // [shards] count, and all shards
+inline constexpr uint32_t kMaxRequestTimeoutMs = 3'600'000;  // client.request_timeout_ms
+inline constexpr uint32_t kMaxRequestBytes = 32u << 20;      // client.max_request_bytes
+
 struct DaemonConfig {
   uint64_t node_id = 0;
   std::string data_dir;
@@ -74,6 +79,17 @@ struct DaemonConfig {
   // The raft addresses of a shard's initial members.
   Members InitialMembers(const ShardEntry& shard) const;
 };
+
+inline constexpr size_t kMaxTokenBytes = 4096;
+
+// Reads an admin token file: one code for the daemon ([auth] token_file) and
+// the CLI (--token-file), so both always agree on the token. The file holds
+// exactly one line, the token, optionally ended by "\n" or "\r\n"; the token
+// is 1 to kMaxTokenBytes bytes of printable ASCII without spaces (it travels
+// in an HTTP header). NotFound when the file cannot be read; InvalidArgument,
+// naming `what` and the rule, for anything else (a second line, even an
+// empty one; an empty token; a space or a control character).
+Result<std::string> ReadTokenFile(const std::string& path, std::string_view what);
 
 // Parses TOML text; `source` names it in errors. InvalidArgument with the
 // key and the reason on any error.

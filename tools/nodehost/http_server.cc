@@ -5,6 +5,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
+#include <charconv>
 #include <chrono>
 
 namespace flotilla::nodehost {
@@ -98,13 +99,14 @@ Status HttpServer::Start(const std::string& address, HttpHandler handler) {
   beast::error_code ec;
   const auto ip = asio::ip::make_address(address.substr(0, colon), ec);
   if (ec) return Status::InvalidArgument("metrics address " + address + ": " + ec.message());
-  int port = 0;
-  try {
-    port = std::stoi(address.substr(colon + 1));
-  } catch (const std::exception&) {
+  // Parsed whole, as the config checks it: "18351xyz" or 99999 is an error,
+  // not port 18351 or a truncated one.
+  uint16_t port = 0;
+  const std::string digits = address.substr(colon + 1);
+  const auto [end, perr] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (digits.empty() || perr != std::errc() || end != digits.data() + digits.size())
     return Status::InvalidArgument("metrics address " + address + ": bad port");
-  }
-  const tcp::endpoint ep(ip, static_cast<unsigned short>(port));
+  const tcp::endpoint ep(ip, port);
   impl_->handler = std::move(handler);
   impl_->acceptor.open(ep.protocol(), ec);
   if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);

@@ -157,7 +157,7 @@ class Daemon {
   // NodeHost, its replicas, the HTTP and the gRPC servers (kServeFailed).
   int Start() {
     if (!c_.token_file.empty()) {
-      Result<std::string> token = ReadFileTrimmed(c_.token_file, "auth.token_file");
+      Result<std::string> token = ReadTokenFile(c_.token_file, "auth.token_file");
       if (!token.ok()) return BadConfig(token.status());
       ctx_.token = *token;
       namespace fs = std::filesystem;

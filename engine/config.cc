@@ -1,0 +1,97 @@
+// Validation of NodeHostConfig and ShardConfig (include/flotilla/config.h):
+// every rule is checked before anything starts, so that a bad value is an
+// InvalidArgument naming its field, never an abort inside the core or a
+// silently weaker setting.
+#include <algorithm>
+#include <charconv>
+#include <string>
+
+#include "flotilla/config.h"
+
+namespace flotilla {
+namespace {
+
+Status Invalid(std::string_view field, const std::string& rule) {
+  return Status::InvalidArgument(std::string(field) + " " + rule);
+}
+
+// InvalidArgument unless lo <= v <= hi.
+Status InRange(std::string_view field, uint64_t v, uint64_t lo, uint64_t hi) {
+  if (v >= lo && v <= hi) return Status::Ok();
+  return Invalid(field, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                            "], not " + std::to_string(v));
+}
+
+}  // namespace
+
+Status ValidateHostPort(std::string_view field, std::string_view address, uint32_t min_port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Invalid(field, "must be host:port, not \"" + std::string(address) + "\"");
+  }
+  const std::string_view digits = address.substr(colon + 1);
+  uint32_t port = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() ||
+      port < min_port || port > 65535) {
+    return Invalid(field, "needs a port of digits only in [" + std::to_string(min_port) +
+                              ", 65535], not \"" + std::string(digits) + "\"");
+  }
+  return Status::Ok();
+}
+
+Status Validate(const NodeHostConfig& c) {
+  if (c.data_dir.empty()) return Invalid("NodeHostConfig.data_dir", "is required");
+  if (c.raft_address.empty()) return Invalid("NodeHostConfig.raft_address", "is required");
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.rtt_ms", c.rtt_ms, 1, kMaxRttMs));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.step_workers", c.step_workers, 0, kMaxWorkers));
+  FLOTILLA_RETURN_IF_ERROR(
+      InRange("NodeHostConfig.apply_workers", c.apply_workers, 0, kMaxWorkers));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.max_proposal_queue_length",
+                                   c.max_proposal_queue_length, 1, kMaxQueueLength));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.max_inbound_queue_length",
+                                   c.max_inbound_queue_length, 1, kMaxQueueLength));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.max_proposal_queue_bytes",
+                                   c.max_proposal_queue_bytes, 1, UINT64_MAX));
+  // A proposal larger than the queue's byte bound could never be queued.
+  FLOTILLA_RETURN_IF_ERROR(
+      InRange("NodeHostConfig.max_entry_bytes", c.max_entry_bytes, 1,
+              std::min<uint64_t>(c.max_proposal_queue_bytes, kMaxEntryBytesLimit)));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.max_concurrent_campaigns",
+                                   c.max_concurrent_campaigns, 1, UINT32_MAX));
+  const int tls_files = !c.tls_ca_file.empty() + !c.tls_cert_file.empty() + !c.tls_key_file.empty();
+  if (tls_files != 0 && tls_files != 3) {
+    // Two of three would silently mean plaintext.
+    return Invalid(
+        "NodeHostConfig.tls_ca_file, tls_cert_file, tls_key_file",
+        "must be all set (mutual TLS) or all empty, not " + std::to_string(tls_files) + " of 3");
+  }
+  return Status::Ok();
+}
+
+Status Validate(const ShardConfig& c) {
+  if (c.shard_id == 0) return Invalid("ShardConfig.shard_id", "must be > 0");
+  if (c.replica_id == 0) return Invalid("ShardConfig.replica_id", "must be > 0");
+  FLOTILLA_RETURN_IF_ERROR(
+      InRange("ShardConfig.heartbeat_rtt", c.heartbeat_rtt, 1, kMaxElectionRtt - 1));
+  if (c.election_rtt <= c.heartbeat_rtt) {
+    return Invalid("ShardConfig.election_rtt", "(" + std::to_string(c.election_rtt) +
+                                                   ") must exceed heartbeat_rtt (" +
+                                                   std::to_string(c.heartbeat_rtt) + ")");
+  }
+  FLOTILLA_RETURN_IF_ERROR(InRange("ShardConfig.election_rtt", c.election_rtt, 2, kMaxElectionRtt));
+  // The core counts idle ticks up to their product in 32 bits.
+  FLOTILLA_RETURN_IF_ERROR(InRange("ShardConfig.quiesce_after_election_timeouts",
+                                   c.quiesce_after_election_timeouts, 0,
+                                   UINT32_MAX / c.election_rtt));
+  // The core stops the process on a lease without check_quorum.
+  if (c.lease_read && !c.check_quorum)
+    return Invalid("ShardConfig.lease_read", "requires check_quorum");
+  FLOTILLA_RETURN_IF_ERROR(
+      InRange("ShardConfig.max_inflight_msgs", c.max_inflight_msgs, 1, UINT32_MAX));
+  FLOTILLA_RETURN_IF_ERROR(
+      InRange("ShardConfig.max_msg_bytes", c.max_msg_bytes, 1, kMaxEntryBytesLimit));
+  return Status::Ok();
+}
+
+}  // namespace flotilla

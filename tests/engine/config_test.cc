@@ -1,0 +1,160 @@
+// NodeHostConfig and ShardConfig are checked up front: a bad value is an
+// InvalidArgument naming its field, never an abort inside the core, a port
+// gRPC cannot parse, or TLS silently off.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <random>
+
+#include "flotilla/node_host.h"
+#include "tests/engine/kv_state_machine.h"
+
+namespace flotilla {
+namespace {
+
+std::string TempRoot() {
+  std::random_device rd;
+  return (std::filesystem::temp_directory_path() / ("flotilla-config-" + std::to_string(rd())))
+      .string();
+}
+
+NodeHostConfig GoodHost(const std::string& root) {
+  NodeHostConfig c;
+  c.data_dir = root;
+  c.raft_address = "127.0.0.1:0";
+  c.in_memory_logdb = true;
+  c.step_workers = 1;
+  c.apply_workers = 1;
+  return c;
+}
+
+ShardConfig GoodShard() {
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 1;
+  return sc;
+}
+
+// Expects InvalidArgument whose message names `field`.
+void ExpectInvalid(const Status& s, const std::string& field) {
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find(field), std::string::npos) << s.ToString();
+}
+
+TEST(EngineConfig, CreateRefusesEachBadNodeHostField) {
+  const std::string root = TempRoot();
+  const std::vector<std::pair<std::string, std::function<void(NodeHostConfig&)>>> cases = {
+      {"data_dir", [](NodeHostConfig& c) { c.data_dir.clear(); }},
+      {"raft_address", [](NodeHostConfig& c) { c.raft_address.clear(); }},
+      {"raft_address", [](NodeHostConfig& c) { c.raft_address = "127.0.0.1:99999"; }},
+      {"raft_address", [](NodeHostConfig& c) { c.raft_address = "127.0.0.1:80x"; }},
+      {"raft_address", [](NodeHostConfig& c) { c.raft_address = "127.0.0.1"; }},
+      {"rtt_ms", [](NodeHostConfig& c) { c.rtt_ms = 0; }},
+      {"rtt_ms", [](NodeHostConfig& c) { c.rtt_ms = kMaxRttMs + 1; }},
+      {"step_workers", [](NodeHostConfig& c) { c.step_workers = kMaxWorkers + 1; }},
+      {"apply_workers", [](NodeHostConfig& c) { c.apply_workers = 1u << 31; }},
+      {"max_proposal_queue_length", [](NodeHostConfig& c) { c.max_proposal_queue_length = 0; }},
+      {"max_inbound_queue_length", [](NodeHostConfig& c) { c.max_inbound_queue_length = 0; }},
+      {"max_proposal_queue_bytes", [](NodeHostConfig& c) { c.max_proposal_queue_bytes = 0; }},
+      {"max_entry_bytes", [](NodeHostConfig& c) { c.max_entry_bytes = 0; }},
+      {"max_entry_bytes",
+       [](NodeHostConfig& c) { c.max_entry_bytes = c.max_proposal_queue_bytes + 1; }},
+      {"max_concurrent_campaigns", [](NodeHostConfig& c) { c.max_concurrent_campaigns = 0; }},
+      {"tls_ca_file",
+       [](NodeHostConfig& c) {
+         c.tls_cert_file = "cert.pem";
+         c.tls_key_file = "key.pem";
+       }},
+      {"tls_ca_file", [](NodeHostConfig& c) { c.tls_ca_file = "ca.pem"; }},
+  };
+  for (const auto& [field, mutate] : cases) {
+    SCOPED_TRACE(field);
+    NodeHostConfig c = GoodHost(root);
+    mutate(c);
+    Result<std::unique_ptr<NodeHost>> nh = NodeHost::Create(c);
+    ASSERT_FALSE(nh.ok()) << "accepted a bad " << field;
+    ExpectInvalid(nh.status(), field);
+  }
+  std::filesystem::remove_all(root);
+}
+
+TEST(EngineConfig, StartReplicaRefusesEachBadShardFieldWithoutAborting) {
+  const std::string root = TempRoot();
+  Result<std::unique_ptr<NodeHost>> nh = NodeHost::Create(GoodHost(root));
+  ASSERT_TRUE(nh.ok()) << nh.status().ToString();
+  const std::vector<std::pair<std::string, std::function<void(ShardConfig&)>>> cases = {
+      {"shard_id", [](ShardConfig& c) { c.shard_id = 0; }},
+      {"replica_id", [](ShardConfig& c) { c.replica_id = 0; }},
+      // The core stops the process on these two.
+      {"election_rtt", [](ShardConfig& c) { c.election_rtt = c.heartbeat_rtt; }},
+      {"election_rtt",
+       [](ShardConfig& c) {
+         c.heartbeat_rtt = 20;
+         c.election_rtt = 10;
+       }},
+      {"heartbeat_rtt", [](ShardConfig& c) { c.heartbeat_rtt = 0; }},
+      {"election_rtt", [](ShardConfig& c) { c.election_rtt = UINT32_MAX; }},
+      {"quiesce_after_election_timeouts",
+       [](ShardConfig& c) { c.quiesce_after_election_timeouts = UINT32_MAX; }},
+      {"lease_read",
+       [](ShardConfig& c) {
+         c.lease_read = true;
+         c.check_quorum = false;
+       }},
+      {"max_inflight_msgs", [](ShardConfig& c) { c.max_inflight_msgs = 0; }},
+      {"max_msg_bytes", [](ShardConfig& c) { c.max_msg_bytes = 0; }},
+  };
+  for (const auto& [field, mutate] : cases) {
+    SCOPED_TRACE(field);
+    ShardConfig sc = GoodShard();
+    mutate(sc);
+    Status s = (*nh)->StartReplica(sc, {{1, (*nh)->raft_address()}}, false, [](uint64_t, uint64_t) {
+      return std::make_unique<testing::KvStateMachine>();
+    });
+    ExpectInvalid(s, field);
+  }
+  // The refused starts left nothing behind: a good one still starts.
+  EXPECT_TRUE((*nh)
+                  ->StartReplica(GoodShard(), {{1, (*nh)->raft_address()}}, false,
+                                 [](uint64_t, uint64_t) {
+                                   return std::make_unique<testing::KvStateMachine>();
+                                 })
+                  .ok());
+  (*nh)->Close();
+  std::filesystem::remove_all(root);
+}
+
+TEST(EngineConfig, DefaultsAndBoundsAreValid) {
+  NodeHostConfig c = GoodHost("/tmp/x");
+  EXPECT_TRUE(Validate(c).ok());
+  c.tls_ca_file = "ca.pem";
+  c.tls_cert_file = "cert.pem";
+  c.tls_key_file = "key.pem";
+  c.rtt_ms = kMaxRttMs;
+  c.step_workers = kMaxWorkers;
+  c.max_entry_bytes = c.max_proposal_queue_bytes;
+  EXPECT_TRUE(Validate(c).ok()) << Validate(c).ToString();
+  ShardConfig sc = GoodShard();
+  EXPECT_TRUE(Validate(sc).ok());
+  sc.election_rtt = kMaxElectionRtt;
+  sc.heartbeat_rtt = kMaxElectionRtt - 1;
+  sc.quiesce_after_election_timeouts = UINT32_MAX / kMaxElectionRtt;
+  sc.max_uncommitted_bytes = 0;
+  sc.max_unapplied_bytes = 0;
+  EXPECT_TRUE(Validate(sc).ok()) << Validate(sc).ToString();
+}
+
+TEST(EngineConfig, HostPortIsParsedWhole) {
+  EXPECT_TRUE(ValidateHostPort("a", "127.0.0.1:1", 1).ok());
+  EXPECT_TRUE(ValidateHostPort("a", "[::1]:65535", 1).ok());
+  EXPECT_TRUE(ValidateHostPort("a", "localhost:0", 0).ok());
+  for (const char* bad : {"127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:18351xyz", "127.0.0.1:",
+                          ":80", "127.0.0.1", "127.0.0.1:+80", "127.0.0.1:-1", "h:4294967297"}) {
+    SCOPED_TRACE(bad);
+    ExpectInvalid(ValidateHostPort("a.b", bad, 1), "a.b");
+  }
+}
+
+}  // namespace
+}  // namespace flotilla
