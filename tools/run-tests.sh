@@ -97,11 +97,11 @@ if [[ "${FLOTILLA_SKIP_ASAN:-0}" == "1" ]]; then
 else
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFLOTILLA_SANITIZE=ON -DFLOTILLA_WERROR=ON
   run_suite build-asan \
-    "Quorum|Progress|ConfChange|MemoryLog|RaftLog|Inflights|ReadIndexQueue|Safety|CorruptInput|ConvertTest|Format|Crc|FlippedBit|StateMachineKinds|Admin|Metrics|BackPressure|ManualDrive|StorageFailure|CampaignCap|Payload|LogCache|Quiescence|KvStateMachine|Config|ShardMap|StartRace|CallbackLocks|TokenFile|Serve\." \
+    "Quorum|Progress|ConfChange|MemoryLog|RaftLog|Inflights|ReadIndexQueue|Safety|CorruptInput|ConvertTest|Format|Crc|FlippedBit|StateMachineKinds|Admin|Metrics|BackPressure|ManualDrive|StorageFailure|CampaignCap|Payload|LogCache|Quiescence|KvStateMachine|Config|ShardMap|StartRace|CallbackLocks|TokenFile|Serve\.|HostileInput" \
     "" \
     raft_unit_test raft_safety_test transport_corrupt_input_test transport_convert_test logdb_test \
     engine_sm_kinds_test engine_admin_test engine_manual_drive_test engine_log_cache_test \
-    engine_lifecycle_test engine_config_test nodehost_unit_test
+    engine_lifecycle_test engine_config_test engine_hostile_input_test nodehost_unit_test
 fi
 
 if [[ "${FLOTILLA_SKIP_TSAN:-0}" == "1" ]]; then

@@ -7,6 +7,8 @@
 #include <boost/beast/version.hpp>
 #include <charconv>
 #include <chrono>
+#include <deque>
+#include <memory>
 
 namespace flotilla::nodehost {
 
@@ -29,6 +31,15 @@ class Session : public std::enable_shared_from_this<Session> {
     open_->fetch_add(1);
   }
   ~Session() { open_->fetch_sub(1); }
+
+  // Closes the connection (the server needs its slot); its pending read
+  // completes with an error and the session ends.
+  void Evict() {
+    evicted_ = true;
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
+  }
+  bool evicted() const { return evicted_; }
 
   void Run() {
     parser_.body_limit(kMaxRequestBytes);
@@ -69,21 +80,43 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::string_body> res_;
   const HttpHandler* handler_;
   std::atomic<int>* open_;
+  bool evicted_ = false;
 };
 
 }  // namespace
 
+// Every member is used on the server's one io thread only.
 struct HttpServer::Impl {
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
   HttpHandler handler;
   std::atomic<int> open{0};
+  // Connections in the order they were accepted. At kMaxConnections the
+  // oldest one still open is closed to make room: connections that hold a
+  // slot without sending a request (a probe's or an attacker's) never keep
+  // a new one, such as a health check, from getting through.
+  std::deque<std::weak_ptr<Session>> by_age;
+
+  void MakeRoom() {
+    // Sessions that ended or were evicted hold no slot (an evicted one
+    // ends once its read fails): forget them, so the list stays bounded.
+    std::erase_if(by_age, [](const std::weak_ptr<Session>& w) {
+      std::shared_ptr<Session> s = w.lock();
+      return !s || s->evicted();
+    });
+    if (by_age.size() < static_cast<size_t>(kMaxConnections)) return;
+    if (std::shared_ptr<Session> oldest = by_age.front().lock()) oldest->Evict();
+    by_age.pop_front();
+  }
 
   void Accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec && open.load() < kMaxConnections) {
-        std::make_shared<Session>(std::move(socket), &handler, &open)->Run();
+      if (!ec) {
+        MakeRoom();
+        auto session = std::make_shared<Session>(std::move(socket), &handler, &open);
+        by_age.push_back(session);
+        session->Run();
       }
       Accept();
     });
