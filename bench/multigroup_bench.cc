@@ -390,6 +390,8 @@ class Cluster {
       flotilla::NodeHostConfig c;
       c.data_dir = root_ + "/nh" + std::to_string(i);
       c.raft_address = one ? o_.addresses[static_cast<size_t>(i)] : "127.0.0.1:0";
+      // The benchmark's hosts talk plaintext: run it on a trusted network.
+      c.insecure = one;
       c.rtt_ms = o_.rtt_ms;
       c.step_workers = o_.step_workers;
       c.apply_workers = o_.apply_workers;

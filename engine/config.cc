@@ -94,4 +94,24 @@ Status Validate(const ShardConfig& c) {
   return Status::Ok();
 }
 
+bool IsLoopbackAddress(std::string_view address) {
+  const size_t colon = address.rfind(':');
+  std::string_view host = colon == std::string_view::npos ? address : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost" || host == "::1") return true;
+  // 127.a.b.c: four dotted decimal parts, the first 127.
+  if (host.substr(0, 4) != "127.") return false;
+  int dots = 0;
+  for (char ch : host) {
+    if (ch == '.') {
+      ++dots;
+    } else if (ch < '0' || ch > '9') {
+      return false;
+    }
+  }
+  return dots == 3;
+}
+
 }  // namespace flotilla

@@ -1035,6 +1035,14 @@ Status NodeHostImpl::Init() {
     tc.tls.cert_path = config_.tls_cert_file;
     tc.tls.key_path = config_.tls_key_file;
   }
+  if (!deps_.make_transport && !tc.tls.enabled && !config_.insecure &&
+      !IsLoopbackAddress(config_.raft_address)) {
+    return Status::InvalidArgument(
+        "NodeHostConfig.raft_address " + config_.raft_address +
+        " is not a loopback address and TLS is off: anyone who reaches it could act as a member "
+        "of every shard. Set the three TLS files, or insecure = true on a network that is "
+        "private by other means");
+  }
   transport_ = deps_.make_transport ? deps_.make_transport(&registry_, this)
                                     : transport::NewGrpcTransport(tc, &registry_, this);
   FLOTILLA_RETURN_IF_ERROR(transport_->Start());

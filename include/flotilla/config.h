@@ -44,6 +44,11 @@ struct NodeHostConfig {
   std::string tls_ca_file;
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Without TLS anyone who reaches the raft port can act as a member of every
+  // shard (docs/security.md), so Create refuses plaintext on a raft address
+  // that is not a loopback address (127.0.0.0/8, ::1, localhost) unless this
+  // is set: for a network that is private by other means.
+  bool insecure = false;
   // Use RocksDB with fsync (production) or the in-memory LogDB (tests).
   bool in_memory_logdb = false;
   // Optional: told about leader changes, replicas, snapshots, connections.
@@ -122,5 +127,9 @@ inline constexpr uint64_t kMaxEntryBytesLimit = 1u << 30;  // max_entry_bytes, m
 // decimal digits only, in [min_port, 65535]. `field` names it in the error.
 [[nodiscard]] Status ValidateHostPort(std::string_view field, std::string_view address,
                                       uint32_t min_port);
+
+// True when the host of `address` (host:port) is a loopback address:
+// 127.0.0.0/8, ::1 (written [::1]) or localhost.
+bool IsLoopbackAddress(std::string_view address);
 
 }  // namespace flotilla

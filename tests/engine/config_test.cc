@@ -145,6 +145,32 @@ TEST(EngineConfig, DefaultsAndBoundsAreValid) {
   EXPECT_TRUE(Validate(sc).ok()) << Validate(sc).ToString();
 }
 
+TEST(EngineConfig, LoopbackAddressesAreRecognised) {
+  for (const char* a : {"127.0.0.1:1", "127.1.2.3:0", "localhost:80", "[::1]:7000"}) {
+    EXPECT_TRUE(IsLoopbackAddress(a)) << a;
+  }
+  for (const char* a : {"0.0.0.0:1", "10.0.0.1:1", "127.0.0.1.evil.com:1", "128.0.0.1:1", "[::]:1",
+                        "host1", "127.0.0:1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(a)) << a;
+  }
+}
+
+// Plaintext raft traffic on an address others can reach: refused unless
+// NodeHostConfig::insecure says so (issue 14).
+TEST(EngineConfig, PlaintextOnANonLoopbackRaftAddressNeedsInsecure) {
+  NodeHostConfig c;
+  c.data_dir = ::testing::TempDir() + "/flotilla-insecure-test";
+  c.raft_address = "0.0.0.0:0";
+  Result<std::unique_ptr<NodeHost>> nh = NodeHost::Create(c);
+  ASSERT_FALSE(nh.ok());
+  ExpectInvalid(nh.status(), "insecure");
+  c.insecure = true;
+  nh = NodeHost::Create(c);
+  ASSERT_TRUE(nh.ok()) << nh.status().ToString();
+  (*nh)->Close();
+  std::filesystem::remove_all(c.data_dir);
+}
+
 TEST(EngineConfig, HostPortIsParsedWhole) {
   EXPECT_TRUE(ValidateHostPort("a", "127.0.0.1:1", 1).ok());
   EXPECT_TRUE(ValidateHostPort("a", "[::1]:65535", 1).ok());

@@ -58,7 +58,9 @@ std::string Daemons::WriteConfig(int node) const {
   const std::string path = dir_ + "/node" + std::to_string(node) + ".toml";
   std::ofstream f(path);
   f << "node_id = " << node << "\ndata_dir = \"" << dir_ << "/node" << node << "\"\n"
-    << "metrics_address = \"\"\nlog_level = \"warn\"\nrtt_ms = 10\n\n"
+    << "metrics_address = \"\"\nlog_level = \"warn\"\nrtt_ms = 10\n"
+    // Plaintext between the namespaces' private addresses.
+    << "insecure = true\n\n"
     << "[raft]\nsnapshot_entries = " << o_.snapshot_entries
     << "\ncompaction_overhead = " << o_.compaction_overhead
     << "\nstep_workers = 1\napply_workers = 1\n\n"

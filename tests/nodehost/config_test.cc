@@ -119,6 +119,23 @@ TEST(ShardMap, HashTagsKeepRelatedKeysTogether) {
 // Each text is refused with InvalidArgument that names the key: ranges are
 // checked (nothing truncated, no float taken for an integer), ports parsed
 // whole, unknown keys refused, and the engine's rules applied up front.
+// Plaintext raft traffic on an address others can reach is refused unless
+// the file says insecure = true (issue 14).
+TEST(Config, PlaintextOnANonLoopbackRaftAddressNeedsInsecure) {
+  const std::string nodes =
+      "[[nodes]]\nid = 1\nraft_address = \"10.1.2.3:7101\"\nclient_address = "
+      "\"127.0.0.1:7201\"\n[shards]\ncount = 1\n";
+  Result<DaemonConfig> c = ParseConfig("node_id = 1\ndata_dir = \"/x\"\n" + nodes, "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("insecure = true"), std::string::npos)
+      << c.status().ToString();
+  c = ParseConfig("node_id = 1\ndata_dir = \"/x\"\ninsecure = true\n" + nodes, "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->ToNodeHostConfig().insecure);
+  EXPECT_FALSE(
+      ParseConfig("node_id = 1\ndata_dir = \"/x\"\ninsecure = \"yes\"\n" + nodes, "t.toml").ok());
+}
+
 TEST(Config, BadValuesAreRefusedNamingTheKey) {
   const std::string head = "node_id = 1\ndata_dir = \"/x\"\n";
   const std::string shards = "[shards]\ncount = 1\n";

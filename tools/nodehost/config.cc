@@ -69,7 +69,8 @@ const std::map<std::string, std::set<std::string>, std::less<>>& KnownKeys() {
   static const auto* const kKeys = new std::map<std::string, std::set<std::string>, std::less<>>{
       {"",
        {"node_id", "data_dir", "wal_dir", "deployment_id", "rtt_ms", "log_level", "raft_address",
-        "client_address", "metrics_address", "raft", "client", "auth", "tls", "nodes", "shards"}},
+        "client_address", "metrics_address", "insecure", "raft", "client", "auth", "tls", "nodes",
+        "shards"}},
       {"raft",
        {"election_rtt", "heartbeat_rtt", "snapshot_entries", "compaction_overhead", "step_workers",
         "apply_workers", "quiesce_after_election_timeouts"}},
@@ -123,6 +124,11 @@ Status ReadTop(const toml::table& t, std::string_view src, DaemonConfig* c) {
   FLOTILLA_RETURN_IF_ERROR(ReadUint(t["deployment_id"], "deployment_id", src, &c->deployment_id));
   FLOTILLA_RETURN_IF_ERROR(ReadUint(t["rtt_ms"], "rtt_ms", src, 1, kMaxRttMs, &c->rtt_ms));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["log_level"], "log_level", src, &c->log_level));
+  if (const auto n = t["insecure"]; n) {
+    const std::optional<bool> v = n.value<bool>();
+    if (!v) return Bad(src, "insecure must be true or false");
+    c->insecure = *v;
+  }
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["raft_address"], "raft_address", src, &c->raft_address));
   FLOTILLA_RETURN_IF_ERROR(
       ReadString(t["client_address"], "client_address", src, &c->client_address));
@@ -273,6 +279,12 @@ Status Validate(std::string_view src, DaemonConfig* c) {
   if (c->election_rtt <= c->heartbeat_rtt)
     return Bad(src, "raft.election_rtt must exceed raft.heartbeat_rtt");
   FLOTILLA_RETURN_IF_ERROR(ValidateAddresses(src, *c));
+  if (tls_files == 0 && !c->insecure && !IsLoopbackAddress(c->raft_address)) {
+    return Bad(src, "raft_address " + c->raft_address +
+                        " is not a loopback address and [tls] is not set: anyone who reaches it "
+                        "could act as a member of every shard. Configure [tls], or set insecure "
+                        "= true on a network that is private by other means");
+  }
   // The engine's own rules (the same limits, and any that the keys above do
   // not cover), so that nothing the file allows is refused at start-up.
   for (const Status& s : {Validate(c->ToNodeHostConfig()), Validate(c->ToShardConfig(1))}) {
@@ -319,6 +331,7 @@ NodeHostConfig DaemonConfig::ToNodeHostConfig() const {
   nc.tls_ca_file = tls_ca_file;
   nc.tls_cert_file = tls_cert_file;
   nc.tls_key_file = tls_key_file;
+  nc.insecure = insecure;
   // A request of max_request_bytes (key and value) fits in one entry with
   // its encoding.
   nc.max_entry_bytes = std::max<uint64_t>(nc.max_entry_bytes, max_request_bytes + (64 << 10));

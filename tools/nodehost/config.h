@@ -43,6 +43,9 @@ struct DaemonConfig {
   uint64_t deployment_id = 1;
   uint64_t rtt_ms = 10;
   std::string log_level = "info";
+  // Plaintext raft traffic on a raft address that is not a loopback address
+  // (NodeHostConfig::insecure); without it such a daemon refuses to start.
+  bool insecure = false;
   std::string raft_address;     // default: this node's [[nodes]] entry
   std::string client_address;   // default: this node's [[nodes]] entry
   std::string metrics_address;  // empty: no metrics endpoint
