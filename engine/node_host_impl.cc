@@ -614,6 +614,9 @@ void StepWorker::AfterPersist(Replica* r) {
   if (u.snapshot) {
     r->log->ApplySnapshot(*u.snapshot);
     nh_->LearnAddresses(r->shard_id, u.snapshot->membership);
+    // Recorded now: older snapshots go (a follower that never takes one of
+    // its own would otherwise keep every snapshot its leader sent).
+    PruneSnapshots(r->snapshot_root, u.snapshot->index, r->snapshot_pins.get());
   }
   r->log->Append(std::move(u.entries_to_save));
   ReleaseCachedEntries(r);

@@ -307,6 +307,44 @@ TEST_F(ReceivedSnapshots, AVoterRefusesOneOfMetadataOnly) {
   EXPECT_EQ(ReadWithRetry(c_.host(0), 1, "after").data, "1");
 }
 
+// A follower that takes no snapshots of its own (snapshot_entries 0) keeps
+// only the newest snapshot its leader sent, not every one.
+TEST(SnapshotDirs, AFollowerKeepsOnlyTheNewestReceivedSnapshot) {
+  Cluster c(2);
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 1;
+  sc.snapshot_entries = 10;
+  sc.compaction_overhead = 2;
+  ASSERT_TRUE(c.host(0)->StartReplica(sc, c.MembersOf(1), false, KvFactory()).ok());
+  ShardConfig follower = sc;
+  follower.replica_id = 2;
+  follower.snapshot_entries = 0;
+  auto write = [&](int from, int to) {
+    for (int k = from; k < to; ++k) {
+      ASSERT_TRUE(ProposeRetry(c.host(0), 1, "k" + std::to_string(k) + "=" + std::to_string(k)));
+    }
+  };
+  auto catch_up = [&] {
+    const uint64_t target = c.host(0)->GetReplicaInfo(1)->applied_index;
+    return WaitUntil([&] { return c.host(1)->GetReplicaInfo(1)->applied_index >= target; }, 20s);
+  };
+  write(0, 25);
+  auto added = c.host(0)->AddReplica(1, 2, c.address(1), NodeHost::MemberKind::kNonVoting, 5s);
+  ASSERT_TRUE(added.ok() && added->Wait().ok());
+  ASSERT_TRUE(c.host(1)->StartReplica(follower, {}, true, KvFactory()).ok());
+  ASSERT_TRUE(catch_up());
+  // Away while the leader's log moves on and is compacted: back, it needs
+  // a second snapshot.
+  ASSERT_TRUE(c.host(1)->StopReplica(1).ok());
+  write(25, 60);
+  ASSERT_TRUE(c.host(1)->StartReplica(follower, {}, true, KvFactory()).ok());
+  ASSERT_TRUE(catch_up());
+  EXPECT_GE(c.host(1)->GetMetrics().snapshots_received, 2u);
+  EXPECT_EQ(SnapshotDirs(c.data_dir(1), 1, 2).size(), 1u);
+  EXPECT_EQ(ReadWithRetry(c.host(1), 1, "k50").data, "50");
+}
+
 // Pruning, file by file: below the recorded snapshot everything goes except
 // what a stream pins; above it nothing goes (taken, not yet recorded);
 // received snapshots go once the recorded index reaches them; a second
