@@ -70,6 +70,13 @@ std::vector<fs::path> SnapshotDirs(const std::string& data_dir, uint64_t shard, 
   return out;
 }
 
+std::string FileBytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream all;
+  all << in.rdbuf();
+  return all.str();
+}
+
 // ---------------------------------------------------------------------------
 // Witnesses: a snapshot to a witness carries metadata only, whatever the
 // state-machine kind, and the witness installs it, votes with it and
@@ -172,11 +179,10 @@ class PeerSender {
   ~PeerSender() { transport_->Stop(); }
 
   // Streams a snapshot of (name, bytes) files to replica `to` of `shard` at
-  // `address`, claiming to come from replica 2 in `term` (by default 1,
-  // older than any term the receiver is in, so its core ignores it). True
-  // once delivered.
-  bool Send(const std::string& address, uint64_t shard, uint64_t to, uint64_t index,
-            const std::vector<std::pair<std::string, std::string>>& files, uint64_t term = 1) {
+  // `address`, claiming to come from replica `from` in `term`. True once
+  // delivered.
+  bool Send(const std::string& address, uint64_t shard, uint64_t from, uint64_t to, uint64_t index,
+            const std::vector<std::pair<std::string, std::string>>& files, uint64_t term) {
     registry_.Add(shard, to, address);
     const std::string src = dir_.path() + "/out-" + std::to_string(index);
     fs::create_directories(src);
@@ -184,7 +190,7 @@ class PeerSender {
     auto source = transport::NewFileSnapshotSource(src);
     if (!source.ok()) return false;
     transport::SnapshotJob job;
-    job.install = transport::testing::MakeInstall(shard, 2, to, index);
+    job.install = transport::testing::MakeInstall(shard, from, to, index);
     job.install.term = term;
     job.install.snapshot.term = term;
     job.source = std::move(source).value();
@@ -225,12 +231,12 @@ class ReceivedSnapshots : public ::testing::Test {
     }
   }
 
-  // Sends a snapshot of `files` at `index` in `term` (see PeerSender::Send)
-  // and waits until the NodeHost has handled it.
-  bool SendAndWait(uint64_t index, const std::vector<std::pair<std::string, std::string>>& files,
-                   uint64_t term = 1) {
+  // Sends a snapshot of `files` at `index`, from replica 2 in term 1 (older
+  // than any term the replica is in, so its core ignores it), and waits
+  // until the NodeHost has handled it.
+  bool SendAndWait(uint64_t index, const std::vector<std::pair<std::string, std::string>>& files) {
     const uint64_t before = c_.host(0)->GetMetrics().snapshots_received;
-    return peer_.Send(c_.address(0), 1, 1, index, files, term) &&
+    return peer_.Send(c_.address(0), 1, /*from=*/2, /*to=*/1, index, files, /*term=*/1) &&
            WaitUntil([&] { return c_.host(0)->GetMetrics().snapshots_received > before; }, 20s);
   }
 
@@ -238,10 +244,8 @@ class ReceivedSnapshots : public ::testing::Test {
   std::pair<std::string, uint64_t> NewestSessions() {
     const std::vector<fs::path> dirs = SnapshotDirs(c_.data_dir(0), 1, 1);
     if (dirs.empty()) return {"", 0};
-    std::ifstream in(dirs.back() / "sessions", std::ios::binary);
-    std::ostringstream all;
-    all << in.rdbuf();
-    return {all.str(), std::stoull(dirs.back().filename().string().substr(9))};
+    return {FileBytes(dirs.back() / "sessions"),
+            std::stoull(dirs.back().filename().string().substr(9))};
   }
 
   // Restarts host 0 and its replica.
@@ -295,16 +299,39 @@ TEST_F(ReceivedSnapshots, ARefusedOneNeverReplacesTheRecordedOne) {
   EXPECT_EQ(ReadWithRetry(c_.host(0), 1, "k0").data, "0");
 }
 
-// A snapshot of metadata only is for a witness: a replica that is a voter
-// (or non-voting) at the snapshot's index refuses one, whatever its term,
+// A snapshot of metadata only is for a witness: a follower that is a voter
+// at the snapshot's index refuses one, even from its leader in its term,
 // instead of jumping to its index with none of its data.
-TEST_F(ReceivedSnapshots, AVoterRefusesOneOfMetadataOnly) {
-  const auto [sessions, index] = NewestSessions();
-  ASSERT_GT(index, 0u);
-  ASSERT_TRUE(SendAndWait(1000, {{"metadata-only", ""}, {"sessions", sessions}}, /*term=*/100));
-  ASSERT_TRUE(ProposeRetry(c_.host(0), 1, "after=1"));
-  EXPECT_LT(c_.host(0)->GetReplicaInfo(1)->applied_index, 1000u);
-  EXPECT_EQ(ReadWithRetry(c_.host(0), 1, "after").data, "1");
+TEST(WitnessSnapshotRefusal, AVoterRefusesOneOfMetadataOnlyFromItsLeader) {
+  Cluster c(2);
+  c.shard_config.snapshot_entries = 10;
+  c.shard_config.compaction_overhead = 2;
+  c.StartShard(1, 2);
+  for (int k = 0; k < 25; ++k) {
+    ASSERT_TRUE(ProposeRetry(c.host(0), 1, "k" + std::to_string(k) + "=" + std::to_string(k)));
+  }
+  ReplicaInfo info;
+  int f = 0;  // the follower's host; replica f + 1
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        for (f = 0; f < 2; ++f) {
+          info = *c.host(f)->GetReplicaInfo(1);
+          if (info.leader_id != 0 && info.leader_id != info.replica_id) return true;
+        }
+        return false;
+      },
+      20s));
+  const std::vector<fs::path> dirs = SnapshotDirs(c.data_dir(f), 1, info.replica_id);
+  ASSERT_FALSE(dirs.empty());
+  PeerSender peer;
+  ASSERT_TRUE(peer.Send(c.address(f), 1, info.leader_id, info.replica_id, 1000,
+                        {{"metadata-only", ""}, {"sessions", FileBytes(dirs.back() / "sessions")}},
+                        info.term));
+  ASSERT_TRUE(WaitUntil([&] { return c.host(f)->GetMetrics().snapshots_received >= 1; }, 20s));
+  // Whatever the follower did with it, it did before this write reaches it.
+  ASSERT_TRUE(ProposeRetry(c.host(0), 1, "after=1"));
+  EXPECT_EQ(ReadWithRetry(c.host(f), 1, "after").data, "1");
+  EXPECT_LT(c.host(f)->GetReplicaInfo(1)->applied_index, 1000u);
 }
 
 // A follower that takes no snapshots of its own (snapshot_entries 0) keeps
