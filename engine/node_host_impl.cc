@@ -284,6 +284,7 @@ bool StepWorker::RunPass() {
       r->unsaved_hs = u.hard_state;
       continue;
     }
+    if (u.snapshot && !PlaceReceivedSnapshot(r)) continue;
     if (!u.entries_to_save.empty() || u.hard_state || u.snapshot) {
       logdb::ReplicaUpdate ru = logdb::ReplicaUpdate::From(u);
       if (!ru.hard_state && r->unsaved_hs) ru.hard_state = r->unsaved_hs;
@@ -394,24 +395,28 @@ void StepWorker::SendOutbox(bool report_unreachable) {
   }
 }
 
-// Snapshots stream on their own transport streams, from the snapshot files.
+// Snapshots stream on their own transport streams, from the snapshot files
+// (pinned against pruning while they stream); a witness's carries metadata
+// only, whatever the state-machine kind.
 void StepWorker::SendSnapshots(Replica* r) {
   std::vector<raft::Message>& msgs = r->update.messages;
   auto it = std::stable_partition(msgs.begin(), msgs.end(), [](const raft::Message& m) {
     return m.type != raft::MessageType::kInstallSnapshot;
   });
   for (auto m = it; m != msgs.end(); ++m) {
-    if (r->sm()->on_disk()) {
+    const bool witness = r->peer->raft().tracker().IsWitness(m->to);
+    if (r->sm()->on_disk() && !witness) {
       // Streamed straight from the state machine by its apply worker.
       r->PushStreamRequest(std::move(*m));
       nh_->apply_worker_for(r->shard_id)->Notify(r);
       continue;
     }
-    const std::string path = SnapshotPath(r->snapshot_root, m->snapshot.index);
-    Result<std::unique_ptr<transport::SnapshotSource>> src = transport::NewFileSnapshotSource(path);
+    Result<std::unique_ptr<transport::SnapshotSource>> src =
+        witness ? Result<std::unique_ptr<transport::SnapshotSource>>(
+                      NewMetadataOnlySnapshotSource(Sessions().Serialize()))
+                : PinnedFileSource(r, m->snapshot.index);
     Status s = src.status();
     if (src.ok()) {
-      Counters::Add(nh_->counters().snapshot_bytes_sent, DirectoryBytes(path));
       transport::SnapshotJob job;
       job.install = std::move(*m);
       job.source = std::move(src).value();
@@ -425,6 +430,30 @@ void StepWorker::SendSnapshots(Replica* r) {
     }
   }
   msgs.erase(it, msgs.end());
+}
+
+Result<std::unique_ptr<transport::SnapshotSource>> StepWorker::PinnedFileSource(Replica* r,
+                                                                                uint64_t index) {
+  const std::string path = SnapshotPath(r->snapshot_root, index);
+  Result<std::unique_ptr<transport::SnapshotSource>> src = transport::NewFileSnapshotSource(path);
+  if (!src.ok()) return src.status();
+  Counters::Add(nh_->counters().snapshot_bytes_sent, DirectoryBytes(path));
+  return HoldWhileStreaming(std::move(src).value(), r->snapshot_pins->Pin(index));
+}
+
+// The core installs a snapshot received from the leader: its directory
+// takes its final name before the LogDB records it. False (the replica
+// stops, nothing is recorded) when that fails.
+bool StepWorker::PlaceReceivedSnapshot(Replica* r) {
+  const uint64_t index = r->update.snapshot->index;
+  Status s = InstallReceivedSnapshot(r->snapshot_root, index);
+  if (s.ok()) return true;
+  spdlog::error("shard {} replica {}: cannot install received snapshot {}, replica stops: {}",
+                r->shard_id, r->replica_id, index, s.ToString());
+  r->failed.store(true);
+  r->stopped.store(true);
+  r->FailAllPending(RequestCode::kTerminated);
+  return false;
 }
 
 // A snapshot taken by the apply worker: record it durably, then compact.
@@ -445,7 +474,7 @@ void StepWorker::RecordSnapshots(Replica* r) {
       s = nh_->logdb()->CompactTo(r->shard_id, r->replica_id, compact_to);
       if (!s.ok()) spdlog::warn("shard {}: compaction failed: {}", r->shard_id, s.ToString());
     }
-    PruneSnapshots(r->snapshot_root, 2);
+    PruneSnapshots(r->snapshot_root, r->log->Snapshot().index, r->snapshot_pins.get());
   }
 }
 
@@ -607,6 +636,9 @@ void StepWorker::AfterPersist(Replica* r) {
   if (u.snapshot) {
     r->log->ApplySnapshot(*u.snapshot);
     nh_->LearnAddresses(r->shard_id, u.snapshot->membership);
+    // Recorded now: older snapshots go (a follower that never takes one of
+    // its own would otherwise keep every snapshot its leader sent).
+    PruneSnapshots(r->snapshot_root, u.snapshot->index, r->snapshot_pins.get());
   }
   r->log->Append(std::move(u.entries_to_save));
   ReleaseCachedEntries(r);
@@ -857,18 +889,22 @@ void ApplyWorker::ServeStreamRequests(Replica* r) {
       install.snapshot.membership = r->sm_membership;
       SnapshotWorkers* workers = nh_->snapshot_workers();
       auto pipe = std::make_shared<SnapshotPipe>(workers->threaded() ? kStreamPipeBytes : 0);
-      transport::SnapshotJob job;
-      job.install = std::move(install);
-      job.source = NewStateMachineSnapshotSource(r->sessions.Serialize(), pipe);
-      // The writer first: without threads it runs here, to the end.
       ManagedStateMachine* sm = r->sm();
       Counters* c = &nh_->counters();
-      workers->Submit([sm, c, pipe, p = std::move(prepared).value()]() mutable {
+      auto write = [sm, c, pipe, p = std::move(prepared).value()]() mutable {
         CountingPipeWriter w(pipe);
         Status saved = sm->SavePrepared(std::move(p), &w);
         Counters::Add(c->snapshot_bytes_sent, w.bytes());
         pipe->Finish(std::move(saved));
-      });
+      };
+      transport::SnapshotJob job;
+      job.install = std::move(install);
+      // The writer starts when a transport sender starts reading (see
+      // NewStateMachineSnapshotSource); without threads it runs there, to
+      // the end.
+      job.source = NewStateMachineSnapshotSource(
+          r->sessions.Serialize(), pipe,
+          [workers, write = std::move(write)] { workers->Submit(write); });
       s = nh_->transport()->SendSnapshot(std::move(job));
     }
     if (!s.ok()) {
@@ -924,7 +960,12 @@ void ApplyWorker::MaybeSnapshot(Replica* r, bool requested) {
   meta.term = r->applied_term;
   meta.membership = r->sm_membership;
   ManagedStateMachine* sm = r->sm();
-  if (!requested && sm->concurrent() && !sm->on_disk()) {
+  // A witness's state machine is never given an entry: its snapshots carry
+  // metadata only, like those it receives, whatever its kind.
+  const std::vector<raft::ReplicaId>& witnesses = r->sm_membership.witnesses;
+  const bool witness =
+      std::find(witnesses.begin(), witnesses.end(), r->replica_id) != witnesses.end();
+  if (!requested && sm->concurrent() && !sm->on_disk() && !witness) {
     // Concurrent kind: prepared here with updates held off, then written by
     // a snapshot worker while this apply worker goes on with other shards.
     Result<std::shared_ptr<void>> prepared = sm->Prepare();
@@ -950,7 +991,7 @@ void ApplyWorker::MaybeSnapshot(Replica* r, bool requested) {
   SaveFn save;
   if (!sm->on_disk()) save = [sm](SnapshotWriter* w) { return sm->SaveSnapshot(w); };
   Result<std::string> dir =
-      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, save, r->sessions.Serialize())
+      synced.ok() ? WriteSnapshot(r->snapshot_root, applied, save, r->sessions.Serialize(), witness)
                   : Result<std::string>(synced);
   if (dir.ok()) r->last_snapshot_index = applied;
   SnapshotWritten(nh_, r, meta, dir.status());
@@ -1238,6 +1279,7 @@ Status NodeHostImpl::StartReplicaImpl(
   for (const auto& [rid, addr] : boot.members) registry_.Add(sc.shard_id, rid, addr);
   auto r = std::make_shared<Replica>(sc, make());
   r->snapshot_root = SnapshotRoot(config_.data_dir, sc.shard_id, sc.replica_id);
+  CleanSnapshotRoot(r->snapshot_root);
   // An on-disk state machine keeps its own state: entries up to the index it
   // applied durably are not applied again (the core still hands them out, so
   // that membership changes among them are seen).
@@ -1708,6 +1750,19 @@ void NodeHostImpl::LearnAddresses(raft::ShardId shard, const raft::Membership& m
   for (const auto& [id, address] : m.contexts) registry_.Add(shard, id, address);
 }
 
+// A snapshot of metadata only is a witness's: the receiver must not be a
+// voter or non-voting member at the snapshot's index (it may be no member
+// yet: a witness added after the snapshot learns so from the entries after
+// it). A witness is listed among the voters too.
+bool NodeHostImpl::MayTakeMetadataOnly(const raft::Message& install) {
+  const raft::Membership& m = install.snapshot.membership;
+  auto has = [&](const std::vector<raft::ReplicaId>& ids) {
+    return std::find(ids.begin(), ids.end(), install.to) != ids.end();
+  };
+  if (has(m.witnesses)) return true;
+  return !has(m.voters) && !has(m.voters_outgoing) && !has(m.non_voting) && !has(m.non_voting_next);
+}
+
 void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_path) {
   std::error_code ec;
   std::shared_ptr<Replica> r = Find(install.shard_id);
@@ -1715,23 +1770,30 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
     std::filesystem::remove_all(snapshot_path, ec);
     return;
   }
-  // Move the verified snapshot under its final name, then let the core
-  // decide whether to install it.
-  const std::string dest = SnapshotPath(r->snapshot_root, install.snapshot.index);
-  std::filesystem::create_directories(r->snapshot_root, ec);
-  std::filesystem::remove_all(dest, ec);
-  std::filesystem::rename(snapshot_path, dest, ec);
-  if (ec) {
-    spdlog::error("shard {}: cannot keep received snapshot {}: {}", install.shard_id,
-                  install.snapshot.index, ec.message());
+  Counters::Add(counters_.snapshots_received, 1);
+  Counters::Add(counters_.snapshot_bytes_received, DirectoryBytes(snapshot_path));
+  if (IsMetadataOnlySnapshot(snapshot_path) && !MayTakeMetadataOnly(install)) {
+    spdlog::warn("shard {} replica {}: refused a snapshot of metadata only at {}: not a witness",
+                 r->shard_id, r->replica_id, install.snapshot.index);
     std::filesystem::remove_all(snapshot_path, ec);
     return;
   }
-  Counters::Add(counters_.snapshots_received, 1);
-  Counters::Add(counters_.snapshot_bytes_received, DirectoryBytes(dest));
-  spdlog::info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id,
-               install.snapshot.index);
-  if (auto* l = listener()) l->SnapshotReceived(r->shard_id, r->replica_id, install.snapshot.index);
+  // The verified snapshot waits under a name of its own until the core
+  // installs it (StepWorker::PlaceReceivedSnapshot): the directory the LogDB
+  // records is never replaced by one the core may refuse. One at or below
+  // the commit index is refused for sure: only the core's answer matters.
+  const uint64_t index = install.snapshot.index;
+  Status s = index <= r->commit.load()
+                 ? Status::Ok()
+                 : KeepReceivedSnapshot(r->snapshot_root, index, snapshot_path);
+  std::filesystem::remove_all(snapshot_path, ec);
+  if (!s.ok()) {
+    spdlog::error("shard {}: cannot keep received snapshot {}: {}", install.shard_id, index,
+                  s.ToString());
+    return;
+  }
+  spdlog::info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id, index);
+  if (auto* l = listener()) l->SnapshotReceived(r->shard_id, r->replica_id, index);
   if (r->PushMessage(std::move(install), config_.max_inbound_queue_length, std::string()))
     NotifyStep(r.get());
 }

@@ -118,6 +118,8 @@ class StepWorker : public WorkerBase {
  private:
   void StepReplica(Replica* r, uint64_t ticks, bool sweep);
   void SendSnapshots(Replica* r);
+  Result<std::unique_ptr<transport::SnapshotSource>> PinnedFileSource(Replica* r, uint64_t index);
+  bool PlaceReceivedSnapshot(Replica* r);
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
   void ReleaseCachedEntries(Replica* r);
@@ -230,6 +232,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
                    const std::string& source_address) override;
   void HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) override;
   void HandleSnapshot(raft::Message install, std::string snapshot_path) override;
+  static bool MayTakeMetadataOnly(const raft::Message& install);
   void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) override;
   void HandleConnectionUp(const std::string& address) override;
   void HandleConnectionDown(const std::string& address) override;

@@ -25,6 +25,7 @@
 #include "engine/raft/peer.h"
 #include "engine/request_state.h"
 #include "engine/sessions.h"
+#include "engine/snapshot_files.h"
 #include "flotilla/config.h"
 #include "flotilla/state_machine.h"
 
@@ -76,6 +77,8 @@ class Replica {
   uint64_t reported_leader = 0;
   uint64_t removed_at_tick = 0;  // when it saw its own removal applied (0: not removed)
   std::string snapshot_root;     // immutable after start
+  // Snapshot directories being streamed to followers (any thread).
+  const std::shared_ptr<SnapshotPins> snapshot_pins = std::make_shared<SnapshotPins>();
 
   // --- Inbound queues (any thread). Return false when the bounded queue is full.
   // `source` is the address of the NodeHost that sent `m` (empty: unknown): the

@@ -28,6 +28,31 @@ Status SyncDir(const std::string& dir) {
   return rc == 0 ? Status::Ok() : ErrnoStatus("fsync " + dir, err);
 }
 
+// The index of a directory named <prefix><20 digits>, exactly.
+bool ParseIndex(const std::string& name, std::string_view prefix, uint64_t* index) {
+  constexpr size_t kDigits = 20;
+  if (name.size() != prefix.size() + kDigits || name.compare(0, prefix.size(), prefix) != 0) {
+    return false;
+  }
+  uint64_t v = 0;
+  for (size_t i = prefix.size(); i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(name[i] - '0');
+  }
+  *index = v;
+  return true;
+}
+
+std::string IndexedName(std::string_view prefix, uint64_t index) {
+  char digits[24];
+  std::snprintf(digits, sizeof(digits), "%020llu", static_cast<unsigned long long>(index));
+  return std::string(prefix) + digits;
+}
+
+constexpr std::string_view kSnapshotPrefix = "snapshot-";
+constexpr std::string_view kReceivedPrefix = "received-";
+constexpr std::string_view kTmpSuffix = ".tmp";
+
 }  // namespace
 
 std::string SnapshotRoot(const std::string& data_dir, uint64_t shard, uint64_t replica) {
@@ -35,9 +60,27 @@ std::string SnapshotRoot(const std::string& data_dir, uint64_t shard, uint64_t r
 }
 
 std::string SnapshotPath(const std::string& root, uint64_t index) {
-  char name[48];
-  std::snprintf(name, sizeof(name), "snapshot-%020llu", static_cast<unsigned long long>(index));
-  return root + "/" + name;
+  return root + "/" + IndexedName(kSnapshotPrefix, index);
+}
+
+std::string ReceivedSnapshotPath(const std::string& root, uint64_t index) {
+  return root + "/" + IndexedName(kReceivedPrefix, index);
+}
+
+std::shared_ptr<void> SnapshotPins::Pin(uint64_t index) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++counts_[index];
+  }
+  return std::shared_ptr<void>(nullptr, [self = shared_from_this(), index](void*) {
+    std::lock_guard<std::mutex> l(self->mu_);
+    if (--self->counts_[index] == 0) self->counts_.erase(index);
+  });
+}
+
+bool SnapshotPins::Pinned(uint64_t index) {
+  std::lock_guard<std::mutex> l(mu_);
+  return counts_.count(index) != 0;
 }
 
 FileSnapshotWriter::~FileSnapshotWriter() {
@@ -84,23 +127,27 @@ Status FileSnapshotReader::Read(size_t max, std::string* out) {
 }
 
 Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const SaveFn& save,
-                                  const std::string& sessions) {
+                                  const std::string& sessions, bool metadata_only) {
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return Status::IOError("create " + root + ": " + ec.message());
   const std::string final_dir = SnapshotPath(root, index);
-  const std::string tmp = final_dir + ".tmp";
+  const std::string tmp = final_dir + std::string(kTmpSuffix);
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return Status::IOError("create " + tmp + ": " + ec.message());
-  if (save) {
+  if (metadata_only) {
     FileSnapshotWriter w;
-    FLOTILLA_RETURN_IF_ERROR(w.Open(tmp + "/data"));
+    FLOTILLA_RETURN_IF_ERROR(w.Open(tmp + "/" + kSnapshotMetadataOnlyFile));
+    FLOTILLA_RETURN_IF_ERROR(w.Finish());
+  } else if (save) {
+    FileSnapshotWriter w;
+    FLOTILLA_RETURN_IF_ERROR(w.Open(tmp + "/" + kSnapshotDataFile));
     FLOTILLA_RETURN_IF_ERROR(save(&w));
     FLOTILLA_RETURN_IF_ERROR(w.Finish());
   }
   FileSnapshotWriter sw;
-  FLOTILLA_RETURN_IF_ERROR(sw.Open(tmp + "/sessions"));
+  FLOTILLA_RETURN_IF_ERROR(sw.Open(tmp + "/" + kSnapshotSessionsFile));
   FLOTILLA_RETURN_IF_ERROR(sw.Write(sessions));
   FLOTILLA_RETURN_IF_ERROR(sw.Finish());
   FLOTILLA_RETURN_IF_ERROR(SyncDir(tmp));
@@ -113,25 +160,32 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const
 
 Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string* sessions) {
   std::error_code ec;
-  if (!fs::exists(dir + "/data", ec)) {
+  if (IsMetadataOnlySnapshot(dir)) return ReadSnapshotSessions(dir, sessions);
+  if (!fs::exists(dir + "/" + kSnapshotDataFile, ec)) {
     return Status::NotFound("snapshot " + dir +
                             " is shallow (an on-disk state machine's: it holds no state-machine "
                             "data), so the state machine must already be at or past it");
   }
   FileSnapshotReader r;
-  FLOTILLA_RETURN_IF_ERROR(r.Open(dir + "/data"));
+  FLOTILLA_RETURN_IF_ERROR(r.Open(dir + "/" + kSnapshotDataFile));
   FLOTILLA_RETURN_IF_ERROR(sm->Recover(&r));
   return ReadSnapshotSessions(dir, sessions);
 }
 
 bool IsShallowSnapshot(const std::string& dir) {
   std::error_code ec;
-  return fs::exists(dir + "/sessions", ec) && !fs::exists(dir + "/data", ec);
+  return fs::exists(dir + "/" + kSnapshotSessionsFile, ec) &&
+         !fs::exists(dir + "/" + kSnapshotDataFile, ec) && !IsMetadataOnlySnapshot(dir);
+}
+
+bool IsMetadataOnlySnapshot(const std::string& dir) {
+  std::error_code ec;
+  return fs::exists(dir + "/" + kSnapshotMetadataOnlyFile, ec);
 }
 
 Status ReadSnapshotSessions(const std::string& dir, std::string* sessions) {
   FileSnapshotReader sr;
-  FLOTILLA_RETURN_IF_ERROR(sr.Open(dir + "/sessions"));
+  FLOTILLA_RETURN_IF_ERROR(sr.Open(dir + "/" + kSnapshotSessionsFile));
   sessions->clear();
   std::string chunk;
   do {
@@ -141,17 +195,60 @@ Status ReadSnapshotSessions(const std::string& dir, std::string* sessions) {
   return Status::Ok();
 }
 
-void PruneSnapshots(const std::string& root, size_t keep) {
+Status KeepReceivedSnapshot(const std::string& root, uint64_t index, const std::string& incoming) {
   std::error_code ec;
-  std::vector<std::string> dirs;
+  fs::create_directories(root, ec);
+  if (ec) return Status::IOError("create " + root + ": " + ec.message());
+  const std::string dest = ReceivedSnapshotPath(root, index);
+  // A directory is never renamed over a non-empty one: when another
+  // snapshot of this index waits (or is being installed right now), this one
+  // is dropped.
+  fs::rename(incoming, dest, ec);
+  if (!ec) return SyncDir(root);
+  std::error_code rm;
+  fs::remove_all(incoming, rm);
+  if (ec == std::errc::directory_not_empty || ec == std::errc::file_exists) return Status::Ok();
+  return Status::IOError("rename " + incoming + " to " + dest + ": " + ec.message());
+}
+
+Status InstallReceivedSnapshot(const std::string& root, uint64_t index) {
+  std::error_code ec;
+  const std::string received = ReceivedSnapshotPath(root, index);
+  if (!fs::exists(received, ec)) {
+    return Status::NotFound("no received snapshot " + std::to_string(index) + " under " + root);
+  }
+  const std::string dest = SnapshotPath(root, index);
+  fs::remove_all(dest, ec);
+  fs::rename(received, dest, ec);
+  if (ec) return Status::IOError("rename " + received + ": " + ec.message());
+  return SyncDir(root);
+}
+
+void PruneSnapshots(const std::string& root, uint64_t recorded, SnapshotPins* pins) {
+  std::error_code ec;
+  std::vector<std::string> doomed;
   for (const auto& e : fs::directory_iterator(root, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("snapshot-", 0) == 0 && name.find(".tmp") == std::string::npos) {
-      dirs.push_back(e.path().string());
+    uint64_t index = 0;
+    if (ParseIndex(name, kSnapshotPrefix, &index)) {
+      if (index < recorded && !pins->Pinned(index)) doomed.push_back(e.path().string());
+    } else if (ParseIndex(name, kReceivedPrefix, &index)) {
+      if (index <= recorded) doomed.push_back(e.path().string());
     }
   }
-  std::sort(dirs.begin(), dirs.end());  // zero-padded indexes sort numerically
-  for (size_t i = 0; i + keep < dirs.size(); ++i) fs::remove_all(dirs[i], ec);
+  for (const std::string& d : doomed) fs::remove_all(d, ec);
+}
+
+void CleanSnapshotRoot(const std::string& root) {
+  std::error_code ec;
+  std::vector<std::string> doomed;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool tmp = name.size() > kTmpSuffix.size() && name.ends_with(kTmpSuffix) &&
+                     name.starts_with("snapshot-");
+    if (tmp || name.starts_with(kReceivedPrefix)) doomed.push_back(e.path().string());
+  }
+  for (const std::string& d : doomed) fs::remove_all(d, ec);
 }
 
 }  // namespace flotilla::engine

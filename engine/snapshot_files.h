@@ -1,13 +1,26 @@
-// Snapshot files of one replica: <data_dir>/snapshots/<shard>-<replica>/snapshot-<index>/data.
+// Snapshot files of one replica, under <data_dir>/snapshots/<shard>-<replica>/:
+//   snapshot-<index>/          a snapshot: "data" (the state machine's bytes;
+//                              absent when shallow), "sessions", and for a
+//                              snapshot of metadata only, "metadata-only"
+//   snapshot-<index>.tmp/      one being written
+//   received-<index>/          one received from the leader, waiting for the
+//                              core to install it
 // A snapshot is written into a temporary directory, fsynced, and renamed into
-// place, so a crash never leaves a partial snapshot under the final name.
+// place, so a crash never leaves a partial snapshot under the final name. A
+// received snapshot becomes snapshot-<index> only when the core installs it,
+// before the LogDB records it: a directory the LogDB records is never
+// replaced, and never pruned.
 //
-// Thread-safety: the classes are not thread-safe; the functions are.
+// Thread-safety: the file classes are not thread-safe; SnapshotPins and the
+// functions are.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "engine/managed_sm.h"
@@ -15,8 +28,29 @@
 
 namespace flotilla::engine {
 
+// The files of a snapshot directory.
+inline constexpr char kSnapshotDataFile[] = "data";
+inline constexpr char kSnapshotSessionsFile[] = "sessions";
+// Present in a snapshot of metadata only (a witness's, or one sent to a
+// witness): restoring it leaves the state machine as it is.
+inline constexpr char kSnapshotMetadataOnlyFile[] = "metadata-only";
+
 std::string SnapshotRoot(const std::string& data_dir, uint64_t shard, uint64_t replica);
 std::string SnapshotPath(const std::string& root, uint64_t index);
+std::string ReceivedSnapshotPath(const std::string& root, uint64_t index);
+
+// Snapshot directories being streamed to a peer: pruning leaves them.
+class SnapshotPins : public std::enable_shared_from_this<SnapshotPins> {
+ public:
+  // Keeps snapshot `index` from pruning until the returned token is
+  // destroyed (on any thread). REQUIRES: owned by a shared_ptr.
+  std::shared_ptr<void> Pin(uint64_t index);
+  bool Pinned(uint64_t index);
+
+ private:
+  std::mutex mu_;
+  std::map<uint64_t, int> counts_;  // guarded by mu_
+};
 
 class FileSnapshotWriter final : public SnapshotWriter {
  public:
@@ -47,18 +81,38 @@ class FileSnapshotReader final : public SnapshotReader {
 // `sessions` the engine's session registry. Returns the final directory.
 // With `save` null the snapshot is shallow: only `sessions` is written (an
 // on-disk state machine keeps its own data, made durable by Sync first).
-// `save` writes the state machine's bytes (null: shallow).
+// With `metadata_only` it is marked as a witness's (and `save` is ignored).
 using SaveFn = std::function<Status(SnapshotWriter*)>;
 Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const SaveFn& save,
-                                  const std::string& sessions);
-// Restores a state machine (and the session registry bytes) from `dir`.
-// NotFound when the snapshot is shallow (it has no `data`).
+                                  const std::string& sessions, bool metadata_only = false);
+// Restores a state machine (and the session registry bytes) from `dir`. A
+// snapshot of metadata only leaves the state machine as it is. NotFound
+// when the snapshot is shallow (it has no `data`).
 Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string* sessions);
-// True when `dir` holds a shallow snapshot: sessions, no state-machine data.
+// True when `dir` holds a shallow snapshot: sessions, no state-machine data,
+// and not one of metadata only (a witness's: nothing to bring up to it).
 bool IsShallowSnapshot(const std::string& dir);
+// True when `dir` holds a snapshot of metadata only.
+bool IsMetadataOnlySnapshot(const std::string& dir);
 // Reads only the session registry bytes of the snapshot in `dir`.
 Status ReadSnapshotSessions(const std::string& dir, std::string* sessions);
-// Removes snapshot directories under `root` other than the newest `keep`.
-void PruneSnapshots(const std::string& root, size_t keep);
+
+// Keeps the verified snapshot directory `incoming` (the transport's) as the
+// received snapshot of `index` under `root`, where it waits for the core.
+// When one of that index waits already, `incoming` is removed and the one
+// waiting stays (both hold the committed state at `index`).
+Status KeepReceivedSnapshot(const std::string& root, uint64_t index, const std::string& incoming);
+// The core installs the received snapshot of `index`: it becomes
+// snapshot-<index> (replacing a directory of that index, which the LogDB
+// cannot have recorded: the core installs only snapshots above its commit
+// index), durably, before the LogDB records it. NotFound when none waits.
+Status InstallReceivedSnapshot(const std::string& root, uint64_t index);
+// Removes what pruning may: snapshot directories below `recorded` (the
+// index the LogDB recorded) that no stream pins, and received snapshots at
+// or below it (the core never installs those).
+void PruneSnapshots(const std::string& root, uint64_t recorded, SnapshotPins* pins);
+// At start: removes temporaries left by a crash and received snapshots that
+// were never installed (no message refers to them any more).
+void CleanSnapshotRoot(const std::string& root);
 
 }  // namespace flotilla::engine

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/snapshot_files.h"
+
 namespace flotilla::engine {
 
 Status SnapshotPipe::Write(std::string_view bytes) {
@@ -56,43 +58,87 @@ void SnapshotPipe::CloseReader() {
 
 namespace {
 
-class StateMachineSource final : public transport::SnapshotSource {
+// A stream of named files: each either fixed bytes or read from a pipe.
+class StreamSource final : public transport::SnapshotSource {
  public:
-  StateMachineSource(std::string sessions, std::shared_ptr<SnapshotPipe> pipe)
-      : sessions_(std::move(sessions)), pipe_(std::move(pipe)) {}
-  ~StateMachineSource() override { pipe_->CloseReader(); }
+  struct File {
+    std::string name;
+    std::string bytes;                   // when pipe is null
+    std::shared_ptr<SnapshotPipe> pipe;  // read as its writer produces
+  };
+  StreamSource(std::vector<File> files, std::function<void()> on_first_read)
+      : files_(std::move(files)), on_first_read_(std::move(on_first_read)) {}
+  ~StreamSource() override {
+    for (File& f : files_) {
+      if (f.pipe) f.pipe->CloseReader();
+    }
+  }
 
   Result<bool> NextFile(std::string* name) override {
-    ++file_;
+    if (on_first_read_) {
+      std::function<void()> start = std::move(on_first_read_);
+      on_first_read_ = nullptr;
+      start();
+    }
+    if (next_ >= files_.size()) return false;
+    current_ = &files_[next_++];
     offset_ = 0;
-    if (file_ == 1) *name = "sessions";
-    if (file_ == 2) *name = "data";
-    return file_ <= 2;
+    *name = current_->name;
+    return true;
   }
 
   Result<size_t> Read(size_t max_bytes, std::string* out) override {
-    if (file_ == 1) {
-      const size_t n = std::min(max_bytes, sessions_.size() - offset_);
-      out->append(sessions_, offset_, n);
-      offset_ += n;
-      return n;
-    }
-    if (file_ == 2) return pipe_->Read(max_bytes, out);
-    return Status::Internal("snapshot source read past its files");
+    if (current_ == nullptr) return Status::Internal("snapshot source read before its first file");
+    if (current_->pipe) return current_->pipe->Read(max_bytes, out);
+    const size_t n = std::min(max_bytes, current_->bytes.size() - offset_);
+    out->append(current_->bytes, offset_, n);
+    offset_ += n;
+    return n;
   }
 
  private:
-  std::string sessions_;
-  std::shared_ptr<SnapshotPipe> pipe_;
-  int file_ = 0;
+  std::vector<File> files_;
+  std::function<void()> on_first_read_;
+  size_t next_ = 0;
+  File* current_ = nullptr;
   size_t offset_ = 0;
+};
+
+// Holds a token while the wrapped source lives.
+class HoldingSource final : public transport::SnapshotSource {
+ public:
+  HoldingSource(std::unique_ptr<transport::SnapshotSource> source, std::shared_ptr<void> token)
+      : source_(std::move(source)), token_(std::move(token)) {}
+  Result<bool> NextFile(std::string* name) override { return source_->NextFile(name); }
+  Result<size_t> Read(size_t max_bytes, std::string* out) override {
+    return source_->Read(max_bytes, out);
+  }
+
+ private:
+  std::unique_ptr<transport::SnapshotSource> source_;
+  std::shared_ptr<void> token_;
 };
 
 }  // namespace
 
 std::unique_ptr<transport::SnapshotSource> NewStateMachineSnapshotSource(
-    std::string sessions, std::shared_ptr<SnapshotPipe> pipe) {
-  return std::make_unique<StateMachineSource>(std::move(sessions), std::move(pipe));
+    std::string sessions, std::shared_ptr<SnapshotPipe> pipe, std::function<void()> start_writer) {
+  std::vector<StreamSource::File> files;
+  files.push_back({kSnapshotSessionsFile, std::move(sessions), nullptr});
+  files.push_back({kSnapshotDataFile, std::string(), std::move(pipe)});
+  return std::make_unique<StreamSource>(std::move(files), std::move(start_writer));
+}
+
+std::unique_ptr<transport::SnapshotSource> NewMetadataOnlySnapshotSource(std::string sessions) {
+  std::vector<StreamSource::File> files;
+  files.push_back({kSnapshotMetadataOnlyFile, std::string(), nullptr});
+  files.push_back({kSnapshotSessionsFile, std::move(sessions), nullptr});
+  return std::make_unique<StreamSource>(std::move(files), nullptr);
+}
+
+std::unique_ptr<transport::SnapshotSource> HoldWhileStreaming(
+    std::unique_ptr<transport::SnapshotSource> source, std::shared_ptr<void> token) {
+  return std::make_unique<HoldingSource>(std::move(source), std::move(token));
 }
 
 SnapshotWorkers::SnapshotWorkers(size_t threads, bool start_threads) {

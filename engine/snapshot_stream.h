@@ -75,8 +75,25 @@ class PipeWriter final : public SnapshotWriter {
 // A snapshot stream of two files: "sessions" (the given bytes) and "data"
 // (read from `pipe` as the writer produces it). Destroying the source closes
 // the pipe's reader side.
+//
+// `start_writer` starts the pipe's writer; the source calls it once, when
+// the transport starts reading it. So a writer runs only while a transport
+// sender reads its pipe: the snapshot workers and the transport's senders
+// are separate pools taking streams in their own orders, and a writer
+// started before its reader could block a snapshot worker on a full pipe
+// that no sender reads, while every sender waits for a writer queued behind
+// it (a deadlock with six streams in flight). Never started (the job was
+// refused or dropped), the writer never runs.
 std::unique_ptr<transport::SnapshotSource> NewStateMachineSnapshotSource(
-    std::string sessions, std::shared_ptr<SnapshotPipe> pipe);
+    std::string sessions, std::shared_ptr<SnapshotPipe> pipe, std::function<void()> start_writer);
+
+// The stream of a snapshot that carries metadata only (one to a witness):
+// the files "metadata-only" and "sessions" (the given bytes), no data.
+std::unique_ptr<transport::SnapshotSource> NewMetadataOnlySnapshotSource(std::string sessions);
+
+// `source`, holding `token` (a SnapshotPins pin) for as long as it lives.
+std::unique_ptr<transport::SnapshotSource> HoldWhileStreaming(
+    std::unique_ptr<transport::SnapshotSource> source, std::shared_ptr<void> token);
 
 // A small pool of threads for snapshot work that must not hold up an apply
 // worker. Without threads (a deterministic driver), Submit runs the task at

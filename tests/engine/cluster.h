@@ -122,6 +122,7 @@ class Cluster {
 
   ShardConfig shard_config;  // the template for StartShard
   const std::string& address(int i) const { return addresses_[static_cast<size_t>(i)]; }
+  const std::string& data_dir(int i) const { return configs_[static_cast<size_t>(i)].data_dir; }
   NodeHost* host(int i) { return hosts_[static_cast<size_t>(i)].get(); }
   void Close(int i) {
     hosts_[static_cast<size_t>(i)]->Close();
