@@ -6,7 +6,9 @@
 // RocksDB's WAL (a torn tail record is dropped on recovery):
 //  - kBeforeWrite: the write never reaches the store;
 //  - kTornWrite: the write reaches the store and is then torn: the
-//    MemoryLogDB's DropLastWrite reverts it, as recovery would.
+//    MemoryLogDB's DropLastWrite reverts it, as recovery would;
+//  - kAfterWrite: the write reaches the store whole and the process dies
+//    before the call returns (nothing that waited for it happens).
 // Either way the write call fails, so the engine never acts on it, and the
 // simulator destroys the NodeHost at the end of the pass (`crashed()`).
 //
@@ -17,7 +19,7 @@
 
 namespace flotilla::sim {
 
-enum class CrashInWrite { kNone, kBeforeWrite, kTornWrite };
+enum class CrashInWrite { kNone, kBeforeWrite, kTornWrite, kAfterWrite };
 
 class SimDisk final : public logdb::LogDB {
  public:
@@ -78,6 +80,11 @@ class SimDisk final : public logdb::LogDB {
     crashed_ = true;
     if (mode == CrashInWrite::kBeforeWrite)
       return Status::IOError("simulated crash before a write");
+    if (mode == CrashInWrite::kAfterWrite) {
+      Status s = fn();
+      (void)s;  // durable or not, the process is gone before it can act
+      return Status::IOError("simulated crash after a write");
+    }
     // Only a write that reached the store is torn; a call that wrote nothing
     // must not revert the write before it, which was acknowledged.
     const uint64_t before = mem_->store_writes();

@@ -49,7 +49,7 @@ bool KvCommand::Decode(std::string_view cmd, KvCommand* out) {
   return true;
 }
 
-Status SimKv::Update(std::span<SMEntry> entries) {
+void KvCore::Update(std::span<SMEntry> entries) {
   for (SMEntry& e : entries) {
     if (e.index <= last_index_) observer_->OnOrderViolation(shard_, replica_, last_index_, e.index);
     last_index_ = e.index;
@@ -67,46 +67,91 @@ Status SimKv::Update(std::span<SMEntry> entries) {
     if (applies) kv_[c.key] = c.value;
     e.result = e.index << 1 | (applies ? 1 : 0);
   }
-  return Status::Ok();
 }
 
-Result<std::string> SimKv::Lookup(std::string_view query) {
+Result<std::string> KvCore::Lookup(std::string_view query) const {
   if (query == kStateQuery) {
     uint64_t h = Fnv(std::to_string(last_index_));
     for (const auto& [k, v] : kv_) h = Fnv(v, Fnv(k, h));
     return std::to_string(h) + "@" + std::to_string(last_index_);
   }
+  if (query == kSizeQuery) return std::to_string(kv_.size());
   auto it = kv_.find(std::string(query));
   if (it == kv_.end()) return std::string("-");
   return "=" + it->second;
 }
 
-Status SimKv::SaveSnapshot(SnapshotWriter* w) {
+std::string KvCore::Serialize() const {
   std::string out = std::to_string(last_index_) + "\n";
   for (const auto& [k, v] : kv_) out += k + " " + v + "\n";
-  return w->Write(out);
+  return out;
 }
 
-Status SimKv::RecoverFromSnapshot(SnapshotReader* r) {
+Status KvCore::Deserialize(std::string_view all) {
+  size_t pos = all.find('\n');
+  if (pos == std::string::npos) return Status::Corruption("sim kv snapshot without header");
+  kv_.clear();
+  last_index_ = std::stoull(std::string(all.substr(0, pos)));
+  ++pos;
+  while (pos < all.size()) {
+    const size_t nl = all.find('\n', pos);
+    const std::string_view line = all.substr(pos, nl - pos);
+    const size_t sp = line.find(' ');
+    if (sp != std::string::npos)
+      kv_[std::string(line.substr(0, sp))] = std::string(line.substr(sp + 1));
+    pos = nl == std::string::npos ? all.size() : nl + 1;
+  }
+  return Status::Ok();
+}
+
+Status KvCore::Recover(SnapshotReader* r) {
   std::string all;
   std::string chunk;
   do {
     FLOTILLA_RETURN_IF_ERROR(r->Read(1 << 20, &chunk));
     all += chunk;
   } while (!chunk.empty());
-  kv_.clear();
-  size_t pos = all.find('\n');
-  if (pos == std::string::npos) return Status::Corruption("sim kv snapshot without header");
-  last_index_ = std::stoull(all.substr(0, pos));
-  ++pos;
-  while (pos < all.size()) {
-    const size_t nl = all.find('\n', pos);
-    const std::string line = all.substr(pos, nl - pos);
-    const size_t sp = line.find(' ');
-    if (sp != std::string::npos) kv_[line.substr(0, sp)] = line.substr(sp + 1);
-    pos = nl == std::string::npos ? all.size() : nl + 1;
-  }
+  return Deserialize(all);
+}
+
+std::shared_ptr<void> KvCore::Prepare() const { return std::make_shared<std::string>(Serialize()); }
+
+Status KvCore::WritePrepared(const std::shared_ptr<void>& prepared, SnapshotWriter* w) {
+  return w->Write(*static_cast<const std::string*>(prepared.get()));
+}
+
+Status SimKv::Update(std::span<SMEntry> entries) {
+  core_.Update(entries);
   return Status::Ok();
+}
+
+Status SimConcurrentKv::Update(std::span<SMEntry> entries) {
+  core_.Update(entries);
+  return Status::Ok();
+}
+
+Result<uint64_t> SimDiskKv::Open() {
+  if (store_->durable.empty()) return uint64_t{0};
+  FLOTILLA_RETURN_IF_ERROR(core_.Deserialize(store_->durable));
+  return core_.last_index();
+}
+
+Status SimDiskKv::Sync() {
+  store_->durable = core_.Serialize();
+  ++store_->commits;
+  return Status::Ok();
+}
+
+Status SimDiskKv::Update(std::span<SMEntry> entries) {
+  core_.Update(entries);
+  return commit_now_() ? Sync() : Status::Ok();
+}
+
+// A restored state is committed at once: a state machine that replaced its
+// data with a snapshot's must not reopen at its older data.
+Status SimDiskKv::RecoverFromSnapshot(SnapshotReader* r) {
+  FLOTILLA_RETURN_IF_ERROR(core_.Recover(r));
+  return Sync();
 }
 
 }  // namespace flotilla::sim

@@ -10,12 +10,16 @@
 // cares). Lookups: "<key>" answers "=<value>" or "-" when absent; kStateQuery
 // answers a fingerprint of the whole state.
 //
-// Not thread-safe: the engine serialises every call (in-memory kind).
+// Three kinds (SimKv, SimConcurrentKv, SimDiskKv) share one KvCore.
+// Not thread-safe: the simulation runs the engine on one thread.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -48,22 +52,103 @@ struct KvCommand {
   static bool Decode(std::string_view cmd, KvCommand* out);
 };
 
-class SimKv final : public StateMachine {
+// The data and apply logic shared by the three kinds: a map and the index
+// of the last entry applied (or restored).
+class KvCore {
  public:
-  SimKv(uint64_t shard, uint64_t replica, ApplyObserver* observer)
+  KvCore(uint64_t shard, uint64_t replica, ApplyObserver* observer)
       : shard_(shard), replica_(replica), observer_(observer) {}
 
-  Status Update(std::span<SMEntry> entries) override;
-  Result<std::string> Lookup(std::string_view query) override;
-  Status SaveSnapshot(SnapshotWriter* w) override;
-  Status RecoverFromSnapshot(SnapshotReader* r) override;
+  void Update(std::span<SMEntry> entries);
+  Result<std::string> Lookup(std::string_view query) const;
+  std::string Serialize() const;
+  Status Deserialize(std::string_view all);
+  Status Recover(SnapshotReader* r);
+  std::shared_ptr<void> Prepare() const;  // a copy of the state, for WritePrepared
+  static Status WritePrepared(const std::shared_ptr<void>& prepared, SnapshotWriter* w);
+  uint64_t last_index() const { return last_index_; }
+  bool empty() const { return kv_.empty(); }
 
  private:
   const uint64_t shard_;
   const uint64_t replica_;
   ApplyObserver* const observer_;
-  uint64_t last_index_ = 0;  // the last entry applied (or restored)
+  uint64_t last_index_ = 0;
   std::map<std::string, std::string> kv_;
+};
+
+// A lookup that answers how many keys the state machine holds ("0" for a
+// witness, which must never receive data).
+inline constexpr std::string_view kSizeQuery = "\x01size";
+
+// In-memory kind.
+class SimKv final : public StateMachine {
+ public:
+  SimKv(uint64_t shard, uint64_t replica, ApplyObserver* observer)
+      : core_(shard, replica, observer) {}
+
+  Status Update(std::span<SMEntry> entries) override;
+  Result<std::string> Lookup(std::string_view query) override { return core_.Lookup(query); }
+  Status SaveSnapshot(SnapshotWriter* w) override { return w->Write(core_.Serialize()); }
+  Status RecoverFromSnapshot(SnapshotReader* r) override { return core_.Recover(r); }
+
+ private:
+  KvCore core_;
+};
+
+// Concurrent kind: a snapshot is a copy of the state taken by
+// PrepareSnapshot and written later.
+class SimConcurrentKv final : public ConcurrentStateMachine {
+ public:
+  SimConcurrentKv(uint64_t shard, uint64_t replica, ApplyObserver* observer)
+      : core_(shard, replica, observer) {}
+
+  Status Update(std::span<SMEntry> entries) override;
+  Result<std::string> Lookup(std::string_view query) override { return core_.Lookup(query); }
+  Result<std::shared_ptr<void>> PrepareSnapshot() override { return core_.Prepare(); }
+  Status SaveSnapshot(std::shared_ptr<void> prepared, SnapshotWriter* w) override {
+    return KvCore::WritePrepared(prepared, w);
+  }
+  Status RecoverFromSnapshot(SnapshotReader* r) override { return core_.Recover(r); }
+
+ private:
+  KvCore core_;
+};
+
+// What an on-disk state machine keeps on its disk: owned by the simulator,
+// so that it outlives a crash of the NodeHost. Only what was committed
+// (synced) survives a crash: `durable` is the serialized state at the last
+// commit.
+struct DiskKvStore {
+  std::string durable;  // KvCore::Serialize() at the last commit; empty: nothing yet
+  uint64_t commits = 0;
+};
+
+// On-disk kind: applies to its working state and commits it to its
+// DiskKvStore now and then (when `commit_now` says so, at every Sync, and
+// after a restore), as a state machine with its own write-ahead log would;
+// Open reloads the last commit and returns its index, which may be ahead of
+// the commit index the LogDB holds.
+class SimDiskKv final : public OnDiskStateMachine {
+ public:
+  SimDiskKv(uint64_t shard, uint64_t replica, ApplyObserver* observer, DiskKvStore* store,
+            std::function<bool()> commit_now)
+      : core_(shard, replica, observer), store_(store), commit_now_(std::move(commit_now)) {}
+
+  Result<uint64_t> Open() override;
+  Status Sync() override;
+  Status Update(std::span<SMEntry> entries) override;
+  Result<std::string> Lookup(std::string_view query) override { return core_.Lookup(query); }
+  Result<std::shared_ptr<void>> PrepareSnapshot() override { return core_.Prepare(); }
+  Status SaveSnapshot(std::shared_ptr<void> prepared, SnapshotWriter* w) override {
+    return KvCore::WritePrepared(prepared, w);
+  }
+  Status RecoverFromSnapshot(SnapshotReader* r) override;
+
+ private:
+  KvCore core_;
+  DiskKvStore* const store_;
+  std::function<bool()> commit_now_;
 };
 
 }  // namespace flotilla::sim

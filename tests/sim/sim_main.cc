@@ -67,6 +67,12 @@ int main(int argc, char** argv) {
       single = true;
     } else if (a == "--chaos-ms") {
       opt.chaos_ms = next();
+    } else if (a == "--areas") {
+      if (i + 1 >= argc || !flotilla::sim::ParseAreas(argv[++i], &opt.areas)) {
+        std::fprintf(stderr, "--areas takes all, default, none or a list of: %s\n",
+                     flotilla::sim::AreaNames(flotilla::sim::kAllAreas).c_str());
+        return 2;
+      }
     } else if (a == "--address-book") {
       opt.address_book = true;
     } else if (a == "--no-faults") {
@@ -78,11 +84,17 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--seeds N] [--start S] [--seed S] [--chaos-ms MS] [--no-faults] "
-                   "[--address-book] "
+                   "[--address-book] [--areas LIST] "
                    "[--verbose] [--summary]\n",
                    argv[0]);
       return 2;
     }
+  }
+  std::fprintf(stderr, "areas: %s\n", flotilla::sim::AreaNames(opt.areas).c_str());
+  // The replay command names the areas when they are not the default ones.
+  if (opt.areas != flotilla::sim::DefaultAreas()) {
+    std::snprintf(g_replay, sizeof(g_replay), "%s --areas %s", argv[0],
+                  flotilla::sim::AreaNames(opt.areas).c_str());
   }
   uint64_t failures = 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -97,7 +109,7 @@ int main(int argc, char** argv) {
         const flotilla::sim::SimResult r = flotilla::sim::RunSim(s, opt);
         if (!r.ok) {
           std::printf("FAIL seed=%llu: %s\n  replay: %s --seed %llu --verbose\n",
-                      static_cast<unsigned long long>(s), r.failure.c_str(), argv[0],
+                      static_cast<unsigned long long>(s), r.failure.c_str(), g_replay,
                       static_cast<unsigned long long>(s));
         }
         if (summary) {
@@ -119,7 +131,7 @@ int main(int argc, char** argv) {
     if (!r.ok) {
       ++failures;
       std::printf("FAIL seed=%llu: %s\n  replay: %s --seed %llu --verbose\n",
-                  static_cast<unsigned long long>(s), r.failure.c_str(), argv[0],
+                  static_cast<unsigned long long>(s), r.failure.c_str(), g_replay,
                   static_cast<unsigned long long>(s));
     }
     if (single || summary) {
