@@ -240,6 +240,7 @@ class Simulator final : public ApplyObserver {
   uint64_t next_client_id_ = 1;
   // Drawn per seed (ChooseSeedShape).
   bool wide_ = false;         // five voters, witnesses, non-voting, repeated changes
+  bool dead_seed_ = false;    // hosts dead for good in the liveness phase
   bool cap_seed_ = false;     // a binding campaign cap, many shards, dead hosts
   uint32_t cap_ = 64;         // NodeHostConfig::max_concurrent_campaigns
   double sm_commit_p_ = 0.5;  // an on-disk state machine commits after an update
@@ -357,6 +358,8 @@ void Simulator::ChooseSeedShape() {
     split_crash_p_ = Chance(rng_, 0.5) ? Unit(rng_) * 0.01 : 0;
   }
   result_.cap = cap_;
+  dead_seed_ = opt_.faults && (cap_seed_ ? Area(kAreaCapDeadHosts) && Chance(rng_, 0.7)
+                                         : Area(kAreaDeadHosts) && Chance(rng_, 0.2));
 }
 
 void Simulator::Setup() {
@@ -1220,13 +1223,13 @@ void Simulator::BeginLiveness() {
   Log("faults off: liveness phase");
   net_.HealAll();
   net_.SetFaults({});
-  // Campaign-cap seeds lose one or two hosts for good: the shards with two
-  // replicas there can never elect, and must not keep the others from it.
-  if (cap_seed_) {
+  // Dead-host seeds lose one or two hosts for good: the shards with a
+  // majority there can never elect, and must not keep the others from it.
+  if (dead_seed_) {
     const uint64_t ndead = 1 + Below(rng_, 2);
     for (uint64_t k = 0; k < ndead; ++k) {
       Host& h = hosts_[Below(rng_, hosts_.size())];
-      if (h.dead) continue;
+      if (h.dead || hosts_.size() - result_.dead_hosts <= 3) continue;
       h.dead = true;
       ++result_.dead_hosts;
       Log(h.name + " is dead for good");
@@ -1490,6 +1493,7 @@ constexpr AreaName kAreaNames[] = {
     {kAreaDamageAnywhere, "damage-anywhere"}, {kAreaCampaignCap, "campaign-cap"},
     {kAreaCrashPoints, "crash-points"},       {kAreaVoteDurable, "vote-durable"},
     {kAreaWitnessNoData, "witness-no-data"},  {kAreaRemovedStops, "removed-stops"},
+    {kAreaDeadHosts, "dead-hosts"},           {kAreaCapDeadHosts, "cap-dead-hosts"},
 };
 
 }  // namespace
@@ -1497,11 +1501,11 @@ constexpr AreaName kAreaNames[] = {
 // The areas that pass on main today. Off, each for the open bug it finds
 // (docs/simulation.md, "Areas"): ondisk-sm (issue 13 item 1, and an on-disk
 // state machine that cannot restart past a snapshot taken after its last
-// entry), campaign-cap (item 3), witness-no-data (item 7), removed-stops
+// entry), cap-dead-hosts (item 3), witness-no-data (item 7), removed-stops
 // (item 4).
 uint32_t DefaultAreas() {
   return kAreaConcurrentSM | kAreaWideMembership | kAreaRemovedLeftRunning | kAreaDamageAnywhere |
-         kAreaCrashPoints | kAreaVoteDurable;
+         kAreaCrashPoints | kAreaVoteDurable | kAreaCampaignCap | kAreaDeadHosts;
 }
 
 bool ParseAreas(const std::string& text, uint32_t* out) {
