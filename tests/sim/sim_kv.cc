@@ -53,6 +53,8 @@ void KvCore::Update(std::span<SMEntry> entries) {
   for (SMEntry& e : entries) {
     if (e.index <= last_index_) observer_->OnOrderViolation(shard_, replica_, last_index_, e.index);
     last_index_ = e.index;
+    // On-disk kind: an entry without a command only moves the index.
+    if (e.noop) continue;
     observer_->OnApply(shard_, replica_, e.index, e.cmd);
     KvCommand c;
     if (!KvCommand::Decode(e.cmd, &c)) {

@@ -1499,13 +1499,12 @@ constexpr AreaName kAreaNames[] = {
 }  // namespace
 
 // The areas that pass on main today. Off, each for the open bug it finds
-// (docs/simulation.md, "Areas"): ondisk-sm (issue 13 item 1, and an on-disk
-// state machine that cannot restart past a snapshot taken after its last
-// entry), cap-dead-hosts (item 3), witness-no-data (item 7), removed-stops
-// (item 4).
+// (docs/simulation.md, "Areas"): cap-dead-hosts (issue 13 item 3),
+// witness-no-data (item 7), removed-stops (item 4).
 uint32_t DefaultAreas() {
-  return kAreaConcurrentSM | kAreaWideMembership | kAreaRemovedLeftRunning | kAreaDamageAnywhere |
-         kAreaCrashPoints | kAreaVoteDurable | kAreaCampaignCap | kAreaDeadHosts;
+  return kAreaConcurrentSM | kAreaOnDiskSM | kAreaWideMembership | kAreaRemovedLeftRunning |
+         kAreaDamageAnywhere | kAreaCrashPoints | kAreaVoteDurable | kAreaCampaignCap |
+         kAreaDeadHosts;
 }
 
 bool ParseAreas(const std::string& text, uint32_t* out) {
