@@ -30,6 +30,53 @@ TEST(Simulation, WithoutFaultsAlmostEveryOperationSucceeds) {
   EXPECT_GT(r.ops_ok, r.ops / 2) << r.Summary();
 }
 
+// The default areas reach what they claim: on-disk and concurrent state
+// machines, witnesses and non-voting replicas, removed replicas left
+// running, crashes after a granted vote, a binding campaign cap, dead
+// hosts and damage on more than one host, in a small range of seeds.
+TEST(Simulation, TheDefaultAreasReachTheirFaults) {
+  SimResult sum;
+  uint64_t cap_seeds = 0;
+  uint64_t multi_damage = 0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    const SimResult r = RunSim(seed, {});
+    ASSERT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+    sum.ondisk_shards += r.ondisk_shards;
+    sum.concurrent_shards += r.concurrent_shards;
+    sum.sm_commits += r.sm_commits;
+    sum.witnesses += r.witnesses;
+    sum.non_voting += r.non_voting;
+    sum.removed_left += r.removed_left;
+    sum.vote_crashes += r.vote_crashes;
+    sum.dead_hosts += r.dead_hosts;
+    cap_seeds += r.cap <= 4;
+    multi_damage += r.damaged_hosts >= 2;
+  }
+  EXPECT_GT(sum.ondisk_shards, 0u);
+  EXPECT_GT(sum.concurrent_shards, 0u);
+  EXPECT_GT(sum.sm_commits, 0u);
+  EXPECT_GT(sum.witnesses, 0u);
+  EXPECT_GT(sum.non_voting, 0u);
+  EXPECT_GT(sum.removed_left, 0u);
+  EXPECT_GT(sum.vote_crashes, 0u);
+  EXPECT_GT(sum.dead_hosts, 0u);
+  EXPECT_GT(cap_seeds, 0u);
+  EXPECT_GT(multi_damage, 0u);
+}
+
+TEST(Simulation, AreasParse) {
+  uint32_t a = 0;
+  ASSERT_TRUE(ParseAreas("ondisk-sm,witness-no-data", &a));
+  EXPECT_EQ(a, kAreaOnDiskSM | kAreaWitnessNoData);
+  EXPECT_EQ(AreaNames(a), "ondisk-sm,witness-no-data");
+  ASSERT_TRUE(ParseAreas("all", &a));
+  EXPECT_EQ(a, kAllAreas);
+  ASSERT_TRUE(ParseAreas("none", &a));
+  EXPECT_EQ(a, 0u);
+  EXPECT_FALSE(ParseAreas("ondisk-sm,nonsense", &a));
+  EXPECT_EQ(DefaultAreas() & kAreaCapDeadHosts, 0u);
+}
+
 // Each found a bug in the engine (docs/simulation.md, "Found"). Which seeds
 // show a bug changes whenever the simulation changes, so each test runs a
 // sweep that, with its fix reverted, failed nearly surely when it was
