@@ -29,12 +29,13 @@ enum SimArea : uint32_t {
   kAreaCampaignCap = 1u << 4,         // a cap of 2 or 4 campaigns with many shards
   kAreaDeadHosts = 1u << 10,          // one or two hosts dead for good from the liveness phase on
   kAreaCapDeadHosts = 1u << 11,       // ... in campaign-cap seeds too (most of them)
+  kAreaSessionResults = 1u << 12,     // a completed session write names the index it applied at
   kAreaCrashPoints = 1u << 5,         // crashes after a write, between step and apply, after a vote
   kAreaVoteDurable = 1u << 6,         // after each pass, every replica's term and vote are stored
   kAreaWitnessNoData = 1u << 7,       // a witness's state machine never holds data
   kAreaRemovedStops = 1u << 8,        // a removed replica left running stops itself by the end
 };
-inline constexpr uint32_t kAllAreas = (1u << 12) - 1;
+inline constexpr uint32_t kAllAreas = (1u << 13) - 1;
 uint32_t DefaultAreas();
 // "all", "default", "none", or a comma-separated list of names; false on an unknown name.
 bool ParseAreas(const std::string& text, uint32_t* out);
