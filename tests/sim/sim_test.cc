@@ -31,8 +31,8 @@ TEST(Simulation, WithoutFaultsAlmostEveryOperationSucceeds) {
 }
 
 // The default areas reach what they claim: on-disk and concurrent state
-// machines, witnesses and non-voting replicas, removed replicas left
-// running, crashes after a granted vote, a binding campaign cap, dead
+// machines, witnesses and non-voting replicas, crashes after a granted
+// vote, a binding campaign cap, dead
 // hosts and damage on more than one host, in a small range of seeds.
 TEST(Simulation, TheDefaultAreasReachTheirFaults) {
   SimResult sum;
@@ -46,7 +46,6 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
     sum.sm_commits += r.sm_commits;
     sum.witnesses += r.witnesses;
     sum.non_voting += r.non_voting;
-    sum.removed_left += r.removed_left;
     sum.vote_crashes += r.vote_crashes;
     sum.dead_hosts += r.dead_hosts;
     cap_seeds += r.cap <= 4;
@@ -57,7 +56,6 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
   EXPECT_GT(sum.sm_commits, 0u);
   EXPECT_GT(sum.witnesses, 0u);
   EXPECT_GT(sum.non_voting, 0u);
-  EXPECT_GT(sum.removed_left, 0u);
   EXPECT_GT(sum.vote_crashes, 0u);
   EXPECT_GT(sum.dead_hosts, 0u);
   EXPECT_GT(cap_seeds, 0u);
@@ -74,7 +72,7 @@ TEST(Simulation, AreasParse) {
   ASSERT_TRUE(ParseAreas("none", &a));
   EXPECT_EQ(a, 0u);
   EXPECT_FALSE(ParseAreas("ondisk-sm,nonsense", &a));
-  EXPECT_EQ(DefaultAreas() & kAreaCapDeadHosts, 0u);
+  EXPECT_EQ(DefaultAreas() & kAreaWitnessNoData, 0u);
 }
 
 // Each found a bug in the engine (docs/simulation.md, "Found"). Which seeds
