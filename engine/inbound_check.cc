@@ -100,8 +100,9 @@ bool IsVoteRequest(MessageType t) {
 // Who may send what. There is one leader per term: in the term of the
 // leader this replica follows, no one else sends a leader's message. A
 // sender that is not a member (and not that leader) is believed only for a
-// leader's message or a vote request at a higher term, and only when this
-// replica has not heard from its leader for an election timeout: it may lag
+// leader's message at a term no leader of which it knows, or a vote request,
+// and only when this replica has not heard from its leader for an election
+// timeout: it may lag
 // behind the change that added that sender, whose appends must catch it up
 // and whose election may need its vote (as in etcd's raft, votes do not
 // depend on the voter's view of the membership). A joining replica, which
@@ -116,8 +117,11 @@ Rejection CheckSender(const raft::Raft& raft, const raft::Message& m) {
       raft.membership().voters.empty()) {
     return Rejection::kNone;
   }
+  // A vote request is answered whatever its term once no leader is heard:
+  // a refusal carries this replica's term, which a candidate behind it needs
+  // to campaign again in a term that can win.
   if ((leader_message && MayBeANewLeader(raft, m)) ||
-      (IsVoteRequest(m.type) && m.term > raft.term() && !raft.HeardFromLeaderRecently())) {
+      (IsVoteRequest(m.type) && !raft.HeardFromLeaderRecently())) {
     return Rejection::kNone;
   }
   return Rejection::kNonMember;
