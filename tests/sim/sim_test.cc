@@ -72,7 +72,8 @@ TEST(Simulation, AreasParse) {
   ASSERT_TRUE(ParseAreas("none", &a));
   EXPECT_EQ(a, 0u);
   EXPECT_FALSE(ParseAreas("ondisk-sm,nonsense", &a));
-  EXPECT_EQ(DefaultAreas() & kAreaWitnessNoData, 0u);
+  EXPECT_NE(DefaultAreas() & kAreaWitnessNoData, 0u);
+  EXPECT_EQ(DefaultAreas() & kAreaSessionResults, 0u);  // an open bug: docs/simulation.md
 }
 
 // Each found a bug in the engine (docs/simulation.md, "Found"). Which seeds

@@ -1520,7 +1520,7 @@ constexpr AreaName kAreaNames[] = {
 uint32_t DefaultAreas() {
   return kAreaConcurrentSM | kAreaOnDiskSM | kAreaWideMembership | kAreaDamageAnywhere |
          kAreaCrashPoints | kAreaVoteDurable | kAreaCampaignCap | kAreaDeadHosts |
-         kAreaCapDeadHosts;
+         kAreaCapDeadHosts | kAreaWitnessNoData;
 }
 
 bool ParseAreas(const std::string& text, uint32_t* out) {
