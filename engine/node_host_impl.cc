@@ -98,9 +98,6 @@ constexpr size_t kSnapshotWorkers = 2;
 constexpr auto kRejectLogInterval = std::chrono::seconds(10);
 constexpr size_t kMaxRejectLogSenders = 4096;
 
-// A peer-supplied string made safe for one log line: printable ASCII kept,
-// everything else (newlines, escapes, bytes above 0x7e) as \xNN, and at
-// most 128 bytes of it.
 // A raft address as a peer reports its own: printable ASCII without spaces
 // (host:port, or a name on the in-process network), of a sane length.
 bool PlausibleAddress(std::string_view a) {
@@ -108,6 +105,9 @@ bool PlausibleAddress(std::string_view a) {
   return std::all_of(a.begin(), a.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
+// A peer-supplied string made safe for one log line: printable ASCII kept,
+// everything else (newlines, escapes, bytes above 0x7e) as \xNN, and at
+// most 128 bytes of it.
 std::string EscapeForLog(std::string_view in) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -450,9 +450,7 @@ bool StepWorker::PlaceReceivedSnapshot(Replica* r) {
   if (s.ok()) return true;
   spdlog::error("shard {} replica {}: cannot install received snapshot {}, replica stops: {}",
                 r->shard_id, r->replica_id, index, s.ToString());
-  r->failed.store(true);
-  r->stopped.store(true);
-  r->FailAllPending(RequestCode::kTerminated);
+  nh_->FailReplica(r);
   return false;
 }
 

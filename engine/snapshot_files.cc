@@ -161,6 +161,10 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const
 Status ReadSnapshot(const std::string& dir, ManagedStateMachine* sm, std::string* sessions) {
   std::error_code ec;
   if (IsMetadataOnlySnapshot(dir)) return ReadSnapshotSessions(dir, sessions);
+  if (!fs::is_directory(dir, ec)) {
+    return Status::NotFound("snapshot " + dir +
+                            " is missing (the LogDB records it; its directory is gone)");
+  }
   if (!fs::exists(dir + "/" + kSnapshotDataFile, ec)) {
     return Status::NotFound("snapshot " + dir +
                             " is shallow (an on-disk state machine's: it holds no state-machine "

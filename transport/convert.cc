@@ -258,9 +258,9 @@ Status HeartbeatsFromWire(const wire::Heartbeats& h, std::vector<raft::Message>*
 
 Status BatchFromWire(wire::MessageBatch* in, const WireLimits& limits,
                      std::vector<raft::Message>* out) {
-  const size_t count = static_cast<size_t>(in->messages_size()) +
-                       (in->has_heartbeats() ? static_cast<size_t>(in->heartbeats().shard_id_size())
-                                             : 0);
+  const size_t count =
+      static_cast<size_t>(in->messages_size()) +
+      (in->has_heartbeats() ? static_cast<size_t>(in->heartbeats().shard_id_size()) : 0);
   if (count > limits.max_messages_per_batch) {
     return Status::InvalidArgument("a batch of " + std::to_string(count) +
                                    " messages exceeds max_messages_per_batch " +
