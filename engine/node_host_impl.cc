@@ -1178,6 +1178,12 @@ void NodeHostImpl::OnStorageFailure(const Status& s) {
   }
 }
 
+// The refusal of a request to a replica that stopped or failed; its
+// pending requests were completed with kTerminated.
+Status NodeHostImpl::ReplicaStopped(uint64_t shard_id) {
+  return Status::Terminated("shard " + std::to_string(shard_id) + " stopped");
+}
+
 void NodeHostImpl::FailReplica(Replica* r) {
   r->failed.store(true);
   r->stopped.store(true);
@@ -1457,7 +1463,7 @@ Result<RequestHandle> NodeHostImpl::RequestSnapshot(uint64_t shard_id, Timeout t
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
   const uint64_t key = NextKey();
-  r->AddPending(key, s);
+  if (!r->AddPending(key, s)) return ReplicaStopped(shard_id);
   r->PushSnapshotRequest(key);
   apply_worker_for(shard_id)->Notify(r.get());
   return RequestHandle(std::move(s));
@@ -1488,8 +1494,7 @@ Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::En
   }
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
-  if (r->stopped.load())
-    return Status::Terminated("shard " + std::to_string(shard_id) + " stopped");
+  if (r->stopped.load()) return ReplicaStopped(shard_id);
   // Back-pressure: refused before anything is queued, so memory stays bounded.
   if (r->log_full.load(std::memory_order_relaxed)) {
     return Status::Busy("shard " + std::to_string(shard_id) +
@@ -1502,7 +1507,7 @@ Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::En
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
   e.key = NextKey();
   const uint64_t key = e.key;
-  r->AddPending(key, s);
+  if (!r->AddPending(key, s)) return ReplicaStopped(shard_id);
   if (!r->PushProposal(std::move(e), config_.max_proposal_queue_length,
                        config_.max_proposal_queue_bytes)) {
     r->TakePending(key);
@@ -1558,7 +1563,7 @@ Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view que
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
   s->query.assign(query);
   const uint64_t ctx = NextKey();
-  r->AddPendingRead(ctx, s);
+  if (!r->AddPendingRead(ctx, s)) return ReplicaStopped(shard_id);
   if (!r->PushRead(ctx, config_.max_proposal_queue_length)) {
     r->TakePendingRead(ctx);
     return Status::Busy("read queue of shard " + std::to_string(shard_id) + " is full");
@@ -1581,7 +1586,7 @@ Result<RequestHandle> NodeHostImpl::ProposeConf(uint64_t shard_id, raft::ConfCha
   ConfRequest c;
   c.change = std::move(cc);
   c.key = NextKey();
-  r->AddPending(c.key, s);
+  if (!r->AddPending(c.key, s)) return ReplicaStopped(shard_id);
   r->PushConfChange(std::move(c));
   step_[shard_id % step_.size()]->Notify(r.get());
   return RequestHandle(std::move(s));

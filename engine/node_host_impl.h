@@ -267,6 +267,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // Stops `r` for good after a storage or state-machine failure: it takes
   // no more input, its requests end as terminated, its campaign slot returns.
   void FailReplica(Replica* r);
+  static Status ReplicaStopped(uint64_t shard_id);
   void NotifyStep(Replica* r);
   std::shared_ptr<Replica> Find(uint64_t shard_id);
 

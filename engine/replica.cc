@@ -86,14 +86,18 @@ void Replica::TakeInbound() {
   learned_.swap(learned_scratch);
 }
 
-void Replica::AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s) {
+bool Replica::AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s) {
   std::lock_guard<std::mutex> l(pending_mu_);
+  if (pending_closed_) return false;
   pending_.emplace(key, std::move(s));
+  return true;
 }
 
-void Replica::AddPendingRead(uint64_t ctx, std::shared_ptr<internal::RequestState> s) {
+bool Replica::AddPendingRead(uint64_t ctx, std::shared_ptr<internal::RequestState> s) {
   std::lock_guard<std::mutex> l(pending_mu_);
+  if (pending_closed_) return false;
   pending_reads_.emplace(ctx, std::move(s));
+  return true;
 }
 
 std::shared_ptr<internal::RequestState> Replica::TakePending(uint64_t key) {
@@ -141,6 +145,7 @@ void Replica::FailAllPending(RequestCode code) {
   std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> reads;
   {
     std::lock_guard<std::mutex> l(pending_mu_);
+    pending_closed_ = true;
     pending.swap(pending_);
     reads.swap(pending_reads_);
   }

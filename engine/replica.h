@@ -100,16 +100,21 @@ class Replica {
   size_t QueueDepth();
 
   // --- Pending requests (any thread).
-  void AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s);
-  void AddPendingRead(uint64_t ctx, std::shared_ptr<internal::RequestState> s);
+  // False, and nothing is kept, once FailAllPending ran: the replica is never
+  // stepped again, so a request added after it would never be answered or
+  // swept. The check and the insertion share pending_mu_ with
+  // FailAllPending, so no request slips in between.
+  [[nodiscard]] bool AddPending(uint64_t key, std::shared_ptr<internal::RequestState> s);
+  [[nodiscard]] bool AddPendingRead(uint64_t ctx, std::shared_ptr<internal::RequestState> s);
   std::shared_ptr<internal::RequestState> TakePending(uint64_t key);
   std::shared_ptr<internal::RequestState> TakePendingRead(uint64_t ctx);
   // Completes every request whose deadline passed (they are timed out on the
   // client side already; this frees them). Like FailAllPending, it runs the
   // completion callbacks with no lock of the replica held.
   void SweepExpired(internal::RequestState::Clock::time_point now);
-  // Completes every pending request with `code` (replica stopping). The
-  // callbacks run after pending_mu_ is released, so they may call back in.
+  // Completes every pending request with `code` (replica stopping) and
+  // refuses every later one. The callbacks run after pending_mu_ is
+  // released, so they may call back in.
   void FailAllPending(RequestCode code);
 
   // --- Apply side.
@@ -173,6 +178,7 @@ class Replica {
   std::mutex pending_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending_;
   std::unordered_map<uint64_t, std::shared_ptr<internal::RequestState>> pending_reads_;
+  bool pending_closed_ = false;  // guarded by pending_mu_
 
   std::unique_ptr<ManagedStateMachine> sm_;
 

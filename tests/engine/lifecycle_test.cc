@@ -264,6 +264,39 @@ TEST(CallbackLocks, ACallbackOnAFailedStateMachineCallsBackIn) {
   EXPECT_EQ(log.code.load(), static_cast<int>(RequestCode::kTerminated));
 }
 
+// A replica that failed is never stepped again, so nothing would ever sweep
+// or answer a request queued on it after it failed: every request kind must
+// be refused or completed at once (before, Read and RequestSnapshot handles
+// stayed pending for ever, past their own deadlines).
+TEST(CallbackLocks, RequestsOnAFailedReplicaCompleteAtOnce) {
+  OneHost host;
+  ASSERT_TRUE(
+      host.Start([](uint64_t, uint64_t) { return std::make_unique<FailingStateMachine>(); }).ok());
+  ASSERT_TRUE(host.ElectLeader());
+  Result<RequestHandle> failing = host.nh().Propose(1, "fail", 10s);
+  ASSERT_TRUE(failing.ok());
+  for (int i = 0; i < 50 && !failing->Done(); ++i) host.Step();
+  ASSERT_TRUE(failing->Done());
+  ASSERT_EQ(failing->Wait().code, RequestCode::kTerminated);
+  const auto answered = [&](const char* what, const Result<RequestHandle>& h) {
+    if (!h.ok()) {
+      EXPECT_EQ(h.status().code(), StatusCode::kTerminated)
+          << what << ": " << h.status().ToString();
+      return;
+    }
+    for (int i = 0; i < 10 && !h->Done(); ++i) host.Step();
+    for (int i = 0; i < 64 && !h->Done(); ++i) host.nh().AdvanceTick();
+    host.Step();
+    ASSERT_TRUE(h->Done()) << what << " on a failed replica never completes";
+    EXPECT_EQ(h->Wait().code, RequestCode::kTerminated) << what;
+  };
+  answered("Propose", host.nh().Propose(1, "a=1", 100ms));
+  answered("Read", host.nh().Read(1, "a", 100ms));
+  answered("RequestSnapshot", host.nh().RequestSnapshot(1, 100ms));
+  answered("AddReplica",
+           host.nh().AddReplica(1, 7, "127.0.0.1:1", NodeHost::MemberKind::kVoter, 100ms));
+}
+
 TEST(CallbackLocks, ACallbackOnStopReplicaCallsBackIn) {
   OneHost host;
   ASSERT_TRUE(host.Start().ok());
