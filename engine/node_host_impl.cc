@@ -31,6 +31,8 @@ std::string_view RequestCodeName(RequestCode c) {
       return "dropped";
     case RequestCode::kAborted:
       return "aborted";
+    case RequestCode::kAppliedResultUnknown:
+      return "applied_result_unknown";
   }
   return "unknown";
 }
@@ -735,13 +737,13 @@ void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
     if (e.index <= r->skip_through && e.series_id != Session::kRegisterSeries &&
         e.series_id != Session::kUnregisterSeries) {
       // Applied durably by an on-disk state machine before a restart. Its
-      // session record is not in the restored registry: record it (its
-      // original result is unknown now), so that a retried duplicate is
-      // answered, never applied a second time.
+      // session record is not in the restored registry: record it as
+      // applied with its result lost, so that a retried duplicate is told
+      // so, never applied a second time nor given a made-up result.
       const Sessions::Result* cached = nullptr;
       if (e.client_id != 0 && r->sessions.Begin(e.client_id, e.series_id, e.responded_to,
                                                 &cached) == Sessions::Check::kApply) {
-        r->sessions.Record(e.client_id, e.series_id, Sessions::Result{0, ""});
+        r->sessions.Record(e.client_id, e.series_id, Sessions::Result{0, "", /*lost=*/true});
       }
       continue;
     }
@@ -758,6 +760,7 @@ void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
       const Sessions::Result* cached = nullptr;
       switch (r->sessions.Begin(e.client_id, e.series_id, e.responded_to, &cached)) {
         case Sessions::Check::kDuplicate:
+          if (cached->lost) o.result.code = RequestCode::kAppliedResultUnknown;
           o.result.value = cached->value;
           o.result.data = cached->data;
           continue;

@@ -19,7 +19,10 @@ bool Get64(const std::string& in, size_t* pos, uint64_t* v) {
   return true;
 }
 
-constexpr uint64_t kFormat = 1;
+// Format 1 had no flags per result; it is still read (every result kept).
+constexpr uint64_t kFormatNoFlags = 1;
+constexpr uint64_t kFormat = 2;
+constexpr uint64_t kResultLost = 1;
 
 }  // namespace
 
@@ -83,6 +86,7 @@ std::string Sessions::Serialize() const {
     for (const auto& [series, r] : s.results) {
       Put64(&out, series);
       Put64(&out, r.value);
+      Put64(&out, r.lost ? kResultLost : 0);
       Put64(&out, r.data.size());
       out += r.data;
     }
@@ -95,8 +99,8 @@ Status Sessions::Deserialize(const std::string& in) {
   size_t pos = 0;
   uint64_t format = 0;
   uint64_t count = 0;
-  if (!Get64(in, &pos, &format) || format != kFormat || !Get64(in, &pos, &order_) ||
-      !Get64(in, &pos, &count)) {
+  if (!Get64(in, &pos, &format) || (format != kFormat && format != kFormatNoFlags) ||
+      !Get64(in, &pos, &order_) || !Get64(in, &pos, &count)) {
     return Status::Corruption("sessions: bad header");
   }
   for (uint64_t i = 0; i < count; ++i) {
@@ -109,12 +113,18 @@ Status Sessions::Deserialize(const std::string& in) {
     }
     for (uint64_t j = 0; j < nresults; ++j) {
       uint64_t series = 0;
+      uint64_t flags = 0;
       uint64_t len = 0;
       Result r;
-      if (!Get64(in, &pos, &series) || !Get64(in, &pos, &r.value) || !Get64(in, &pos, &len) ||
-          pos + len > in.size()) {
+      // `len` is compared with what is left, never added to `pos`: a length
+      // near 2^64 from a damaged or forged snapshot would wrap the sum.
+      if (!Get64(in, &pos, &series) || !Get64(in, &pos, &r.value) ||
+          (format == kFormat && !Get64(in, &pos, &flags)) || !Get64(in, &pos, &len) ||
+          len > in.size() - pos) {
         return Status::Corruption("sessions: truncated result");
       }
+      if ((flags & ~kResultLost) != 0) return Status::Corruption("sessions: unknown result flags");
+      r.lost = (flags & kResultLost) != 0;
       r.data = in.substr(pos, len);
       pos += len;
       s.results.emplace(series, std::move(r));

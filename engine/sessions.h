@@ -20,6 +20,9 @@ class Sessions {
   struct Result {
     uint64_t value = 0;
     std::string data;
+    // Applied, but its result is unknown (an on-disk state machine applied
+    // it before a restart that lost the registry's record of it).
+    bool lost = false;
   };
   enum class Check : uint8_t {
     kApply,      // a new proposal: apply it, then Record the result

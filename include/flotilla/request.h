@@ -23,6 +23,11 @@ enum class RequestCode : uint8_t {
   // leader ends as kTimeout (outcome unknown) or kCompleted.
   kDropped,
   kAborted,  // cancelled before it was proposed
+  // A session proposal retried after it was applied, whose result is no
+  // longer known: an on-disk state machine applied it durably before a
+  // restart, and no snapshot of the session registry held its result. It
+  // took effect exactly once; what the state machine returned is lost.
+  kAppliedResultUnknown,
 };
 std::string_view RequestCodeName(RequestCode c);
 

@@ -400,5 +400,49 @@ TEST(StateMachineKinds, OnDiskReplicaRestartsAtTheIndexItsStateMachineReached) {
   std::filesystem::remove_all(root);
 }
 
+// A session write that an on-disk state machine applied durably but that no
+// snapshot of the session registry holds is skipped after a restart, and
+// its result is gone. A retry of it must be told so: it was applied once,
+// its result is unknown. Before, the retry completed as if the state machine
+// had returned 0 and no data, a result that was never produced.
+TEST(StateMachineKinds, ARetriedSessionWriteWhoseResultWasLostSaysSo) {
+  const std::string root = TempRoot();
+  std::filesystem::create_directories(root);
+  OnDiskFactory sms(root);
+  {
+    Hosts h(root);
+    ShardConfig sc;
+    sc.shard_id = 1;
+    sc.replica_id = 1;
+    sc.snapshot_entries = 1000;  // no snapshot: the registry is in none
+    const Members one{{1, h.members.at(1)}};
+    ASSERT_TRUE(h.nhs[0]->StartOnDiskReplica(sc, one, false, sms.Make(0)).ok());
+    ASSERT_TRUE(Put(h.nhs[0].get(), "a=1"));
+    Result<Session> session = h.nhs[0]->SyncRegisterSession(1, 5s);
+    ASSERT_TRUE(session.ok()) << session.status().ToString();
+    Result<RequestHandle> first = h.nhs[0]->ProposeInSession(*session, "b=2", 5s);
+    ASSERT_TRUE(first.ok());
+    const RequestResult applied = first->Wait();
+    ASSERT_TRUE(applied.ok());
+    ASSERT_NE(applied.value, 0u);
+    ASSERT_TRUE(sms.sms[0]->Sync().ok());  // durable in the state machine only
+    h.nhs[0]->Close();
+    h.nhs[0].reset();
+    auto nh = NodeHost::Create(h.configs[0]);
+    ASSERT_TRUE(nh.ok()) << nh.status().ToString();
+    h.nhs[0] = std::move(nh).value();
+    ASSERT_TRUE(h.nhs[0]->StartOnDiskReplica(sc, {}, false, sms.Make(0)).ok());
+    ASSERT_TRUE(Put(h.nhs[0].get(), "c=3"));
+    // The same series again, as a client that never saw the first answer.
+    Result<RequestHandle> retry = h.nhs[0]->ProposeInSession(*session, "b=2", 5s);
+    ASSERT_TRUE(retry.ok());
+    const RequestResult again = retry->Wait();
+    EXPECT_EQ(again.code, RequestCode::kAppliedResultUnknown)
+        << RequestCodeName(again.code) << " value " << again.value;
+    EXPECT_EQ(sms.sms[0]->updates.load(), 1) << "only c=3 is applied after the restart";
+  }
+  std::filesystem::remove_all(root);
+}
+
 }  // namespace
 }  // namespace flotilla

@@ -126,6 +126,9 @@ grpc::Status FromResult(const ServiceContext& c, grpc::ServerContext* ctx, uint6
       return {grpc::StatusCode::FAILED_PRECONDITION, where + ": rejected: " + r.data};
     case RequestCode::kAborted:
       return {grpc::StatusCode::ABORTED, where + ": aborted"};
+    case RequestCode::kAppliedResultUnknown:
+      return {grpc::StatusCode::DATA_LOSS,
+              where + ": the session write was applied earlier; its result is no longer known"};
   }
   return {grpc::StatusCode::INTERNAL, where + ": unknown request code"};
 }
@@ -179,14 +182,6 @@ grpc::Status RunWrite(const ServiceContext& c, grpc::ServerContext* ctx, uint64_
   if (!h.ok()) return FromStatus(c, ctx, shard, h.status());
   const RequestResult r = h->Wait();
   if (!r.ok()) return FromResult(c, ctx, shard, r, t);
-  if (in_session && r.data.empty()) {
-    // The engine answers a resent session write that a restarted replica
-    // had applied before it went down with an empty result: the write took
-    // effect once, but what it returned (a cas's swap) is lost.
-    return {grpc::StatusCode::DATA_LOSS,
-            "shard " + std::to_string(shard) +
-                ": the session write was applied earlier; its result is no longer known"};
-  }
   if (!out->ParseFromString(r.data))
     return {grpc::StatusCode::INTERNAL, "the state machine's answer does not parse"};
   *apply_result = r.value;
