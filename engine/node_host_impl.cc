@@ -694,6 +694,8 @@ bool ApplyWorker::RunOnce() {
     tasks.clear();
     if (r->TakeApply(&tasks)) {
       for (ApplyTask& t : tasks) Apply(r, t);
+    } else if (!r->stopped.load()) {
+      MaybeSnapshot(r);  // a snapshot in flight ended: one may be due now
     }
     ServeSnapshotRequests(r);
     ServeStreamRequests(r);
@@ -983,6 +985,10 @@ void ApplyWorker::MaybeSnapshot(Replica* r, bool requested) {
           [&](SnapshotWriter* w) { return sm->SavePrepared(std::move(p), w); }, sessions);
       SnapshotWritten(nh, r, meta, dir.status());
       r->snapshot_in_flight.store(false, std::memory_order_release);
+      // Entries applied while this one was written may have crossed the
+      // next snapshot_entries mark; with no later write, nothing else would
+      // look again, and the log would stay uncompacted.
+      nh->apply_worker_for(r->shard_id)->Notify(r);
     });
     return;
   }

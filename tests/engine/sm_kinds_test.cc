@@ -149,6 +149,50 @@ TEST(StateMachineKinds, ConcurrentKindServesReadsAndSnapshots) {
   std::filesystem::remove_all(root);
 }
 
+// A concurrent state machine whose first snapshot waits until released.
+class SlowSnapshotKv final : public ConcurrentKv {
+ public:
+  explicit SlowSnapshotKv(std::atomic<bool>* release) : release_(release) {}
+  Status SaveSnapshot(std::shared_ptr<void> prepared, SnapshotWriter* w) override {
+    while (!release_->load()) std::this_thread::sleep_for(1ms);
+    return ConcurrentKv::SaveSnapshot(std::move(prepared), w);
+  }
+
+ private:
+  std::atomic<bool>* release_;
+};
+
+// Entries applied while a snapshot is written can cross the next
+// snapshot_entries mark. When the writes stop there, the due snapshot must
+// still be taken once the first one ends; before, nothing looked again
+// until the next write, and the log stayed uncompacted.
+TEST(StateMachineKinds, ASnapshotDueWhileOneWasWrittenIsTakenWhenItEnds) {
+  const std::string root = TempRoot();
+  {
+    Hosts h(root);
+    ShardConfig sc;
+    sc.shard_id = 1;
+    sc.replica_id = 1;
+    sc.snapshot_entries = 5;
+    std::atomic<bool> release{false};
+    const Members one{{1, h.members.at(1)}};
+    ASSERT_TRUE(h.nhs[0]
+                    ->StartConcurrentReplica(sc, one, false,
+                                             [&](uint64_t, uint64_t) {
+                                               return std::make_unique<SlowSnapshotKv>(&release);
+                                             })
+                    .ok());
+    for (int i = 0; i < 12; ++i) ASSERT_TRUE(Put(h.nhs[0].get(), "k=" + std::to_string(i)));
+    EXPECT_EQ(h.nhs[0]->GetMetrics().snapshots_taken, 0u) << "the first one is held";
+    release = true;
+    for (int i = 0; i < 300 && h.nhs[0]->GetMetrics().snapshots_taken < 2; ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(h.nhs[0]->GetMetrics().snapshots_taken, 2u);
+  }
+  std::filesystem::remove_all(root);
+}
+
 TEST(StateMachineKinds, OnDiskKindIsNotReappliedAfterRestart) {
   const std::string root = TempRoot();
   std::filesystem::create_directories(root);
