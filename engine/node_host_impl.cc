@@ -107,25 +107,7 @@ bool PlausibleAddress(std::string_view a) {
   return std::all_of(a.begin(), a.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
-// A peer-supplied string made safe for one log line: printable ASCII kept,
-// everything else (newlines, escapes, bytes above 0x7e) as \xNN, and at
-// most 128 bytes of it.
-std::string EscapeForLog(std::string_view in) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < in.size() && i < 128; ++i) {
-    const auto c = static_cast<unsigned char>(in[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += "\\x";
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  if (in.size() > 128) out += "...";
-  return out;
-}
+using transport::EscapeForLog;
 
 // A pipe writer that counts the bytes it passes on.
 class CountingPipeWriter final : public SnapshotWriter {

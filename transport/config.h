@@ -6,17 +6,24 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace flotilla::transport {
 
 // Mutual TLS between NodeHosts. When enabled, both sides present a
 // certificate signed by the CA in `ca_path` and verify the peer's; a peer
-// without a valid certificate cannot open any stream.
+// without a valid certificate cannot open any stream. The dialer also checks
+// that the server's certificate is valid for the address it dialled.
 struct TlsConfig {
   bool enabled = false;
   std::string ca_path;    // PEM: the CA that signs every NodeHost's certificate
   std::string cert_path;  // PEM: this NodeHost's certificate chain
   std::string key_path;   // PEM: this NodeHost's private key
+  // The names (a DNS or IP subjectAltName, or the subject's CN) of the
+  // certificates that may open streams to this NodeHost, and that it accepts
+  // from the servers it dials. Empty: any certificate the CA signed, which
+  // is safe only when that CA signs the cluster's NodeHosts and nothing else.
+  std::vector<std::string> peer_names;
 };
 
 struct TransportConfig {
@@ -65,6 +72,10 @@ struct TransportConfig {
   uint64_t shutdown_grace_ms = 200;
 
   TlsConfig tls;
+  // When set, every stream carries it (request metadata) and an incoming
+  // stream without it, or with another, is refused: the peers' only
+  // credential on plaintext loopback. Never logged. Printable ASCII.
+  std::string secret;
 };
 
 }  // namespace flotilla::transport

@@ -7,6 +7,7 @@
 
 #include "transport/convert.h"
 #include "transport/grpc_internal.h"
+#include "transport/peer_auth.h"
 
 namespace flotilla::transport {
 namespace {
@@ -202,6 +203,7 @@ Status Lane::Connect() {
     context_ = std::make_unique<grpc::ClientContext>();
     active_ = context_.get();
   }
+  if (!c.secret.empty()) context_->AddMetadata(kSecretMetadata, c.secret);
   stream_ = host_->stub()->Batches(context_.get());
   wire::MessageBatch hello;
   MakeHeader(c.deployment_id, host_->local_address(), hello.mutable_header());
@@ -212,7 +214,10 @@ Status Lane::Connect() {
   grpc::Status st = stream_->Finish();
   stream_.reset();
   DropPending(0);
-  if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+  // A refused header, certificate or secret: the peer says why.
+  if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+      st.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+      st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
     return Status::Rejected(st.error_message());
   }
   {

@@ -14,6 +14,7 @@
 
 #include "transport/convert.h"
 #include "transport/grpc_internal.h"
+#include "transport/peer_auth.h"
 #include "transport/snapshot_chunker.h"
 #include "transport/snapshot_receiver.h"
 
@@ -87,6 +88,8 @@ class GrpcTransport final : public Transport {
   Handler* handler() const { return handler_; }
   bool running() const { return running_.load(std::memory_order_relaxed); }
   std::atomic<int>& active_receives() { return active_receives_; }
+  // Set by Start() before the server runs; its streams use it until Stop().
+  RefusalLog* refusals() const { return refusals_.get(); }
 
  private:
   struct PendingSnapshot {
@@ -109,6 +112,8 @@ class GrpcTransport final : public Transport {
   std::unique_ptr<RaftService> service_;
   std::shared_ptr<grpc::ServerCredentials> server_credentials_;
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials_;
+  // Shared with the dialer's certificate verifier, which may outlive Stop().
+  std::shared_ptr<RefusalLog> refusals_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   std::atomic<bool> running_{false};
@@ -135,7 +140,13 @@ class GrpcTransport final : public Transport {
 class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wire::BatchAck> {
  public:
   BatchReactor(GrpcTransport* t, grpc::CallbackServerContext* ctx) : t_(t), ctx_(ctx) {
-    StartRead(&batch_);
+    // An unauthenticated peer is refused before anything it sends is read.
+    grpc::Status st = CheckIncomingPeer(t_->config(), *ctx_, t_->refusals());
+    if (st.ok()) {
+      StartRead(&batch_);
+    } else {
+      Finish(st);
+    }
   }
 
   void OnReadDone(bool ok) override {
@@ -165,7 +176,8 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
   // The first message carries only the header: check it and acknowledge.
   void Accept() {
     if (Status s = CheckHeader(batch_.header(), t_->config().deployment_id); !s.ok()) {
-      spdlog::error("transport: refused batch stream from {}: {}", ctx_->peer(), s.message());
+      t_->refusals()->Refused(StreamRefusal::kDeploymentId, ctx_->peer(),
+                              "batch stream: " + s.message());
       return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message()));
     }
     accepted_ = true;
@@ -190,6 +202,11 @@ grpc::ServerBidiReactor<wire::MessageBatch, wire::BatchAck>* RaftService::Batche
 grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
                                    grpc::ServerReader<wire::SnapshotChunk>* reader,
                                    wire::SnapshotResult* result) {
+  // An unauthenticated peer never takes a receive slot.
+  if (grpc::Status st = CheckIncomingPeer(t_->config(), *ctx, t_->refusals()); !st.ok()) {
+    result->set_error(st.error_message());
+    return st;
+  }
   // Bounded concurrency: a sender that finds the receiver busy retries later.
   if (t_->active_receives().fetch_add(1) >=
       static_cast<int>(t_->config().max_concurrent_snapshot_receives)) {
@@ -210,7 +227,8 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
   if (!reader->Read(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "no header");
   const TransportConfig& c = t_->config();
   if (Status s = CheckHeader(chunk->header(), c.deployment_id); !s.ok()) {
-    spdlog::error("transport: refused snapshot stream from {}: {}", ctx->peer(), s.message());
+    t_->refusals()->Refused(StreamRefusal::kDeploymentId, ctx->peer(),
+                            "snapshot stream: " + s.message());
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
   }
   raft::Message install;
@@ -255,17 +273,17 @@ Status GrpcTransport::BuildCredentials() {
   Result<std::string> cert = ReadPem("cert_path", config_.tls.cert_path);
   Result<std::string> key = ReadPem("key_path", config_.tls.key_path);
   for (const Status& s : {ca.status(), cert.status(), key.status()}) FLOTILLA_RETURN_IF_ERROR(s);
-  // Mutual TLS: the server requires and verifies a client certificate.
+  // Mutual TLS: the server requires and verifies a client certificate, and
+  // checks its names against the peer list on every stream (CheckIncomingPeer).
   grpc::SslServerCredentialsOptions server(
       GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   server.pem_root_certs = *ca;
   server.pem_key_cert_pairs.push_back({*key, *cert});
   server_credentials_ = grpc::SslServerCredentials(server);
-  grpc::SslCredentialsOptions client;
-  client.pem_root_certs = *ca;
-  client.pem_private_key = *key;
-  client.pem_cert_chain = *cert;
-  channel_credentials_ = grpc::SslCredentials(client);
+  Result<std::shared_ptr<grpc::ChannelCredentials>> client =
+      PeerChannelCredentials(config_.tls, *ca, *cert, *key, refusals_);
+  if (!client.ok()) return client.status();
+  channel_credentials_ = std::move(client).value();
   return Status::Ok();
 }
 
@@ -299,6 +317,7 @@ Status GrpcTransport::Start() {
   std::filesystem::create_directories(config_.snapshot_dir, ec);
   if (ec) return Status::IOError("create " + config_.snapshot_dir + ": " + ec.message());
   RemoveStaleTemporaries(config_.snapshot_dir);
+  refusals_ = std::make_shared<RefusalLog>(handler_);
   FLOTILLA_RETURN_IF_ERROR(BuildCredentials());
   FLOTILLA_RETURN_IF_ERROR(StartServer());
   {
@@ -344,6 +363,8 @@ void GrpcTransport::Stop() {
   for (PendingSnapshot& p : left) {
     handler_->HandleSnapshotStatus(p.job.install.shard_id, p.job.install.to, true);
   }
+  // A handshake still verifying a server certificate reports nothing now.
+  refusals_->Detach();
 }
 
 RemoteHost* GrpcTransport::HostFor(const std::string& address) {
@@ -471,6 +492,7 @@ bool GrpcTransport::StreamSnapshot(RemoteHost* host, SnapshotJob& job) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(config_.snapshot_timeout_ms));
+  if (!config_.secret.empty()) ctx.AddMetadata(kSecretMetadata, config_.secret);
   {
     std::lock_guard lock(snap_mu_);
     if (snap_stopping_) return false;

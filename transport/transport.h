@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,6 +20,24 @@
 #include "transport/registry.h"
 
 namespace flotilla::transport {
+
+// Why a stream to or from a peer NodeHost was refused (docs/security.md). The
+// names (StreamRefusalName) are stable metric labels.
+enum class StreamRefusal : int {
+  kDeploymentId,        // the stream's header names another deployment or version
+  kPeerNotListed,       // the client certificate holds no name of the peer list
+  kServerNotListed,     // dialling: the server's certificate holds no name of the peer list
+  kServerHostMismatch,  // dialling: the server's certificate is not valid for the address dialled
+  kNoSecret,            // the stream carries no deployment secret
+  kWrongSecret,         // the stream carries another secret
+  kCount,
+};
+std::string_view StreamRefusalName(StreamRefusal r);
+
+// A peer-supplied string made safe for one log line: printable ASCII kept,
+// everything else (newlines, escapes, bytes above 0x7e) as \xNN, and at most
+// 128 bytes of it.
+std::string EscapeForLog(std::string_view in);
 
 // Implemented by the engine. Calls come from transport threads (gRPC) or from
 // the thread that drives the InProcNetwork; an implementation must be
@@ -52,6 +71,10 @@ class Handler {
   // The connection to the NodeHost at `address` came up or went down.
   virtual void HandleConnectionUp(const std::string& address) { (void)address; }
   virtual void HandleConnectionDown(const std::string& address) { (void)address; }
+
+  // A stream from a peer, or a connection to one, was refused for `why`
+  // (counted in the engine's metrics; the transport logs it).
+  virtual void HandleStreamRefused(StreamRefusal why) { (void)why; }
 };
 
 // The bytes of one snapshot, as a sequence of named files. A snapshot on disk

@@ -39,6 +39,14 @@ bool LogCapture::Contains(const std::string& needle) const {
   return false;
 }
 
+size_t LogCapture::Count(const std::string& needle) const {
+  size_t n = 0;
+  for (const std::string& line : sink_->last_formatted()) {
+    n += line.find(needle) != std::string::npos;
+  }
+  return n;
+}
+
 TcpProxy::TcpProxy(std::string upstream) {
   size_t colon = upstream.rfind(':');
   upstream_host_ = upstream.substr(0, colon);

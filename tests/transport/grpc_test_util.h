@@ -36,6 +36,8 @@ class LogCapture {
   LogCapture();
   ~LogCapture();
   bool Contains(const std::string& needle) const;
+  // Lines that hold `needle`.
+  size_t Count(const std::string& needle) const;
 
  private:
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;

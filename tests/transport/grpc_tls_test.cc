@@ -1,8 +1,12 @@
-// Mutual TLS over loopback gRPC. Test certificates are made at test time with
-// the openssl CLI in a temporary directory (test-only, valid for two days).
+// Peer authentication over loopback gRPC: mutual TLS, the peer list (in both
+// directions: the server checks the client's certificate, the dialer the
+// server's) and the deployment secret. Test certificates are made at test
+// time with the openssl CLI in a temporary directory (test-only, valid for
+// two days).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -14,6 +18,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::FastConfig;
 using testing::MakeHeartbeat;
+using testing::MakeInstall;
 using testing::Node;
 using testing::TempDir;
 
@@ -28,10 +33,15 @@ bool MakeCa(const std::string& dir, const std::string& name) {
                   ".key -out " + dir + "/" + name + ".pem -days 2 -subj /CN=" + name);
 }
 
-// A certificate for a NodeHost on 127.0.0.1, good for server and client use.
-bool MakeCert(const std::string& dir, const std::string& name, const std::string& ca) {
-  std::ofstream(dir + "/ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                                 "extendedKeyUsage=serverAuth,clientAuth\n";
+const char* kNodeExt =
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n";
+
+// A certificate with the subject CN `name`, signed by `ca`, with the
+// extensions `ext` (by default: a NodeHost on 127.0.0.1, good for server and
+// client use).
+bool MakeCert(const std::string& dir, const std::string& name, const std::string& ca,
+              const std::string& ext = kNodeExt) {
+  std::ofstream(dir + "/ext") << ext;
   const std::string p = dir + "/" + name;
   return RunQuiet("openssl req " + std::string(kNewKey) + " -keyout " + p + ".key -out " + p +
                   ".csr -subj /CN=" + name) &&
@@ -46,16 +56,32 @@ class GrpcTlsTest : public ::testing::Test {
     if (!RunQuiet("openssl version")) GTEST_SKIP() << "openssl CLI not installed";
     const std::string d = tmp_.path();
     ASSERT_TRUE(MakeCa(d, "ca") && MakeCa(d, "other-ca"));
-    ASSERT_TRUE(MakeCert(d, "a", "ca") && MakeCert(d, "b", "ca") &&
+    ASSERT_TRUE(MakeCert(d, "a", "ca") && MakeCert(d, "b", "ca") && MakeCert(d, "c", "ca") &&
                 MakeCert(d, "rogue", "other-ca"));
+    // What an operator hands a KV client: signed by the same CA, for client
+    // use only, on the same host.
+    ASSERT_TRUE(
+        MakeCert(d, "client", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=clientAuth\n"));
+    // A NodeHost certificate for another host than the one dialled.
+    ASSERT_TRUE(MakeCert(d, "elsewhere", "ca",
+                         "subjectAltName=DNS:elsewhere.example\n"
+                         "extendedKeyUsage=serverAuth,clientAuth\n"));
   }
 
-  TransportConfig Tls(const std::string& name, const std::string& cert) {
+  TransportConfig Tls(const std::string& name, const std::string& cert,
+                      std::vector<std::string> peer_names = {}) {
     TransportConfig c = FastConfig(tmp_.Sub(name + "-snap"));
     c.tls.enabled = true;
     c.tls.ca_path = tmp_.Sub("ca.pem");
     c.tls.cert_path = tmp_.Sub(cert + ".pem");
     c.tls.key_path = tmp_.Sub(cert + ".key");
+    c.tls.peer_names = std::move(peer_names);
+    return c;
+  }
+
+  TransportConfig Plain(const std::string& name, const std::string& secret) {
+    TransportConfig c = FastConfig(tmp_.Sub(name + "-snap"));
+    c.secret = secret;
     return c;
   }
 
@@ -78,9 +104,34 @@ class GrpcTlsTest : public ::testing::Test {
     return false;
   }
 
+  // Streams a one-file snapshot from `from` to replica 2 of shard 1 and
+  // returns whether the sender saw it succeed.
+  bool SnapshotGoesThrough(Node& from) {
+    std::filesystem::create_directories(tmp_.Sub("src"));
+    testing::WriteRandomFile(tmp_.Sub("src/state"), 4096, 7);
+    auto source = NewFileSnapshotSource(tmp_.Sub("src"));
+    EXPECT_TRUE(source.ok());
+    EXPECT_TRUE(from.transport->SendSnapshot({MakeInstall(1, 1, 2, 77), std::move(*source)}).ok());
+    EXPECT_TRUE(from.handler.WaitFor([&] { return !from.handler.statuses().empty(); }, 30s));
+    std::lock_guard lock(from.handler.mu());
+    return !from.handler.statuses().empty() && !from.handler.statuses().back().failed;
+  }
+
+  // `from` can neither send `to` a batch nor stream it a snapshot.
+  void ExpectRefused(Node& from, Node& to) {
+    EXPECT_FALSE(Reaches(from, to));
+    EXPECT_FALSE(SnapshotGoesThrough(from));
+    EXPECT_EQ(to.handler.MessageCount(), 0u);
+    std::lock_guard lock(to.handler.mu());
+    EXPECT_TRUE(to.handler.snapshots().empty());
+  }
+
+  static constexpr char kSecret[] = "s3cret-s3cret-s3cret-0123456789";
   TempDir tmp_;
   Registry registry_;
 };
+
+using testing::LogCapture;
 
 TEST_F(GrpcTlsTest, PeersWithValidCertificatesTalk) {
   auto a = StartNode(Tls("a", "a"));
@@ -111,6 +162,104 @@ TEST_F(GrpcTlsTest, MissingFilesFailStart) {
   c.tls.key_path = tmp_.Sub("no-such.key");
   Node n(c, &registry_);
   EXPECT_EQ(n.transport->Start().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(GrpcTlsTest, ListedPeersTalkBothWays) {
+  auto a = StartNode(Tls("a", "a", {"a", "b"}));
+  auto b = StartNode(Tls("b", "b", {"a", "b"}));
+  registry_.Add(1, 2, b->transport->address());
+  EXPECT_TRUE(Reaches(*a, *b));
+  registry_.Add(1, 2, a->transport->address());
+  EXPECT_TRUE(Reaches(*b, *a));
+  EXPECT_TRUE(SnapshotGoesThrough(*b));
+}
+
+TEST_F(GrpcTlsTest, PeerCertificateNotInTheListIsRefused) {
+  LogCapture log;
+  auto b = StartNode(Tls("b", "b", {"a", "b"}));
+  registry_.Add(1, 2, b->transport->address());
+  // c's certificate is signed by the cluster's CA, but b does not list it.
+  auto c = StartNode(Tls("c", "c"));
+  ExpectRefused(*c, *b);
+  EXPECT_GE(b->handler.Refused(StreamRefusal::kPeerNotListed), 2u);
+  EXPECT_TRUE(log.Contains("peer_not_listed")) << "no clear log line at the server";
+  EXPECT_TRUE(log.Contains("are not in this NodeHost's peer list")) << "no reason for the peer";
+}
+
+TEST_F(GrpcTlsTest, AClientCertificateCannotSpeakRaft) {
+  auto b = StartNode(Tls("b", "b", {"a", "b"}));
+  registry_.Add(1, 2, b->transport->address());
+  auto client = StartNode(Tls("client", "client"));
+  ExpectRefused(*client, *b);
+  EXPECT_GE(b->handler.Refused(StreamRefusal::kPeerNotListed), 2u);
+}
+
+TEST_F(GrpcTlsTest, TheDialerRefusesAServerNotInItsList) {
+  LogCapture log;
+  auto a = StartNode(Tls("a", "a", {"a", "b"}));
+  // c would accept a, but a does not list c: nothing a sends may reach it.
+  auto c = StartNode(Tls("c", "c"));
+  registry_.Add(1, 2, c->transport->address());
+  EXPECT_FALSE(Reaches(*a, *c));
+  EXPECT_EQ(c->handler.MessageCount(), 0u);
+  EXPECT_GE(a->handler.Refused(StreamRefusal::kServerNotListed), 1u);
+  EXPECT_TRUE(log.Contains("server_not_listed"));
+}
+
+TEST_F(GrpcTlsTest, TheDialerRefusesACertificateForAnotherHost) {
+  auto a = StartNode(Tls("a", "a"));
+  auto elsewhere = StartNode(Tls("elsewhere", "elsewhere"));
+  registry_.Add(1, 2, elsewhere->transport->address());
+  EXPECT_FALSE(Reaches(*a, *elsewhere));
+  EXPECT_EQ(elsewhere->handler.MessageCount(), 0u);
+  EXPECT_GE(a->handler.Refused(StreamRefusal::kServerHostMismatch), 1u);
+}
+
+TEST_F(GrpcTlsTest, AStreamWithoutTheSecretIsRefused) {
+  LogCapture log;
+  auto b = StartNode(Plain("b", kSecret));
+  registry_.Add(1, 2, b->transport->address());
+  auto a = StartNode(Plain("a", ""));
+  ExpectRefused(*a, *b);
+  EXPECT_GE(b->handler.Refused(StreamRefusal::kNoSecret), 2u);
+  EXPECT_TRUE(log.Contains("no_secret"));
+  EXPECT_FALSE(log.Contains(kSecret)) << "the secret was logged";
+}
+
+TEST_F(GrpcTlsTest, AStreamWithAnotherSecretIsRefused) {
+  LogCapture log;
+  auto b = StartNode(Plain("b", kSecret));
+  registry_.Add(1, 2, b->transport->address());
+  const std::string wrong = std::string(kSecret) + "x";
+  auto a = StartNode(Plain("a", wrong));
+  ExpectRefused(*a, *b);
+  EXPECT_GE(b->handler.Refused(StreamRefusal::kWrongSecret), 2u);
+  EXPECT_FALSE(log.Contains(kSecret)) << "a secret was logged";
+}
+
+TEST_F(GrpcTlsTest, AStreamWithTheSecretWorks) {
+  LogCapture log;
+  auto b = StartNode(Plain("b", kSecret));
+  registry_.Add(1, 2, b->transport->address());
+  auto a = StartNode(Plain("a", kSecret));
+  EXPECT_TRUE(Reaches(*a, *b));
+  EXPECT_TRUE(SnapshotGoesThrough(*a));
+  EXPECT_EQ(b->handler.Refused(StreamRefusal::kNoSecret), 0u);
+  EXPECT_FALSE(log.Contains(kSecret)) << "the secret was logged";
+}
+
+TEST_F(GrpcTlsTest, RefusalsOfOnePeerAreLoggedOncePerInterval) {
+  LogCapture log;
+  auto b = StartNode(Plain("b", kSecret));
+  registry_.Add(1, 2, b->transport->address());
+  auto a = StartNode(Plain("a", ""));
+  // The lanes reconnect every 20-200 ms: many refusals, one log line.
+  for (int i = 0; i < 500 && b->handler.Refused(StreamRefusal::kNoSecret) < 6; ++i) {
+    (void)a->transport->Send(MakeHeartbeat(1, 1, 2));
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GE(b->handler.Refused(StreamRefusal::kNoSecret), 6u);
+  EXPECT_EQ(log.Count("(no_secret)"), 1u);
 }
 
 }  // namespace

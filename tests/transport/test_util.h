@@ -69,6 +69,11 @@ class RecordingHandler : public Handler {
     downs_.push_back(address);
     cv_.notify_all();
   }
+  void HandleStreamRefused(StreamRefusal why) override {
+    std::lock_guard lock(mu_);
+    ++refused_[static_cast<size_t>(why)];
+    cv_.notify_all();
+  }
 
   // Waits until pred() (called with the lock held) is true or `timeout`
   // passes; returns pred().
@@ -102,6 +107,10 @@ class RecordingHandler : public Handler {
     std::lock_guard lock(mu_);
     return messages_.size();
   }
+  size_t Refused(StreamRefusal why) {
+    std::lock_guard lock(mu_);
+    return refused_[static_cast<size_t>(why)];
+  }
 
  private:
   std::mutex mu_;
@@ -113,6 +122,7 @@ class RecordingHandler : public Handler {
   std::vector<SnapshotStatus> statuses_;
   std::vector<std::string> ups_;
   std::vector<std::string> downs_;
+  size_t refused_[static_cast<size_t>(StreamRefusal::kCount)] = {};
   std::mutex gate_mu_;
   std::condition_variable gate_cv_;
   bool hold_appends_ = false;  // guarded by gate_mu_

@@ -1,0 +1,246 @@
+#include "transport/peer_auth.h"
+
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace flotilla::transport {
+namespace {
+
+// The host of "host:port", "[v6]:port", or of an address without a port.
+std::string_view HostOf(std::string_view address) {
+  if (address.starts_with('[')) {
+    const size_t end = address.find(']');
+    return end == std::string_view::npos ? address : address.substr(1, end - 1);
+  }
+  const size_t colon = address.rfind(':');
+  // More than one colon without brackets: an IPv6 address without a port.
+  if (colon == std::string_view::npos || address.find(':') != colon) return address;
+  return address.substr(0, colon);
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// RFC 6125: a DNS name matches itself, case aside; "*.example.com" matches
+// one label in its place ("a.example.com", not "a.b.example.com").
+bool DnsMatches(std::string_view host, std::string_view pattern) {
+  if (EqualsIgnoreCase(host, pattern)) return true;
+  if (!pattern.starts_with("*.") || pattern.size() < 4) return false;
+  const size_t dot = host.find('.');
+  return dot != std::string_view::npos && dot > 0 &&
+         EqualsIgnoreCase(host.substr(dot + 1), pattern.substr(2));
+}
+
+std::string PeerHost(const grpc::ServerContextBase& ctx) {
+  // gRPC names the peer "ipv4:127.0.0.1:54321": the port changes with every
+  // connection, so the log is limited per host.
+  const std::string peer = ctx.peer();
+  const size_t colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
+// The dialer's check of a server's certificate, run by gRPC after the TLS
+// handshake verified the chain against the CA.
+class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  PeerVerifier(std::vector<std::string> peer_names, std::shared_ptr<RefusalLog> log)
+      : peer_names_(std::move(peer_names)), log_(std::move(log)) {}
+
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)>, grpc::Status* sync_status) override {
+    std::vector<std::string> sans;
+    for (const auto& n : request->dns_names()) sans.emplace_back(n.data(), n.size());
+    for (const auto& n : request->ip_names()) sans.emplace_back(n.data(), n.size());
+    const grpc::string_ref cn = request->common_name();
+    const std::string target(request->target_name().data(), request->target_name().size());
+    *sync_status = Check(target, std::move(sans), std::string(cn.data(), cn.size()));
+    return true;  // synchronous
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  grpc::Status Check(const std::string& target, std::vector<std::string> sans,
+                     const std::string& cn) {
+    const std::string_view host = HostOf(target);
+    // RFC 6125: a certificate with subjectAltNames is valid for those only;
+    // the CN counts as a host name only in a certificate without any.
+    const bool host_ok =
+        sans.empty() ? DnsMatches(host, cn)
+                     : std::any_of(sans.begin(), sans.end(),
+                                   [&](const std::string& n) { return DnsMatches(host, n); });
+    std::vector<std::string> names = std::move(sans);
+    if (!cn.empty()) names.push_back(cn);
+    std::string detail;
+    StreamRefusal why;
+    if (!host_ok) {
+      why = StreamRefusal::kServerHostMismatch;
+      detail = "its certificate (names " + NamesForLog(names) + ") is not valid for " +
+               EscapeForLog(host);
+    } else if (!peer_names_.empty() && !AnyListed(names, peer_names_)) {
+      why = StreamRefusal::kServerNotListed;
+      detail = "its certificate's names " + NamesForLog(names) + " are not in the peer list";
+    } else {
+      return grpc::Status::OK;
+    }
+    log_->Refused(why, target, detail);
+    return {grpc::StatusCode::UNAUTHENTICATED, "server at " + EscapeForLog(target) + ": " + detail};
+  }
+
+  const std::vector<std::string> peer_names_;
+  const std::shared_ptr<RefusalLog> log_;
+};
+
+}  // namespace
+
+std::string_view StreamRefusalName(StreamRefusal r) {
+  switch (r) {
+    case StreamRefusal::kDeploymentId:
+      return "deployment_id";
+    case StreamRefusal::kPeerNotListed:
+      return "peer_not_listed";
+    case StreamRefusal::kServerNotListed:
+      return "server_not_listed";
+    case StreamRefusal::kServerHostMismatch:
+      return "server_host_mismatch";
+    case StreamRefusal::kNoSecret:
+      return "no_secret";
+    case StreamRefusal::kWrongSecret:
+      return "wrong_secret";
+    case StreamRefusal::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+std::string EscapeForLog(std::string_view in) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < in.size() && i < 128; ++i) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  if (in.size() > 128) out += "...";
+  return out;
+}
+
+bool ConstantTimeEqual(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+std::vector<std::string> CertificateNames(const grpc::AuthContext& ctx) {
+  std::vector<std::string> names;
+  if (!ctx.IsPeerAuthenticated()) return names;
+  for (const char* property :
+       {GRPC_PEER_DNS_PROPERTY_NAME, GRPC_PEER_IP_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME}) {
+    for (const grpc::string_ref& v : ctx.FindPropertyValues(property)) {
+      names.emplace_back(v.data(), v.size());
+    }
+  }
+  return names;
+}
+
+bool AnyListed(const std::vector<std::string>& names, const std::vector<std::string>& allowed) {
+  return std::any_of(names.begin(), names.end(), [&](const std::string& n) {
+    return std::find(allowed.begin(), allowed.end(), n) != allowed.end();
+  });
+}
+
+std::string NamesForLog(const std::vector<std::string>& names) {
+  if (names.empty()) return "(none)";
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + EscapeForLog(n);
+  return out;
+}
+
+void RefusalLog::Refused(StreamRefusal why, std::string_view peer, std::string_view detail) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  if (handler_ == nullptr) return;
+  handler_->HandleStreamRefused(why);
+  if (logged_.size() >= kMaxLoggedPeers) logged_.clear();
+  std::string key = std::string(StreamRefusalName(why)) + " " + std::string(peer);
+  auto [it, fresh] = logged_.try_emplace(std::move(key), now);
+  if (!fresh && now - it->second < kLogInterval) return;
+  it->second = now;
+  spdlog::error("transport: refused {} ({}): {} (logged at most once per 10 s per peer)",
+                EscapeForLog(peer), StreamRefusalName(why), detail);
+}
+
+void RefusalLog::Detach() {
+  std::lock_guard lock(mu_);
+  handler_ = nullptr;
+}
+
+grpc::Status CheckIncomingPeer(const TransportConfig& config, const grpc::ServerContextBase& ctx,
+                               RefusalLog* log) {
+  std::string detail;
+  StreamRefusal why = StreamRefusal::kCount;
+  grpc::StatusCode code = grpc::StatusCode::UNAUTHENTICATED;
+  if (config.tls.enabled && !config.tls.peer_names.empty()) {
+    const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+    const std::vector<std::string> names =
+        auth ? CertificateNames(*auth) : std::vector<std::string>();
+    if (!AnyListed(names, config.tls.peer_names)) {
+      why = StreamRefusal::kPeerNotListed;
+      code = grpc::StatusCode::PERMISSION_DENIED;
+      detail = "its certificate's names " + NamesForLog(names) +
+               " are not in this NodeHost's peer list (a client's certificate cannot speak Raft)";
+    }
+  }
+  if (why == StreamRefusal::kCount && !config.secret.empty()) {
+    const auto& md = ctx.client_metadata();
+    const auto it = md.find(kSecretMetadata);
+    if (it == md.end()) {
+      why = StreamRefusal::kNoSecret;
+      detail = "the stream carries no deployment secret";
+    } else if (!ConstantTimeEqual(std::string_view(it->second.data(), it->second.size()),
+                                  config.secret)) {
+      why = StreamRefusal::kWrongSecret;
+      detail = "the stream carries another deployment secret";
+    }
+  }
+  if (why == StreamRefusal::kCount) return grpc::Status::OK;
+  log->Refused(why, PeerHost(ctx), detail);
+  return {code, "refused by the peer: " + detail};
+}
+
+Result<std::shared_ptr<grpc::ChannelCredentials>> PeerChannelCredentials(
+    const TlsConfig& tls, const std::string& ca_pem, const std::string& cert_pem,
+    const std::string& key_pem, std::shared_ptr<RefusalLog> log) {
+  namespace ex = grpc::experimental;
+  auto provider = std::make_shared<ex::StaticDataCertificateProvider>(
+      ca_pem, std::vector<ex::IdentityKeyCertPair>{{key_pem, cert_pem}});
+  ex::TlsChannelCredentialsOptions o;
+  o.set_certificate_provider(provider);
+  o.watch_root_certs();
+  o.watch_identity_key_cert_pairs();
+  o.set_verify_server_certs(true);
+  // The verifier checks the host name itself (gRPC's own check would be
+  // replaced by it anyway); every call uses the channel's own target.
+  o.set_check_call_host(false);
+  o.set_certificate_verifier(
+      ex::ExternalCertificateVerifier::Create<PeerVerifier>(tls.peer_names, std::move(log)));
+  std::shared_ptr<grpc::ChannelCredentials> creds = ex::TlsCredentials(o);
+  if (creds == nullptr) return Status::InvalidArgument("cannot build TLS channel credentials");
+  return creds;
+}
+
+}  // namespace flotilla::transport

@@ -1,0 +1,86 @@
+// Authentication of peers on the raft port (docs/security.md): the names a
+// TLS certificate holds, the check of an incoming stream (its client
+// certificate against the peer list, its deployment secret), the dialer's
+// check of the server's certificate, and a log of refusals that names each
+// refused peer at most once per interval.
+//
+// Exposes gRPC types: include only from transport/grpc_*.cc, transport/peer_auth.cc
+// and the tools that serve gRPC themselves (tools/nodehost).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "transport/config.h"
+#include "transport/transport.h"
+
+namespace flotilla::transport {
+
+// Request metadata that carries the deployment secret on every stream.
+inline constexpr char kSecretMetadata[] = "x-flotilla-secret";
+
+// Compares without an early exit, so that the time taken does not tell how
+// many leading bytes of a guess were right. The length is not hidden.
+bool ConstantTimeEqual(std::string_view a, std::string_view b);
+
+// The names of the verified certificate behind `ctx` that an identity list
+// may name: its DNS and IP subjectAltNames and its subject's common name.
+// Empty when the peer presented no verified certificate.
+std::vector<std::string> CertificateNames(const grpc::AuthContext& ctx);
+
+// True when one of `names` equals one of `allowed` (exactly, no wildcards:
+// a list names certificates, not host patterns).
+bool AnyListed(const std::vector<std::string>& names, const std::vector<std::string>& allowed);
+
+// "a, b, c" with every name escaped for a log line; "(none)" when empty.
+std::string NamesForLog(const std::vector<std::string>& names);
+
+// Counts each refused stream or connection (Handler::HandleStreamRefused)
+// and logs it at most once per (reason, peer host) and kLogInterval, so
+// that a peer retrying every 50 ms cannot flood the log. Shared with the
+// dialer's certificate verifier, which gRPC may run after the transport
+// stopped: Detach() makes it silent from then on.
+//
+// Thread-safety: thread-safe.
+class RefusalLog {
+ public:
+  static constexpr auto kLogInterval = std::chrono::seconds(10);
+  static constexpr size_t kMaxLoggedPeers = 4096;
+
+  explicit RefusalLog(Handler* handler) : handler_(handler) {}
+  // `peer` names the other side (its address); `detail` says what was wrong
+  // and must not hold a secret.
+  void Refused(StreamRefusal why, std::string_view peer, std::string_view detail);
+  void Detach();
+
+ private:
+  std::mutex mu_;
+  Handler* handler_;  // guarded by mu_; null once detached
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> logged_;  // guarded by mu_
+};
+
+// Checks an incoming Batches or Snapshot stream before anything it sends is
+// read: with TLS and a peer list, the client certificate must hold a listed
+// name; with a secret, the stream's metadata must carry it. Returns OK, or
+// the status to end the stream with after counting and logging the refusal.
+grpc::Status CheckIncomingPeer(const TransportConfig& config, const grpc::ServerContextBase& ctx,
+                               RefusalLog* log);
+
+// The dialer's TLS credentials: the CA and this NodeHost's certificate, and
+// a verifier that accepts a server only when its certificate is valid for
+// the address dialled (DNS or IP subjectAltName, or the CN when it has
+// none) and, with a peer list, holds a listed name.
+Result<std::shared_ptr<grpc::ChannelCredentials>> PeerChannelCredentials(
+    const TlsConfig& tls, const std::string& ca_pem, const std::string& cert_pem,
+    const std::string& key_pem, std::shared_ptr<RefusalLog> log);
+
+}  // namespace flotilla::transport
