@@ -40,6 +40,38 @@ Status ValidateHostPort(std::string_view field, std::string_view address, uint32
   return Status::Ok();
 }
 
+namespace {
+
+// Printable ASCII without spaces: what gRPC metadata and one log line carry.
+bool Printable(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char ch) { return ch > ' ' && ch <= '~'; });
+}
+
+Status ValidatePeerAuth(const NodeHostConfig& c, bool tls) {
+  // Names without TLS would be silently ignored: the operator meant a check.
+  if (!c.tls_peer_names.empty() && !tls)
+    return Invalid("NodeHostConfig.tls_peer_names", "needs TLS (the three TLS files)");
+  FLOTILLA_RETURN_IF_ERROR(
+      InRange("NodeHostConfig.tls_peer_names (count)", c.tls_peer_names.size(), 0, kMaxPeerNames));
+  for (const std::string& n : c.tls_peer_names) {
+    if (n.empty() || n.size() > kMaxPeerNameBytes || !Printable(n))
+      return Invalid("NodeHostConfig.tls_peer_names", "holds a name that is not 1 to " +
+                                                          std::to_string(kMaxPeerNameBytes) +
+                                                          " printable ASCII bytes without spaces");
+  }
+  const std::string& s = c.deployment_secret;
+  if (!s.empty() && (s.size() < kMinSecretBytes || s.size() > kMaxSecretBytes || !Printable(s))) {
+    // The message never quotes the secret.
+    return Invalid(
+        "NodeHostConfig.deployment_secret",
+        "must be " + std::to_string(kMinSecretBytes) + " to " + std::to_string(kMaxSecretBytes) +
+            " printable ASCII bytes without spaces, not " + std::to_string(s.size()) + " bytes");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status Validate(const NodeHostConfig& c) {
   if (c.data_dir.empty()) return Invalid("NodeHostConfig.data_dir", "is required");
   if (c.raft_address.empty()) return Invalid("NodeHostConfig.raft_address", "is required");
@@ -66,7 +98,7 @@ Status Validate(const NodeHostConfig& c) {
         "NodeHostConfig.tls_ca_file, tls_cert_file, tls_key_file",
         "must be all set (mutual TLS) or all empty, not " + std::to_string(tls_files) + " of 3");
   }
-  return Status::Ok();
+  return ValidatePeerAuth(c, tls_files == 3);
 }
 
 Status Validate(const ShardConfig& c) {

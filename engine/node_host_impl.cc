@@ -1064,7 +1064,9 @@ Status NodeHostImpl::Init() {
     tc.tls.ca_path = config_.tls_ca_file;
     tc.tls.cert_path = config_.tls_cert_file;
     tc.tls.key_path = config_.tls_key_file;
+    tc.tls.peer_names = config_.tls_peer_names;
   }
+  tc.secret = config_.deployment_secret;
   if (!deps_.make_transport && !tc.tls.enabled && !config_.insecure &&
       !IsLoopbackAddress(config_.raft_address)) {
     return Status::InvalidArgument(
@@ -1685,6 +1687,11 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
     m.messages_rejected[std::string(RejectionName(static_cast<Rejection>(i)))] =
         c.rejected.by_reason[i].load(std::memory_order_relaxed);
   }
+  for (size_t i = 0; i < static_cast<size_t>(transport::StreamRefusal::kCount); ++i) {
+    m.streams_refused[std::string(
+        transport::StreamRefusalName(static_cast<transport::StreamRefusal>(i)))] =
+        c.streams_refused[i].load(std::memory_order_relaxed);
+  }
   m.save_latency = c.save_latency.Read();
   if (logdb_) m.fsync_latency = logdb_->SyncLatency();
   m.campaigning = campaign_slots_.held();
@@ -1810,6 +1817,10 @@ void NodeHostImpl::ReportRejected(uint64_t shard, const raft::Message& m, Reject
       "shard {}: dropped {} from replica {} to replica {} (term {}, index {}, commit {}{}{}): {}",
       shard, raft::MessageTypeName(m.type), m.from, m.to, m.term, m.log_index, m.commit,
       source.empty() ? "" : ", from ", EscapeForLog(source), RejectionName(why));
+}
+
+void NodeHostImpl::HandleStreamRefused(transport::StreamRefusal why) {
+  counters_.streams_refused[static_cast<size_t>(why)].fetch_add(1, std::memory_order_relaxed);
 }
 
 void NodeHostImpl::HandleConnectionUp(const std::string& address) {

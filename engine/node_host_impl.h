@@ -9,6 +9,7 @@
 // Thread-safe: the public NodeHost methods may be called from any thread.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -47,6 +48,9 @@ struct Counters {
   std::atomic<uint64_t> leader_changes{0}, campaigns{0}, replica_steps{0};
   LatencyRecorder save_latency;
   RejectionCounters rejected;  // inbound messages dropped by validation
+  // Streams refused by peer authentication, by transport::StreamRefusal.
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(transport::StreamRefusal::kCount)>
+      streams_refused{};
   static void Add(std::atomic<uint64_t>& c, uint64_t n) {
     if (n != 0) c.fetch_add(n, std::memory_order_relaxed);
   }
@@ -234,6 +238,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   void HandleSnapshot(raft::Message install, std::string snapshot_path) override;
   static bool MayTakeMetadataOnly(const raft::Message& install);
   void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) override;
+  void HandleStreamRefused(transport::StreamRefusal why) override;
   void HandleConnectionUp(const std::string& address) override;
   void HandleConnectionDown(const std::string& address) override;
   EventListener* listener() const { return config_.listener.get(); }

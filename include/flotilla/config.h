@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "flotilla/status.h"
 
@@ -44,6 +45,19 @@ struct NodeHostConfig {
   std::string tls_ca_file;
   std::string tls_cert_file;
   std::string tls_key_file;
+  // With TLS: the names (a DNS or IP subjectAltName, or the subject's CN) of
+  // the peer NodeHosts' certificates. Only a certificate holding one of them
+  // may open Raft and snapshot streams to this NodeHost, and it dials only
+  // servers whose certificate holds one. Empty: any certificate tls_ca_file
+  // signed, a client's included, which is safe only when that CA signs
+  // NodeHosts and nothing else (docs/security.md).
+  std::vector<std::string> tls_peer_names;
+  // A secret shared by every NodeHost of the deployment (the deployment id is
+  // public and never a credential): when set, every stream carries it and a
+  // stream without it, or with another, is refused. The peers' only
+  // authentication without TLS; with TLS, a second one. Never logged nor
+  // reported. Empty: none.
+  std::string deployment_secret;
   // Without TLS anyone who reaches the raft port can act as a member of every
   // shard (docs/security.md), so Create refuses plaintext on a raft address
   // that is not a loopback address (127.0.0.0/8, ::1, localhost) unless this
@@ -97,6 +111,10 @@ inline constexpr uint32_t kMaxWorkers = 1024;              // step_workers, appl
 inline constexpr uint32_t kMaxQueueLength = 1u << 24;      // the two queue lengths
 inline constexpr uint32_t kMaxElectionRtt = 1u << 20;      // ticks
 inline constexpr uint64_t kMaxEntryBytesLimit = 1u << 30;  // max_entry_bytes, max_msg_bytes
+inline constexpr size_t kMinSecretBytes = 16;              // deployment_secret, when set
+inline constexpr size_t kMaxSecretBytes = 4096;
+inline constexpr size_t kMaxPeerNames = 1024;     // tls_peer_names entries
+inline constexpr size_t kMaxPeerNameBytes = 255;  // one entry
 
 // Checks every field of a NodeHostConfig. NodeHost::Create calls it, so an
 // invalid config is refused before anything starts. Returns InvalidArgument
@@ -106,7 +124,11 @@ inline constexpr uint64_t kMaxEntryBytesLimit = 1u << 30;  // max_entry_bytes, m
 //  - 1 <= max_proposal_queue_length, max_inbound_queue_length <= kMaxQueueLength;
 //  - 1 <= max_entry_bytes <= min(max_proposal_queue_bytes, kMaxEntryBytesLimit);
 //  - max_concurrent_campaigns >= 1 (0 would mean no replica ever campaigns);
-//  - the three TLS files are all set or all empty.
+//  - the three TLS files are all set or all empty;
+//  - tls_peer_names only with TLS, at most kMaxPeerNames names of 1 to
+//    kMaxPeerNameBytes printable ASCII bytes without spaces;
+//  - deployment_secret empty, or kMinSecretBytes to kMaxSecretBytes
+//    printable ASCII bytes without spaces (it travels in gRPC metadata).
 // deployment_id, wal_dir, in_memory_logdb and listener take any value.
 // Thread-safe (a pure function).
 [[nodiscard]] Status Validate(const NodeHostConfig& c);

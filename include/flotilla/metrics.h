@@ -78,6 +78,11 @@ struct NodeHostMetrics {
   // the protocol core saw them, by reason (see docs/security.md): the reason
   // names are stable metric labels. Zero counts are listed too.
   std::map<std::string, uint64_t> messages_rejected;
+  // Streams from peers, or connections to them, refused by peer
+  // authentication (docs/security.md), by reason: deployment_id,
+  // peer_not_listed, server_not_listed, server_host_mismatch, no_secret,
+  // wrong_secret. Zero counts are listed too.
+  std::map<std::string, uint64_t> streams_refused;
   // --- Latency.
   LatencyHistogram save_latency;   // one LogDB::Save, encoding to durable return
   LatencyHistogram fsync_latency;  // one fsync of the LogDB's write-ahead log (RocksDB only)

@@ -67,6 +67,20 @@ TEST(EngineConfig, CreateRefusesEachBadNodeHostField) {
          c.tls_key_file = "key.pem";
        }},
       {"tls_ca_file", [](NodeHostConfig& c) { c.tls_ca_file = "ca.pem"; }},
+      // A peer list without TLS would be silently ignored.
+      {"tls_peer_names", [](NodeHostConfig& c) { c.tls_peer_names = {"node1"}; }},
+      {"tls_peer_names",
+       [](NodeHostConfig& c) {
+         c.tls_ca_file = "ca.pem";
+         c.tls_cert_file = "cert.pem";
+         c.tls_key_file = "key.pem";
+         c.tls_peer_names = {"node1", "a name"};
+       }},
+      {"deployment_secret", [](NodeHostConfig& c) { c.deployment_secret = "short"; }},
+      {"deployment_secret",
+       [](NodeHostConfig& c) { c.deployment_secret = "0123456789abcdef\n0123456789abcdef"; }},
+      {"deployment_secret",
+       [](NodeHostConfig& c) { c.deployment_secret = std::string(kMaxSecretBytes + 1, 'x'); }},
   };
   for (const auto& [field, mutate] : cases) {
     SCOPED_TRACE(field);
@@ -169,6 +183,17 @@ TEST(EngineConfig, PlaintextOnANonLoopbackRaftAddressNeedsInsecure) {
   ASSERT_TRUE(nh.ok()) << nh.status().ToString();
   (*nh)->Close();
   std::filesystem::remove_all(c.data_dir);
+}
+
+// A refused secret is described, never quoted: Status travels to logs.
+TEST(EngineConfig, ABadSecretIsNotQuotedInTheError) {
+  NodeHostConfig c = GoodHost(TempRoot());
+  c.deployment_secret = "tiny-secret";
+  const Status s = Validate(c);
+  ExpectInvalid(s, "deployment_secret");
+  EXPECT_EQ(s.ToString().find("tiny-secret"), std::string::npos) << s.ToString();
+  c.deployment_secret = "a-good-secret-of-32-bytes-length";
+  EXPECT_TRUE(Validate(c).ok());
 }
 
 TEST(EngineConfig, HostPortIsParsedWhole) {
