@@ -410,6 +410,105 @@ TEST_F(CliTest, MetricsAreValidPrometheusTextAndMoveUnderLoad) {
   EXPECT_EQ(Curl("http://" + cluster_->metrics_address(1) + "/readyz"), "ready\n");
 }
 
+// [auth] every_call: key-value reads and writes and the read-only admin
+// calls need the token too (issue 14), and the CLI sends it with every call.
+TEST_F(CliTest, EveryCallNeedsCredentialsWhenConfigured) {
+  TestCluster::Options o;
+  o.every_call = true;
+  o.shards = 1;
+  StartCluster(o);
+  const std::string bad_token = cluster_->dir() + "/bad-token";
+  std::ofstream(bad_token) << "not-the-token\n";
+  const std::vector<std::vector<std::string>> ops = {
+      {"put", "k", "v"}, {"get", "k"},   {"get", "k", "--stale"},
+      {"del", "k"},      {"scan", "k"},  {"cas", "k", "v", "--expect-absent"},
+      {"shards"},        {"shard", "1"}, {"status"},
+  };
+  for (const auto& op : ops) {
+    SCOPED_TRACE(op[0]);
+    CliResult r = Cli(op);
+    EXPECT_NE(r.exit_code, kExitOk) << r.out;
+    EXPECT_NE(r.err.find("--token-file"), std::string::npos) << r.err;
+    std::vector<std::string> with_bad = {"--token-file", bad_token};
+    with_bad.insert(with_bad.end(), op.begin(), op.end());
+    r = Cli(with_bad);
+    EXPECT_NE(r.exit_code, kExitOk) << r.out;
+    EXPECT_NE(r.err.find("not valid"), std::string::npos) << r.err;
+  }
+  EXPECT_EXIT_CODE(Cli({"put", "k", "v"}), kExitAuth);
+  EXPECT_EXIT_CODE(Cli({"get", "k"}), kExitAuth);
+  // Nothing was written without the token; with it, everything works.
+  EXPECT_EXIT_CODE(Admin({"get", "k"}), kExitKeyNotFound);
+  EXPECT_EXIT_CODE(Admin({"put", "k", "v"}), kExitOk);
+  EXPECT_EQ(Admin({"get", "k"}).out, "v\n");
+  EXPECT_EXIT_CODE(Admin({"-o", "json", "shards"}), kExitOk);
+}
+
+// The raft port without TLS: the daemons authenticate each other with the
+// deployment secret of [auth] secret_file. A daemon with another secret is
+// refused by the others (and refuses them), counted in
+// flotilla_streams_refused_total; the secret itself appears in no log,
+// metric, status or shards output.
+TEST_F(CliTest, PeersAuthenticateWithTheDeploymentSecret) {
+  TestCluster::Options o;
+  o.secret = true;
+  o.shards = 1;
+  StartCluster(o);
+  EXPECT_EXIT_CODE(Cli({"put", "k", "v"}), kExitOk);
+  ASSERT_EQ(cluster_->StopNode(3), 0) << cluster_->log_of(3);
+  const std::string wrong = "another-secret-of-the-right-length";
+  std::ofstream(cluster_->secret_file(3)) << wrong << "\n";
+  ASSERT_TRUE(cluster_->StartNode(3));
+  const auto refused = [&](int id) {
+    const std::string text = Curl("http://" + cluster_->metrics_address(id) + "/metrics");
+    return testing::ParsePrometheusText(text).Sum("flotilla_streams_refused_total",
+                                                  "reason=\"wrong_secret\"");
+  };
+  double total = 0;
+  for (int i = 0; i < 200 && total == 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+    total = refused(1) + refused(2);
+  }
+  EXPECT_GT(total, 0) << "nodes 1 and 2 did not refuse node 3's streams";
+  EXPECT_GT(refused(3), 0) << "node 3 did not refuse the others' streams";
+  EXPECT_NE(cluster_->log_of(1).find("wrong_secret"), std::string::npos) << cluster_->log_of(1);
+  // Nodes 1 and 2 still make a quorum.
+  const std::string two = cluster_->client_address(1) + "," + cluster_->client_address(2);
+  EXPECT_EXIT_CODE(Cli({"--endpoints", two, "put", "k", "v2"}), kExitOk);
+  std::string seen;
+  for (int i = 1; i <= 3; ++i) {
+    seen += Curl("http://" + cluster_->metrics_address(i) + "/metrics") + cluster_->log_of(i);
+  }
+  seen += Cli({"-o", "json", "status"}).out + Cli({"-o", "json", "shards"}).out;
+  EXPECT_EQ(seen.find(cluster_->secret()), std::string::npos) << "the secret leaked";
+  EXPECT_EQ(seen.find(wrong), std::string::npos) << "a secret leaked";
+}
+
+// [client_tls]: clients have a CA of their own. A client certificate from
+// it authorizes admin calls; a certificate of the daemons' peer CA (a
+// daemon's own, or any other it signed) is no client credential.
+TEST_F(CliTest, ClientTlsKeepsClientAndPeerCertificatesApart) {
+  if (std::system("openssl version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl CLI";
+  TestCluster::Options o;
+  o.tls = true;
+  o.client_tls = true;
+  o.token = false;
+  o.shards = 1;
+  StartCluster(o);
+  const std::string d = cluster_->dir();
+  const auto with_cert = [&](const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--cacert", d + "/ca.pem", "--cert", d + "/" + name + ".pem",
+                               "--key", d + "/" + name + ".key"});
+    return args;
+  };
+  EXPECT_EXIT_CODE(Cli({"--cacert", d + "/ca.pem", "put", "k", "v"}), kExitOk);
+  EXPECT_EXIT_CODE(Cli(with_cert("kvclient", {"snapshot", "1"})), kExitOk);
+  for (const char* peer : {"node1", "client"}) {
+    CliResult r = Cli(with_cert(peer, {"snapshot", "1"}));
+    EXPECT_NE(r.exit_code, kExitOk) << peer << " was taken as a client: " << r.out;
+  }
+}
+
 // One shard whose replica cannot start (here its key-value store cannot be
 // opened) keeps neither the daemon nor its other shards down: the daemon
 // serves the rest and reports the shard in /readyz and its metrics.

@@ -187,6 +187,46 @@ TEST(Config, BadValuesAreRefusedNamingTheKey) {
       << c.status().ToString();
 }
 
+// Peers and clients are trusted apart (docs/security.md): a CA that signs
+// client certificates may not also admit them to the raft port.
+TEST(Config, PeerAndClientTrustAreKeptApart) {
+  const std::string head = "node_id = 1\ndata_dir = \"/x\"\n[shards]\ncount = 1\n";
+  const std::string tls = "[tls]\nca_file = \"ca\"\ncert_file = \"c\"\nkey_file = \"k\"\n";
+  const std::string names = "peer_names = [\"node1\", \"10.0.0.2\"]\n";
+  const auto client_tls = [](const std::string& ca) {
+    return "[client_tls]\nca_file = \"" + ca + "\"\ncert_file = \"cc\"\nkey_file = \"ck\"\n";
+  };
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {head + tls, "tls.peer_names"},
+      {head + tls + client_tls("ca"), "tls.peer_names"},
+      {head + "[client_tls]\nca_file = \"x\"\n", "[client_tls] needs all"},
+      {head + "[client_tls]\nclient_names = [\"ops\"]\n", "client_names needs [client_tls]"},
+      {head + "[auth]\nevery_call = true\n", "every_call needs credentials"},
+      {head + "[auth]\nevery_call = 1\n", "auth.every_call must be true or false"},
+      {head + tls + "peer_names = \"node1\"\n", "tls.peer_names must be an array"},
+      {head + tls + "peer_names = [\"\"]\n", "tls.peer_names must hold non-empty"},
+      {head + "[client_tls]\nnames = []\n", "unknown key client_tls.names"},
+  };
+  for (const auto& [text, expected] : refused) {
+    SCOPED_TRACE(text);
+    Result<DaemonConfig> c = Parse(text);
+    ASSERT_FALSE(c.ok());
+    EXPECT_NE(c.status().message().find(expected), std::string::npos) << c.status().message();
+  }
+  Result<DaemonConfig> c = Parse(head + tls + names);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ToNodeHostConfig().tls_peer_names, (std::vector<std::string>{"node1", "10.0.0.2"}));
+  EXPECT_EQ(c->client_tls_files().ca, "ca") << "the client API shares [tls]";
+  c = Parse(head + tls + client_tls("client-ca") + "client_names = [\"ops\"]\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->client_tls_files().ca, "client-ca");
+  EXPECT_EQ(c->client_names, std::vector<std::string>{"ops"});
+  c = Parse(head + "[auth]\ntoken_file = \"t\"\nsecret_file = \"s\"\nevery_call = true\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->every_call);
+  EXPECT_EQ(c->secret_file, "s");
+}
+
 TEST(Config, BoundsThemselvesAreAccepted) {
   Result<DaemonConfig> c = Parse(R"(
 node_id = 1
@@ -250,6 +290,12 @@ TEST(Serve, ABadConfigOrTokenFileExitsWithTwo) {
   const std::string token = WriteTemp("one\ntwo\n");
   EXPECT_EQ(RunServe(WriteTemp("[auth]\ntoken_file = \"" + token + "\"\n" + good)),
             kServeBadConfig);
+  // A secret too short to be one, or of two lines.
+  for (const char* secret : {"short\n", "0123456789abcdef\n0123456789abcdef\n"}) {
+    const std::string file = WriteTemp(secret);
+    EXPECT_EQ(RunServe(WriteTemp("[auth]\nsecret_file = \"" + file + "\"\n" + good)),
+              kServeBadConfig);
+  }
   EXPECT_FALSE(std::filesystem::exists(dir + "/nodehost")) << "nothing started";
 }
 

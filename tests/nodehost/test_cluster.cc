@@ -62,6 +62,12 @@ TestCluster::TestCluster(Options o) : o_(o) {
     token_file_ = dir_ + "/token";
     std::ofstream(token_file_) << "test-token-" << rd() << "\n";
   }
+  if (o_.secret) {
+    secret_ = "test-secret-" + std::to_string(rd()) + "-" + std::to_string(rd());
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      std::ofstream(secret_file(static_cast<int>(i + 1))) << secret_ << "\n";
+    }
+  }
 }
 
 TestCluster::~TestCluster() {
@@ -102,12 +108,23 @@ std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_sha
     << "[raft]\nsnapshot_entries = " << o_.snapshot_entries
     << "\ncompaction_overhead = " << o_.compaction_overhead
     << "\nstep_workers = 1\napply_workers = 1\n\n";
-  if (o_.token) f << "[auth]\ntoken_file = \"" << token_file_ << "\"\n\n";
+  f << "[auth]\n";
+  if (o_.token) f << "token_file = \"" << token_file_ << "\"\n";
+  if (o_.secret) f << "secret_file = \"" << secret_file(id) << "\"\n";
+  if (o_.every_call) f << "every_call = true\n";
   if (o_.tls) {
     const std::string p = dir_ + "/node" + std::to_string(id);
-    f << "[tls]\nca_file = \"" << dir_ << "/ca.pem\"\ncert_file = \"" << p
-      << ".pem\"\nkey_file = \"" << p << ".key\"\n\n";
+    std::string names;
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      names += (i > 0 ? ", \"node" : "\"node") + std::to_string(i + 1) + "\"";
+    f << "\n[tls]\nca_file = \"" << dir_ << "/ca.pem\"\ncert_file = \"" << p
+      << ".pem\"\nkey_file = \"" << p << ".key\"\npeer_names = [" << names << "]\n";
+    if (o_.client_tls) {
+      f << "\n[client_tls]\nca_file = \"" << dir_ << "/client-ca.pem\"\ncert_file = \"" << p
+        << ".pem\"\nkey_file = \"" << p << ".key\"\n";
+    }
   }
+  f << "\n";
   std::string members;
   for (int i = 1; i <= o_.nodes; ++i) members += (i > 1 ? ", " : "") + std::to_string(i);
   for (int s = 1; s <= o_.shards; ++s) {
@@ -151,12 +168,12 @@ bool TestCluster::MakeCertificates() const {
                        "key='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'\n"
                        "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n"
                        "extendedKeyUsage=serverAuth,clientAuth\\n' > ext\n"
-                       "for ca in ca rogue-ca; do openssl req -x509 $key -keyout $ca.key -out "
-                       "$ca.pem -days 2 -subj /CN=$ca; done\n"
+                       "for ca in ca rogue-ca client-ca; do openssl req -x509 $key -keyout "
+                       "$ca.key -out $ca.pem -days 2 -subj /CN=$ca; done\n"
                        "cert() { openssl req $key -keyout $1.key -out $1.csr -subj /CN=$1; "
                        "openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial "
                        "-out $1.pem -days 2 -extfile ext; }\n"
-                       "cert client ca; cert rogue rogue-ca\n";
+                       "cert client ca; cert rogue rogue-ca; cert kvclient client-ca\n";
   for (size_t i = 0; i < nodes_.size(); ++i)
     script += "cert node" + std::to_string(i + 1) + " ca\n";
   return std::system(("bash -c " + ShellQuote(script) + " >/dev/null 2>&1").c_str()) == 0;
@@ -206,7 +223,17 @@ bool TestCluster::WaitReady(std::chrono::milliseconds limit) {
   for (size_t i = 0; i < nodes_.size(); ++i)
     if (nodes_[i].pid > 0) o.endpoints.push_back(client_address(static_cast<int>(i + 1)));
   o.timeout = 1s;
-  if (o_.tls) o.ca_file = dir_ + "/ca.pem";
+  // Credentials, in case the daemons want them for every call.
+  if (o_.tls) {
+    const std::string client = dir_ + (o_.client_tls ? "/kvclient" : "/client");
+    o.ca_file = dir_ + "/ca.pem";
+    o.cert_file = client + ".pem";
+    o.key_file = client + ".key";
+  }
+  if (o_.token) {
+    o.token = ReadAll(token_file_);
+    o.token.pop_back();  // its newline
+  }
   std::string error;
   std::unique_ptr<Client> c = Client::Create(o, &error);
   if (!c) return false;

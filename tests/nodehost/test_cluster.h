@@ -34,9 +34,16 @@ class TestCluster {
     uint64_t compaction_overhead = 5000;
     bool token = true;  // write a token file and configure [auth]
     // Make a CA and certificates (openssl CLI) and configure [tls]: mutual
-    // TLS between the daemons and on the client API. Files in dir():
-    // ca.pem, client.pem/.key (signed by the CA), rogue.pem/.key (another CA).
+    // TLS between the daemons (peer_names: their CNs node1, node2, ...) and
+    // on the client API. Files in dir(): ca.pem, client.pem/.key (signed by
+    // the CA), rogue.pem/.key (another CA), and client-ca.pem and
+    // kvclient.pem/.key (signed by client-ca).
     bool tls = false;
+    // With tls: the client API trusts client-ca ([client_tls]), not ca.
+    bool client_tls = false;
+    // [auth] secret_file: secret_file(id), one per node, all alike at first.
+    bool secret = false;
+    bool every_call = false;  // [auth] every_call = true
   };
   explicit TestCluster(Options o);
   ~TestCluster();
@@ -69,6 +76,9 @@ class TestCluster {
   std::string raft_address(int id) const;
   std::string metrics_address(int id) const;
   const std::string& token_file() const { return token_file_; }
+  std::string secret_file(int id) const { return dir_ + "/node" + std::to_string(id) + ".secret"; }
+  // The deployment secret written to every secret_file at construction.
+  const std::string& secret() const { return secret_; }
   const std::string& dir() const { return dir_; }
   std::string log_of(int id) const;
 
@@ -85,6 +95,7 @@ class TestCluster {
   Options o_;
   std::string dir_;
   std::string token_file_;
+  std::string secret_;
   std::vector<Node> nodes_;  // index id-1
 };
 

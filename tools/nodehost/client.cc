@@ -110,14 +110,13 @@ void Client::DropChannel(const std::string& endpoint) {
   channels_.erase(endpoint);
 }
 
-CallInfo Client::CallOnce(const std::string& endpoint, const Rpc& fn, Clock::time_point deadline,
-                          bool auth) {
+CallInfo Client::CallOnce(const std::string& endpoint, const Rpc& fn, Clock::time_point deadline) {
   const std::shared_ptr<Channel> ch = ChannelFor(endpoint);
   grpc::ClientContext ctx;
   ctx.set_deadline(
       std::chrono::system_clock::now() +
       std::max<Clock::duration>(deadline - Clock::now(), std::chrono::milliseconds(1)));
-  if (auth && !options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
+  if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
   CallInfo info;
   info.endpoint = endpoint;
   info.status = fn(ch->kv.get(), ch->admin.get(), &ctx);
@@ -169,13 +168,13 @@ std::string Client::NextEndpoint(const CallInfo& info, const std::string& last,
   return timed_out && down.count(last) == 0 ? last : std::string();
 }
 
-CallInfo Client::Routed(const std::string& first, const Rpc& fn, bool retry_any, bool auth) {
+CallInfo Client::Routed(const std::string& first, const Rpc& fn, bool retry_any) {
   const auto deadline = Clock::now() + options_.timeout;
   std::set<std::string> down;
   std::string next = first;
   CallInfo info;
   for (int attempt = 0; attempt < kMaxAttempts && Clock::now() < deadline; ++attempt) {
-    info = CallOnce(next, fn, std::min(deadline, Clock::now() + AttemptTimeout()), auth);
+    info = CallOnce(next, fn, std::min(deadline, Clock::now() + AttemptTimeout()));
     if (info.ok()) break;
     if (info.unreachable) down.insert(next);
     const grpc::StatusCode code = info.status.error_code();
@@ -252,14 +251,14 @@ CallInfo Client::GetShardMap(ShardMapResponse* out) {
       [out](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) {
         return kv->ShardMap(ctx, ShardMapRequest(), out);
       },
-      /*retry_any=*/true, /*auth=*/false);
+      /*retry_any=*/true);
 }
 
-CallInfo Client::Keyed(const std::string& key, const Rpc& fn, bool retry_any, bool auth) {
+CallInfo Client::Keyed(const std::string& key, const Rpc& fn, bool retry_any) {
   CallInfo info = EnsureShardMap();
   if (!info.ok()) return info;
   const uint64_t shard = shard_map_->ShardOf(key);  // set once, never changed after
-  info = Routed(EndpointForShard(shard), fn, retry_any, auth);
+  info = Routed(EndpointForShard(shard), fn, retry_any);
   RememberLeader(shard, info);
   return info;
 }
@@ -284,7 +283,7 @@ CallInfo Client::Put(const std::string& key, const std::string& value, PutRespon
   CallInfo info = Keyed(
       key,
       [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) { return kv->Put(ctx, req, out); },
-      /*retry_any=*/session != nullptr, true);
+      /*retry_any=*/session != nullptr);
   if (session != nullptr && info.ok()) session->Completed();
   return info;
 }
@@ -299,7 +298,7 @@ CallInfo Client::RegisterSession(uint64_t shard, ClientSession* out) {
       [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) {
         return kv->RegisterSession(ctx, req, &res);
       },
-      /*retry_any=*/true, /*auth=*/false);
+      /*retry_any=*/true);
   RememberLeader(shard, info);
   if (info.ok()) *out = ClientSession{shard, res.client_id()};
   return info;
@@ -317,7 +316,7 @@ CallInfo Client::Get(const std::string& key, bool stale, GetResponse* out) {
   return Keyed(
       key,
       [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) { return kv->Get(ctx, req, out); },
-      true, false);
+      /*retry_any=*/true);
 }
 
 CallInfo Client::Delete(const std::string& key, DeleteResponse* out) {
@@ -328,7 +327,7 @@ CallInfo Client::Delete(const std::string& key, DeleteResponse* out) {
       [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) {
         return kv->Delete(ctx, req, out);
       },
-      false, true);
+      /*retry_any=*/false);
 }
 
 CallInfo Client::Cas(const std::string& key, const std::optional<std::string>& expected,
@@ -342,7 +341,7 @@ CallInfo Client::Cas(const std::string& key, const std::optional<std::string>& e
   CallInfo info = Keyed(
       key,
       [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) { return kv->Cas(ctx, req, out); },
-      /*retry_any=*/session != nullptr, true);
+      /*retry_any=*/session != nullptr);
   if (session != nullptr && info.ok()) session->Completed();
   return info;
 }
@@ -377,7 +376,7 @@ CallInfo Client::Scan(const ScanRange& range, uint32_t limit, uint64_t shard, bo
         [&](KV::Stub* kv, Admin::Stub*, grpc::ClientContext* ctx) {
           return kv->Scan(ctx, req, &res);
         },
-        true, false);
+        /*retry_any=*/true);
     RememberLeader(s, info);
     if (!info.ok()) return info;
     for (KeyValue& kv : *res.mutable_kvs()) out->push_back(std::move(kv));
@@ -397,8 +396,8 @@ CallInfo Client::Status(const std::string& endpoint, StatusResponse* out) {
   const Rpc fn = [out](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
     return admin->Status(ctx, StatusRequest(), out);
   };
-  if (!endpoint.empty()) return CallOnce(endpoint, fn, deadline, false);
-  return Routed(options_.endpoints[0], fn, true, false);
+  if (!endpoint.empty()) return CallOnce(endpoint, fn, deadline);
+  return Routed(options_.endpoints[0], fn, /*retry_any=*/true);
 }
 
 CallInfo Client::Shards(const std::string& endpoint, ShardsResponse* out) {
@@ -407,11 +406,11 @@ CallInfo Client::Shards(const std::string& endpoint, ShardsResponse* out) {
       [out](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
         return admin->Shards(ctx, ShardsRequest(), out);
       },
-      Clock::now() + options_.timeout, false);
+      Clock::now() + options_.timeout);
 }
 
 CallInfo Client::OnLeader(uint64_t shard, const Rpc& fn) {
-  CallInfo info = Routed(EndpointForShard(shard), fn, /*retry_any=*/false, /*auth=*/true);
+  CallInfo info = Routed(EndpointForShard(shard), fn, /*retry_any=*/false);
   RememberLeader(shard, info);
   return info;
 }
@@ -424,7 +423,7 @@ CallInfo Client::Shard(uint64_t shard, ShardResponse* out) {
       [&](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
         return admin->Shard(ctx, req, out);
       },
-      true, false);
+      /*retry_any=*/true);
 }
 
 CallInfo Client::AddReplica(const AddReplicaRequest& req, MembershipResponse* out) {
@@ -452,7 +451,7 @@ CallInfo Client::Snapshot(const std::string& endpoint, const SnapshotRequest& re
       [&](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
         return admin->Snapshot(ctx, req, out);
       },
-      Clock::now() + options_.timeout, /*auth=*/true);
+      Clock::now() + options_.timeout);
 }
 
 }  // namespace flotilla::nodehost

@@ -35,8 +35,10 @@
 namespace flotilla::nodehost {
 
 struct ClientOptions {
-  std::vector<std::string> endpoints;        // host:port of daemons' client addresses
-  std::string token;                         // bearer token for admin operations
+  std::vector<std::string> endpoints;  // host:port of daemons' client addresses
+  // Bearer token, sent with every call: admin operations need it, and so
+  // does every call of a daemon with [auth] every_call.
+  std::string token;
   std::string ca_file, cert_file, key_file;  // TLS (ca_file set: TLS on)
   std::chrono::milliseconds timeout{5000};   // per operation, retries included
   // One attempt on one daemon; zero: a quarter of `timeout`, at least 250 ms.
@@ -120,7 +122,7 @@ class Client {
   // One RPC on `endpoint`; `fn` issues it on the stubs.
   using Rpc = std::function<grpc::Status(KV::Stub*, Admin::Stub*, grpc::ClientContext*)>;
   CallInfo CallOnce(const std::string& endpoint, const Rpc& fn,
-                    std::chrono::steady_clock::time_point deadline, bool auth);
+                    std::chrono::steady_clock::time_point deadline);
   std::chrono::steady_clock::duration AttemptTimeout() const;
   // A daemon that let an attempt time out is tried last for kSuspectFor.
   void MarkSuspect(const std::string& endpoint);
@@ -133,9 +135,9 @@ class Client {
   // Tries `first` then the hints and the other endpoints until an answer
   // that is not a redirect, or the deadline. `retry_any` retries after any
   // failure (reads); otherwise only after failures that surely did nothing.
-  CallInfo Routed(const std::string& first, const Rpc& fn, bool retry_any, bool auth);
+  CallInfo Routed(const std::string& first, const Rpc& fn, bool retry_any);
   // A KV call routed by the shard of `key`.
-  CallInfo Keyed(const std::string& key, const Rpc& fn, bool retry_any, bool auth);
+  CallInfo Keyed(const std::string& key, const Rpc& fn, bool retry_any);
   // An admin call on the shard's leader.
   CallInfo OnLeader(uint64_t shard, const Rpc& fn);
   std::string EndpointForShard(uint64_t shard);

@@ -63,20 +63,44 @@ Status ReadIds(const toml::node_view<const toml::node>& n, std::string_view name
   return Status::Ok();
 }
 
+Status ReadStrings(const toml::node_view<const toml::node>& n, std::string_view name,
+                   std::string_view source, std::vector<std::string>* out) {
+  if (!n) return Status::Ok();
+  const toml::array* a = n.as_array();
+  if (a == nullptr) return Bad(source, std::string(name) + " must be an array of strings");
+  out->clear();
+  for (const toml::node& e : *a) {
+    std::optional<std::string> v = e.value<std::string>();
+    if (!v || v->empty()) return Bad(source, std::string(name) + " must hold non-empty strings");
+    out->push_back(*v);
+  }
+  return Status::Ok();
+}
+
+Status ReadBool(const toml::node_view<const toml::node>& n, std::string_view name,
+                std::string_view source, bool* out) {
+  if (!n) return Status::Ok();
+  const std::optional<bool> v = n.value_exact<bool>();
+  if (!v) return Bad(source, std::string(name) + " must be true or false");
+  *out = *v;
+  return Status::Ok();
+}
+
 // Every key the file may hold, per table; anything else is an error (a
 // misspelt key would otherwise silently leave its default in place).
 const std::map<std::string, std::set<std::string>, std::less<>>& KnownKeys() {
   static const auto* const kKeys = new std::map<std::string, std::set<std::string>, std::less<>>{
       {"",
        {"node_id", "data_dir", "wal_dir", "deployment_id", "rtt_ms", "log_level", "raft_address",
-        "client_address", "metrics_address", "insecure", "raft", "client", "auth", "tls", "nodes",
-        "shards"}},
+        "client_address", "metrics_address", "insecure", "raft", "client", "auth", "tls",
+        "client_tls", "nodes", "shards"}},
       {"raft",
        {"election_rtt", "heartbeat_rtt", "snapshot_entries", "compaction_overhead", "step_workers",
         "apply_workers", "quiesce_after_election_timeouts"}},
       {"client", {"request_timeout_ms", "max_request_bytes"}},
-      {"auth", {"token_file"}},
-      {"tls", {"ca_file", "cert_file", "key_file"}},
+      {"auth", {"token_file", "secret_file", "every_call"}},
+      {"tls", {"ca_file", "cert_file", "key_file", "peer_names"}},
+      {"client_tls", {"ca_file", "cert_file", "key_file", "client_names"}},
       {"nodes", {"id", "raft_address", "client_address"}},
       {"shards", {"count", "id", "members", "joining"}},
   };
@@ -99,7 +123,8 @@ Status CheckKeys(const toml::table& t, const std::string& name, std::string_view
 // of tables.
 Status CheckAllKeys(const toml::table& t, std::string_view src) {
   FLOTILLA_RETURN_IF_ERROR(CheckKeys(t, "", src));
-  for (const std::string name : {"raft", "client", "auth", "tls", "nodes", "shards"}) {
+  for (const std::string name :
+       {"raft", "client", "auth", "tls", "client_tls", "nodes", "shards"}) {
     const toml::node* n = t.get(name);
     if (n == nullptr) continue;
     const toml::array* a = n->as_array();
@@ -124,11 +149,7 @@ Status ReadTop(const toml::table& t, std::string_view src, DaemonConfig* c) {
   FLOTILLA_RETURN_IF_ERROR(ReadUint(t["deployment_id"], "deployment_id", src, &c->deployment_id));
   FLOTILLA_RETURN_IF_ERROR(ReadUint(t["rtt_ms"], "rtt_ms", src, 1, kMaxRttMs, &c->rtt_ms));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["log_level"], "log_level", src, &c->log_level));
-  if (const auto n = t["insecure"]; n) {
-    const std::optional<bool> v = n.value<bool>();
-    if (!v) return Bad(src, "insecure must be true or false");
-    c->insecure = *v;
-  }
+  FLOTILLA_RETURN_IF_ERROR(ReadBool(t["insecure"], "insecure", src, &c->insecure));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["raft_address"], "raft_address", src, &c->raft_address));
   FLOTILLA_RETURN_IF_ERROR(
       ReadString(t["client_address"], "client_address", src, &c->client_address));
@@ -140,6 +161,25 @@ Status ReadTop(const toml::table& t, std::string_view src, DaemonConfig* c) {
   FLOTILLA_RETURN_IF_ERROR(
       ReadString(t["tls"]["cert_file"], "tls.cert_file", src, &c->tls_cert_file));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["tls"]["key_file"], "tls.key_file", src, &c->tls_key_file));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadStrings(t["tls"]["peer_names"], "tls.peer_names", src, &c->tls_peer_names));
+  return Status::Ok();
+}
+
+Status ReadAuth(const toml::table& t, std::string_view src, DaemonConfig* c) {
+  const auto auth = t["auth"];
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadString(auth["secret_file"], "auth.secret_file", src, &c->secret_file));
+  FLOTILLA_RETURN_IF_ERROR(ReadBool(auth["every_call"], "auth.every_call", src, &c->every_call));
+  const auto ct = t["client_tls"];
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadString(ct["ca_file"], "client_tls.ca_file", src, &c->client_ca_file));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadString(ct["cert_file"], "client_tls.cert_file", src, &c->client_cert_file));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadString(ct["key_file"], "client_tls.key_file", src, &c->client_key_file));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadStrings(ct["client_names"], "client_tls.client_names", src, &c->client_names));
   return Status::Ok();
 }
 
@@ -262,6 +302,27 @@ Status ValidateAddresses(std::string_view src, const DaemonConfig& c) {
   return Status::Ok();
 }
 
+// The trust rules of docs/security.md that the engine cannot check alone.
+Status ValidateAuth(std::string_view src, const DaemonConfig& c) {
+  const int client_files =
+      !c.client_ca_file.empty() + !c.client_cert_file.empty() + !c.client_key_file.empty();
+  if (client_files != 0 && client_files != 3)
+    return Bad(src, "[client_tls] needs all of ca_file, cert_file and key_file, or none");
+  if (!c.client_names.empty() && client_files == 0)
+    return Bad(src,
+               "client_tls.client_names needs [client_tls] (its ca_file, cert_file, key_file)");
+  if (c.tls() && c.tls_peer_names.empty() &&
+      (client_files == 0 || c.client_ca_file == c.tls_ca_file)) {
+    return Bad(src,
+               "[tls] without peer_names lets any certificate its CA signs, a client's included, "
+               "speak Raft to this daemon: list the daemons' certificate names in tls.peer_names, "
+               "or give clients a CA of their own in [client_tls]");
+  }
+  if (c.every_call && c.token_file.empty() && !c.client_tls())
+    return Bad(src, "auth.every_call needs credentials to check: [auth] token_file, or TLS");
+  return Status::Ok();
+}
+
 Status Validate(std::string_view src, DaemonConfig* c) {
   if (c->node_id == 0) return Bad(src, "node_id must be set and positive");
   const NodeEntry* self = c->FindNode(c->node_id);
@@ -276,6 +337,7 @@ Status Validate(std::string_view src, DaemonConfig* c) {
       !c->tls_ca_file.empty() + !c->tls_cert_file.empty() + !c->tls_key_file.empty();
   if (tls_files != 0 && tls_files != 3)
     return Bad(src, "[tls] needs all of ca_file, cert_file and key_file, or none");
+  FLOTILLA_RETURN_IF_ERROR(ValidateAuth(src, *c));
   if (c->election_rtt <= c->heartbeat_rtt)
     return Bad(src, "raft.election_rtt must exceed raft.heartbeat_rtt");
   FLOTILLA_RETURN_IF_ERROR(ValidateAddresses(src, *c));
@@ -331,6 +393,7 @@ NodeHostConfig DaemonConfig::ToNodeHostConfig() const {
   nc.tls_ca_file = tls_ca_file;
   nc.tls_cert_file = tls_cert_file;
   nc.tls_key_file = tls_key_file;
+  nc.tls_peer_names = tls_peer_names;
   nc.insecure = insecure;
   // A request of max_request_bytes (key and value) fits in one entry with
   // its encoding.
@@ -348,6 +411,11 @@ ShardConfig DaemonConfig::ToShardConfig(uint64_t shard_id) const {
   sc.compaction_overhead = compaction_overhead;
   sc.quiesce_after_election_timeouts = quiesce_after_election_timeouts;
   return sc;
+}
+
+DaemonConfig::TlsFiles DaemonConfig::client_tls_files() const {
+  if (!client_ca_file.empty()) return {client_ca_file, client_cert_file, client_key_file};
+  return {tls_ca_file, tls_cert_file, tls_key_file};
 }
 
 Members DaemonConfig::InitialMembers(const ShardEntry& shard) const {
@@ -368,6 +436,7 @@ Result<DaemonConfig> ParseConfig(std::string_view toml_text, std::string_view so
   DaemonConfig c;
   FLOTILLA_RETURN_IF_ERROR(CheckAllKeys(t, source));
   FLOTILLA_RETURN_IF_ERROR(ReadTop(t, source, &c));
+  FLOTILLA_RETURN_IF_ERROR(ReadAuth(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadRaftAndClient(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadNodes(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadShards(t, source, &c));

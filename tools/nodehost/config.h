@@ -62,15 +62,38 @@ struct DaemonConfig {
   uint32_t max_request_bytes = 4 << 20;
   // [auth]
   std::string token_file;
-  // [tls]: mutual TLS on the client API and between NodeHosts.
+  // The deployment secret that authenticates the daemons to each other on
+  // the raft port (NodeHostConfig::deployment_secret); empty: none.
+  std::string secret_file;
+  // Every call of the client API needs credentials, key-value reads and
+  // writes and Status/Shards included, not only admin changes.
+  bool every_call = false;
+  // [tls]: mutual TLS between NodeHosts, and on the client API unless
+  // [client_tls] is set.
   std::string tls_ca_file;
   std::string tls_cert_file;
   std::string tls_key_file;
+  // The names of the daemons' certificates (NodeHostConfig::tls_peer_names).
+  std::vector<std::string> tls_peer_names;
+  // [client_tls]: the client API's own TLS: the CA that signs client
+  // certificates, and this daemon's certificate on the client address.
+  std::string client_ca_file;
+  std::string client_cert_file;
+  std::string client_key_file;
+  // Names a client certificate must hold one of to be authorized (empty:
+  // any certificate the client CA signed).
+  std::vector<std::string> client_names;
 
   std::vector<NodeEntry> nodes;
   std::vector<ShardEntry> shards;
 
   bool tls() const { return !tls_ca_file.empty(); }
+  // TLS on the client API: its own [client_tls], else [tls].
+  bool client_tls() const { return !client_ca_file.empty() || tls(); }
+  struct TlsFiles {
+    std::string ca, cert, key;
+  };
+  TlsFiles client_tls_files() const;
   const NodeEntry* FindNode(uint64_t id) const;
   ShardMap shard_map() const;
   // Whether this node hosts `shard`, and then whether it joins it.

@@ -263,6 +263,13 @@ void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
   for (const auto& [reason, n] : m.messages_rejected) {
     w->Sample("flotilla_messages_rejected_total", PromWriter::Label("reason", reason), n);
   }
+  w->Family("flotilla_streams_refused_total",
+            "Raft and snapshot streams from peers, or connections to them, refused by peer "
+            "authentication, by reason.",
+            "counter");
+  for (const auto& [reason, n] : m.streams_refused) {
+    w->Sample("flotilla_streams_refused_total", PromWriter::Label("reason", reason), n);
+  }
   EngineHistogram(w, "flotilla_logdb_save_duration_seconds",
                   "One LogDB save, from encoding to its durable return.", m.save_latency);
   EngineHistogram(w, "flotilla_logdb_fsync_duration_seconds",

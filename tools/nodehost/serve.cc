@@ -35,14 +35,17 @@ Result<std::string> ReadFileTrimmed(const std::string& path, std::string_view wh
   return s;
 }
 
+// The client API's credentials: [client_tls] when set, else [tls].
 Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const DaemonConfig& c) {
-  if (!c.tls()) return grpc::InsecureServerCredentials();
-  Result<std::string> ca = ReadFileTrimmed(c.tls_ca_file, "tls.ca_file");
-  Result<std::string> cert = ReadFileTrimmed(c.tls_cert_file, "tls.cert_file");
-  Result<std::string> key = ReadFileTrimmed(c.tls_key_file, "tls.key_file");
+  if (!c.client_tls()) return grpc::InsecureServerCredentials();
+  const DaemonConfig::TlsFiles f = c.client_tls_files();
+  const std::string table = c.client_ca_file.empty() ? "tls." : "client_tls.";
+  Result<std::string> ca = ReadFileTrimmed(f.ca, table + "ca_file");
+  Result<std::string> cert = ReadFileTrimmed(f.cert, table + "cert_file");
+  Result<std::string> key = ReadFileTrimmed(f.key, table + "key_file");
   for (const Status& s : {ca.status(), cert.status(), key.status()}) FLOTILLA_RETURN_IF_ERROR(s);
-  // A client certificate is requested and verified when sent; the admin
-  // operations that change membership or data require one (Authorize).
+  // A client certificate is requested and verified when sent; the calls
+  // that need credentials require one (Authorize).
   grpc::SslServerCredentialsOptions o(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   o.pem_root_certs = *ca + "\n";
   o.pem_key_cert_pairs.push_back({*key + "\n", *cert + "\n"});
@@ -157,19 +160,28 @@ class Daemon {
   // NodeHost, its replicas, the HTTP and the gRPC servers (kServeFailed).
   int Start() {
     if (!c_.token_file.empty()) {
-      Result<std::string> token = ReadTokenFile(c_.token_file, "auth.token_file");
+      Result<std::string> token = ReadSecret(c_.token_file, "auth.token_file");
       if (!token.ok()) return BadConfig(token.status());
       ctx_.token = *token;
-      namespace fs = std::filesystem;
-      std::error_code ec;
-      const fs::perms p = fs::status(c_.token_file, ec).permissions();
-      if (!ec && (p & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
-        spdlog::warn("nodehost: {} is readable by other users; chmod 600 it", c_.token_file);
+    }
+    NodeHostConfig nc = c_.ToNodeHostConfig();
+    if (!c_.secret_file.empty()) {
+      Result<std::string> secret = ReadSecret(c_.secret_file, "auth.secret_file");
+      if (!secret.ok()) return BadConfig(secret.status());
+      if (secret->size() < kMinSecretBytes) {
+        return BadConfig(Status::InvalidArgument(
+            "auth.secret_file " + c_.secret_file + ": the secret must be at least " +
+            std::to_string(kMinSecretBytes) + " bytes (try: openssl rand -hex 32)"));
       }
+      nc.deployment_secret = std::move(*secret);
+    } else if (!c_.tls()) {
+      spdlog::warn(
+          "nodehost: the raft port {} has neither [tls] nor [auth] secret_file: any process "
+          "that reaches it can act as a member of every shard",
+          c_.raft_address);
     }
     Result<std::shared_ptr<grpc::ServerCredentials>> creds = ServerCredentials(c_);
     if (!creds.ok()) return BadConfig(creds.status());
-    NodeHostConfig nc = c_.ToNodeHostConfig();
     nc.listener = std::make_shared<MetricsListener>(&metrics_);
     Result<std::unique_ptr<NodeHost>> nh = NodeHost::Create(nc);
     if (!nh.ok()) return Failed("cannot start the NodeHost", nh.status());
@@ -219,6 +231,18 @@ class Daemon {
     server_ = b.BuildAndStart();
     if (server_ == nullptr || port == 0) server_.reset();
     return server_ != nullptr;
+  }
+  // Reads a token or secret file (ReadTokenFile's rules) and warns when
+  // other users may read it.
+  static Result<std::string> ReadSecret(const std::string& path, std::string_view what) {
+    Result<std::string> v = ReadTokenFile(path, what);
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::perms p = fs::status(path, ec).permissions();
+    if (v.ok() && !ec && (p & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+      spdlog::warn("nodehost: {} is readable by other users; chmod 600 it", path);
+    }
+    return v;
   }
   static int BadConfig(const Status& s) {
     std::fprintf(stderr, "nodehost serve: %s\n", s.ToString().c_str());

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "transport/peer_auth.h"
+
 namespace flotilla::nodehost {
 namespace {
 
@@ -247,22 +249,28 @@ grpc::Status RequireLeader(const ServiceContext& c, grpc::ServerContext* ctx, ui
               std::to_string(shard) + LeaderHint(c, ctx, shard)};
 }
 
-bool ConstantTimeEqual(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+grpc::Status AuthorizeCertificate(const ServiceContext& c, const grpc::ServerContext& ctx) {
+  const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) {
+    return {grpc::StatusCode::UNAUTHENTICATED,
+            "this operation needs a client certificate signed by the daemon's client CA "
+            "(--cacert, --cert, --key)"};
+  }
+  const std::vector<std::string>& allowed = c.config->client_names;
+  if (allowed.empty() || transport::AnyListed(transport::CertificateNames(*auth), allowed))
+    return grpc::Status::OK;
+  return {grpc::StatusCode::PERMISSION_DENIED,
+          "the client certificate holds none of the names in client_tls.client_names"};
 }
 
 }  // namespace
 
+grpc::Status AuthorizeEveryCall(const ServiceContext& c, const grpc::ServerContext& ctx) {
+  return c.config->every_call ? Authorize(c, ctx) : grpc::Status::OK;
+}
+
 grpc::Status Authorize(const ServiceContext& c, const grpc::ServerContext& ctx) {
-  if (c.config->tls()) {
-    if (ctx.auth_context() && ctx.auth_context()->IsPeerAuthenticated()) return grpc::Status::OK;
-    return {grpc::StatusCode::UNAUTHENTICATED,
-            "this operation needs a client certificate signed by the daemon's CA "
-            "(--cacert, --cert, --key)"};
-  }
+  if (c.config->client_tls()) return AuthorizeCertificate(c, ctx);
   if (c.token.empty()) {
     return {grpc::StatusCode::PERMISSION_DENIED,
             "this daemon has no credentials configured ([auth] token_file or [tls]), so it "
@@ -275,13 +283,14 @@ grpc::Status Authorize(const ServiceContext& c, const grpc::ServerContext& ctx) 
             "this operation needs credentials: pass --token-file FILE"};
   }
   const std::string_view got(it->second.data(), it->second.size());
-  if (!ConstantTimeEqual(got, "Bearer " + c.token))
+  if (!transport::ConstantTimeEqual(got, "Bearer " + c.token))
     return {grpc::StatusCode::PERMISSION_DENIED, "the token is not valid for this daemon"};
   return grpc::Status::OK;
 }
 
 grpc::Status KvService::Put(grpc::ServerContext* ctx, const PutRequest* req, PutResponse* res) {
   Timed timed(c_, Method::kPut);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   grpc::Status s = CheckKey(*c_, req->key(), req->value().size());
   if (!s.ok()) return timed.Done(s);
   const uint64_t shard = c_->shard_map.ShardOf(req->key());
@@ -299,6 +308,7 @@ grpc::Status KvService::Put(grpc::ServerContext* ctx, const PutRequest* req, Put
 
 grpc::Status KvService::Get(grpc::ServerContext* ctx, const GetRequest* req, GetResponse* res) {
   Timed timed(c_, Method::kGet);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   grpc::Status s = CheckKey(*c_, req->key(), 0);
   if (!s.ok()) return timed.Done(s);
   const uint64_t shard = c_->shard_map.ShardOf(req->key());
@@ -315,6 +325,7 @@ grpc::Status KvService::Get(grpc::ServerContext* ctx, const GetRequest* req, Get
 grpc::Status KvService::Delete(grpc::ServerContext* ctx, const DeleteRequest* req,
                                DeleteResponse* res) {
   Timed timed(c_, Method::kDelete);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   grpc::Status s = CheckKey(*c_, req->key(), 0);
   if (!s.ok()) return timed.Done(s);
   const uint64_t shard = c_->shard_map.ShardOf(req->key());
@@ -331,6 +342,7 @@ grpc::Status KvService::Delete(grpc::ServerContext* ctx, const DeleteRequest* re
 
 grpc::Status KvService::Cas(grpc::ServerContext* ctx, const CasRequest* req, CasResponse* res) {
   Timed timed(c_, Method::kCas);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   grpc::Status s = CheckKey(*c_, req->key(), req->value().size() + req->expected().size());
   if (!s.ok()) return timed.Done(s);
   const uint64_t shard = c_->shard_map.ShardOf(req->key());
@@ -354,6 +366,7 @@ grpc::Status KvService::Cas(grpc::ServerContext* ctx, const CasRequest* req, Cas
 
 grpc::Status KvService::Scan(grpc::ServerContext* ctx, const ScanRequest* req, ScanResponse* res) {
   Timed timed(c_, Method::kScan);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   uint64_t shard = req->shard();
   if (shard == 0) {
     const std::optional<uint64_t> tagged = c_->shard_map.ShardOfPrefix(req->prefix());
@@ -383,9 +396,10 @@ grpc::Status KvService::Scan(grpc::ServerContext* ctx, const ScanRequest* req, S
   return timed.Done(s);
 }
 
-grpc::Status KvService::ShardMap(grpc::ServerContext*, const ShardMapRequest*,
+grpc::Status KvService::ShardMap(grpc::ServerContext* ctx, const ShardMapRequest*,
                                  ShardMapResponse* res) {
   Timed timed(c_, Method::kShardMap);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   for (uint64_t id : c_->shard_map.shard_ids()) res->add_shard_ids(id);
   for (const NodeEntry& n : c_->config->nodes) {
     NodeAddress* a = res->add_nodes();
@@ -399,6 +413,7 @@ grpc::Status KvService::ShardMap(grpc::ServerContext*, const ShardMapRequest*,
 grpc::Status KvService::RegisterSession(grpc::ServerContext* ctx, const RegisterSessionRequest* req,
                                         RegisterSessionResponse* res) {
   Timed timed(c_, Method::kRegisterSession);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   const uint64_t shard = req->shard();
   if (grpc::Status s = RouteToLeader(*c_, ctx, shard); !s.ok()) return timed.Done(s);
   Result<Session> session = c_->nh->SyncRegisterSession(shard, Budget(*c_, *ctx));
@@ -408,8 +423,10 @@ grpc::Status KvService::RegisterSession(grpc::ServerContext* ctx, const Register
   return timed.Done(grpc::Status::OK);
 }
 
-grpc::Status AdminService::Status(grpc::ServerContext*, const StatusRequest*, StatusResponse* res) {
+grpc::Status AdminService::Status(grpc::ServerContext* ctx, const StatusRequest*,
+                                  StatusResponse* res) {
   Timed timed(c_, Method::kStatus);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   const NodeHostInfo info = c_->nh->GetInfo();
   res->set_node_id(c_->config->node_id);
   res->set_raft_address(c_->nh->raft_address());
@@ -427,8 +444,10 @@ grpc::Status AdminService::Status(grpc::ServerContext*, const StatusRequest*, St
   return timed.Done(grpc::Status::OK);
 }
 
-grpc::Status AdminService::Shards(grpc::ServerContext*, const ShardsRequest*, ShardsResponse* res) {
+grpc::Status AdminService::Shards(grpc::ServerContext* ctx, const ShardsRequest*,
+                                  ShardsResponse* res) {
   Timed timed(c_, Method::kShards);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   for (const ReplicaInfo& i : c_->nh->GetInfo().replicas) FillReplica(*c_, i, res->add_replicas());
   return timed.Done(grpc::Status::OK);
 }
@@ -436,6 +455,7 @@ grpc::Status AdminService::Shards(grpc::ServerContext*, const ShardsRequest*, Sh
 grpc::Status AdminService::Shard(grpc::ServerContext* ctx, const ShardRequest* req,
                                  ShardResponse* res) {
   Timed timed(c_, Method::kShard);
+  if (grpc::Status a = AuthorizeEveryCall(*c_, *ctx); !a.ok()) return timed.Done(a);
   Result<ReplicaInfo> info = c_->nh->GetReplicaInfo(req->shard());
   if (!info.ok()) return timed.Done(FromStatus(*c_, ctx, req->shard(), info.status()));
   FillReplica(*c_, *info, res->mutable_replica());

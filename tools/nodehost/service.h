@@ -83,8 +83,14 @@ class AdminService final : public Admin::Service {
 };
 
 // Whether the caller may change membership or data: a verified client
-// certificate when TLS is configured, otherwise the configured bearer token.
-// UNAUTHENTICATED / PERMISSION_DENIED with what to do otherwise.
+// certificate when the client API has TLS ([client_tls] or [tls]), holding
+// one of client_tls.client_names when that is set; otherwise the configured
+// bearer token. UNAUTHENTICATED / PERMISSION_DENIED with what to do
+// otherwise.
 grpc::Status Authorize(const ServiceContext& c, const grpc::ServerContext& ctx);
+
+// Authorize for the calls that need credentials only with [auth] every_call
+// (key-value reads and writes, Status, Shards, Shard, ShardMap); OK without.
+grpc::Status AuthorizeEveryCall(const ServiceContext& c, const grpc::ServerContext& ctx);
 
 }  // namespace flotilla::nodehost
