@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A three-node nodehost cluster on this machine, for trying Flotilla out.
 #
-#   tools/cluster.sh start     # write configs and a token, start nodes 1..3
+#   tools/cluster.sh start     # write configs, a token and a secret, start nodes 1..3
 #   tools/cluster.sh kill N    # SIGKILL node N (the others keep serving)
 #   tools/cluster.sh restart N # start node N again (it catches up)
 #   tools/cluster.sh stop      # SIGTERM every node
@@ -33,6 +33,7 @@ log_level = "info"
 
 [auth]
 token_file = "$DIR/token"
+secret_file = "$DIR/secret"   # authenticates the daemons to each other on the raft ports
 
 [shards]
 count = $SHARDS
@@ -79,8 +80,10 @@ case "${1:-}" in
   start)
     [[ -x "$NODEHOST" ]] || { echo "build first: $NODEHOST is missing" >&2; exit 1; }
     mkdir -p "$DIR"
-    [[ -f "$DIR/token" ]] || { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/token"; }
-    chmod 600 "$DIR/token"
+    for f in token secret; do
+      [[ -f "$DIR/$f" ]] || { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/$f"; }
+      chmod 600 "$DIR/$f"
+    done
     for n in 1 2 3; do write_config "$n"; start_node "$n"; done
     wait_ready
     echo "ready. export NODEHOST_ENDPOINTS=$(endpoints)   (admin: --token-file $DIR/token)"
