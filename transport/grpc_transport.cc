@@ -176,7 +176,7 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
   // The first message carries only the header: check it and acknowledge.
   void Accept() {
     if (Status s = CheckHeader(batch_.header(), t_->config().deployment_id); !s.ok()) {
-      t_->refusals()->Refused(StreamRefusal::kDeploymentId, ctx_->peer(),
+      t_->refusals()->Refused(StreamRefusal::kDeploymentId, PeerHost(*ctx_),
                               "batch stream: " + s.message());
       return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message()));
     }
@@ -227,7 +227,7 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
   if (!reader->Read(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "no header");
   const TransportConfig& c = t_->config();
   if (Status s = CheckHeader(chunk->header(), c.deployment_id); !s.ok()) {
-    t_->refusals()->Refused(StreamRefusal::kDeploymentId, ctx->peer(),
+    t_->refusals()->Refused(StreamRefusal::kDeploymentId, PeerHost(*ctx),
                             "snapshot stream: " + s.message());
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
   }

@@ -40,14 +40,6 @@ bool DnsMatches(std::string_view host, std::string_view pattern) {
          EqualsIgnoreCase(host.substr(dot + 1), pattern.substr(2));
 }
 
-std::string PeerHost(const grpc::ServerContextBase& ctx) {
-  // gRPC names the peer "ipv4:127.0.0.1:54321": the port changes with every
-  // connection, so the log is limited per host.
-  const std::string peer = ctx.peer();
-  const size_t colon = peer.rfind(':');
-  return colon == std::string::npos ? peer : peer.substr(0, colon);
-}
-
 // The dialer's check of a server's certificate, run by gRPC after the TLS
 // handshake verified the chain against the CA.
 class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifier {
@@ -136,6 +128,12 @@ std::string EscapeForLog(std::string_view in) {
   }
   if (in.size() > 128) out += "...";
   return out;
+}
+
+std::string PeerHost(const grpc::ServerContextBase& ctx) {
+  const std::string peer = ctx.peer();
+  const size_t colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
 }
 
 bool ConstantTimeEqual(std::string_view a, std::string_view b) {

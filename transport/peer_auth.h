@@ -28,6 +28,11 @@ namespace flotilla::transport {
 // Request metadata that carries the deployment secret on every stream.
 inline constexpr char kSecretMetadata[] = "x-flotilla-secret";
 
+// The host of an incoming stream's peer ("ipv4:127.0.0.1"): gRPC names the
+// peer "ipv4:127.0.0.1:54321", and the port changes with every connection,
+// so refusals are logged per host.
+std::string PeerHost(const grpc::ServerContextBase& ctx);
+
 // Compares without an early exit, so that the time taken does not tell how
 // many leading bytes of a guess were right. The length is not hidden.
 bool ConstantTimeEqual(std::string_view a, std::string_view b);
