@@ -36,8 +36,13 @@ Daemons::Daemons(const NetNs* net, DaemonOptions o, std::string dir)
   std::filesystem::create_directories(dir_);
   token_file_ = dir_ + "/token";
   std::ofstream(token_file_) << "nemesis-token\n";
-  std::filesystem::permissions(
-      token_file_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  // Plaintext raft traffic off loopback: the daemons authenticate each
+  // other with the deployment secret, as docs/security.md tells operators to.
+  std::ofstream(dir_ + "/secret") << "nemesis-deployment-secret-0123456789\n";
+  for (const std::string& f : {token_file_, dir_ + "/secret"}) {
+    std::filesystem::permissions(
+        f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
 }
 
 Daemons::~Daemons() {
@@ -64,8 +69,8 @@ std::string Daemons::WriteConfig(int node) const {
     << "[raft]\nsnapshot_entries = " << o_.snapshot_entries
     << "\ncompaction_overhead = " << o_.compaction_overhead
     << "\nstep_workers = 1\napply_workers = 1\n\n"
-    << "[auth]\ntoken_file = \"" << token_file_ << "\"\n\n[shards]\ncount = " << o_.shards
-    << "\n\n";
+    << "[auth]\ntoken_file = \"" << token_file_ << "\"\nsecret_file = \"" << dir_
+    << "/secret\"\n\n[shards]\ncount = " << o_.shards << "\n\n";
   for (int n = 1; n <= o_.nodes; ++n) {
     f << "[[nodes]]\nid = " << n << "\nraft_address = \"" << net_->node_ip(n) << ":" << kRaftPort
       << "\"\nclient_address = \"" << client_address(n) << "\"\n\n";
