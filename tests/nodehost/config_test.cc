@@ -276,26 +276,47 @@ TEST(TokenFile, OneLineHoldsTheTokenAndAnythingElseIsAnError) {
   EXPECT_EQ(ReadTokenFile("/nonexistent/token", "t").status().code(), StatusCode::kNotFound);
 }
 
+// Runs `nodehost serve` on `config`, expects exit 2, and returns what it
+// printed, so that a test can check it was refused for the right reason.
+std::string RefusedServe(const std::string& config) {
+  ::testing::internal::CaptureStderr();
+  const int rc = RunServe(config);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rc, kServeBadConfig) << err;
+  return err;
+}
+
 // `nodehost serve` exits with 2 for a config it refuses, before anything starts
-// (no port, no data directory).
+// (no port, no data directory). Tables go after the top-level keys, or those
+// would belong to the table.
 TEST(Serve, ABadConfigOrTokenFileExitsWithTwo) {
   const std::string dir = ::testing::TempDir() + "/serve-" + std::to_string(getpid());
-  const std::string good =
-      "node_id = 1\ndata_dir = \"" + dir + "\"\n[shards]\ncount = 1\n" + kNodes;
-  EXPECT_EQ(RunServe("/nonexistent/nodehost.toml"), kServeBadConfig);
-  EXPECT_EQ(RunServe(WriteTemp("[raft]\nelection_rtt = 4294967296\n" + good)), kServeBadConfig);
-  EXPECT_EQ(RunServe(WriteTemp("metrics_address = \"127.0.0.1:99999\"\n" + good)), kServeBadConfig);
-  EXPECT_EQ(RunServe(WriteTemp("wal = \"/x\"\n" + good)), kServeBadConfig);
+  const std::string top = "node_id = 1\ndata_dir = \"" + dir + "\"\n";
+  const std::string good = top + "[shards]\ncount = 1\n" + kNodes;
+  const auto refused = [&](const std::string& config, const std::string& why) {
+    const std::string err = RefusedServe(WriteTemp(config));
+    EXPECT_NE(err.find(why), std::string::npos) << err << " should mention " << why;
+  };
+  EXPECT_NE(RefusedServe("/nonexistent/nodehost.toml").find("cannot read"), std::string::npos);
+  refused(good + "[raft]\nelection_rtt = 4294967296\n", "raft.election_rtt");
+  refused("metrics_address = \"127.0.0.1:99999\"\n" + good, "metrics_address");
+  refused("wal = \"/x\"\n" + good, "unknown key wal");
   // Read after the config: a two-line token file.
   const std::string token = WriteTemp("one\ntwo\n");
-  EXPECT_EQ(RunServe(WriteTemp("[auth]\ntoken_file = \"" + token + "\"\n" + good)),
-            kServeBadConfig);
+  refused(good + "[auth]\ntoken_file = \"" + token + "\"\n", "more than one line");
   // A secret too short to be one, or of two lines.
-  for (const char* secret : {"short\n", "0123456789abcdef\n0123456789abcdef\n"}) {
-    const std::string file = WriteTemp(secret);
-    EXPECT_EQ(RunServe(WriteTemp("[auth]\nsecret_file = \"" + file + "\"\n" + good)),
-              kServeBadConfig);
-  }
+  refused(good + "[auth]\nsecret_file = \"" + WriteTemp("short\n") + "\"\n", "at least 16");
+  refused(good + "[auth]\nsecret_file = \"" + WriteTemp("0123456789abcdef\n0123456789abcdef\n") +
+              "\"\n",
+          "more than one line");
+  // [client_tls] whose CA is a copy of [tls]'s, without peer_names: any
+  // client certificate could speak Raft.
+  const std::string pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const std::string ca = WriteTemp(pem);
+  const std::string files = "cert_file = \"" + ca + "\"\nkey_file = \"" + ca + "\"\n";
+  refused(good + "[tls]\nca_file = \"" + ca + "\"\n" + files + "[client_tls]\nca_file = \"" +
+              WriteTemp(pem) + "\"\n" + files,
+          "the same CA");
   EXPECT_FALSE(std::filesystem::exists(dir + "/nodehost")) << "nothing started";
 }
 

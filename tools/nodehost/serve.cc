@@ -35,6 +35,12 @@ Result<std::string> ReadFileTrimmed(const std::string& path, std::string_view wh
   return s;
 }
 
+// Whether the file at `path` holds `pem` (both trimmed as ReadFileTrimmed).
+bool SameContents(const std::string& path, const std::string& pem) {
+  Result<std::string> other = ReadFileTrimmed(path, "tls.ca_file");
+  return other.ok() && *other == pem;
+}
+
 // The client API's credentials: [client_tls] when set, else [tls].
 Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const DaemonConfig& c) {
   if (!c.client_tls()) return grpc::InsecureServerCredentials();
@@ -44,6 +50,15 @@ Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const DaemonC
   Result<std::string> cert = ReadFileTrimmed(f.cert, table + "cert_file");
   Result<std::string> key = ReadFileTrimmed(f.key, table + "key_file");
   for (const Status& s : {ca.status(), cert.status(), key.status()}) FLOTILLA_RETURN_IF_ERROR(s);
+  // The config check compared the two CA paths; a copy of the peer CA under
+  // another name would let client certificates speak Raft just the same.
+  if (c.tls() && c.tls_peer_names.empty() && !c.client_ca_file.empty() &&
+      SameContents(c.tls_ca_file, *ca)) {
+    return Status::InvalidArgument(
+        "client_tls.ca_file holds the same CA as tls.ca_file and tls.peer_names is empty: any "
+        "client certificate could speak Raft. List the daemons' names in tls.peer_names, or "
+        "sign client certificates with another CA");
+  }
   // A client certificate is requested and verified when sent; the calls
   // that need credentials require one (Authorize).
   grpc::SslServerCredentialsOptions o(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
