@@ -23,6 +23,7 @@
 namespace flotilla::transport {
 
 class RemoteHost;
+class RefusalLog;
 
 // Reports each distinct target once to handler->HandleUnreachable.
 void ReportUnreachable(Handler* handler, std::vector<DroppedTarget>* targets);
@@ -89,7 +90,8 @@ class Lane {
 class RemoteHost {
  public:
   RemoteHost(std::string address, const TransportConfig& config, Handler* handler,
-             std::shared_ptr<grpc::ChannelCredentials> credentials, std::string local_address);
+             std::shared_ptr<grpc::ChannelCredentials> credentials, std::string local_address,
+             RefusalLog* refusals);
   void Start();
   void Stop();
 
@@ -99,6 +101,7 @@ class RemoteHost {
   grpc::Channel* channel() const { return channel_.get(); }
   wire::Raft::Stub* stub() const { return stub_.get(); }
   const std::string& local_address() const { return local_address_; }
+  RefusalLog* refusals() const { return refusals_; }
   // Forwarded proposals carry entries: they travel with the appends.
   Lane& LaneFor(raft::MessageType t) {
     return raft::IsControlMessage(t) && t != raft::MessageType::kPropose ? control_ : data_;
@@ -114,6 +117,7 @@ class RemoteHost {
   const TransportConfig& config_;
   Handler* const handler_;
   const std::string local_address_;
+  RefusalLog* const refusals_;  // the transport's; outlives every RemoteHost
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<wire::Raft::Stub> stub_;
   std::atomic<int> lanes_up_{0};

@@ -49,11 +49,12 @@ void ReportUnreachable(Handler* handler, std::vector<DroppedTarget>* targets) {
 
 RemoteHost::RemoteHost(std::string address, const TransportConfig& config, Handler* handler,
                        std::shared_ptr<grpc::ChannelCredentials> credentials,
-                       std::string local_address)
+                       std::string local_address, RefusalLog* refusals)
     : address_(std::move(address)),
       config_(config),
       handler_(handler),
       local_address_(std::move(local_address)),
+      refusals_(refusals),
       channel_(grpc::CreateCustomChannel(address_, credentials, ChannelArgs(config))),
       stub_(wire::Raft::NewStub(channel_)),
       control_(this, "control"),
@@ -203,10 +204,24 @@ Status Lane::Connect() {
     context_ = std::make_unique<grpc::ClientContext>();
     active_ = context_.get();
   }
-  if (!c.secret.empty()) context_->AddMetadata(kSecretMetadata, c.secret);
+  const ClientChallenge challenge(c.secret);
+  challenge.AddTo(context_.get());
   stream_ = host_->stub()->Batches(context_.get());
   wire::MessageBatch hello;
   MakeHeader(c.deployment_id, host_->local_address(), hello.mutable_header());
+  if (challenge.active()) {
+    // Nothing is sent to a server that does not prove the secret. NotFound:
+    // the server ended the stream at once; the write fails and Finish()
+    // says why.
+    stream_->WaitForInitialMetadata();
+    Status s = challenge.Answer(*context_, host_->address(), host_->refusals(),
+                                hello.mutable_header()->mutable_secret_proof());
+    if (s.code() == StatusCode::kRejected) {
+      CloseStream(/*cancel=*/true);
+      DropPending(0);
+      return s;
+    }
+  }
   wire::BatchAck ack;
   if (stream_->Write(hello) && stream_->Read(&ack) && ack.accepted()) return Status::Ok();
   // The peer ended the stream: its status says why (a refused header says

@@ -61,7 +61,7 @@ class RaftService final : public wire::Raft::WithCallbackMethod_Batches<wire::Ra
  private:
   grpc::Status ReceiveSnapshot(grpc::ServerContext* ctx,
                                grpc::ServerReader<wire::SnapshotChunk>* reader,
-                               wire::SnapshotChunk* chunk);
+                               const ServerChallenge& challenge, wire::SnapshotChunk* chunk);
   GrpcTransport* const t_;
 };
 
@@ -140,9 +140,11 @@ class GrpcTransport final : public Transport {
 class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wire::BatchAck> {
  public:
   BatchReactor(GrpcTransport* t, grpc::CallbackServerContext* ctx) : t_(t), ctx_(ctx) {
-    // An unauthenticated peer is refused before anything it sends is read.
-    grpc::Status st = CheckIncomingPeer(t_->config(), *ctx_, t_->refusals());
+    // An unauthenticated peer is refused before anything it sends is read;
+    // the challenge goes out before the first read (the dialer waits for it).
+    grpc::Status st = CheckIncomingPeer(t_->config(), ctx_, t_->refusals(), &challenge_);
     if (st.ok()) {
+      StartSendInitialMetadata();
       StartRead(&batch_);
     } else {
       Finish(st);
@@ -180,6 +182,11 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
                               "batch stream: " + s.message());
       return Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message()));
     }
+    if (grpc::Status st = CheckPeerProof(t_->config(), challenge_, batch_.header().secret_proof(),
+                                         PeerHost(*ctx_), t_->refusals());
+        !st.ok()) {
+      return Finish(st);
+    }
     accepted_ = true;
     source_ = batch_.header().source_address();
     ack_.set_accepted(true);
@@ -192,6 +199,7 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
   wire::BatchAck ack_;
   bool accepted_ = false;
   std::string source_;
+  ServerChallenge challenge_;
 };
 
 grpc::ServerBidiReactor<wire::MessageBatch, wire::BatchAck>* RaftService::Batches(
@@ -203,7 +211,9 @@ grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
                                    grpc::ServerReader<wire::SnapshotChunk>* reader,
                                    wire::SnapshotResult* result) {
   // An unauthenticated peer never takes a receive slot.
-  if (grpc::Status st = CheckIncomingPeer(t_->config(), *ctx, t_->refusals()); !st.ok()) {
+  ServerChallenge challenge;
+  if (grpc::Status st = CheckIncomingPeer(t_->config(), ctx, t_->refusals(), &challenge);
+      !st.ok()) {
     result->set_error(st.error_message());
     return st;
   }
@@ -214,7 +224,7 @@ grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many snapshot streams");
   }
   wire::SnapshotChunk chunk;
-  grpc::Status st = ReceiveSnapshot(ctx, reader, &chunk);
+  grpc::Status st = ReceiveSnapshot(ctx, reader, challenge, &chunk);
   t_->active_receives().fetch_sub(1);
   result->set_ok(st.ok());
   if (!st.ok()) result->set_error(st.error_message());
@@ -223,13 +233,21 @@ grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
 
 grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
                                           grpc::ServerReader<wire::SnapshotChunk>* reader,
+                                          const ServerChallenge& challenge,
                                           wire::SnapshotChunk* chunk) {
+  // The challenge goes out before the first read (the dialer waits for it).
+  reader->SendInitialMetadata();
   if (!reader->Read(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "no header");
   const TransportConfig& c = t_->config();
   if (Status s = CheckHeader(chunk->header(), c.deployment_id); !s.ok()) {
     t_->refusals()->Refused(StreamRefusal::kDeploymentId, PeerHost(*ctx),
                             "snapshot stream: " + s.message());
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
+  }
+  if (grpc::Status st = CheckPeerProof(c, challenge, chunk->header().secret_proof(), PeerHost(*ctx),
+                                       t_->refusals());
+      !st.ok()) {
+    return st;
   }
   raft::Message install;
   Status s = FromWire(chunk->mutable_install(), t_->limits(), &install);
@@ -377,7 +395,8 @@ RemoteHost* GrpcTransport::HostFor(const std::string& address) {
   if (!running()) return nullptr;
   auto& slot = hosts_[address];
   if (slot == nullptr) {
-    slot = std::make_unique<RemoteHost>(address, config_, handler_, channel_credentials_, address_);
+    slot = std::make_unique<RemoteHost>(address, config_, handler_, channel_credentials_, address_,
+                                        refusals_.get());
     slot->Start();
   }
   return slot.get();
@@ -492,7 +511,8 @@ bool GrpcTransport::StreamSnapshot(RemoteHost* host, SnapshotJob& job) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(config_.snapshot_timeout_ms));
-  if (!config_.secret.empty()) ctx.AddMetadata(kSecretMetadata, config_.secret);
+  const ClientChallenge challenge(config_.secret);
+  challenge.AddTo(&ctx);
   {
     std::lock_guard lock(snap_mu_);
     if (snap_stopping_) return false;
@@ -506,8 +526,17 @@ bool GrpcTransport::StreamSnapshot(RemoteHost* host, SnapshotJob& job) {
   ToWire(std::move(job.install), chunk.mutable_install());
   SnapshotChunker chunker(job.source.get(), config_.snapshot_chunk_bytes);
   Status s;
+  if (challenge.active()) {
+    // Nothing is sent to a server that does not prove the secret. NotFound:
+    // the server ended the call at once, and Finish() says why.
+    writer->WaitForInitialMetadata();
+    s = challenge.Answer(ctx, host->address(), refusals_.get(),
+                         chunk.mutable_header()->mutable_secret_proof());
+    if (s.code() == StatusCode::kNotFound) s = Status::Ok();
+    if (!s.ok()) ctx.TryCancel();
+  }
   ChunkData c;
-  for (bool first = true;; first = false) {
+  for (bool first = true; s.ok(); first = false) {
     Result<bool> more = chunker.Next(&c);
     if (!more.ok()) {
       s = more.status();

@@ -3,6 +3,9 @@
 #include <grpc/grpc_security_constants.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -90,6 +93,56 @@ class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifie
   const std::vector<std::string> peer_names_;
   const std::shared_ptr<RefusalLog> log_;
 };
+
+constexpr size_t kNonceBytes = 16;
+constexpr std::string_view kServerLabel = "flotilla server";
+constexpr std::string_view kClientLabel = "flotilla client";
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kHex[p[i] >> 4]);
+    out.push_back(kHex[p[i] & 15]);
+  }
+  return out;
+}
+
+std::string NewNonce() {
+  unsigned char bytes[kNonceBytes];
+  // A failing RAND_bytes (no entropy source) leaves a nonce that no check
+  // accepts, never a predictable one.
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return "";
+  return Hex(bytes, sizeof(bytes));
+}
+
+bool WellFormedNonce(std::string_view n) {
+  return n.size() == 2 * kNonceBytes &&
+         std::all_of(n.begin(), n.end(), [](char c) { return std::isxdigit(c) != 0; });
+}
+
+// HMAC-SHA256(secret, label | 0 | first | second), in hex.
+std::string Proof(std::string_view secret, std::string_view label, std::string_view first,
+                  std::string_view second) {
+  std::string data(label);
+  data.push_back('\0');
+  data.append(first).append(second);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac,
+           &len) == nullptr) {
+    return "";
+  }
+  return Hex(mac, len);
+}
+
+template <typename Map>
+std::string MetadataValue(const Map& md, const char* key) {
+  const auto it = md.find(key);
+  return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
 
 }  // namespace
 
@@ -187,13 +240,13 @@ void RefusalLog::Detach() {
   handler_ = nullptr;
 }
 
-grpc::Status CheckIncomingPeer(const TransportConfig& config, const grpc::ServerContextBase& ctx,
-                               RefusalLog* log) {
+grpc::Status CheckIncomingPeer(const TransportConfig& config, grpc::ServerContextBase* ctx,
+                               RefusalLog* log, ServerChallenge* challenge) {
   std::string detail;
   StreamRefusal why = StreamRefusal::kCount;
   grpc::StatusCode code = grpc::StatusCode::UNAUTHENTICATED;
   if (config.tls.enabled && !config.tls.peer_names.empty()) {
-    const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+    const std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
     const std::vector<std::string> names =
         auth ? CertificateNames(*auth) : std::vector<std::string>();
     if (!AnyListed(names, config.tls.peer_names)) {
@@ -203,21 +256,62 @@ grpc::Status CheckIncomingPeer(const TransportConfig& config, const grpc::Server
                " are not in this NodeHost's peer list (a client's certificate cannot speak Raft)";
     }
   }
-  if (why == StreamRefusal::kCount && !config.secret.empty()) {
-    const auto& md = ctx.client_metadata();
-    const auto it = md.find(kSecretMetadata);
-    if (it == md.end()) {
-      why = StreamRefusal::kNoSecret;
-      detail = "the stream carries no deployment secret";
-    } else if (!ConstantTimeEqual(std::string_view(it->second.data(), it->second.size()),
-                                  config.secret)) {
-      why = StreamRefusal::kWrongSecret;
-      detail = "the stream carries another deployment secret";
-    }
+  challenge->client_nonce = MetadataValue(ctx->client_metadata(), kNonceMetadata);
+  if (why == StreamRefusal::kCount && !config.secret.empty() &&
+      !WellFormedNonce(challenge->client_nonce)) {
+    why = StreamRefusal::kNoSecret;
+    detail = "the stream does not take part in the deployment secret's challenge";
   }
-  if (why == StreamRefusal::kCount) return grpc::Status::OK;
-  log->Refused(why, PeerHost(ctx), detail);
-  return {code, "refused by the peer: " + detail};
+  if (why != StreamRefusal::kCount) {
+    log->Refused(why, PeerHost(*ctx), detail);
+    return {code, "refused by the peer: " + detail};
+  }
+  challenge->server_nonce = NewNonce();
+  ctx->AddInitialMetadata(kNonceMetadata, challenge->server_nonce);
+  if (!config.secret.empty()) {
+    ctx->AddInitialMetadata(
+        kProofMetadata,
+        Proof(config.secret, kServerLabel, challenge->client_nonce, challenge->server_nonce));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckPeerProof(const TransportConfig& config, const ServerChallenge& challenge,
+                            std::string_view proof, std::string_view peer, RefusalLog* log) {
+  if (config.secret.empty()) return grpc::Status::OK;
+  const std::string expected =
+      Proof(config.secret, kClientLabel, challenge.server_nonce, challenge.client_nonce);
+  if (!expected.empty() && ConstantTimeEqual(proof, expected)) return grpc::Status::OK;
+  const StreamRefusal why = proof.empty() ? StreamRefusal::kNoSecret : StreamRefusal::kWrongSecret;
+  const std::string detail = proof.empty() ? "the stream carries no proof of the deployment secret"
+                                           : "the stream proves another deployment secret";
+  log->Refused(why, peer, detail);
+  return {grpc::StatusCode::UNAUTHENTICATED, "refused by the peer: " + detail};
+}
+
+ClientChallenge::ClientChallenge(const std::string& secret)
+    : secret_(secret), nonce_(secret.empty() ? std::string() : NewNonce()) {}
+
+void ClientChallenge::AddTo(grpc::ClientContext* ctx) const {
+  if (active()) ctx->AddMetadata(kNonceMetadata, nonce_);
+}
+
+Status ClientChallenge::Answer(const grpc::ClientContext& ctx, std::string_view peer,
+                               RefusalLog* log, std::string* proof) const {
+  const auto& md = ctx.GetServerInitialMetadata();
+  const std::string server_nonce = MetadataValue(md, kNonceMetadata);
+  if (!WellFormedNonce(server_nonce)) return Status::NotFound("no challenge from the server");
+  const std::string got = MetadataValue(md, kProofMetadata);
+  const std::string expected = Proof(secret_, kServerLabel, nonce_, server_nonce);
+  if (expected.empty() || !ConstantTimeEqual(got, expected)) {
+    const StreamRefusal why = got.empty() ? StreamRefusal::kNoSecret : StreamRefusal::kWrongSecret;
+    const std::string detail = got.empty() ? "the server does not prove the deployment secret"
+                                           : "the server proves another deployment secret";
+    log->Refused(why, peer, detail);
+    return Status::Rejected(detail);
+  }
+  *proof = Proof(secret_, kClientLabel, server_nonce, nonce_);
+  return Status::Ok();
 }
 
 Result<std::shared_ptr<grpc::ChannelCredentials>> PeerChannelCredentials(

@@ -25,8 +25,16 @@
 
 namespace flotilla::transport {
 
-// Request metadata that carries the deployment secret on every stream.
-inline constexpr char kSecretMetadata[] = "x-flotilla-secret";
+// The deployment secret's challenge-response (docs/security.md). The dialer
+// sends a fresh nonce in its request metadata; the server answers, in its
+// initial metadata, with its own nonce and, when it has a secret, its proof
+// HMAC-SHA256(secret, "flotilla server" | client nonce | server nonce); the
+// dialer checks that proof before it sends anything and proves itself in
+// its stream's header with HMAC-SHA256(secret, "flotilla client" | server
+// nonce | client nonce). Both sides are authenticated, and the secret never
+// travels: a process that takes over a peer's port learns nothing from it.
+inline constexpr char kNonceMetadata[] = "x-flotilla-nonce";
+inline constexpr char kProofMetadata[] = "x-flotilla-proof";
 
 // The host of an incoming stream's peer ("ipv4:127.0.0.1"): gRPC names the
 // peer "ipv4:127.0.0.1:54321", and the port changes with every connection,
@@ -73,12 +81,48 @@ class RefusalLog {
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> logged_;  // guarded by mu_
 };
 
+// The server's side of one stream's challenge.
+struct ServerChallenge {
+  std::string client_nonce;
+  std::string server_nonce;
+};
+
 // Checks an incoming Batches or Snapshot stream before anything it sends is
 // read: with TLS and a peer list, the client certificate must hold a listed
-// name; with a secret, the stream's metadata must carry it. Returns OK, or
-// the status to end the stream with after counting and logging the refusal.
-grpc::Status CheckIncomingPeer(const TransportConfig& config, const grpc::ServerContextBase& ctx,
-                               RefusalLog* log);
+// name; with a secret, the stream must bring a nonce. Then adds this side of
+// the challenge to the initial metadata (always a nonce, so that a dialer
+// with a secret learns at once that this side has none), which the caller
+// sends before its first read. Returns OK, or the status to end the stream
+// with after counting and logging the refusal.
+grpc::Status CheckIncomingPeer(const TransportConfig& config, grpc::ServerContextBase* ctx,
+                               RefusalLog* log, ServerChallenge* challenge);
+
+// Checks the dialer's proof from its stream's header (when this side has a
+// secret). Returns OK, or the status to end the stream with after counting
+// and logging the refusal.
+grpc::Status CheckPeerProof(const TransportConfig& config, const ServerChallenge& challenge,
+                            std::string_view proof, std::string_view peer, RefusalLog* log);
+
+// The dialer's side of one stream's challenge.
+//
+// Thread-safety: used by the one thread that runs the stream.
+class ClientChallenge {
+ public:
+  explicit ClientChallenge(const std::string& secret);
+  // Adds the nonce to the request metadata, before the call starts.
+  void AddTo(grpc::ClientContext* ctx) const;
+  bool active() const { return !secret_.empty(); }
+  // After the server's initial metadata arrived (REQUIRES: active()):
+  // NotFound when the server sent none (it ended the stream: its status
+  // says why); Rejected, after counting and logging the refusal, when it
+  // does not prove the secret; otherwise OK and *proof set for the header.
+  Status Answer(const grpc::ClientContext& ctx, std::string_view peer, RefusalLog* log,
+                std::string* proof) const;
+
+ private:
+  const std::string& secret_;
+  std::string nonce_;
+};
 
 // The dialer's TLS credentials: the CA and this NodeHost's certificate, and
 // a verifier that accepts a server only when its certificate is valid for

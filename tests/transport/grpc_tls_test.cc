@@ -10,7 +10,10 @@
 #include <fstream>
 #include <thread>
 
+#include "proto/raft.grpc.pb.h"
 #include "tests/transport/grpc_test_util.h"
+#include "transport/convert.h"
+#include "transport/peer_auth.h"
 
 namespace flotilla::transport {
 namespace {
@@ -233,8 +236,47 @@ TEST_F(GrpcTlsTest, AStreamWithAnotherSecretIsRefused) {
   const std::string wrong = std::string(kSecret) + "x";
   auto a = StartNode(Plain("a", wrong));
   ExpectRefused(*a, *b);
-  EXPECT_GE(b->handler.Refused(StreamRefusal::kWrongSecret), 2u);
+  // The dialer checks the server's proof first: a gives up before it sends
+  // its own (the server's check of the dialer's proof: below).
+  EXPECT_GE(a->handler.Refused(StreamRefusal::kWrongSecret), 2u);
   EXPECT_FALSE(log.Contains(kSecret)) << "a secret was logged";
+}
+
+// A server without the secret (a process that took over a peer's port)
+// gets nothing: the dialer waits for the server's proof before it sends,
+// and the secret itself never travels.
+TEST_F(GrpcTlsTest, AServerThatCannotProveTheSecretGetsNothing) {
+  auto impostor = StartNode(Plain("impostor", ""));
+  registry_.Add(1, 2, impostor->transport->address());
+  auto a = StartNode(Plain("a", kSecret));
+  ExpectRefused(*a, *impostor);
+  EXPECT_GE(a->handler.Refused(StreamRefusal::kNoSecret), 2u);
+}
+
+// The server's side of the challenge, driven by hand: a stream that answers
+// the server's nonce with a wrong proof, or none, is refused and counted.
+TEST_F(GrpcTlsTest, AHeaderWithAWrongProofIsRefused) {
+  auto b = StartNode(Plain("b", kSecret));
+  auto channel = grpc::CreateChannel(b->transport->address(), grpc::InsecureChannelCredentials());
+  auto stub = wire::Raft::NewStub(channel);
+  for (const std::string& proof : {std::string(64, 'a'), std::string()}) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kNonceMetadata, std::string(32, '0'));
+    auto stream = stub->Batches(&ctx);
+    stream->WaitForInitialMetadata();
+    EXPECT_EQ(ctx.GetServerInitialMetadata().count(kProofMetadata), 1u) << "no server proof";
+    wire::MessageBatch hello;
+    MakeHeader(1, "hand", hello.mutable_header());
+    hello.mutable_header()->set_secret_proof(proof);
+    (void)stream->Write(hello);
+    wire::BatchAck ack;
+    EXPECT_FALSE(stream->Read(&ack));
+    const grpc::Status st = stream->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  }
+  EXPECT_EQ(b->handler.Refused(StreamRefusal::kWrongSecret), 1u);
+  EXPECT_EQ(b->handler.Refused(StreamRefusal::kNoSecret), 1u);
+  EXPECT_EQ(b->handler.MessageCount(), 0u);
 }
 
 TEST_F(GrpcTlsTest, AStreamWithTheSecretWorks) {
