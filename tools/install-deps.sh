@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Flotilla needs, skipping those already present.
 # Runs `apt-get update` once, and only when something is missing.
+# libssl-dev: the transport's HMAC of the deployment secret (libcrypto).
 # iproute2 and nftables: the nemesis test's network namespaces and packet loss.
 set -euo pipefail
 
@@ -13,7 +14,7 @@ PACKAGES=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   gnuplot-nox curl procps
-  openssl
+  openssl libssl-dev
   iproute2 nftables
 )
 
