@@ -165,6 +165,21 @@ TEST(NodeHostScale, ThousandShardsHundredThousandProposals) {
     std::this_thread::sleep_for(200ms);
   }
   EXPECT_EQ(same, kShards);
+  for (uint64_t s = 1; s <= kShards && same != kShards; ++s) {
+    std::string line;
+    for (auto& h : hosts) {
+      const auto v = h->StaleRead(s, "__hash");
+      const auto info = h->GetReplicaInfo(s);
+      line += " [" + (v.ok() ? *v : v.status().ToString()) + " applied " +
+              (info.ok() ? std::to_string(info->applied_index) : info.status().ToString()) +
+              " leader " + (info.ok() ? std::to_string(info->leader_id) : "?") + "]";
+    }
+    const auto a = hosts[0]->StaleRead(s, "__hash");
+    const auto b = hosts[1]->StaleRead(s, "__hash");
+    const auto c = hosts[2]->StaleRead(s, "__hash");
+    if (!(a.ok() && b.ok() && c.ok() && *a == *b && *b == *c))
+      ADD_FAILURE() << "shard " << s << " differs:" << line;
+  }
   const NodeHostMetrics back = hosts[2]->GetMetrics();
   std::printf("the reopened NodeHost caught up: %llu snapshots received (%llu bytes)\n",
               static_cast<unsigned long long>(back.snapshots_received),
