@@ -29,6 +29,8 @@ class KvLogDB : public LogDB {
   ~KvLogDB() override;
 
   Status Save(const std::vector<ReplicaUpdate>& updates) override;
+  Status SaveIsolated(const std::vector<ReplicaUpdate>& updates,
+                      std::vector<DamagedUpdate>* damaged) override;
   Status SaveSnapshot(raft::ShardId shard, raft::ReplicaId replica,
                       const raft::SnapshotMeta& meta) override;
   Status SaveBootstrap(raft::ShardId shard, raft::ReplicaId replica,
@@ -72,6 +74,11 @@ class KvLogDB : public LogDB {
   Status Commit(KvStore::Batch* batch, bool durable);
   // Builds a batch with `fill` in pooled buffers and commits it.
   Status WriteWith(bool durable, const std::function<void(Scratch*)>& fill);
+  // Save; with `damaged` non-null, an update whose stored records fail
+  // their checksum is left out and listed there (SaveIsolated).
+  Status SaveImpl(const std::vector<ReplicaUpdate>& updates, std::vector<DamagedUpdate>* damaged);
+  // Reads what an update needs (so that a damaged record leaves the batch
+  // untouched), then adds its records to the batch.
   Status EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch* s);
   // First and last stored entry index (0, 0 when none), read from the store.
   Status EntryBounds(ReplicaKey r, raft::Index* first, raft::Index* last);
