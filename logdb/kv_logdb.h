@@ -46,6 +46,18 @@ class KvLogDB : public LogDB {
   LatencyHistogram SyncLatency() const override { return store_->SyncLatency(); }
   bool Overloaded() const override { return store_->Overloaded(); }
 
+  // Reads every record of the store in key order and verifies it (each
+  // entry of each batch, the batches of a replica contiguous): `problem` is
+  // called with a Corruption naming each failure, and reading goes on.
+  // Counts records and entries read. Returns a store error only (never the
+  // problems found). Defined in logdb/verify.cc; for the offline inspector.
+  struct VerifyCounts {
+    uint64_t records = 0;
+    uint64_t entries = 0;
+    uint64_t problems = 0;
+  };
+  Status VerifyAll(const std::function<void(const Status&)>& problem, VerifyCounts* counts);
+
   // The store underneath, for tests that damage stored bytes on purpose.
   KvStore* store_for_testing() { return store_.get(); }
   // Where the record of entry `index` lies: the key of its batch and the

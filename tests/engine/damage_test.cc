@@ -19,6 +19,7 @@
 #include "logdb/memory_logdb.h"
 #include "logdb/rocks_logdb.h"
 #include "tests/engine/cluster.h"
+#include "tests/logdb/test_util.h"
 
 namespace flotilla::testing {
 namespace {
@@ -26,15 +27,8 @@ namespace {
 namespace fs = std::filesystem;
 using logdb::format::RecordType;
 
-// Flips one bit of the value stored under `key`, through the KvStore under
-// the LogDB (so the store's own checksums stay valid).
 void FlipValueBit(logdb::KvStore* store, const std::string& key, size_t bit) {
-  std::string value;
-  ASSERT_TRUE(store->Get(key, &value).ok());
-  value[(bit / 8) % value.size()] ^= static_cast<char>(1u << (bit % 8));
-  auto batch = store->NewBatch();
-  batch->Put(key, value);
-  ASSERT_TRUE(store->Write(batch.get(), true).ok());
+  ASSERT_TRUE(logdb::testing::FlipStoredBit(store, key, bit));
 }
 
 // Opens the RocksDB LogDB of `data_dir` (its NodeHost closed) and flips a bit
