@@ -75,7 +75,7 @@ class OneHostTwoShards : public ::testing::Test {
     sc.shard_id = id;
     sc.replica_id = 1;
     sc.snapshot_entries = snapshot_entries_;
-    sc.compaction_overhead = 50;
+    sc.compaction_overhead = compaction_overhead_;
     return sc;
   }
   Status Start(uint64_t shard) {
@@ -121,6 +121,7 @@ class OneHostTwoShards : public ::testing::Test {
   }
 
   uint64_t snapshot_entries_ = 10;
+  uint64_t compaction_overhead_ = 50;
   Cluster c_{1};
 };
 
@@ -128,6 +129,8 @@ class StoredRecordDamage : public OneHostTwoShards,
                            public ::testing::WithParamInterface<RecordType> {};
 
 TEST_P(StoredRecordDamage, RefusesOnlyItsReplicaAndNamesIt) {
+  // A compaction record is written when a snapshot lets the log be compacted.
+  if (GetParam() == RecordType::kCompaction) compaction_overhead_ = 2;
   StartBoth();
   Reopen([&] { DamageRecord(data_dir(), GetParam()); });
   const std::map<RecordType, std::string> names = {
@@ -135,6 +138,7 @@ TEST_P(StoredRecordDamage, RefusesOnlyItsReplicaAndNamesIt) {
       {RecordType::kHardState, "shard 1 replica 1: hard state checksum mismatch"},
       {RecordType::kSnapshot, "shard 1 replica 1: snapshot metadata checksum mismatch"},
       {RecordType::kBootstrap, "shard 1 replica 1: bootstrap checksum mismatch"},
+      {RecordType::kCompaction, "shard 1 replica 1: compaction record checksum mismatch"},
   };
   if (GetParam() == RecordType::kEntry) {
     // An entry is read when it is needed, not at start: the replica starts,
@@ -156,7 +160,8 @@ TEST_P(StoredRecordDamage, RefusesOnlyItsReplicaAndNamesIt) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, StoredRecordDamage,
                          ::testing::Values(RecordType::kEntry, RecordType::kHardState,
-                                           RecordType::kSnapshot, RecordType::kBootstrap),
+                                           RecordType::kSnapshot, RecordType::kBootstrap,
+                                           RecordType::kCompaction),
                          [](const auto& p) {
                            switch (p.param) {
                              case RecordType::kEntry:
@@ -167,9 +172,10 @@ INSTANTIATE_TEST_SUITE_P(Kinds, StoredRecordDamage,
                                return std::string("SnapshotRecord");
                              case RecordType::kBootstrap:
                                return std::string("Bootstrap");
-                             default:
-                               return std::string("Other");
+                             case RecordType::kCompaction:
+                               return std::string("CompactionRecord");
                            }
+                           return std::string("Other");
                          });
 
 TEST_F(OneHostTwoShards, ADamagedLastEntryRefusesOnlyItsReplica) {
