@@ -219,6 +219,7 @@ bool StepWorker::RunPass() {
     r->in_pass = true;
     ++visits;
     StepReplica(r, ticks, sweep);
+    if (FailIfCorrupted(r)) continue;
     if (ticks > 0) CheckRemoved(r, now);
     // Kept current after every visit, not only after an Update: a message
     // can wake a quiesced replica without producing one, and it must be
@@ -226,6 +227,7 @@ bool StepWorker::RunPass() {
     r->quiesced.store(r->peer->raft().quiesced(), std::memory_order_relaxed);
     if (r->peer->HasUpdate()) {
       r->peer->GetUpdate(&r->update);
+      if (FailIfCorrupted(r)) continue;
       const std::vector<raft::Entry>& ce = r->update.committed_entries;
       r->conf_committed = std::any_of(ce.begin(), ce.end(), [](const raft::Entry& e) {
         return e.type == raft::EntryType::kConfChange;
@@ -430,6 +432,17 @@ Result<std::unique_ptr<transport::SnapshotSource>> StepWorker::PinnedFileSource(
   if (!src.ok()) return src.status();
   Counters::Add(nh_->counters().snapshot_bytes_sent, DirectoryBytes(path));
   return HoldWhileStreaming(std::move(src).value(), r->snapshot_pins->Pin(index));
+}
+
+// A core that read a damaged entry halts itself (it neither votes nor
+// leads nor applies from then on); the replica stops with it, so that its
+// requests end, its campaign slot returns, and the damage is counted and
+// named. True when `r` stopped.
+bool StepWorker::FailIfCorrupted(Replica* r) {
+  if (!r->peer->raft().corrupted()) return false;
+  nh_->NoteCorruption(r->shard_id, r->replica_id, nh_->CorruptionOf(r));
+  nh_->FailReplica(r);
+  return true;
 }
 
 // The replicas whose update the LogDB left out because a stored record of
@@ -1203,6 +1216,14 @@ void NodeHostImpl::NoteCorruption(uint64_t shard, uint64_t replica, const Status
                 s.message());
 }
 
+Status NodeHostImpl::CorruptionOf(const Replica* r) {
+  const Status& s = r->log->last_error();
+  if (s.code() == StatusCode::kCorruption) return s;
+  return Status::Corruption("shard " + std::to_string(r->shard_id) + " replica " +
+                            std::to_string(r->replica_id) + ": reading the log failed: " +
+                            (s.ok() ? std::string("a committed entry is missing") : s.ToString()));
+}
+
 Status NodeHostImpl::VerifySnapshot(Replica* r, const std::string& dir) {
   Result<SnapshotCheck> check = VerifySnapshotFiles(dir);
   if (!check.ok()) {
@@ -1367,6 +1388,13 @@ Status NodeHostImpl::StartReplicaImpl(
   // The bootstrap entries carry every initial member's address, so a replica
   // that joins later learns them by replaying the log.
   r->peer = std::make_unique<raft::Peer>(rc, r->log.get(), st->hard_state, m, boot.members);
+  // The core replays the committed membership changes from the log as it
+  // starts: a damaged entry there refuses this replica, naming the entry.
+  if (r->peer->raft().corrupted()) {
+    const Status damaged = CorruptionOf(r.get());
+    NoteCorruption(sc.shard_id, sc.replica_id, damaged);
+    return damaged;
+  }
   r->term.store(st->hard_state.term);
   r->commit.store(st->hard_state.commit);
   FLOTILLA_RETURN_IF_ERROR(reservation.Commit(r));

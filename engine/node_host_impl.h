@@ -126,6 +126,7 @@ class StepWorker : public WorkerBase {
   Result<std::unique_ptr<transport::SnapshotSource>> PinnedFileSource(Replica* r, uint64_t index);
   bool PlaceReceivedSnapshot(Replica* r);
   void FailDamaged();
+  bool FailIfCorrupted(Replica* r);
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
   void ReleaseCachedEntries(Replica* r);
@@ -284,6 +285,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // restore (VerifySnapshotFiles; a snapshot written before checksums is
   // given them).
   Status VerifySnapshot(Replica* r, const std::string& dir);
+  // What a replica's halted core read: the LogDB's Corruption status.
+  static Status CorruptionOf(const Replica* r);
   void NotifyStep(Replica* r);
   std::shared_ptr<Replica> Find(uint64_t shard_id);
 
