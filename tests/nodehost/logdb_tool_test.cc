@@ -106,6 +106,10 @@ TEST_F(LogdbToolTest, ListDumpVerifyAndSnapshotOfAStoppedDaemon) {
     EXPECT_GT(rep["term"].get<uint64_t>(), 0u);
     EXPECT_TRUE(rep.contains("bootstrap"));
   }
+  // --config takes data_dir (and wal_dir) from the daemon's own config.
+  r = cluster_->Cli({"logdb", "--config", cluster_->dir() + "/node1.toml", "list"});
+  EXPECT_EXIT_CODE(r, kExitOk);
+  EXPECT_NE(r.out.find("SHARD  REPLICA  TERM"), std::string::npos) << r.out;
   const json first = FirstReplica();
   const std::string shard = std::to_string(first["shard"].get<uint64_t>());
   const std::string replica = std::to_string(first["replica"].get<uint64_t>());
