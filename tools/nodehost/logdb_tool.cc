@@ -253,7 +253,7 @@ std::string Summary(const raft::Entry& e) {
     }
     return out;
   }
-  if (e.cmd.empty()) return e.type == raft::EntryType::kNormal ? "empty" : "";
+  if (e.cmd.empty()) return "(empty)";
   Command c;
   if (e.type == raft::EntryType::kNormal &&
       c.ParseFromArray(e.cmd.data(), static_cast<int>(e.cmd.size())) &&
