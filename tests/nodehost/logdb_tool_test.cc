@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "logdb/format.h"
 #include "logdb/kv_logdb.h"
 #include "logdb/rocks_logdb.h"
 #include "tests/logdb/test_util.h"
@@ -84,6 +85,19 @@ void FlipEntryBit(const std::string& data_dir, uint64_t shard, uint64_t replica,
   size_t size = 0;
   ASSERT_TRUE(kv->LocateEntryForTesting(shard, replica, index, &key, &offset, &size).ok());
   ASSERT_TRUE(logdb::testing::FlipStoredBit(kv->store_for_testing(), key, (offset + size) * 8 - 6));
+}
+
+// Flips one bit of the hard state record of a replica, as above.
+void FlipHardStateBit(const std::string& data_dir, uint64_t shard, uint64_t replica) {
+  logdb::RocksOptions o;
+  o.dir = data_dir + "/nodehost/logdb";
+  auto db = logdb::OpenRocksLogDB(o);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  auto* kv = dynamic_cast<logdb::KvLogDB*>(db->get());
+  ASSERT_NE(kv, nullptr);
+  std::string key;
+  logdb::format::RecordKey(logdb::format::RecordType::kHardState, shard, replica, &key);
+  ASSERT_TRUE(logdb::testing::FlipStoredBit(kv->store_for_testing(), key, 8 * 9 + 3));
 }
 
 TEST_F(LogdbToolTest, RefusesWhileTheDaemonHoldsTheDirectory) {
@@ -188,6 +202,27 @@ TEST_F(LogdbToolTest, VerifyAndSnapshotNameAFlippedBitInASnapshotFile) {
   r = Logdb({"snapshot"});
   EXPECT_EXIT_CODE(r, kExitDamaged);
   EXPECT_NE(r.out.find("checksum mismatch"), std::string::npos) << r.out;
+}
+
+TEST_F(LogdbToolTest, ListAndVerifyNameAFlippedBitInAHardState) {
+  ASSERT_EQ(cluster_->StopNode(1), 0);
+  const json first = FirstReplica();
+  const uint64_t shard = first["shard"].get<uint64_t>();
+  const uint64_t replica = first["replica"].get<uint64_t>();
+  FlipHardStateBit(data_dir(), shard, replica);
+  const std::string where = "shard " + std::to_string(shard) + " replica " +
+                            std::to_string(replica) + ": hard state checksum mismatch";
+  CliResult r = Logdb({"verify"});
+  EXPECT_EXIT_CODE(r, kExitDamaged);
+  EXPECT_NE(r.out.find("damaged: " + where), std::string::npos) << r.out;
+  r = Logdb({"list"});
+  EXPECT_EXIT_CODE(r, kExitDamaged);
+  EXPECT_NE(r.out.find("damaged: " + where), std::string::npos) << r.out;
+  // The other replicas are still listed.
+  const json list = Json(Logdb({"-o", "json", "list"}));
+  ASSERT_EQ(list["replicas"].size(), 4u) << list.dump();
+  EXPECT_TRUE(list["replicas"][0].contains("error"));
+  EXPECT_GT(list["replicas"][1]["last_index"].get<uint64_t>(), 0u);
 }
 
 }  // namespace
