@@ -29,8 +29,9 @@ raft::LogStatus LogCache::TermAt(raft::Index index, raft::Term* term) const {
   }
   Result<raft::Term> t = db_->Term(shard_, replica_, index);
   if (!t.ok()) {
-    return t.status().code() == StatusCode::kNotFound ? raft::LogStatus::kCompacted
-                                                      : raft::LogStatus::kCorruption;
+    if (t.status().code() == StatusCode::kNotFound) return raft::LogStatus::kCompacted;
+    last_error_ = t.status();
+    return raft::LogStatus::kCorruption;
   }
   *term = *t;
   return raft::LogStatus::kOk;
@@ -46,8 +47,9 @@ raft::LogStatus LogCache::Entries(raft::Index lo, raft::Index hi, uint64_t max_b
     const raft::Index stop = std::min(hi, cache_first_);
     Status s = db_->Entries(shard_, replica_, lo, stop, max_bytes, out);
     if (!s.ok()) {
-      return s.code() == StatusCode::kNotFound ? raft::LogStatus::kCompacted
-                                               : raft::LogStatus::kCorruption;
+      if (s.code() == StatusCode::kNotFound) return raft::LogStatus::kCompacted;
+      last_error_ = s;
+      return raft::LogStatus::kCorruption;
     }
     for (size_t i = before; i < out->size(); ++i) bytes += (*out)[i].SizeBytes();
     if (out->size() - before < stop - lo) return raft::LogStatus::kOk;

@@ -35,6 +35,9 @@ class LogCache final : public raft::LogReader {
   // the cache, still readable from the LogDB. The last entry always stays.
   void Release(raft::Index keep_from);
   uint64_t cached_bytes() const { return cache_bytes_; }
+  // The last LogDB read that failed with anything but NotFound (OK when
+  // none): what the core's kCorruption stands for, with what and where.
+  const Status& last_error() const { return last_error_; }
   raft::Index cache_first() const { return cache_first_; }
 
  private:
@@ -51,6 +54,9 @@ class LogCache final : public raft::LogReader {
   std::deque<raft::Entry> cache_;  // entries [cache_first_, last_index_]
   raft::Index cache_first_;
   uint64_t cache_bytes_ = 0;
+  // Set by the const reads the core makes; only the owning step worker
+  // touches it.
+  mutable Status last_error_;
 };
 
 }  // namespace flotilla::engine

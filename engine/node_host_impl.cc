@@ -219,6 +219,7 @@ bool StepWorker::RunPass() {
     r->in_pass = true;
     ++visits;
     StepReplica(r, ticks, sweep);
+    if (FailIfCorrupted(r)) continue;
     if (ticks > 0) CheckRemoved(r, now);
     // Kept current after every visit, not only after an Update: a message
     // can wake a quiesced replica without producing one, and it must be
@@ -226,6 +227,7 @@ bool StepWorker::RunPass() {
     r->quiesced.store(r->peer->raft().quiesced(), std::memory_order_relaxed);
     if (r->peer->HasUpdate()) {
       r->peer->GetUpdate(&r->update);
+      if (FailIfCorrupted(r)) continue;
       const std::vector<raft::Entry>& ce = r->update.committed_entries;
       r->conf_committed = std::any_of(ce.begin(), ce.end(), [](const raft::Entry& e) {
         return e.type == raft::EntryType::kConfChange;
@@ -254,6 +256,7 @@ bool StepWorker::RunPass() {
   SendOutbox(/*report_unreachable=*/true);
   // One durable write for every replica of the pass.
   saves_.clear();
+  save_owners_.clear();
   for (Replica* r : updated_) {
     const raft::Update& u = r->update;
     // A hard state that only moved the commit index need not be durable
@@ -275,6 +278,7 @@ bool StepWorker::RunPass() {
       if (ru.hard_state) r->saved_hs = *ru.hard_state;
       r->unsaved_hs.reset();
       saves_.push_back(ru);
+      save_owners_.push_back(r);
     }
   }
   if (!saves_.empty()) {
@@ -285,7 +289,7 @@ bool StepWorker::RunPass() {
       for (const raft::Entry& e : ru.entries) bytes += e.cmd.size();
     }
     const auto t0 = std::chrono::steady_clock::now();
-    Status s = nh_->logdb()->Save(saves_);
+    Status s = nh_->logdb()->SaveIsolated(saves_, &damaged_);
     c.save_latency.Observe(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
             .count()));
@@ -300,8 +304,13 @@ bool StepWorker::RunPass() {
       }
       return true;
     }
+    FailDamaged();
   }
-  for (Replica* r : updated_) AfterPersist(r);
+  // A replica that failed in this pass (its update was not saved) sends
+  // nothing that promises it was.
+  for (Replica* r : updated_) {
+    if (!r->failed.load()) AfterPersist(r);
+  }
   SendOutbox(/*report_unreachable=*/false);
   // Advance can produce more work at once (the leader's own persist may
   // commit entries): run those replicas again without waiting for a tick.
@@ -423,6 +432,27 @@ Result<std::unique_ptr<transport::SnapshotSource>> StepWorker::PinnedFileSource(
   if (!src.ok()) return src.status();
   Counters::Add(nh_->counters().snapshot_bytes_sent, DirectoryBytes(path));
   return HoldWhileStreaming(std::move(src).value(), r->snapshot_pins->Pin(index));
+}
+
+// A core that read a damaged entry halts itself (it neither votes nor
+// leads nor applies from then on); the replica stops with it, so that its
+// requests end, its campaign slot returns, and the damage is counted and
+// named. True when `r` stopped.
+bool StepWorker::FailIfCorrupted(Replica* r) {
+  if (!r->peer->raft().corrupted()) return false;
+  nh_->NoteCorruption(r->shard_id, r->replica_id, nh_->CorruptionOf(r));
+  nh_->FailReplica(r);
+  return true;
+}
+
+// The replicas whose update the LogDB left out because a stored record of
+// theirs is damaged stop; the others of the pass were saved and go on.
+void StepWorker::FailDamaged() {
+  for (const logdb::DamagedUpdate& d : damaged_) {
+    Replica* r = save_owners_[d.update];
+    nh_->NoteCorruption(r->shard_id, r->replica_id, d.status);
+    nh_->FailReplica(r);
+  }
 }
 
 // The core installs a snapshot received from the leader: its directory
@@ -833,7 +863,9 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
 
 bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   std::string sessions;
-  Status s = ReadSnapshot(SnapshotPath(r->snapshot_root, meta.index), r->sm(), &sessions);
+  const std::string dir = SnapshotPath(r->snapshot_root, meta.index);
+  Status s = nh_->VerifySnapshot(r, dir);
+  if (s.ok()) s = ReadSnapshot(dir, r->sm(), &sessions);
   if (s.ok()) s = r->sessions.Deserialize(sessions);
   if (!s.ok()) {
     spdlog::error("shard {} replica {}: cannot restore snapshot {}, replica stops: {}", r->shard_id,
@@ -1177,6 +1209,36 @@ Status NodeHostImpl::ReplicaStopped(uint64_t shard_id) {
   return Status::Terminated("shard " + std::to_string(shard_id) + " stopped");
 }
 
+void NodeHostImpl::NoteCorruption(uint64_t shard, uint64_t replica, const Status& s) {
+  if (s.code() != StatusCode::kCorruption) return;
+  Counters::Add(counters_.corruptions, 1);
+  spdlog::error("shard {} replica {}: damaged data at rest, the replica stops: {}", shard, replica,
+                s.message());
+}
+
+Status NodeHostImpl::CorruptionOf(const Replica* r) {
+  const Status& s = r->log->last_error();
+  if (s.code() == StatusCode::kCorruption) return s;
+  return Status::Corruption("shard " + std::to_string(r->shard_id) + " replica " +
+                            std::to_string(r->replica_id) + ": reading the log failed: " +
+                            (s.ok() ? std::string("a committed entry is missing") : s.ToString()));
+}
+
+Status NodeHostImpl::VerifySnapshot(Replica* r, const std::string& dir) {
+  Result<SnapshotCheck> check = VerifySnapshotFiles(dir);
+  if (!check.ok()) {
+    NoteCorruption(r->shard_id, r->replica_id, check.status());
+    return check.status();
+  }
+  if (*check == SnapshotCheck::kUpgraded) {
+    spdlog::info(
+        "shard {} replica {}: snapshot {} had no checksums (written before they were "
+        "kept): accepted, and its checksums file written",
+        r->shard_id, r->replica_id, dir);
+  }
+  return Status::Ok();
+}
+
 void NodeHostImpl::FailReplica(Replica* r) {
   r->failed.store(true);
   r->stopped.store(true);
@@ -1248,14 +1310,18 @@ Status NodeHostImpl::StartReplicaImpl(
   ShardReservation reservation(this, sc.shard_id);
   FLOTILLA_RETURN_IF_ERROR(reservation.status());
   Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
-  if (!st.ok()) return st.status();
   // The core needs the last entry's term at any time (a failed read of it
   // stops the process), so the last entry is read now and kept cached: a
   // damaged one refuses this replica with Corruption instead.
   std::vector<raft::Entry> last_entry;
-  if (st->last_index >= st->first_index) {
-    FLOTILLA_RETURN_IF_ERROR(logdb_->Entries(sc.shard_id, sc.replica_id, st->last_index,
-                                             st->last_index + 1, UINT64_MAX, &last_entry));
+  Status read = st.status();
+  if (read.ok() && st->last_index >= st->first_index) {
+    read = logdb_->Entries(sc.shard_id, sc.replica_id, st->last_index, st->last_index + 1,
+                           UINT64_MAX, &last_entry);
+  }
+  if (!read.ok()) {
+    NoteCorruption(sc.shard_id, sc.replica_id, read);
+    return read;
   }
   logdb::Bootstrap boot;
   if (st->bootstrap) {
@@ -1322,6 +1388,13 @@ Status NodeHostImpl::StartReplicaImpl(
   // The bootstrap entries carry every initial member's address, so a replica
   // that joins later learns them by replaying the log.
   r->peer = std::make_unique<raft::Peer>(rc, r->log.get(), st->hard_state, m, boot.members);
+  // The core replays the committed membership changes from the log as it
+  // starts: a damaged entry there refuses this replica, naming the entry.
+  if (r->peer->raft().corrupted()) {
+    const Status damaged = CorruptionOf(r.get());
+    NoteCorruption(sc.shard_id, sc.replica_id, damaged);
+    return damaged;
+  }
   r->term.store(st->hard_state.term);
   r->commit.store(st->hard_state.commit);
   FLOTILLA_RETURN_IF_ERROR(reservation.Commit(r));
@@ -1339,13 +1412,13 @@ Status NodeHostImpl::StartReplicaImpl(
 Status NodeHostImpl::RestoreAtStart(Replica* r, const logdb::ReplicaState& st) {
   std::string sessions;
   const std::string dir = SnapshotPath(r->snapshot_root, st.snapshot.index);
-  Status s;
-  if (r->skip_through >= st.snapshot.index) {
+  Status s = VerifySnapshot(r, dir);
+  if (s.ok() && r->skip_through >= st.snapshot.index) {
     s = ReadSnapshotSessions(dir, &sessions);
-  } else if (r->sm()->on_disk() && IsShallowSnapshot(dir)) {
+  } else if (s.ok() && r->sm()->on_disk() && IsShallowSnapshot(dir)) {
     s = FillOnDiskGap(r, st);
     if (s.ok()) s = ReadSnapshotSessions(dir, &sessions);
-  } else {
+  } else if (s.ok()) {
     s = ReadSnapshot(dir, r->sm(), &sessions);
   }
   if (s.ok()) s = r->sessions.Deserialize(sessions);
@@ -1683,6 +1756,7 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   m.leader_changes = c.leader_changes.load();
   m.campaigns = c.campaigns.load();
   m.replica_steps = c.replica_steps.load();
+  m.corruptions = c.corruptions.load();
   for (size_t i = 1; i < static_cast<size_t>(Rejection::kCount); ++i) {
     m.messages_rejected[std::string(RejectionName(static_cast<Rejection>(i)))] =
         c.rejected.by_reason[i].load(std::memory_order_relaxed);
@@ -1784,6 +1858,16 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
   // records is never replaced by one the core may refuse. One at or below
   // the commit index is refused for sure: only the core's answer matters.
   const uint64_t index = install.snapshot.index;
+  if (index > r->commit.load()) {
+    // The stream's chunks were verified on the way; the sender's checksums
+    // file, when it sent one, proves its copy was whole at rest too.
+    Status sealed = SealReceivedSnapshot(snapshot_path);
+    if (!sealed.ok()) {
+      NoteCorruption(r->shard_id, r->replica_id, sealed);
+      std::filesystem::remove_all(snapshot_path, ec);
+      return;
+    }
+  }
   Status s = index <= r->commit.load()
                  ? Status::Ok()
                  : KeepReceivedSnapshot(r->snapshot_root, index, snapshot_path);

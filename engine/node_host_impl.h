@@ -46,6 +46,7 @@ struct Counters {
   std::atomic<uint64_t> snapshots_sent{0}, snapshots_received{0}, snapshot_bytes_sent{0},
       snapshot_bytes_received{0}, snapshots_taken{0};
   std::atomic<uint64_t> leader_changes{0}, campaigns{0}, replica_steps{0};
+  std::atomic<uint64_t> corruptions{0};
   LatencyRecorder save_latency;
   RejectionCounters rejected;  // inbound messages dropped by validation
   // Streams refused by peer authentication, by transport::StreamRefusal.
@@ -124,6 +125,8 @@ class StepWorker : public WorkerBase {
   void SendSnapshots(Replica* r);
   Result<std::unique_ptr<transport::SnapshotSource>> PinnedFileSource(Replica* r, uint64_t index);
   bool PlaceReceivedSnapshot(Replica* r);
+  void FailDamaged();
+  bool FailIfCorrupted(Replica* r);
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
   void ReleaseCachedEntries(Replica* r);
@@ -145,6 +148,8 @@ class StepWorker : public WorkerBase {
   std::vector<std::shared_ptr<Replica>> to_stop_;  // removed replicas, stopped at the next pass
   std::vector<raft::ReplicaId> accepted_from_;     // senders whose messages passed this visit
   std::vector<logdb::ReplicaUpdate> saves_;
+  std::vector<Replica*> save_owners_;  // the replica of each of saves_
+  std::vector<logdb::DamagedUpdate> damaged_;
   std::vector<transport::DroppedTarget> dropped_;
   std::vector<raft::Message> outbox_;  // the messages of a pass, sent at once
   std::vector<std::pair<uint64_t, Replica*>> by_shard_;
@@ -273,6 +278,15 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // no more input, its requests end as terminated, its campaign slot returns.
   void FailReplica(Replica* r);
   static Status ReplicaStopped(uint64_t shard_id);
+  // Counts and logs a Corruption status of replica `r` (other codes are
+  // ignored): damaged data at rest, which stops that replica only.
+  void NoteCorruption(uint64_t shard, uint64_t replica, const Status& s);
+  // Verifies the files of the snapshot in `dir` of replica `r` before a
+  // restore (VerifySnapshotFiles; a snapshot written before checksums is
+  // given them).
+  Status VerifySnapshot(Replica* r, const std::string& dir);
+  // What a replica's halted core read: the LogDB's Corruption status.
+  static Status CorruptionOf(const Replica* r);
   void NotifyStep(Replica* r);
   std::shared_ptr<Replica> Find(uint64_t shard_id);
 

@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "engine/managed_sm.h"
 #include "flotilla/state_machine.h"
@@ -34,6 +35,10 @@ inline constexpr char kSnapshotSessionsFile[] = "sessions";
 // Present in a snapshot of metadata only (a witness's, or one sent to a
 // witness): restoring it leaves the state machine as it is.
 inline constexpr char kSnapshotMetadataOnlyFile[] = "metadata-only";
+// The size and CRC32C of every other file of the snapshot, itself closed by
+// a CRC32C of its own bytes (docs/logdb-format.md, "Snapshot files"). It is
+// streamed with the snapshot, so a receiver checks the sender's copy too.
+inline constexpr char kSnapshotChecksumsFile[] = "checksums";
 
 std::string SnapshotRoot(const std::string& data_dir, uint64_t shard, uint64_t replica);
 std::string SnapshotPath(const std::string& root, uint64_t index);
@@ -59,10 +64,15 @@ class FileSnapshotWriter final : public SnapshotWriter {
   Status Write(std::string_view bytes) override;
   // Flushes and fsyncs; REQUIRES: Open succeeded.
   Status Finish();
+  // The size and CRC32C of what was written, for the checksums file.
+  uint64_t bytes() const { return bytes_; }
+  uint32_t crc() const { return crc_; }
 
  private:
   std::FILE* f_ = nullptr;
   std::string path_;
+  uint64_t bytes_ = 0;
+  uint32_t crc_ = 0;
 };
 
 class FileSnapshotReader final : public SnapshotReader {
@@ -95,7 +105,41 @@ bool IsShallowSnapshot(const std::string& dir);
 // True when `dir` holds a snapshot of metadata only.
 bool IsMetadataOnlySnapshot(const std::string& dir);
 // Reads only the session registry bytes of the snapshot in `dir`.
+// Neither ReadSnapshot nor this verifies checksums: VerifySnapshotFiles does.
 Status ReadSnapshotSessions(const std::string& dir, std::string* sessions);
+
+// One line of a checksums file.
+struct SnapshotFileSum {
+  std::string name;
+  uint64_t size = 0;
+  uint32_t crc = 0;  // CRC32C (logdb/crc32c.h) of the whole file
+  friend bool operator==(const SnapshotFileSum&, const SnapshotFileSum&) = default;
+};
+// Reads and verifies the checksums file of `dir`: NotFound when there is
+// none, Corruption when it is damaged.
+Result<std::vector<SnapshotFileSum>> ReadSnapshotChecksums(const std::string& dir);
+// Checks the files of `dir` against `sums` (every listed file present with
+// its size and checksum, every other file listed). Reads only.
+Status CheckSnapshotFiles(const std::string& dir, const std::vector<SnapshotFileSum>& sums);
+// The size and CRC32C of one file, read in bounded chunks.
+Status ChecksumFile(const std::string& path, SnapshotFileSum* out);
+
+// What VerifySnapshotFiles found.
+enum class SnapshotCheck : uint8_t {
+  kVerified,  // every file matches the checksums file
+  kUpgraded,  // written before checksums existed: accepted, and its checksums written now
+};
+// Verifies every file of the snapshot in `dir` against its checksums file:
+// Corruption naming the directory and the file on a mismatch, a missing or
+// unlisted file, or a damaged checksums file. A snapshot without one (written
+// before format 2) is accepted and given one, as WriteSnapshotChecksums does.
+Result<SnapshotCheck> VerifySnapshotFiles(const std::string& dir);
+// Writes the checksums file of `dir` from the files it holds now, durably.
+Status WriteSnapshotChecksums(const std::string& dir);
+// A snapshot directory the transport received and verified chunk by chunk:
+// its checksums file, when the sender sent one, must match (a mismatch is
+// the sender's copy damaged at rest: Corruption); otherwise one is written.
+Status SealReceivedSnapshot(const std::string& dir);
 
 // Keeps the verified snapshot directory `incoming` (the transport's) as the
 // received snapshot of `index` under `root`, where it waits for the core.

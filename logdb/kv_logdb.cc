@@ -175,6 +175,17 @@ Status KvLogDB::ReadBatchRange(ReplicaKey r, raft::Index from, raft::Index to, r
 }
 
 Status KvLogDB::Save(const std::vector<ReplicaUpdate>& updates) {
+  return SaveImpl(updates, nullptr);
+}
+
+Status KvLogDB::SaveIsolated(const std::vector<ReplicaUpdate>& updates,
+                             std::vector<DamagedUpdate>* damaged) {
+  damaged->clear();
+  return SaveImpl(updates, damaged);
+}
+
+Status KvLogDB::SaveImpl(const std::vector<ReplicaUpdate>& updates,
+                         std::vector<DamagedUpdate>* damaged) {
   for (const ReplicaUpdate& u : updates) FLOTILLA_RETURN_IF_ERROR(ValidateUpdate(u));
   Status poisoned;
   std::unique_ptr<Scratch> s = AcquireScratch(&poisoned);
@@ -205,6 +216,11 @@ Status KvLogDB::Save(const std::vector<ReplicaUpdate>& updates) {
   Status st;
   for (size_t i = 0; i < updates.size() && st.ok(); ++i) {
     st = EncodeUpdate(updates[i], &s->lasts[i], s.get());
+    if (damaged != nullptr && st.code() == StatusCode::kCorruption) {
+      // Nothing of this update is in the batch (EncodeUpdate reads first).
+      damaged->push_back({i, st});
+      st = Status::Ok();
+    }
   }
   if (st.ok() && s->batch->Count() > 0) st = Commit(s->batch.get(), /*durable=*/true);
   if (st.ok()) {
@@ -220,11 +236,33 @@ Status KvLogDB::Save(const std::vector<ReplicaUpdate>& updates) {
 
 // Adds one replica's records to the batch. `last` is the last stored entry
 // index (kUnknown: not cached yet) and becomes the one after this update.
+// Every read comes before the first record is added, so an update that
+// fails on a damaged record leaves the batch as it found it.
 Status KvLogDB::EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch* s) {
   const ReplicaKey r{u.shard_id, u.replica_id};
+  // An installed snapshot replaces the whole log: nothing stored is kept.
+  raft::Index stored_last = u.snapshot ? 0 : *last;
+  std::vector<raft::Entry> head;  // the kept part of a batch a new suffix cuts
+  bool cut = false;
+  if (!u.entries.empty()) {
+    if (stored_last == kUnknown) {
+      raft::Index first = 0;
+      FLOTILLA_RETURN_IF_ERROR(EntryBounds(r, &first, &stored_last));
+    }
+    const raft::Index lo = u.entries.front().index;
+    if (stored_last != 0 && lo > stored_last + 1) {
+      return Status::InvalidArgument(Describe(r) + ": entries start at " + std::to_string(lo) +
+                                     " after a gap; last stored is " + std::to_string(stored_last));
+    }
+    if (stored_last != 0 && lo <= stored_last) {
+      // A new leader overwrote our suffix: keep the head of the batch that
+      // holds lo, drop every batch from lo on.
+      cut = true;
+      FLOTILLA_RETURN_IF_ERROR(ReadBatchRange(r, 0, lo - 1, lo, &head));
+    }
+  }
   KvStore::Batch* b = s->batch.get();
   if (u.snapshot) {
-    // An installed snapshot replaces the whole log.
     format::EntryRangeStart(r.shard_id, r.replica_id, 0, &s->key);
     format::EntryKey(r.shard_id, r.replica_id, format::kMaxIndex + 1, &s->end_key);
     b->DeleteRange(s->key, s->end_key);
@@ -236,21 +274,8 @@ Status KvLogDB::EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch*
     *last = 0;
   }
   if (!u.entries.empty()) {
-    if (*last == kUnknown) {
-      raft::Index first = 0;
-      FLOTILLA_RETURN_IF_ERROR(EntryBounds(r, &first, last));
-    }
     const raft::Index lo = u.entries.front().index;
-    const raft::Index hi = u.entries.back().index;
-    if (*last != 0 && lo > *last + 1) {
-      return Status::InvalidArgument(Describe(r) + ": entries start at " + std::to_string(lo) +
-                                     " after a gap; last stored is " + std::to_string(*last));
-    }
-    if (*last != 0 && lo <= *last) {
-      // A new leader overwrote our suffix: keep the head of the batch that
-      // holds lo, drop every batch from lo on.
-      std::vector<raft::Entry> head;
-      FLOTILLA_RETURN_IF_ERROR(ReadBatchRange(r, 0, lo - 1, lo, &head));
+    if (cut) {
       if (!head.empty() && head.back().index == lo - 1) {
         format::EntryKey(r.shard_id, r.replica_id, head.front().index, &s->key);
         format::EncodeEntryBatch(s->key, head, &s->value);
@@ -265,7 +290,7 @@ Status KvLogDB::EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch*
     format::EntryKey(r.shard_id, r.replica_id, lo, &s->key);
     format::EncodeEntryBatch(s->key, u.entries, &s->value);
     b->Put(s->key, s->value);
-    *last = hi;
+    *last = u.entries.back().index;
   }
   if (u.hard_state) {
     format::RecordKey(RecordType::kHardState, r.shard_id, r.replica_id, &s->key);

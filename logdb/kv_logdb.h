@@ -29,6 +29,8 @@ class KvLogDB : public LogDB {
   ~KvLogDB() override;
 
   Status Save(const std::vector<ReplicaUpdate>& updates) override;
+  Status SaveIsolated(const std::vector<ReplicaUpdate>& updates,
+                      std::vector<DamagedUpdate>* damaged) override;
   Status SaveSnapshot(raft::ShardId shard, raft::ReplicaId replica,
                       const raft::SnapshotMeta& meta) override;
   Status SaveBootstrap(raft::ShardId shard, raft::ReplicaId replica,
@@ -43,6 +45,18 @@ class KvLogDB : public LogDB {
   const char* Name() const override { return name_; }
   LatencyHistogram SyncLatency() const override { return store_->SyncLatency(); }
   bool Overloaded() const override { return store_->Overloaded(); }
+
+  // Reads every record of the store in key order and verifies it (each
+  // entry of each batch, the batches of a replica contiguous): `problem` is
+  // called with a Corruption naming each failure, and reading goes on.
+  // Counts records and entries read. Returns a store error only (never the
+  // problems found). Defined in logdb/verify.cc; for the offline inspector.
+  struct VerifyCounts {
+    uint64_t records = 0;
+    uint64_t entries = 0;
+    uint64_t problems = 0;
+  };
+  Status VerifyAll(const std::function<void(const Status&)>& problem, VerifyCounts* counts);
 
   // The store underneath, for tests that damage stored bytes on purpose.
   KvStore* store_for_testing() { return store_.get(); }
@@ -72,6 +86,11 @@ class KvLogDB : public LogDB {
   Status Commit(KvStore::Batch* batch, bool durable);
   // Builds a batch with `fill` in pooled buffers and commits it.
   Status WriteWith(bool durable, const std::function<void(Scratch*)>& fill);
+  // Save; with `damaged` non-null, an update whose stored records fail
+  // their checksum is left out and listed there (SaveIsolated).
+  Status SaveImpl(const std::vector<ReplicaUpdate>& updates, std::vector<DamagedUpdate>* damaged);
+  // Reads what an update needs (so that a damaged record leaves the batch
+  // untouched), then adds its records to the batch.
   Status EncodeUpdate(const ReplicaUpdate& u, raft::Index* last, Scratch* s);
   // First and last stored entry index (0, 0 when none), read from the store.
   Status EntryBounds(ReplicaKey r, raft::Index* first, raft::Index* last);

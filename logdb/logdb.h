@@ -93,6 +93,13 @@ struct ReplicaState {
   friend bool operator==(const ReplicaState&, const ReplicaState&) = default;
 };
 
+// An update that SaveIsolated left out: a stored record of its replica that
+// the update had to read is damaged.
+struct DamagedUpdate {
+  size_t update = 0;  // its position in the updates given
+  Status status;      // Corruption, naming shard, replica and record
+};
+
 class LogDB {
  public:
   virtual ~LogDB() = default;
@@ -105,6 +112,18 @@ class LogDB {
   // replica named by two updates of the call) is returned before anything is
   // written and does not poison.
   [[nodiscard]] virtual Status Save(const std::vector<ReplicaUpdate>& updates) = 0;
+
+  // Save, with the damage of one replica kept to that replica: an update
+  // that must read a stored record of its replica to be encoded (the bounds
+  // of its log, the batch a new suffix cuts) and finds it damaged
+  // (Corruption) is left out and listed in `damaged`; the other updates are
+  // saved in one write as Save saves them, and the LogDB is not poisoned.
+  // An implementation that never reads to save forwards to Save.
+  [[nodiscard]] virtual Status SaveIsolated(const std::vector<ReplicaUpdate>& updates,
+                                            std::vector<DamagedUpdate>* damaged) {
+    damaged->clear();
+    return Save(updates);
+  }
 
   // Records a snapshot taken locally; the entries stay (CompactTo removes
   // them later). A snapshot older than the stored one is ignored. Durable.

@@ -278,4 +278,22 @@ Result<std::unique_ptr<LogDB>> OpenRocksLogDB(const RocksOptions& options) {
       std::make_unique<KvLogDB>(std::move(store), options.sync, "rocksdb"));
 }
 
+// Read-only, for the offline inspector: RocksDB replays the write-ahead log
+// into memory without writing, and takes no lock, so the caller must make
+// sure no daemon writes the database meanwhile (tools/nodehost/logdb_tool.cc).
+Result<std::unique_ptr<KvLogDB>> OpenRocksLogDBReadOnly(const std::string& dir,
+                                                        const std::string& wal_dir) {
+  RocksOptions o;
+  o.dir = dir;
+  o.wal_dir = wal_dir;
+  rocksdb::Options opt = TunedOptions(o);
+  opt.create_if_missing = false;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(opt, dir, &raw);
+  if (!s.ok()) return FromRocks(s);
+  auto store = std::make_unique<RocksStore>(std::unique_ptr<rocksdb::DB>(raw), nullptr, nullptr,
+                                            std::make_shared<StallListener>());
+  return std::make_unique<KvLogDB>(std::move(store), /*sync=*/false, "rocksdb (read-only)");
+}
+
 }  // namespace flotilla::logdb

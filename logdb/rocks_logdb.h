@@ -49,4 +49,11 @@ struct RocksOptions {
 // the write-ahead log: it is never silently skipped).
 Result<std::unique_ptr<LogDB>> OpenRocksLogDB(const RocksOptions& options);
 
+// Opens an existing database read-only, for offline inspection: nothing is
+// written, and RocksDB's lock is not taken (the caller checks that no daemon
+// holds the database). Writes through the result fail.
+class KvLogDB;
+Result<std::unique_ptr<KvLogDB>> OpenRocksLogDBReadOnly(const std::string& dir,
+                                                        const std::string& wal_dir);
+
 }  // namespace flotilla::logdb

@@ -74,6 +74,9 @@ struct NodeHostMetrics {
   uint64_t leader_changes = 0;  // a local replica saw its shard's leader change
   uint64_t campaigns = 0;       // elections started by local replicas
   uint64_t replica_steps = 0;   // replicas visited by the step workers (idle cost)
+  // Damaged data at rest found by a checksum (a LogDB record, a snapshot
+  // file): each stops the one replica it belongs to.
+  uint64_t corruptions = 0;
   // Raft messages from peers that failed validation and were dropped before
   // the protocol core saw them, by reason (see docs/security.md): the reason
   // names are stable metric labels. Zero counts are listed too.

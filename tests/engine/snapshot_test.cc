@@ -299,6 +299,25 @@ TEST_F(ReceivedSnapshots, ARefusedOneNeverReplacesTheRecordedOne) {
   EXPECT_EQ(ReadWithRetry(c_.host(0), 1, "k0").data, "0");
 }
 
+// A snapshot whose files do not match the checksums file its sender
+// streamed with it (the sender's copy damaged at rest: the stream's own
+// chunk checksums, computed from the damaged bytes, pass) is refused on
+// receipt, counted, and never kept for the core.
+TEST_F(ReceivedSnapshots, OneThatFailsItsSendersChecksumsIsRefused) {
+  const std::string scratch = c_.data_dir(0) + "/scratch";
+  Result<std::string> written = engine::WriteSnapshot(
+      scratch, 1000, [](SnapshotWriter* w) { return w->Write("k0=recorded\n"); }, "");
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  const std::string checksums = FileBytes(fs::path(*written) / engine::kSnapshotChecksumsFile);
+  const uint64_t corruptions = c_.host(0)->GetMetrics().corruptions;
+  ASSERT_TRUE(
+      SendAndWait(1000, {{"checksums", checksums}, {"data", "k0=damaged\n"}, {"sessions", ""}}));
+  EXPECT_TRUE(WaitUntil([&] { return c_.host(0)->GetMetrics().corruptions > corruptions; }, 20s));
+  const fs::path root = fs::path(c_.data_dir(0)) / "snapshots" / "1-1";
+  EXPECT_FALSE(fs::exists(root / "received-00000000000000001000"));
+  EXPECT_EQ(ReadWithRetry(c_.host(0), 1, "k0").data, "0");
+}
+
 // A snapshot of metadata only is for a witness: a follower that is a voter
 // at the snapshot's index refuses one, even from its leader in its term,
 // instead of jumping to its index with none of its data.

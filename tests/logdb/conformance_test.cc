@@ -431,6 +431,36 @@ TEST_P(LogDBConformance, FlippedBitIsCorruptionNamingTheEntry) {
   }
 }
 
+// A save that must read a damaged record of one replica (here the entry
+// kept when a new suffix cuts its batch) leaves that replica out and saves
+// the others of the same call; nothing of the damaged one is written and
+// the LogDB is not poisoned. Save alone still refuses the whole call.
+TEST_P(LogDBConformance, SaveIsolatedLeavesOutOnlyTheDamagedReplica) {
+  ASSERT_TRUE(SaveOne(4, 2, MakeEntries(1, 5, 1, 64)).ok());
+  ASSERT_TRUE(SaveOne(5, 1, MakeEntries(1, 5, 1, 64)).ok());
+  const Location loc = Locate(4, 2, 2);
+  FlipBit(loc, 200);
+  const std::vector<Entry> cut = MakeEntries(3, 4, 2, 8);  // overwrites from 3: keeps 1..2
+  const std::vector<Entry> more = MakeEntries(6, 7, 1, 8);
+  const std::vector<ReplicaUpdate> updates = {ReplicaUpdate{4, 2, cut, HardState{2, 1, 3}, {}},
+                                              ReplicaUpdate{5, 1, more, HardState{1, 1, 7}, {}}};
+  EXPECT_EQ(db()->Save(updates).code(), StatusCode::kCorruption);
+  std::vector<DamagedUpdate> damaged;
+  ASSERT_TRUE(db()->SaveIsolated(updates, &damaged).ok());
+  ASSERT_EQ(damaged.size(), 1u);
+  EXPECT_EQ(damaged[0].update, 0u);
+  EXPECT_EQ(damaged[0].status.code(), StatusCode::kCorruption);
+  EXPECT_NE(damaged[0].status.message().find("shard 4 replica 2 index 2"), std::string::npos)
+      << damaged[0].status.ToString();
+  // The other replica's update is saved; the damaged one's is not.
+  EXPECT_EQ(db()->ReadState(5, 1)->last_index, 7u);
+  EXPECT_EQ(db()->ReadState(5, 1)->hard_state.commit, 7u);
+  EXPECT_EQ(db()->ReadState(4, 2)->last_index, 5u);
+  EXPECT_EQ(db()->ReadState(4, 2)->hard_state.term, 0u);
+  // Not poisoned: later saves of healthy replicas go on.
+  ASSERT_TRUE(SaveOne(5, 1, MakeEntries(8, 8, 1, 8)).ok());
+}
+
 TEST_P(LogDBConformance, ConcurrentSavesOfDisjointShards) {
   constexpr int kThreads = 4;
   constexpr int kSavesPerThread = 25;

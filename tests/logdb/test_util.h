@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/raft/types.h"
+#include "logdb/kv_store.h"
 
 namespace flotilla::logdb::testing {
 
@@ -53,6 +54,20 @@ inline std::vector<raft::Entry> MakeEntries(raft::Index lo, raft::Index hi, raft
     out.push_back(std::move(e));
   }
   return out;
+}
+
+// Flips bit `bit` (modulo the value's size in bits) of the value stored
+// under `key`, through the store itself, so that the store's own checksums
+// (RocksDB's) still pass and only the LogDB's can tell. False when the key
+// cannot be read or written.
+inline bool FlipStoredBit(KvStore* store, const std::string& key, size_t bit) {
+  std::string value;
+  if (!store->Get(key, &value).ok() || value.empty()) return false;
+  bit %= value.size() * 8;
+  value[bit / 8] = static_cast<char>(value[bit / 8] ^ (1 << (bit % 8)));
+  auto batch = store->NewBatch();
+  batch->Put(key, value);
+  return store->Write(batch.get(), true).ok();
 }
 
 }  // namespace flotilla::logdb::testing

@@ -37,6 +37,10 @@ class SimDisk final : public logdb::LogDB {
   Status Save(const std::vector<logdb::ReplicaUpdate>& updates) override {
     return Write([&] { return mem_->Save(updates); });
   }
+  Status SaveIsolated(const std::vector<logdb::ReplicaUpdate>& updates,
+                      std::vector<logdb::DamagedUpdate>* damaged) override {
+    return Write([&] { return mem_->SaveIsolated(updates, damaged); });
+  }
   Status SaveSnapshot(raft::ShardId shard, raft::ReplicaId replica,
                       const raft::SnapshotMeta& meta) override {
     return Write([&] { return mem_->SaveSnapshot(shard, replica, meta); });

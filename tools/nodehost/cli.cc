@@ -13,6 +13,7 @@
 
 #include "tools/nodehost/client.h"
 #include "tools/nodehost/config.h"
+#include "tools/nodehost/logdb_tool.h"
 #include "tools/nodehost/serve.h"
 
 namespace flotilla::nodehost {
@@ -33,26 +34,6 @@ bool Json(const Globals& g) { return g.output == "json"; }
 
 void PrintJson(const json& j) {
   std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
-}
-
-// Prints rows as aligned columns under a header.
-void PrintTable(const std::vector<std::string>& header,
-                const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width(header.size());
-  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size() && i < width.size(); ++i)
-      width[i] = std::max(width[i], r[i].size());
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string out;
-    for (size_t i = 0; i < r.size(); ++i) {
-      out += r[i];
-      if (i + 1 < r.size()) out += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << out << "\n";
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
 }
 
 // Prints why a call failed, with what to try, and returns its exit code.
@@ -560,6 +541,26 @@ void AddReadCommands(CLI::App* app, const Globals* g, const ClientFn& client, in
 
 }  // namespace
 
+// Prints rows as aligned columns under a header.
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string out;
+    for (size_t i = 0; i < r.size(); ++i) {
+      out += r[i];
+      if (i + 1 < r.size()) out += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+}
+
 int RunCli(int argc, char** argv) {
   CLI::App app{"nodehost: the Flotilla key-value daemon and its command-line client"};
   app.require_subcommand(1);
@@ -608,6 +609,7 @@ int RunCli(int argc, char** argv) {
   auto kv = std::make_shared<KvArgs>();
   AddWriteCommands(&app, &g, need_client, &rc, kv);
   AddReadCommands(&app, &g, need_client, &rc, kv);
+  AddLogdbCommands(&app, &g.output, &rc);
 
   try {
     app.parse(argc, argv);

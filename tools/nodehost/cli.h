@@ -2,6 +2,9 @@
 // (docs/cli.md lists them with their exit codes).
 #pragma once
 
+#include <string>
+#include <vector>
+
 namespace flotilla::nodehost {
 
 // Exit codes of the client subcommands (docs/cli.md, "Exit codes").
@@ -17,9 +20,14 @@ enum ExitCode : int {
   kExitNotLeader = 8,     // reached a non-leader (with --no-follow)
   kExitRejected = 9,      // the request is invalid or was refused
   kExitUnsupported = 10,  // the engine does not offer the operation
-  kExitUnavailable = 11,  // no leader, dropped or busy now: retry
+  kExitUnavailable = 11,  // no leader, dropped or busy now: retry (logdb: a daemon holds the dir)
+  kExitDamaged = 12,      // logdb: a damaged record or snapshot file was found
 };
 
 int RunCli(int argc, char** argv);
+
+// Prints rows as aligned columns under a header (the table output).
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows);
 
 }  // namespace flotilla::nodehost

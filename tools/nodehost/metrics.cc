@@ -252,6 +252,9 @@ void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
       {"flotilla_leader_changes_total", "Leader changes seen by local replicas.", m.leader_changes},
       {"flotilla_campaigns_total", "Elections started by local replicas.", m.campaigns},
       {"flotilla_replica_steps_total", "Replicas visited by the step workers.", m.replica_steps},
+      {"flotilla_storage_corruptions_total",
+       "Damaged data at rest found by a checksum; each stops the one replica it belongs to.",
+       m.corruptions},
   };
   for (const Field& f : counters) {
     w->Family(f.name, f.help, "counter");
