@@ -61,7 +61,8 @@ class RaftService final : public wire::Raft::WithCallbackMethod_Batches<wire::Ra
  private:
   grpc::Status ReceiveSnapshot(grpc::ServerContext* ctx,
                                grpc::ServerReader<wire::SnapshotChunk>* reader,
-                               const ServerChallenge& challenge, wire::SnapshotChunk* chunk);
+                               const ServerChallenge& challenge,
+                               SnapshotStreamSlots::Slot* slot, wire::SnapshotChunk* chunk);
   GrpcTransport* const t_;
 };
 
@@ -87,9 +88,12 @@ class GrpcTransport final : public Transport {
   const WireLimits& limits() const { return limits_; }
   Handler* handler() const { return handler_; }
   bool running() const { return running_.load(std::memory_order_relaxed); }
-  std::atomic<int>& active_receives() { return active_receives_; }
   // Set by Start() before the server runs; its streams use it until Stop().
   RefusalLog* refusals() const { return refusals_.get(); }
+  SnapshotStreamSlots* receive_slots() const { return receive_slots_.get(); }
+  SnapshotStreamStats SnapshotReceiveStats() const override {
+    return receive_slots_ ? receive_slots_->Stats() : SnapshotStreamStats{};
+  }
 
  private:
   struct PendingSnapshot {
@@ -117,7 +121,7 @@ class GrpcTransport final : public Transport {
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   std::atomic<bool> running_{false};
-  std::atomic<int> active_receives_{0};
+  std::unique_ptr<SnapshotStreamSlots> receive_slots_;
 
   std::shared_mutex hosts_mu_;
   std::unordered_map<std::string, std::unique_ptr<RemoteHost>> hosts_;  // guarded by hosts_mu_
@@ -218,14 +222,14 @@ grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
     return st;
   }
   // Bounded concurrency: a sender that finds the receiver busy retries later.
-  if (t_->active_receives().fetch_add(1) >=
-      static_cast<int>(t_->config().max_concurrent_snapshot_receives)) {
-    t_->active_receives().fetch_sub(1);
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many snapshot streams");
+  // The slot's deadlines cancel a stream that stalls, which ends its read.
+  Result<std::unique_ptr<SnapshotStreamSlots::Slot>> slot =
+      t_->receive_slots()->Acquire([ctx] { ctx->TryCancel(); });
+  if (!slot.ok()) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, slot.status().message());
   }
   wire::SnapshotChunk chunk;
-  grpc::Status st = ReceiveSnapshot(ctx, reader, challenge, &chunk);
-  t_->active_receives().fetch_sub(1);
+  grpc::Status st = ReceiveSnapshot(ctx, reader, challenge, slot->get(), &chunk);
   result->set_ok(st.ok());
   if (!st.ok()) result->set_error(st.error_message());
   return st;
@@ -234,6 +238,7 @@ grpc::Status RaftService::Snapshot(grpc::ServerContext* ctx,
 grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
                                           grpc::ServerReader<wire::SnapshotChunk>* reader,
                                           const ServerChallenge& challenge,
+                                          SnapshotStreamSlots::Slot* slot,
                                           wire::SnapshotChunk* chunk) {
   // The challenge goes out before the first read (the dialer waits for it).
   reader->SendInitialMetadata();
@@ -249,17 +254,24 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
       !st.ok()) {
     return st;
   }
+  if (Status s = slot->SetPeer(chunk->header().source_address()); !s.ok()) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, s.message());
+  }
   raft::Message install;
   Status s = FromWire(chunk->mutable_install(), t_->limits(), &install);
   // The receiver removes its temporary directory on every early return.
   SnapshotReceiver rx(c.snapshot_dir,
-                      SnapshotReceiverLimits{c.max_snapshot_bytes, c.max_snapshot_files});
+                      SnapshotReceiverLimits{c.max_snapshot_bytes, c.max_snapshot_files,
+                                             c.snapshot_min_free_bytes});
   if (s.ok()) s = rx.Begin(install);
   while (s.ok()) {
-    s = rx.Add(ChunkFromWire(*chunk));
+    s = slot->Received(chunk->data().size());
+    if (s.ok()) s = rx.Add(ChunkFromWire(*chunk));
     if (!s.ok() || rx.complete()) break;
     if (!reader->Read(chunk)) {
-      s = Status::Aborted("stream ended before the last chunk");
+      // A deadline ended the stream (its reason), or the peer left.
+      s = slot->Received(0);
+      if (s.ok()) s = Status::Aborted("stream ended before the last chunk");
       break;
     }
     if (!t_->running()) s = Status::Terminated("transport stopping");
@@ -276,8 +288,11 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
   }
   spdlog::error("transport: snapshot from {} (shard {} replica {}) failed, nothing kept: {}",
                 ctx->peer(), install.shard_id, install.to, s.ToString());
-  return grpc::Status(s.code() == StatusCode::kAborted ? grpc::StatusCode::ABORTED
-                                                       : grpc::StatusCode::INVALID_ARGUMENT,
+  return grpc::Status(s.code() == StatusCode::kAborted   ? grpc::StatusCode::ABORTED
+                      : s.code() == StatusCode::kTimeout ? grpc::StatusCode::DEADLINE_EXCEEDED
+                      : s.code() == StatusCode::kBusy || s.code() == StatusCode::kNoSpace
+                          ? grpc::StatusCode::RESOURCE_EXHAUSTED
+                          : grpc::StatusCode::INVALID_ARGUMENT,
                       s.ToString());
 }
 
@@ -336,6 +351,10 @@ Status GrpcTransport::Start() {
   if (ec) return Status::IOError("create " + config_.snapshot_dir + ": " + ec.message());
   RemoveStaleTemporaries(config_.snapshot_dir);
   refusals_ = std::make_shared<RefusalLog>(handler_);
+  receive_slots_ = std::make_unique<SnapshotStreamSlots>(SnapshotStreamLimits{
+      config_.max_concurrent_snapshot_receives, config_.max_snapshot_receives_per_peer,
+      config_.max_snapshot_receive_bytes_per_peer, config_.snapshot_receive_idle_timeout_ms,
+      config_.snapshot_receive_timeout_ms, config_.snapshot_receive_evict_idle_ms});
   FLOTILLA_RETURN_IF_ERROR(BuildCredentials());
   FLOTILLA_RETURN_IF_ERROR(StartServer());
   {

@@ -1,8 +1,11 @@
 #include "transport/snapshot_receiver.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -35,6 +38,41 @@ std::string RandomSuffix() {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
   return buf;
+}
+
+// Fails with NoSpace when the file system of `dir` has less than `min_free`
+// bytes free for an unprivileged writer.
+Status CheckFreeSpace(const std::string& dir, uint64_t min_free) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return Status::IOError(Errno("statvfs", dir));
+  const uint64_t free_bytes = uint64_t{st.f_bavail} * st.f_frsize;
+  if (free_bytes >= min_free) return Status::Ok();
+  return Status::NoSpace("snapshot stream refused: " + std::to_string(free_bytes) +
+                         " bytes free on " + dir + ", below the reserve of " +
+                         std::to_string(min_free));
+}
+
+// Printable ASCII only, at most 128 bytes: a peer's self-declared address
+// must not forge log lines.
+std::string Printable(std::string_view in) {
+  std::string out;
+  for (char c : in.substr(0, 128)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f && c != '\\') {
+      out.push_back(c);
+    } else {
+      char buf[5];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+uint64_t MillisSince(std::chrono::steady_clock::time_point t,
+                     std::chrono::steady_clock::time_point now) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count());
 }
 
 }  // namespace
@@ -73,6 +111,9 @@ Status SnapshotReceiver::Begin(const raft::Message& m) {
   std::error_code ec;
   fs::create_directories(snapshot_dir_, ec);
   if (ec) return Status::IOError("create " + snapshot_dir_ + ": " + ec.message());
+  if (limits_.min_free_bytes > 0) {
+    FLOTILLA_RETURN_IF_ERROR(CheckFreeSpace(snapshot_dir_, limits_.min_free_bytes));
+  }
   std::string id = std::to_string(m.shard_id) + "-" + std::to_string(m.to) + "-" +
                    std::to_string(m.snapshot.index);
   tmp_dir_ = snapshot_dir_ + "/tmp-" + id + "-" + RandomSuffix();
@@ -166,6 +207,11 @@ Status SnapshotReceiver::Add(const ChunkData& c) {
   file_crc_ = Crc32cExtend(file_crc_, c.data.data(), c.data.size());
   file_bytes_ += c.data.size();
   total_bytes_ += c.data.size();
+  unchecked_bytes_ += c.data.size();
+  if (limits_.min_free_bytes > 0 && unchecked_bytes_ >= kFreeSpaceCheckBytes) {
+    unchecked_bytes_ = 0;
+    FLOTILLA_RETURN_IF_ERROR(CheckFreeSpace(tmp_dir_, limits_.min_free_bytes));
+  }
   if (c.file_end) FLOTILLA_RETURN_IF_ERROR(CloseFile(c.file_crc32c));
   if (c.last) {
     if (!c.file_end) return Status::Corruption("last snapshot chunk inside a file");
@@ -187,6 +233,153 @@ Result<std::string> SnapshotReceiver::Finish() {
   committed_ = true;
   FLOTILLA_RETURN_IF_ERROR(SyncPath(snapshot_dir_));
   return final_dir_;
+}
+
+// ---------------------------------------------------------------------------
+// SnapshotStreamSlots.
+
+SnapshotStreamSlots::Slot::~Slot() { owner_->Release(id_); }
+Status SnapshotStreamSlots::Slot::SetPeer(std::string_view peer) {
+  return owner_->SetPeer(id_, peer);
+}
+Status SnapshotStreamSlots::Slot::Received(uint64_t bytes) { return owner_->Received(id_, bytes); }
+
+SnapshotStreamSlots::SnapshotStreamSlots(SnapshotStreamLimits limits) : limits_(limits) {
+  watchdog_ = std::thread([this] { Watch(); });
+}
+
+SnapshotStreamSlots::~SnapshotStreamSlots() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  watchdog_.join();
+}
+
+size_t SnapshotStreamSlots::LiveLocked() const {
+  size_t live = 0;
+  for (const auto& [id, s] : streams_) live += s.ended.ok();
+  return live;
+}
+
+void SnapshotStreamSlots::EndLocked(uint64_t id, Stream& s, Status why, uint64_t* counter) {
+  spdlog::warn("transport: snapshot stream {} from {} ended after {} bytes: {}", id,
+               s.peer.empty() ? std::string("(no header yet)") : Printable(s.peer), s.bytes,
+               why.message());
+  s.ended = std::move(why);
+  ++*counter;
+  if (s.cancel) s.cancel();
+  s.cancel = nullptr;
+}
+
+Result<std::unique_ptr<SnapshotStreamSlots::Slot>> SnapshotStreamSlots::Acquire(
+    std::function<void()> cancel) {
+  std::lock_guard<std::mutex> l(mu_);
+  const Clock::time_point now = Clock::now();
+  if (LiveLocked() >= limits_.max_streams) {
+    // The stream idle longest gives way, if it has been idle long enough.
+    auto idlest = streams_.end();
+    for (auto it = streams_.begin(); it != streams_.end(); ++it) {
+      if (it->second.ended.ok() &&
+          (idlest == streams_.end() || it->second.last < idlest->second.last)) {
+        idlest = it;
+      }
+    }
+    if (idlest == streams_.end() || MillisSince(idlest->second.last, now) < limits_.evict_idle_ms) {
+      ++stats_.refused_busy;
+      return Status::Busy("too many snapshot streams (" + std::to_string(limits_.max_streams) +
+                          "), none idle; retry later");
+    }
+    EndLocked(
+        idlest->first, idlest->second,
+        Status::Timeout("evicted: idle " + std::to_string(MillisSince(idlest->second.last, now)) +
+                        " ms while every slot was taken"),
+        &stats_.evicted);
+  }
+  const uint64_t id = next_id_++;
+  Stream& s = streams_[id];
+  s.started = now;
+  s.last = now;
+  s.cancel = std::move(cancel);
+  return std::unique_ptr<Slot>(new Slot(this, id));
+}
+
+void SnapshotStreamSlots::Release(uint64_t id) {
+  std::lock_guard<std::mutex> l(mu_);
+  streams_.erase(id);
+}
+
+Status SnapshotStreamSlots::SetPeer(uint64_t id, std::string_view peer) {
+  std::lock_guard<std::mutex> l(mu_);
+  Stream& s = streams_.at(id);
+  if (!s.ended.ok()) return s.ended;
+  size_t open = 0;
+  for (const auto& [other_id, o] : streams_) open += o.ended.ok() && o.peer == peer;
+  if (open >= limits_.max_streams_per_peer) {
+    ++stats_.refused_peer_streams;
+    spdlog::warn("transport: snapshot stream from {} refused: it has {} open already",
+                 Printable(peer), open);
+    return Status::Busy("too many snapshot streams from this peer (" +
+                        std::to_string(limits_.max_streams_per_peer) + "); retry later");
+  }
+  s.peer = std::string(peer);
+  return Status::Ok();
+}
+
+Status SnapshotStreamSlots::Received(uint64_t id, uint64_t bytes) {
+  std::lock_guard<std::mutex> l(mu_);
+  Stream& s = streams_.at(id);
+  if (!s.ended.ok()) return s.ended;
+  s.bytes += bytes;
+  s.last = Clock::now();
+  uint64_t peer_bytes = 0;
+  for (const auto& [other_id, o] : streams_) {
+    if (o.ended.ok() && o.peer == s.peer) peer_bytes += o.bytes;
+  }
+  if (peer_bytes > limits_.max_bytes_per_peer) {
+    EndLocked(id, s,
+              Status::Busy("the peer's open snapshot streams hold more than " +
+                           std::to_string(limits_.max_bytes_per_peer) + " bytes"),
+              &stats_.ended_peer_bytes);
+    return s.ended;
+  }
+  return Status::Ok();
+}
+
+SnapshotStreamStats SnapshotStreamSlots::Stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  SnapshotStreamStats out = stats_;
+  out.active = streams_.size();
+  return out;
+}
+
+// Ends the streams past a deadline. It wakes a few times per shortest
+// deadline: a deadline is met within a quarter of itself.
+void SnapshotStreamSlots::Watch() {
+  const uint64_t shortest = std::min(limits_.idle_timeout_ms, limits_.total_timeout_ms);
+  const auto period = std::chrono::milliseconds(std::clamp<uint64_t>(shortest / 4, 5, 1000));
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stopping_) {
+    cv_.wait_for(l, period);
+    const Clock::time_point now = Clock::now();
+    for (auto& [id, s] : streams_) {
+      if (!s.ended.ok()) continue;
+      if (MillisSince(s.last, now) >= limits_.idle_timeout_ms) {
+        EndLocked(id, s,
+                  Status::Timeout("idle for " + std::to_string(MillisSince(s.last, now)) +
+                                  " ms (idle deadline " + std::to_string(limits_.idle_timeout_ms) +
+                                  " ms)"),
+                  &stats_.ended_idle);
+      } else if (MillisSince(s.started, now) >= limits_.total_timeout_ms) {
+        EndLocked(id, s,
+                  Status::Timeout("open for " + std::to_string(MillisSince(s.started, now)) +
+                                  " ms (total deadline " +
+                                  std::to_string(limits_.total_timeout_ms) + " ms)"),
+                  &stats_.ended_total);
+      }
+    }
+  }
 }
 
 }  // namespace flotilla::transport

@@ -18,6 +18,7 @@
 #include "engine/raft/types.h"
 #include "flotilla/status.h"
 #include "transport/registry.h"
+#include "transport/snapshot_receiver.h"
 
 namespace flotilla::transport {
 
@@ -146,6 +147,10 @@ class Transport {
   // are queued (Busy); otherwise the outcome arrives later through
   // Handler::HandleSnapshotStatus.
   virtual Status SendSnapshot(SnapshotJob job) = 0;
+
+  // The admission control of incoming snapshot streams (zero where a
+  // transport has none).
+  virtual SnapshotStreamStats SnapshotReceiveStats() const { return {}; }
 };
 
 }  // namespace flotilla::transport

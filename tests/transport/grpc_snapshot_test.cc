@@ -1,11 +1,15 @@
 // Snapshots over real loopback gRPC: a large snapshot streamed and verified,
 // and streams broken half-way that must leave nothing behind.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <thread>
 
+#include "proto/raft.grpc.pb.h"
 #include "tests/transport/grpc_test_util.h"
+#include "transport/convert.h"
+#include "transport/crc32c.h"
 
 namespace flotilla::transport {
 namespace {
@@ -53,6 +57,47 @@ class InterruptingSource final : public SnapshotSource {
   uint64_t read_ = 0;
 };
 
+// A snapshot stream that sends its first chunk (half of a file) and then
+// nothing: what a stalled or hostile peer does.
+class StalledStream {
+ public:
+  StalledStream(const std::string& address, const std::string& source, raft::Index index)
+      : stub_(
+            wire::Raft::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {
+    writer_ = stub_->Snapshot(&ctx_, &result_);
+    wire::SnapshotChunk chunk;
+    MakeHeader(1, source, chunk.mutable_header());
+    ToWire(MakeInstall(1, 1, 2, index), chunk.mutable_install());
+    const std::string data(64 << 10, 'x');
+    chunk.set_file_name("state");
+    chunk.set_data(data);
+    chunk.set_data_crc32c(Crc32c(data));
+    written_ = writer_->Write(chunk);
+  }
+  ~StalledStream() { ctx_.TryCancel(); }
+  bool written() const { return written_; }
+  // Waits for the receiver to end the stream; returns its status.
+  grpc::Status Finish() { return writer_->Finish(); }
+
+ private:
+  std::unique_ptr<wire::Raft::Stub> stub_;
+  grpc::ClientContext ctx_;
+  wire::SnapshotResult result_;
+  std::unique_ptr<grpc::ClientWriter<wire::SnapshotChunk>> writer_;
+  bool written_ = false;
+};
+
+// Receive limits small enough for a test: 4 slots, 2 per peer, idle
+// deadline 1.5 s, a stalled stream gives its slot away after 300 ms.
+TransportConfig StrictReceiver(const std::string& dir) {
+  TransportConfig c = FastConfig(dir);
+  c.max_concurrent_snapshot_receives = 4;
+  c.max_snapshot_receives_per_peer = 2;
+  c.snapshot_receive_idle_timeout_ms = 1500;
+  c.snapshot_receive_evict_idle_ms = 300;
+  return c;
+}
+
 class GrpcSnapshotTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -60,7 +105,7 @@ class GrpcSnapshotTest : public ::testing::Test {
     testing::WriteRandomFile(tmp_.Sub("src/state"), kStateBytes, 11);
     testing::WriteRandomFile(tmp_.Sub("src/meta"), 100, 12);
     a_ = std::make_unique<Node>(FastConfig(tmp_.Sub("a")), &registry_);
-    b_ = std::make_unique<Node>(FastConfig(tmp_.Sub("b")), &registry_);
+    b_ = std::make_unique<Node>(StrictReceiver(tmp_.Sub("b")), &registry_);
     ASSERT_TRUE(a_->transport->Start().ok());
     ASSERT_TRUE(b_->transport->Start().ok());
     registry_.Add(1, 2, b_->transport->address());
@@ -158,6 +203,59 @@ TEST_F(GrpcSnapshotTest, StoppedReceiverFailsTheSnapshot) {
   bool failed = false;
   ASSERT_TRUE(WaitStatus(1, &failed));
   EXPECT_TRUE(failed);
+}
+
+// Issue 14: four snapshot streams that never finish held every receive slot
+// for ever, and their temporary files stayed until the next start.
+TEST_F(GrpcSnapshotTest, StalledStreamsDoNotKeepALegitimateSnapshotOut) {
+  std::vector<std::unique_ptr<StalledStream>> stalled;
+  // Each claims another source, as an outsider can (the per-peer quota alone
+  // would not do).
+  for (int i = 0; i < 4; ++i) {
+    stalled.push_back(std::make_unique<StalledStream>(b_->transport->address(),
+                                                      "stalled-" + std::to_string(i), 70 + i));
+    ASSERT_TRUE(stalled.back()->written());
+  }
+  for (int i = 0; i < 100 && ListWithPrefix(tmp_.Sub("b"), "tmp-").size() < 4; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(ListWithPrefix(tmp_.Sub("b"), "tmp-").size(), 4u) << "every slot is taken";
+  std::this_thread::sleep_for(400ms);  // past the eviction grace, well before the idle deadline
+
+  ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), Source()}).ok());
+  bool failed = true;
+  ASSERT_TRUE(WaitStatus(1, &failed));
+  EXPECT_FALSE(failed) << "a legitimate snapshot was kept out by streams that never finish";
+
+  // Every stalled stream has ended by its idle deadline, with the reason,
+  // and left no temporary file.
+  for (auto& s : stalled) {
+    grpc::Status st = s->Finish();
+    EXPECT_FALSE(st.ok());
+    EXPECT_TRUE(st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                st.error_code() == grpc::StatusCode::CANCELLED)
+        << st.error_code() << " " << st.error_message();
+  }
+  for (int i = 0; i < 100 && !ListWithPrefix(tmp_.Sub("b"), "tmp-").empty(); ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(ListWithPrefix(tmp_.Sub("b"), "tmp-").empty());
+  ExpectReceived(1);
+  const SnapshotStreamStats st = b_->transport->SnapshotReceiveStats();
+  EXPECT_EQ(st.active, 0u);
+  EXPECT_GE(st.evicted, 1u);
+  EXPECT_EQ(st.evicted + st.ended_idle, 4u);
+}
+
+TEST_F(GrpcSnapshotTest, OnePeerGetsItsQuotaOfStreams) {
+  StalledStream s1(b_->transport->address(), "one-peer", 70);
+  StalledStream s2(b_->transport->address(), "one-peer", 71);
+  ASSERT_TRUE(s1.written() && s2.written());
+  StalledStream s3(b_->transport->address(), "one-peer", 72);
+  grpc::Status st = s3.Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  EXPECT_NE(st.error_message().find("from this peer"), std::string::npos) << st.error_message();
+  EXPECT_EQ(b_->transport->SnapshotReceiveStats().refused_peer_streams, 1u);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // The snapshot stream: chunker -> receiver, verification and clean-up.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 
 #include "tests/transport/test_util.h"
 #include "transport/snapshot_chunker.h"
@@ -110,6 +112,99 @@ TEST_F(SnapshotStreamTest, SizeLimit) {
     if (!s.ok()) break;
   }
   EXPECT_EQ(s.code(), StatusCode::kTooLarge);
+}
+
+// ---------------------------------------------------------------------------
+// SnapshotStreamSlots: admission control and deadlines of incoming streams.
+
+using namespace std::chrono_literals;
+
+SnapshotStreamLimits FastLimits() {
+  SnapshotStreamLimits l;
+  l.max_streams = 3;
+  l.max_streams_per_peer = 2;
+  l.max_bytes_per_peer = 1000;
+  l.idle_timeout_ms = 300;
+  l.total_timeout_ms = 60'000;
+  l.evict_idle_ms = 100;
+  return l;
+}
+
+TEST(SnapshotStreamSlots, APeerGetsItsQuotaOfStreamsAndBytes) {
+  SnapshotStreamSlots slots(FastLimits());
+  auto a1 = slots.Acquire(nullptr);
+  auto a2 = slots.Acquire(nullptr);
+  auto a3 = slots.Acquire(nullptr);
+  ASSERT_TRUE(a1.ok() && a2.ok() && a3.ok());
+  ASSERT_TRUE((*a1)->SetPeer("a:1").ok());
+  ASSERT_TRUE((*a2)->SetPeer("a:1").ok());
+  EXPECT_EQ((*a3)->SetPeer("a:1").code(), StatusCode::kBusy);
+  EXPECT_TRUE((*a3)->SetPeer("b:1").ok());
+  EXPECT_EQ(slots.Stats().refused_peer_streams, 1u);
+  // Bytes: both of a's streams count against a's quota; b's do not.
+  EXPECT_TRUE((*a1)->Received(600).ok());
+  EXPECT_TRUE((*a3)->Received(900).ok());
+  EXPECT_EQ((*a2)->Received(600).code(), StatusCode::kBusy);
+  EXPECT_EQ((*a2)->Received(0).code(), StatusCode::kBusy) << "an ended stream stays ended";
+  EXPECT_EQ(slots.Stats().ended_peer_bytes, 1u);
+}
+
+TEST(SnapshotStreamSlots, LiveStreamsRefuseANewOneIdleOnesGiveWay) {
+  SnapshotStreamSlots slots(FastLimits());
+  std::atomic<int> cancelled{0};
+  std::vector<std::unique_ptr<SnapshotStreamSlots::Slot>> held;
+  for (int i = 0; i < 3; ++i) {
+    auto s = slots.Acquire([&] { ++cancelled; });
+    ASSERT_TRUE(s.ok());
+    held.push_back(std::move(s).value());
+  }
+  // All three just started: none is idle long enough to give way.
+  EXPECT_EQ(slots.Acquire(nullptr).status().code(), StatusCode::kBusy);
+  EXPECT_EQ(slots.Stats().refused_busy, 1u);
+  std::this_thread::sleep_for(150ms);
+  ASSERT_TRUE(held[0]->Received(10).ok());  // this one is alive
+  (void)held[2]->Received(10);
+  auto fresh = slots.Acquire(nullptr);
+  ASSERT_TRUE(fresh.ok()) << fresh.status().ToString();
+  EXPECT_EQ(cancelled.load(), 1);
+  EXPECT_EQ(held[1]->Received(10).code(), StatusCode::kTimeout) << "the idlest one was evicted";
+  EXPECT_TRUE(held[0]->Received(10).ok());
+  EXPECT_EQ(slots.Stats().evicted, 1u);
+}
+
+TEST(SnapshotStreamSlots, IdleAndTotalDeadlinesEndStreams) {
+  SnapshotStreamLimits l = FastLimits();
+  l.total_timeout_ms = 700;
+  SnapshotStreamSlots slots(l);
+  std::atomic<int> cancelled{0};
+  auto idle = slots.Acquire([&] { ++cancelled; });
+  auto busy = slots.Acquire([&] { ++cancelled; });
+  ASSERT_TRUE(idle.ok() && busy.ok());
+  // `busy` delivers every 50 ms and outlives the idle deadline, not the total.
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < 2s && (*busy)->Received(1).ok()) {
+    std::this_thread::sleep_for(50ms);
+  }
+  const auto lived = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(lived, 650ms);
+  EXPECT_LT(lived, 1500ms);
+  EXPECT_EQ((*idle)->Received(1).code(), StatusCode::kTimeout);
+  EXPECT_EQ(cancelled.load(), 2);
+  const SnapshotStreamStats st = slots.Stats();
+  EXPECT_EQ(st.ended_idle, 1u);
+  EXPECT_EQ(st.ended_total, 1u);
+  EXPECT_EQ(st.active, 2u);
+  idle->reset();
+  busy->reset();
+  EXPECT_EQ(slots.Stats().active, 0u);
+}
+
+TEST_F(SnapshotStreamTest, AStreamStopsAtTheFreeSpaceReserve) {
+  // No file system has this much free: the stream is refused at its start.
+  SnapshotReceiver rx(tmp_.Sub("rx"), SnapshotReceiverLimits{1u << 30, 10, uint64_t{1} << 62});
+  Status s = rx.Begin(MakeInstall(5, 1, 2, 30));
+  EXPECT_EQ(s.code(), StatusCode::kNoSpace) << s.ToString();
+  EXPECT_NE(s.message().find("below the reserve"), std::string::npos) << s.message();
 }
 
 }  // namespace
