@@ -11,8 +11,12 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <spdlog/spdlog.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -204,6 +208,27 @@ class RocksStore final : public KvStore {
   std::unique_ptr<rocksdb::DB> db_;
 };
 
+class SpdlogRocksLogger final : public rocksdb::Logger {
+ public:
+  explicit SpdlogRocksLogger(std::string name)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), name_(std::move(name)) {}
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    // The header is RocksDB's dump of its options at open: not news.
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof(buf), format, ap);
+    spdlog::log(
+        level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err : spdlog::level::warn,
+        "rocksdb {}: {}", name_, buf);
+  }
+
+ private:
+  const std::string name_;
+};
+
 // The memtable insert hint's domain: a replica's entry keys (each save
 // appends a batch at a rising index) and its other records (each save writes
 // a new version of the hard state); the prefix is the replica. Only keys of
@@ -250,10 +275,16 @@ rocksdb::Options TunedOptions(const RocksOptions& o) {
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   opt.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Never a LOG file on the data disk (NewRocksInfoLogger).
+  opt.info_log = NewRocksInfoLogger("logdb " + o.dir);
   return opt;
 }
 
 }  // namespace
+
+std::shared_ptr<rocksdb::Logger> NewRocksInfoLogger(std::string name) {
+  return std::make_shared<SpdlogRocksLogger>(std::move(name));
+}
 
 Result<std::unique_ptr<LogDB>> OpenRocksLogDB(const RocksOptions& options) {
   if (options.dir.empty()) return Status::InvalidArgument("OpenRocksLogDB: dir is empty");

@@ -14,6 +14,7 @@
 
 namespace rocksdb {
 class Env;
+class Logger;
 }  // namespace rocksdb
 
 namespace flotilla::logdb {
@@ -42,6 +43,13 @@ struct RocksOptions {
   // one). Not owned; must outlive the LogDB. Null: the default Env.
   rocksdb::Env* env = nullptr;
 };
+
+// RocksDB's info log for a database named `name` in messages: warnings and
+// errors go to the process's log (spdlog), the rest is dropped. No LOG file
+// is written next to the data, so RocksDB's error handler, which logs about
+// a full disk, never needs that disk (docs/logdb.md, "When the disk is
+// full"). Thread-safe.
+std::shared_ptr<rocksdb::Logger> NewRocksInfoLogger(std::string name);
 
 // Opens (creating if missing) the database. IOError/NoSpace when the files
 // cannot be opened, Corruption when the database fails RocksDB's own

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "proto/kv.pb.h"
+#include "tests/tmpfs_mount.h"
 
 namespace flotilla::nodehost {
 namespace {
@@ -218,6 +219,39 @@ TEST(KvStateMachine, SnapshotIsAPointInTimeAndRestoresReplacingOldData) {
   EXPECT_FALSE(dst.RecoverFromSnapshot(&cut).ok());
   StringReader bad("not a snapshot at all", 4096);
   EXPECT_EQ(dst.RecoverFromSnapshot(&bad).code(), StatusCode::kCorruption);
+}
+
+// Issue 15: on a full disk the store's write failed, and the next call into
+// RocksDB (a Sync, another write) hit RocksDB's assertion on a file that had
+// seen an error: SIGABRT. Now every call fails with NoSpace, none aborts,
+// and RocksDB's info log is not written to the full disk.
+TEST(KvStateMachine, AFullDiskFailsWritesWithoutAborting) {
+  testing::TmpfsMount disk(16 << 20);
+  FLOTILLA_SKIP_OR_FAIL_FULL_DISK(disk);
+  const std::string dir = disk.path() + "/kv";
+  KvStateMachine sm(dir);
+  ASSERT_TRUE(sm.Open().ok());
+  Apply(&sm, {PutCmd("before", "full")}, 1);
+  testing::TmpfsMount::Fill(disk.path() + "/filler");
+  const std::string value(256 << 10, 'v');
+  Status failed;
+  uint64_t index = 2;
+  for (int i = 0; i < 64 && failed.ok(); ++i, ++index) {
+    std::vector<SMEntry> e(1);
+    e[0].index = index;
+    e[0].cmd = PutCmd("k" + std::to_string(i), value);
+    failed = sm.Update(e);
+  }
+  ASSERT_EQ(failed.code(), StatusCode::kNoSpace) << failed.ToString();
+  // Each of these reached RocksDB's failed write-ahead log before.
+  EXPECT_FALSE(sm.Sync().ok());
+  std::vector<SMEntry> more(1);
+  more[0].index = index;
+  more[0].cmd = PutCmd("after", "full");
+  EXPECT_FALSE(sm.Update(more).ok());
+  EXPECT_FALSE(sm.Sync().ok());
+  EXPECT_EQ(Get(&sm, "before"), "full") << "reads still work";
+  EXPECT_FALSE(std::filesystem::exists(dir + "/LOG")) << "RocksDB's info log is on the data disk";
 }
 
 }  // namespace

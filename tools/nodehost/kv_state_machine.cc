@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "logdb/rocks_logdb.h"
 #include "proto/kv.pb.h"
 
 namespace flotilla::nodehost {
@@ -116,6 +117,8 @@ Result<uint64_t> KvStateMachine::Open() {
   if (ec) return Status::IOError("kv: create " + dir_ + ": " + ec.message());
   rocksdb::Options options;
   options.create_if_missing = true;
+  // RocksDB's error handler logs about a full disk: never to that disk.
+  options.info_log = logdb::NewRocksInfoLogger("kv " + dir_);
   rocksdb::DB* raw = nullptr;
   FLOTILLA_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(options, dir_, &raw), "kv open " + dir_));
   db_.reset(raw);
@@ -131,10 +134,22 @@ Result<uint64_t> KvStateMachine::Open() {
   return applied_;
 }
 
-Status KvStateMachine::Sync() { return FromRocks(db_->SyncWAL(), "kv sync"); }
+Status KvStateMachine::Sync() {
+  if (!failed_.ok()) return failed_;
+  return Written(db_->SyncWAL(), "kv sync");
+}
+
+Status KvStateMachine::Written(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return Status::Ok();
+  failed_ = FromRocks(s, what);
+  failed_ =
+      Status(failed_.code(), "kv store refuses writes after a failed write: " + failed_.message());
+  return failed_;
+}
 
 Status KvStateMachine::Update(std::span<SMEntry> entries) {
   if (entries.empty()) return Status::Ok();
+  if (!failed_.ok()) return failed_;
   rocksdb::WriteBatchWithIndex batch(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true);
   Command cmd;
   std::string current;
@@ -184,7 +199,7 @@ Status KvStateMachine::Update(std::span<SMEntry> entries) {
   FLOTILLA_RETURN_IF_ERROR(
       FromRocks(batch.Put(std::string(kAppliedKey), applied), "kv applied index"));
   FLOTILLA_RETURN_IF_ERROR(
-      FromRocks(db_->Write(rocksdb::WriteOptions(), batch.GetWriteBatch()), "kv write"));
+      Written(db_->Write(rocksdb::WriteOptions(), batch.GetWriteBatch()), "kv write"));
   applied_ = entries.back().index;
   return Status::Ok();
 }
@@ -274,6 +289,7 @@ Status KvStateMachine::SaveSnapshot(std::shared_ptr<void> prepared, SnapshotWrit
 }
 
 Status KvStateMachine::RecoverFromSnapshot(SnapshotReader* r) {
+  if (!failed_.ok()) return failed_;
   StreamReader in(r);
   std::string header;
   FLOTILLA_RETURN_IF_ERROR(in.ReadExact(kSnapshotMagic.size() + 8, &header));
@@ -302,8 +318,7 @@ Status KvStateMachine::RecoverFromSnapshot(SnapshotReader* r) {
     FLOTILLA_RETURN_IF_ERROR(FromRocks(batch.Put(DataKey(key), value), "kv recover"));
     ++count;
     if (batch.GetDataSize() >= kRecoverBatchBytes) {
-      FLOTILLA_RETURN_IF_ERROR(
-          FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "kv recover"));
+      FLOTILLA_RETURN_IF_ERROR(Written(db_->Write(rocksdb::WriteOptions(), &batch), "kv recover"));
       batch.Clear();
     }
   }
@@ -314,7 +329,7 @@ Status KvStateMachine::RecoverFromSnapshot(SnapshotReader* r) {
   FLOTILLA_RETURN_IF_ERROR(FromRocks(batch.Put(std::string(kAppliedKey), applied), "kv recover"));
   rocksdb::WriteOptions sync;
   sync.sync = true;
-  FLOTILLA_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "kv recover"));
+  FLOTILLA_RETURN_IF_ERROR(Written(db_->Write(sync, &batch), "kv recover"));
   applied_ = GetFixed(applied, 8);
   return Status::Ok();
 }

@@ -20,7 +20,8 @@
 
 namespace rocksdb {
 class DB;
-}
+class Status;
+}  // namespace rocksdb
 
 namespace flotilla::nodehost {
 
@@ -57,9 +58,16 @@ class KvStateMachine final : public OnDiskStateMachine {
   uint64_t applied_index() const { return applied_; }
 
  private:
+  // Records a failed write in failed_ and returns it.
+  Status Written(const rocksdb::Status& s, std::string_view what);
+
   std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
   uint64_t applied_ = 0;  // touched by the apply thread only
+  // After a failed write (a full disk) every write, sync and recovery
+  // returns this without touching RocksDB again: RocksDB asserts on a write
+  // to a log file that has seen an error. Apply thread only.
+  Status failed_;
 };
 
 }  // namespace flotilla::nodehost
