@@ -38,6 +38,8 @@ std::string_view RejectionName(Rejection r) {
       return "commit_beyond_log";
     case Rejection::kBadSnapshot:
       return "bad_snapshot";
+    case Rejection::kStorageLow:
+      return "storage_low";
     case Rejection::kCount:
       break;
   }

@@ -37,6 +37,7 @@ enum class Rejection : uint8_t {
   kIndexBeyondLog,   // an acknowledged or hinted index beyond our log
   kCommitBeyondLog,  // a heartbeat's commit index beyond our log
   kBadSnapshot,      // a snapshot whose metadata cannot be right
+  kStorageLow,       // entries to store while free space is below the reserve
   kCount,
 };
 

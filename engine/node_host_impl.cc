@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -1090,6 +1091,8 @@ Status NodeHostImpl::Init() {
   tc.listen_address = config_.raft_address;
   tc.deployment_id = config_.deployment_id;
   tc.snapshot_dir = config_.data_dir + "/snapshots-in";
+  // A snapshot stream must not take the space the reserve keeps.
+  if (!config_.in_memory_logdb) tc.snapshot_min_free_bytes = config_.min_free_bytes;
   if (!config_.tls_ca_file.empty() && !config_.tls_cert_file.empty() &&
       !config_.tls_key_file.empty()) {
     tc.tls.enabled = true;
@@ -1159,8 +1162,56 @@ void NodeHostImpl::StartThreads() {
 }
 
 void NodeHostImpl::AdvanceTick() {
-  ticks_.fetch_add(1, std::memory_order_acq_rel);
+  const uint64_t tick = ticks_.fetch_add(1, std::memory_order_acq_rel);
+  if (tick >= next_storage_check_tick_) {
+    next_storage_check_tick_ =
+        tick + std::max<uint64_t>(1, config_.storage_check_interval_ms / config_.rtt_ms);
+    CheckStorage();
+  }
   for (auto& w : step_) w->NotifyTick();
+}
+
+// The storage watermark: one statvfs per directory and interval, off the
+// write path, which then reads one flag.
+void NodeHostImpl::CheckStorage() {
+  if (config_.min_free_bytes == 0 || config_.in_memory_logdb || deps_.logdb) return;
+  uint64_t least = UINT64_MAX;
+  std::string where;
+  for (const std::string& dir : {config_.data_dir, config_.wal_dir}) {
+    struct statvfs st {};
+    if (dir.empty() || ::statvfs(dir.c_str(), &st) != 0) continue;
+    const uint64_t free_bytes = uint64_t{st.f_bavail} * st.f_frsize;
+    if (free_bytes < least) {
+      least = free_bytes;
+      where = dir;
+    }
+  }
+  if (where.empty()) return;  // cannot tell: the LogDB reports real failures
+  storage_free_bytes_.store(least, std::memory_order_relaxed);
+  const bool low = least < config_.min_free_bytes;
+  if (low) {
+    std::lock_guard<std::mutex> l(storage_mu_);
+    storage_low_status_ = Status::NoSpace(
+        "storage low: " + std::to_string(least) + " bytes free on " + where +
+        ", below the reserve of " + std::to_string(config_.min_free_bytes) +
+        " bytes (min_free_bytes); this NodeHost refuses writes until space is freed");
+  }
+  if (low && !storage_low_.exchange(true)) {
+    spdlog::error(
+        "storage: {} bytes free on {}, below the reserve of {} (min_free_bytes): "
+        "new writes are refused until space is freed",
+        least, where, config_.min_free_bytes);
+  } else if (!low && storage_low_.exchange(false)) {
+    spdlog::info("storage: {} bytes free on {} again, at or above the reserve of {}: writes resume",
+                 least, where, config_.min_free_bytes);
+  }
+}
+
+Status NodeHostImpl::StorageStatus() {
+  std::lock_guard<std::mutex> l(storage_mu_);
+  if (storage_failed_.load()) return storage_status_;
+  if (storage_low_.load()) return storage_low_status_;
+  return Status::Ok();
 }
 
 void NodeHostImpl::Close() {
@@ -1553,10 +1604,11 @@ Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::En
                             " bytes exceeds max_entry_bytes " +
                             std::to_string(config_.max_entry_bytes));
   }
-  if (storage_failed_.load()) {
-    // Say why: the disk failed (I/O error or no space), not a transient state.
-    std::lock_guard<std::mutex> l(storage_mu_);
-    return storage_status_;
+  if (storage_failed_.load() || storage_low_.load(std::memory_order_relaxed)) {
+    // Say why: the disk failed (I/O error or no space), or its free space is
+    // below the reserve (cleared by itself once space is freed).
+    Status s = StorageStatus();
+    if (!s.ok()) return s;
   }
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
@@ -1720,6 +1772,7 @@ Result<ShardMembership> NodeHostImpl::GetMembership(uint64_t shard_id) {
 NodeHostInfo NodeHostImpl::GetInfo() {
   NodeHostInfo info;
   info.raft_address = raft_address();
+  info.storage = StorageStatus();
   std::vector<uint64_t> ids;
   {
     std::shared_lock<std::shared_mutex> l(replicas_mu_);
@@ -1770,6 +1823,16 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   if (logdb_) m.fsync_latency = logdb_->SyncLatency();
   m.campaigning = campaign_slots_.held();
   m.storage_failed = storage_failed_.load();
+  m.storage_low = storage_low_.load();
+  m.storage_free_bytes = storage_free_bytes_.load(std::memory_order_relaxed);
+  if (transport_) {
+    const transport::SnapshotStreamStats ss = transport_->SnapshotReceiveStats();
+    m.snapshot_receives_active = ss.active;
+    m.snapshot_receives_ended = {
+        {"busy", ss.refused_busy},           {"peer_streams", ss.refused_peer_streams},
+        {"peer_bytes", ss.ended_peer_bytes}, {"idle", ss.ended_idle},
+        {"total", ss.ended_total},           {"evicted", ss.evicted}};
+  }
   std::shared_lock<std::shared_mutex> l(replicas_mu_);
   for (const auto& [id, r] : replicas_) {
     ++m.shards;
@@ -1791,6 +1854,13 @@ void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages,
   for (raft::Message& m : messages) {
     if (Rejection why = CheckBatchMessage(m); why != Rejection::kNone) {
       ReportRejected(m.shard_id, m, why, source_address);
+      continue;
+    }
+    // Below the storage reserve nothing new is stored: a dropped append is a
+    // lost message the leader resends once this NodeHost has space again.
+    if (storage_low() && !m.entries.empty() &&
+        (m.type == raft::MessageType::kReplicate || m.type == raft::MessageType::kPropose)) {
+      ReportRejected(m.shard_id, m, Rejection::kStorageLow, source_address);
       continue;
     }
     auto it = replicas_.find(m.shard_id);

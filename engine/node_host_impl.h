@@ -269,6 +269,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Counters& counters() { return counters_; }
   SnapshotWorkers* snapshot_workers() { return snapshot_workers_.get(); }
   void OnStorageFailure(const Status& s);
+  bool storage_low() const { return storage_low_.load(std::memory_order_relaxed); }
   // Counts a peer's message that failed validation and logs it, at most
   // once per sender and kRejectLogInterval; `source` (may be empty) is the
   // sending NodeHost's address, escaped before it is logged.
@@ -296,6 +297,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Result<RequestHandle> ProposeEntryImpl(uint64_t shard_id, raft::Entry e, Timeout t);
   Result<RequestHandle> ProposeConf(uint64_t shard_id, raft::ConfChange cc, Timeout t);
   void StartThreads();
+  void CheckStorage();
+  Status StorageStatus();
   Status StartReplicaImpl(const ShardConfig& config, const Members& initial, bool join,
                           uint8_t kind,
                           const std::function<std::unique_ptr<ManagedStateMachine>()>& make);
@@ -326,6 +329,11 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::atomic<bool> storage_failed_{false};
   std::mutex storage_mu_;
   Status storage_status_;  // guarded by storage_mu_: why writes stopped
+  // Free space below min_free_bytes (CheckStorage, on the ticker).
+  std::atomic<bool> storage_low_{false};
+  std::atomic<uint64_t> storage_free_bytes_{0};
+  Status storage_low_status_;             // guarded by storage_mu_: the figures, while low
+  uint64_t next_storage_check_tick_ = 0;  // ticker thread only
   uint64_t key_base_;
   std::atomic<uint64_t> next_key_{1};
 

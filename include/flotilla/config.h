@@ -63,6 +63,16 @@ struct NodeHostConfig {
   // that is not a loopback address (127.0.0.0/8, ::1, localhost) unless this
   // is set: for a network that is private by other means.
   bool insecure = false;
+  // Free bytes the file systems of data_dir and wal_dir must keep, like
+  // etcd's --quota-backend-bytes alarm but on free space: below it this
+  // NodeHost refuses new proposals (NoSpace, with the figures), drops the
+  // appends and forwarded proposals its peers send, and fails incoming
+  // snapshot streams, before RocksDB cannot write at all; writes resume by
+  // themselves once space is freed. Checked every storage_check_interval_ms
+  // (docs/nodehost.md, "Storage"). 0: off. Not checked with an in-memory
+  // LogDB.
+  uint64_t min_free_bytes = uint64_t{256} << 20;
+  uint64_t storage_check_interval_ms = 1000;
   // Use RocksDB with fsync (production) or the in-memory LogDB (tests).
   bool in_memory_logdb = false;
   // Optional: told about leader changes, replicas, snapshots, connections.

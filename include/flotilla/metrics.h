@@ -98,6 +98,13 @@ struct NodeHostMetrics {
   uint64_t apply_queue_depth = 0;     // batches of committed entries waiting to be applied
   uint64_t log_cache_bytes = 0;       // entries kept in memory for replication and applying
   bool storage_failed = false;        // the LogDB failed; writes are refused
+  bool storage_low = false;           // free space below min_free_bytes; writes are refused
+  uint64_t storage_free_bytes = 0;    // least free space of data_dir and wal_dir, last checked
+  // Incoming snapshot streams (transport): open now, and ended or refused
+  // since start by reason (busy, peer_streams, peer_bytes, idle, total,
+  // evicted).
+  uint64_t snapshot_receives_active = 0;
+  std::map<std::string, uint64_t> snapshot_receives_ended;
 };
 
 }  // namespace flotilla

@@ -49,6 +49,10 @@ struct ShardMembership {
 struct NodeHostInfo {
   std::string raft_address;
   std::vector<ReplicaInfo> replicas;
+  // OK, or why this NodeHost refuses writes: NoSpace while free space is
+  // below NodeHostConfig::min_free_bytes (clears by itself when space is
+  // freed), or the LogDB's failure (IOError/NoSpace, until a restart).
+  Status storage;
 };
 
 using Timeout = std::chrono::milliseconds;

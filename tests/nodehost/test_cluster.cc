@@ -101,7 +101,7 @@ std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_sha
   const std::string path = dir_ + "/node" + std::to_string(id) + ".toml";
   std::ofstream f(path);
   f << "node_id = " << id << "\n"
-    << "data_dir = \"" << dir_ << "/node" << id << "\"\n"
+    << "data_dir = \"" << (o_.data_root.empty() ? dir_ : o_.data_root) << "/node" << id << "\"\n"
     << "metrics_address = \"" << metrics_address(id) << "\"\n"
     << "log_level = \"warn\"\n"
     << "rtt_ms = 10\n\n"
@@ -125,6 +125,13 @@ std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_sha
     }
   }
   f << "\n";
+  if (o_.min_free_bytes != 0 || o_.storage_check_interval_ms != 0) {
+    f << "[storage]\n";
+    if (o_.min_free_bytes != 0) f << "min_free_bytes = " << o_.min_free_bytes << "\n";
+    if (o_.storage_check_interval_ms != 0)
+      f << "check_interval_ms = " << o_.storage_check_interval_ms << "\n";
+    f << "\n";
+  }
   std::string members;
   for (int i = 1; i <= o_.nodes; ++i) members += (i > 1 ? ", " : "") + std::to_string(i);
   for (int s = 1; s <= o_.shards; ++s) {

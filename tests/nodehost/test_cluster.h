@@ -44,6 +44,12 @@ class TestCluster {
     // [auth] secret_file: secret_file(id), one per node, all alike at first.
     bool secret = false;
     bool every_call = false;  // [auth] every_call = true
+    // Where the nodes' data directories go (<data_root>/node<id>); empty:
+    // dir(). Configs and logs stay in dir() (a full-disk test fills this).
+    std::string data_root;
+    // [storage] of every node; 0: the daemon's defaults.
+    uint64_t min_free_bytes = 0;
+    uint64_t storage_check_interval_ms = 0;
   };
   explicit TestCluster(Options o);
   ~TestCluster();

@@ -93,7 +93,8 @@ const std::map<std::string, std::set<std::string>, std::less<>>& KnownKeys() {
       {"",
        {"node_id", "data_dir", "wal_dir", "deployment_id", "rtt_ms", "log_level", "raft_address",
         "client_address", "metrics_address", "insecure", "raft", "client", "auth", "tls",
-        "client_tls", "nodes", "shards"}},
+        "client_tls", "nodes", "shards", "storage"}},
+      {"storage", {"min_free_bytes", "check_interval_ms"}},
       {"raft",
        {"election_rtt", "heartbeat_rtt", "snapshot_entries", "compaction_overhead", "step_workers",
         "apply_workers", "quiesce_after_election_timeouts"}},
@@ -124,7 +125,7 @@ Status CheckKeys(const toml::table& t, const std::string& name, std::string_view
 Status CheckAllKeys(const toml::table& t, std::string_view src) {
   FLOTILLA_RETURN_IF_ERROR(CheckKeys(t, "", src));
   for (const std::string name :
-       {"raft", "client", "auth", "tls", "client_tls", "nodes", "shards"}) {
+       {"raft", "client", "auth", "tls", "client_tls", "nodes", "shards", "storage"}) {
     const toml::node* n = t.get(name);
     if (n == nullptr) continue;
     const toml::array* a = n->as_array();
@@ -205,6 +206,11 @@ Status ReadRaftAndClient(const toml::table& t, std::string_view src, DaemonConfi
                                     1, kMaxRequestTimeoutMs, &c->request_timeout_ms));
   FLOTILLA_RETURN_IF_ERROR(ReadUint(client["max_request_bytes"], "client.max_request_bytes", src, 1,
                                     kMaxRequestBytes, &c->max_request_bytes));
+  const auto storage = t["storage"];
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadUint(storage["min_free_bytes"], "storage.min_free_bytes", src, &c->min_free_bytes));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(storage["check_interval_ms"], "storage.check_interval_ms", src,
+                                    1, kMaxStorageCheckIntervalMs, &c->storage_check_interval_ms));
   return Status::Ok();
 }
 
@@ -395,6 +401,8 @@ NodeHostConfig DaemonConfig::ToNodeHostConfig() const {
   nc.tls_key_file = tls_key_file;
   nc.tls_peer_names = tls_peer_names;
   nc.insecure = insecure;
+  nc.min_free_bytes = min_free_bytes;
+  nc.storage_check_interval_ms = storage_check_interval_ms;
   // A request of max_request_bytes (key and value) fits in one entry with
   // its encoding.
   nc.max_entry_bytes = std::max<uint64_t>(nc.max_entry_bytes, max_request_bytes + (64 << 10));

@@ -32,9 +32,10 @@ struct ShardEntry {
 };
 
 // Bounds of the file's keys besides the engine's (flotilla/config.h).
-inline constexpr uint64_t kMaxShards = 100'000;              // [shards] count, and all shards
-inline constexpr uint32_t kMaxRequestTimeoutMs = 3'600'000;  // client.request_timeout_ms
-inline constexpr uint32_t kMaxRequestBytes = 32u << 20;      // client.max_request_bytes
+inline constexpr uint64_t kMaxShards = 100'000;                 // [shards] count, and all shards
+inline constexpr uint32_t kMaxRequestTimeoutMs = 3'600'000;     // client.request_timeout_ms
+inline constexpr uint32_t kMaxRequestBytes = 32u << 20;         // client.max_request_bytes
+inline constexpr uint64_t kMaxStorageCheckIntervalMs = 60'000;  // storage.check_interval_ms
 
 struct DaemonConfig {
   uint64_t node_id = 0;
@@ -60,6 +61,9 @@ struct DaemonConfig {
   // [client]
   uint32_t request_timeout_ms = 5000;
   uint32_t max_request_bytes = 4 << 20;
+  // [storage]: the free-space reserve (NodeHostConfig::min_free_bytes).
+  uint64_t min_free_bytes = uint64_t{256} << 20;
+  uint64_t storage_check_interval_ms = 1000;
   // [auth]
   std::string token_file;
   // The deployment secret that authenticates the daemons to each other on

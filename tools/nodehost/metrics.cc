@@ -273,6 +273,13 @@ void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
   for (const auto& [reason, n] : m.streams_refused) {
     w->Sample("flotilla_streams_refused_total", PromWriter::Label("reason", reason), n);
   }
+  w->Family("flotilla_snapshot_receives_ended_total",
+            "Incoming snapshot streams refused or ended by their limits, by reason (busy, "
+            "peer_streams, peer_bytes, idle, total, evicted).",
+            "counter");
+  for (const auto& [reason, n] : m.snapshot_receives_ended) {
+    w->Sample("flotilla_snapshot_receives_ended_total", PromWriter::Label("reason", reason), n);
+  }
   EngineHistogram(w, "flotilla_logdb_save_duration_seconds",
                   "One LogDB save, from encoding to its durable return.", m.save_latency);
   EngineHistogram(w, "flotilla_logdb_fsync_duration_seconds",
@@ -291,6 +298,13 @@ void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
        m.log_cache_bytes},
       {"flotilla_storage_failed", "1 when the LogDB failed and writes are refused.",
        m.storage_failed ? 1u : 0u},
+      {"flotilla_storage_low",
+       "1 while free space is below min_free_bytes and writes are refused (clears by itself).",
+       m.storage_low ? 1u : 0u},
+      {"flotilla_storage_free_bytes", "Least free space of the data and WAL directories.",
+       m.storage_free_bytes},
+      {"flotilla_snapshot_receives_active", "Incoming snapshot streams open now.",
+       m.snapshot_receives_active},
   };
   for (const Field& f : gauges) {
     w->Family(f.name, f.help, "gauge");

@@ -111,6 +111,24 @@ void Gauges(NodeHost* nh, const ServiceContext& ctx, PromWriter* w, double uptim
             uint64_t{1});
 }
 
+// /healthz: alive, unless storage keeps this daemon from taking writes (its
+// free space below the reserve, or a failed LogDB). /readyz: that, and every
+// hosted shard started and knows a leader.
+HttpResponse Health(bool ready, const ServiceContext& ctx) {
+  const NodeHostInfo info = ctx.nh->GetInfo();
+  std::string missing;
+  if (!info.storage.ok()) missing += "storage: " + info.storage.ToString() + "\n";
+  if (ready) {
+    for (const auto& [shard, why] : ctx.failed_shards) {
+      missing += "shard " + std::to_string(shard) + ": failed to start: " + why + "\n";
+    }
+    for (const ReplicaInfo& r : info.replicas)
+      if (r.leader_id == 0) missing += "shard " + std::to_string(r.shard_id) + ": no leader\n";
+  }
+  if (missing.empty()) return {200, "text/plain; charset=utf-8", ready ? "ready\n" : "ok\n"};
+  return {503, "text/plain; charset=utf-8", missing};
+}
+
 HttpResponse Handle(const std::string& target, const ServiceContext& ctx) {
   const std::string path = target.substr(0, target.find('?'));
   if (path == "/metrics") {
@@ -118,17 +136,7 @@ HttpResponse Handle(const std::string& target, const ServiceContext& ctx) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count();
     return {200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(ctx, up)};
   }
-  if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
-  if (path == "/readyz") {
-    std::string missing;
-    for (const auto& [shard, why] : ctx.failed_shards) {
-      missing += "shard " + std::to_string(shard) + ": failed to start: " + why + "\n";
-    }
-    for (const ReplicaInfo& r : ctx.nh->GetInfo().replicas)
-      if (r.leader_id == 0) missing += "shard " + std::to_string(r.shard_id) + ": no leader\n";
-    if (missing.empty()) return {200, "text/plain; charset=utf-8", "ready\n"};
-    return {503, "text/plain; charset=utf-8", missing};
-  }
+  if (path == "/healthz" || path == "/readyz") return Health(path == "/readyz", ctx);
   return {404, "text/plain; charset=utf-8", "not found: try /metrics, /healthz or /readyz\n"};
 }
 
