@@ -344,16 +344,11 @@ Status SealReceivedSnapshot(const std::string& dir) {
   return CheckSnapshotFiles(dir, *sums);
 }
 
-Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const SaveFn& save,
-                                  const std::string& sessions, bool metadata_only) {
-  std::error_code ec;
-  fs::create_directories(root, ec);
-  if (ec) return Status::IOError("create " + root + ": " + ec.message());
-  const std::string final_dir = SnapshotPath(root, index);
-  const std::string tmp = final_dir + std::string(kTmpSuffix);
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) return Status::IOError("create " + tmp + ": " + ec.message());
+namespace {
+
+// Writes the files of a snapshot, and their checksums, into `tmp`.
+Status WriteSnapshotFiles(const std::string& tmp, const SaveFn& save, const std::string& sessions,
+                          bool metadata_only) {
   // Each file's checksum is taken from the bytes as they are written, not
   // read back: what the state machine produced is what a restore must find.
   std::vector<SnapshotFileSum> sums;
@@ -378,10 +373,34 @@ Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const
   FLOTILLA_RETURN_IF_ERROR(cw.Open(tmp + "/" + kSnapshotChecksumsFile));
   FLOTILLA_RETURN_IF_ERROR(cw.Write(EncodeChecksums(sums)));
   FLOTILLA_RETURN_IF_ERROR(cw.Finish());
-  FLOTILLA_RETURN_IF_ERROR(SyncDir(tmp));
+  return SyncDir(tmp);
+}
+
+}  // namespace
+
+Result<std::string> WriteSnapshot(const std::string& root, uint64_t index, const SaveFn& save,
+                                  const std::string& sessions, bool metadata_only) {
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return Status::IOError("create " + root + ": " + ec.message());
+  const std::string final_dir = SnapshotPath(root, index);
+  const std::string tmp = final_dir + std::string(kTmpSuffix);
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) return Status::IOError("create " + tmp + ": " + ec.message());
+  if (Status s = WriteSnapshotFiles(tmp, save, sessions, metadata_only); !s.ok()) {
+    // Whatever failed (often a full disk), the partial files must not keep
+    // the space until the next start.
+    fs::remove_all(tmp, ec);
+    return s;
+  }
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
-  if (ec) return Status::IOError("rename " + tmp + ": " + ec.message());
+  if (ec) {
+    const Status s = Status::IOError("rename " + tmp + ": " + ec.message());
+    fs::remove_all(tmp, ec);
+    return s;
+  }
   FLOTILLA_RETURN_IF_ERROR(SyncDir(root));
   return final_dir;
 }

@@ -440,6 +440,22 @@ TEST(SnapshotFiles, PruningKeepsTheRecordedAndTheStreamedSnapshots) {
   fs::remove_all(root);
 }
 
+// Issue 15: a local snapshot whose writing failed (a full disk, a state
+// machine's error) left its temporary directory until the next start,
+// holding the space that made it fail.
+TEST(SnapshotFiles, AFailedSnapshotLeavesNoTemporaryDirectory) {
+  const std::string root = TempDir("failed-write");
+  const engine::SaveFn failing = [](SnapshotWriter* w) {
+    const Status s = w->Write(std::string(1 << 20, 'x'));
+    return s.ok() ? Status::NoSpace("disk full (simulated)") : s;
+  };
+  Result<std::string> dir = engine::WriteSnapshot(root, 9, failing, "sessions");
+  EXPECT_EQ(dir.status().code(), StatusCode::kNoSpace);
+  EXPECT_FALSE(fs::exists(engine::SnapshotPath(root, 9) + ".tmp"));
+  EXPECT_FALSE(fs::exists(engine::SnapshotPath(root, 9)));
+  fs::remove_all(root);
+}
+
 // ---------------------------------------------------------------------------
 // Many on-disk state machines streaming snapshots at once. Each stream has a
 // writer (the state machine's SaveSnapshot, on one of the engine's snapshot
