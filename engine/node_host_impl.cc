@@ -551,10 +551,47 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
   if (!p.raft().quiesced()) {
     for (uint64_t i = 0; i < ticks; ++i) p.Tick();
   }
+  if (ticks > 0 && nh_->storage_low()) HandOffIfStorageLow(r);
   if (sweep) {
     r->SweepExpired(internal::RequestState::Clock::now());
   }
   CampaignIfSlot(r);
+}
+
+// A leader on a NodeHost below its storage reserve refuses every write, so
+// it hands leadership to the voter whose log is longest: a full disk costs
+// this NodeHost its writes, not the shard. The new leader's appends of data
+// to this replica are dropped until space is freed (HandleBatch), and it
+// catches up afterwards. Once per replica and episode of low storage: when
+// every member's disk is low, leadership moves at most once per member and
+// then stays. Not once less than half the reserve is left: the election
+// that a hand-off starts makes this replica save a new term, and a save that
+// fails on an exhausted disk stops the LogDB until a restart.
+void StepWorker::HandOffIfStorageLow(Replica* r) {
+  raft::Peer& p = *r->peer;
+  const raft::Raft& raft = p.raft();
+  const uint64_t now = nh_->ticks();
+  if (nh_->storage_free_bytes() < nh_->config().min_free_bytes / 2) return;
+  if (raft.role() != raft::Role::kLeader || raft.lead_transferee() != raft::kNoReplica ||
+      r->handoff_episode == nh_->storage_low_episode() ||
+      now < r->handoff_at_tick + r->config.election_rtt) {
+    return;
+  }
+  raft::ReplicaId best = raft::kNoReplica;
+  raft::Index best_match = 0;
+  for (const auto& [id, pr] : raft.tracker().progress()) {
+    if (id == raft.id() || !raft.tracker().IsVoter(id) || raft.tracker().IsWitness(id)) continue;
+    if (best == raft::kNoReplica || pr.match > best_match) {
+      best = id;
+      best_match = pr.match;
+    }
+  }
+  r->handoff_at_tick = now;
+  r->handoff_episode = nh_->storage_low_episode();
+  if (best == raft::kNoReplica) return;
+  spdlog::warn("shard {} replica {}: storage below the reserve; handing leadership to replica {}",
+               r->shard_id, r->replica_id, best);
+  p.TransferLeader(best);
 }
 
 // A restart of thousands of shards must not start thousands of elections at
@@ -1197,6 +1234,7 @@ void NodeHostImpl::CheckStorage() {
         " bytes (min_free_bytes); this NodeHost refuses writes until space is freed");
   }
   if (low && !storage_low_.exchange(true)) {
+    storage_low_episode_.fetch_add(1, std::memory_order_relaxed);
     spdlog::error(
         "storage: {} bytes free on {}, below the reserve of {} (min_free_bytes): "
         "new writes are refused until space is freed",
@@ -1845,6 +1883,16 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   return m;
 }
 
+namespace {
+
+bool CarriesData(const raft::Message& m) {
+  return std::any_of(m.entries.begin(), m.entries.end(), [](const raft::Entry& e) {
+    return e.type == raft::EntryType::kNormal && !e.cmd.empty();
+  });
+}
+
+}  // namespace
+
 void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages,
                                const std::string& source_address) {
   Counters::Add(counters_.messages_received, messages.size());
@@ -1856,9 +1904,11 @@ void NodeHostImpl::HandleBatch(std::vector<raft::Message>&& messages,
       ReportRejected(m.shard_id, m, why, source_address);
       continue;
     }
-    // Below the storage reserve nothing new is stored: a dropped append is a
-    // lost message the leader resends once this NodeHost has space again.
-    if (storage_low() && !m.entries.empty() &&
+    // Below the storage reserve no new data is stored: a dropped append is
+    // a lost message the leader resends once this NodeHost has space again.
+    // Appends of no-ops and membership changes only still pass, so a new
+    // leader can commit its first entry and members can still be changed.
+    if (storage_low() && CarriesData(m) &&
         (m.type == raft::MessageType::kReplicate || m.type == raft::MessageType::kPropose)) {
       ReportRejected(m.shard_id, m, Rejection::kStorageLow, source_address);
       continue;

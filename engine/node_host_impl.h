@@ -134,6 +134,7 @@ class StepWorker : public WorkerBase {
   void StopRemoved();
   void SendOutbox(bool report_unreachable);
   void CampaignIfSlot(Replica* r);
+  void HandOffIfStorageLow(Replica* r);
   bool CanApplyBeforeSave(const Replica* r);
   void HandToApply(Replica* r);
 
@@ -270,6 +271,12 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   SnapshotWorkers* snapshot_workers() { return snapshot_workers_.get(); }
   void OnStorageFailure(const Status& s);
   bool storage_low() const { return storage_low_.load(std::memory_order_relaxed); }
+  uint64_t storage_free_bytes() const {
+    return storage_free_bytes_.load(std::memory_order_relaxed);
+  }
+  uint64_t storage_low_episode() const {
+    return storage_low_episode_.load(std::memory_order_relaxed);
+  }
   // Counts a peer's message that failed validation and logs it, at most
   // once per sender and kRejectLogInterval; `source` (may be empty) is the
   // sending NodeHost's address, escaped before it is logged.
@@ -331,6 +338,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Status storage_status_;  // guarded by storage_mu_: why writes stopped
   // Free space below min_free_bytes (CheckStorage, on the ticker).
   std::atomic<bool> storage_low_{false};
+  std::atomic<uint64_t> storage_low_episode_{0};  // counts the times it went low
   std::atomic<uint64_t> storage_free_bytes_{0};
   Status storage_low_status_;             // guarded by storage_mu_: the figures, while low
   uint64_t next_storage_check_tick_ = 0;  // ticker thread only

@@ -76,7 +76,11 @@ class Replica {
   std::optional<raft::HardState> unsaved_hs;  // a commit-only change not yet saved
   uint64_t reported_leader = 0;
   uint64_t removed_at_tick = 0;  // when it saw its own removal applied (0: not removed)
-  std::string snapshot_root;     // immutable after start
+  // When it last tried to hand leadership off for a full disk, and in which
+  // episode of low storage (HandOffIfStorageLow).
+  uint64_t handoff_at_tick = 0;
+  uint64_t handoff_episode = 0;
+  std::string snapshot_root;  // immutable after start
   // Snapshot directories being streamed to followers (any thread).
   const std::shared_ptr<SnapshotPins> snapshot_pins = std::make_shared<SnapshotPins>();
 

@@ -11,6 +11,8 @@
 #include <map>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/nodehost/prom_text.h"
 #include "tests/nodehost/test_cluster.h"
 #include "tests/tmpfs_mount.h"
@@ -65,6 +67,18 @@ class FullDiskTest : public ::testing::Test {
     std::unique_ptr<Client> c = Client::Create(o, &error);
     EXPECT_NE(c, nullptr) << error;
     return c;
+  }
+  bool Healthy(int node, int code) {
+    return HttpGet("http://" + cluster_->metrics_address(node) + "/healthz").first == code;
+  }
+  // The leader's replica id of `shard`, from `shard -o json`.
+  uint64_t LeaderOf(uint64_t shard) const {
+    const testing::CliResult r = cluster_->Cli({"-o", "json", "shard", std::to_string(shard)});
+    const nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+    if (j.is_discarded()) return 0;
+    for (const nlohmann::json& rep : j["replicas"])
+      if (rep["role"] == "leader") return rep["replica"].get<uint64_t>();
+    return 0;
   }
   bool AllHealthy(int code) {
     for (int i = 1; i <= 3; ++i) {
@@ -159,6 +173,78 @@ TEST_F(FullDiskTest, WritesAreRefusedAndResumeWithoutARestart) {
   }
   ExpectAllAlive();
   for (int i = 1; i <= 3; ++i) EXPECT_EQ(cluster_->StopNode(i), 0) << "node " << i;
+}
+
+// A full disk on one daemon costs that daemon its writes, not the shard: the
+// leader whose disk fills hands leadership to a follower, the others go on
+// committing, and the full one catches up once space is freed.
+TEST_F(FullDiskTest, OneFullDiskCostsThatNodeNotTheShard) {
+  flotilla::testing::TmpfsMount disk(kDiskBytes);
+  FLOTILLA_SKIP_OR_FAIL_FULL_DISK(disk);
+  testing::TestCluster::Options o;
+  o.shards = 1;
+  o.node_data_root[3] = disk.path();
+  o.min_free_bytes = kReserveBytes;
+  o.storage_check_interval_ms = 100;
+  cluster_ = std::make_unique<testing::TestCluster>(o);
+  ASSERT_TRUE(cluster_->Start());
+  std::unique_ptr<Client> client = MakeClient();
+  ASSERT_NE(client, nullptr);
+  // Node 3, whose disk will fill, leads.
+  const testing::CliResult moved =
+      cluster_->Cli({"--token-file", cluster_->token_file(), "transfer-leader", "1", "3"});
+  ASSERT_EQ(moved.exit_code, 0) << moved.err;
+  ASSERT_TRUE(WaitFor([&] { return LeaderOf(1) == 3; }, 5s));
+
+  std::map<std::string, std::string> acknowledged;
+  auto put = [&](const std::string& key, std::chrono::milliseconds patience) {
+    PutResponse r;
+    CallInfo c;
+    const bool ok = WaitFor([&] { return (c = client->Put(key, "v-" + key, &r)).ok(); }, patience);
+    if (ok) acknowledged[key] = "v-" + key;
+    return ok ? std::string() : c.status.error_message();
+  };
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(put("before-" + std::to_string(i), 5s), "");
+
+  // Below the reserve, not yet exhausted: what a disk filling up looks like
+  // at the first measurement that finds it below.
+  const uint64_t free_now = FreeBytes(disk.path());
+  ASSERT_GT(free_now, kReserveBytes);
+  flotilla::testing::TmpfsMount::Fill(disk.path() + "/filler", free_now - kReserveBytes * 3 / 4);
+  ASSERT_TRUE(WaitFor([&] { return Healthy(3, 503); }, 5s));
+  // The shard goes on: within a few election timeouts a write succeeds, and
+  // node 3 no longer leads.
+  ASSERT_EQ(put("during-0", 10s), "") << "the shard stopped taking writes";
+  EXPECT_NE(LeaderOf(1), 3u);
+  for (int i = 1; i < 20; ++i) ASSERT_EQ(put("during-" + std::to_string(i), 5s), "");
+  EXPECT_TRUE(Healthy(1, 200));
+  EXPECT_TRUE(Healthy(2, 200));
+  ExpectAllAlive();
+
+  // Space is freed: node 3 takes writes again and catches up.
+  std::filesystem::remove(disk.path() + "/filler");
+  ASSERT_TRUE(WaitFor([&] { return AllHealthy(200); }, 5s));
+  ClientOptions only3;
+  only3.endpoints = {cluster_->client_address(3)};
+  only3.timeout = 2s;
+  std::string error;
+  std::unique_ptr<Client> node3 = Client::Create(only3, &error);
+  ASSERT_NE(node3, nullptr) << error;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        GetResponse r;
+        return node3->Get("during-19", /*stale=*/true, &r).ok() && r.found() &&
+               r.value() == "v-during-19";
+      },
+      10s))
+      << "node 3 did not catch up";
+  for (const auto& [key, v] : acknowledged) {
+    GetResponse r;
+    const CallInfo c = client->Get(key, false, &r);
+    ASSERT_TRUE(c.ok()) << key << ": " << c.status.error_message();
+    EXPECT_EQ(r.value(), v) << key;
+  }
+  ExpectAllAlive();
 }
 
 }  // namespace

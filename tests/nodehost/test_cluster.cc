@@ -101,7 +101,11 @@ std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_sha
   const std::string path = dir_ + "/node" + std::to_string(id) + ".toml";
   std::ofstream f(path);
   f << "node_id = " << id << "\n"
-    << "data_dir = \"" << (o_.data_root.empty() ? dir_ : o_.data_root) << "/node" << id << "\"\n"
+    << "data_dir = \""
+    << (o_.node_data_root.count(id) != 0 ? o_.node_data_root.at(id)
+        : o_.data_root.empty()           ? dir_
+                                         : o_.data_root)
+    << "/node" << id << "\"\n"
     << "metrics_address = \"" << metrics_address(id) << "\"\n"
     << "log_level = \"warn\"\n"
     << "rtt_ms = 10\n\n"

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,8 @@ class TestCluster {
     // Where the nodes' data directories go (<data_root>/node<id>); empty:
     // dir(). Configs and logs stay in dir() (a full-disk test fills this).
     std::string data_root;
+    // Per node id: its own data root instead (a full disk on one node).
+    std::map<int, std::string> node_data_root;
     // [storage] of every node; 0: the daemon's defaults.
     uint64_t min_free_bytes = 0;
     uint64_t storage_check_interval_ms = 0;
