@@ -59,6 +59,14 @@ bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
 
 class FullDiskTest : public ::testing::Test {
  protected:
+  // One shard; the reserve measured every 100 ms.
+  static testing::TestCluster::Options Options() {
+    testing::TestCluster::Options o;
+    o.shards = 1;
+    o.min_free_bytes = kReserveBytes;
+    o.storage_check_interval_ms = 100;
+    return o;
+  }
   std::unique_ptr<Client> MakeClient() {
     ClientOptions o;
     o.endpoints = SplitList(cluster_->endpoints());
@@ -100,11 +108,8 @@ class FullDiskTest : public ::testing::Test {
 TEST_F(FullDiskTest, WritesAreRefusedAndResumeWithoutARestart) {
   flotilla::testing::TmpfsMount disk(kDiskBytes);
   FLOTILLA_SKIP_OR_FAIL_FULL_DISK(disk);
-  testing::TestCluster::Options o;
-  o.shards = 1;
+  testing::TestCluster::Options o = Options();
   o.data_root = disk.path();
-  o.min_free_bytes = kReserveBytes;
-  o.storage_check_interval_ms = 100;
   cluster_ = std::make_unique<testing::TestCluster>(o);
   ASSERT_TRUE(cluster_->Start());
   std::unique_ptr<Client> client = MakeClient();
@@ -181,11 +186,8 @@ TEST_F(FullDiskTest, WritesAreRefusedAndResumeWithoutARestart) {
 TEST_F(FullDiskTest, OneFullDiskCostsThatNodeNotTheShard) {
   flotilla::testing::TmpfsMount disk(kDiskBytes);
   FLOTILLA_SKIP_OR_FAIL_FULL_DISK(disk);
-  testing::TestCluster::Options o;
-  o.shards = 1;
+  testing::TestCluster::Options o = Options();
   o.node_data_root[3] = disk.path();
-  o.min_free_bytes = kReserveBytes;
-  o.storage_check_interval_ms = 100;
   cluster_ = std::make_unique<testing::TestCluster>(o);
   ASSERT_TRUE(cluster_->Start());
   std::unique_ptr<Client> client = MakeClient();
