@@ -1112,6 +1112,9 @@ Status NodeHostImpl::Init() {
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return Status::IOError("cannot create " + config_.data_dir + ": " + ec.message());
+  // The reserve guards the RocksDB LogDB; an in-memory or injected one (the
+  // simulator's) writes nothing that could fill a disk.
+  check_storage_ = config_.min_free_bytes > 0 && !config_.in_memory_logdb && !deps_.logdb;
   if (deps_.logdb) {
     logdb_ = std::move(deps_.logdb);
   } else if (config_.in_memory_logdb) {
@@ -1129,7 +1132,7 @@ Status NodeHostImpl::Init() {
   tc.deployment_id = config_.deployment_id;
   tc.snapshot_dir = config_.data_dir + "/snapshots-in";
   // A snapshot stream must not take the space the reserve keeps.
-  if (!config_.in_memory_logdb) tc.snapshot_min_free_bytes = config_.min_free_bytes;
+  if (check_storage_) tc.snapshot_min_free_bytes = config_.min_free_bytes;
   if (!config_.tls_ca_file.empty() && !config_.tls_cert_file.empty() &&
       !config_.tls_key_file.empty()) {
     tc.tls.enabled = true;
@@ -1211,7 +1214,7 @@ void NodeHostImpl::AdvanceTick() {
 // The storage watermark: one statvfs per directory and interval, off the
 // write path, which then reads one flag.
 void NodeHostImpl::CheckStorage() {
-  if (config_.min_free_bytes == 0 || config_.in_memory_logdb || deps_.logdb) return;
+  if (!check_storage_) return;
   uint64_t least = UINT64_MAX;
   std::string where;
   for (const std::string& dir : {config_.data_dir, config_.wal_dir}) {

@@ -342,6 +342,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::atomic<uint64_t> storage_free_bytes_{0};
   Status storage_low_status_;             // guarded by storage_mu_: the figures, while low
   uint64_t next_storage_check_tick_ = 0;  // ticker thread only
+  bool check_storage_ = false;            // set by Init
   uint64_t key_base_;
   std::atomic<uint64_t> next_key_{1};
 
