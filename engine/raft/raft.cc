@@ -280,12 +280,15 @@ void Raft::TickHeartbeat() {
         BecomeFollower(term_, kNoReplica);
         return;
       }
-      for (auto& [rid, pr] : tracker_.progress()) pr.recent_active = rid == id();
     }
     // A transfer that did not finish within an election timeout is abandoned
-    // (a leader outside the configuration then tries the next voter).
+    // (a leader outside the configuration then tries a voter it heard from
+    // in the window that ends here, so before the window is reset).
     AbortLeaderTransfer();
     if (!tracker_.IsVoter(id())) HandOverLeadership();
+    if (cfg_.check_quorum) {
+      for (auto& [rid, pr] : tracker_.progress()) pr.recent_active = rid == id();
+    }
   }
   if (heartbeat_elapsed_ >= cfg_.heartbeat_ticks) {
     heartbeat_elapsed_ = 0;
@@ -1224,15 +1227,23 @@ void Raft::ApplyMembershipChange(const ConfChange& cc) {
   if (!tracker_.IsVoter(id())) HandOverLeadership();
 }
 
+// The most caught-up voter among those heard from in the current
+// check-quorum window, or of all voters when none was. The most caught-up
+// voter alone may be one that is down for good (its match stays where it
+// was): each retry would go to it again, and the removed leader would keep
+// leading a shard that takes no proposals, for ever.
 void Raft::HandOverLeadership() {
   if (lead_transferee_ != kNoReplica) return;
   ReplicaId best = kNoReplica;
   Index best_match = 0;
+  bool best_active = false;
   for (const auto& [rid, pr] : tracker_.progress()) {
     if (rid == id() || !tracker_.IsVoter(rid) || pr.is_witness) continue;
-    if (best == kNoReplica || pr.match > best_match) {
+    const bool better = pr.recent_active != best_active ? pr.recent_active : pr.match > best_match;
+    if (best == kNoReplica || better) {
       best = rid;
       best_match = pr.match;
+      best_active = pr.recent_active;
     }
   }
   if (best != kNoReplica) HandleTransferLeader(best);
