@@ -628,14 +628,15 @@ void StepWorker::CampaignIfSlot(Replica* r) {
 // that time that the removal committed (until they know, they count the old
 // configuration, and this replica's vote may still be needed), and a removed
 // leader hands its leadership over first (it is never stopped while it
-// leads). Its data stays until NodeHost::RemoveData.
+// leads). It also waits until a majority of the new configuration has told
+// it that they applied the removal (removal_settled): the leader may have
+// failed before telling anyone, and this replica may be the only live one
+// that knows. Its data stays until NodeHost::RemoveData.
 void StepWorker::CheckRemoved(Replica* r, uint64_t now) {
   const raft::Raft& raft = r->peer->raft();
   const std::vector<raft::ReplicaId>& removed = raft.membership().removed;
-  if (!raft.told_removed() &&
-      std::find(removed.begin(), removed.end(), r->replica_id) == removed.end()) {
-    return;
-  }
+  const bool applied = std::find(removed.begin(), removed.end(), r->replica_id) != removed.end();
+  if (!raft.told_removed() && !applied) return;
   if (r->removed_at_tick == 0) {
     r->removed_at_tick = now;
     spdlog::info("shard {} replica {}: removed from the shard; stopping in {} ticks", r->shard_id,
@@ -643,6 +644,7 @@ void StepWorker::CheckRemoved(Replica* r, uint64_t now) {
     return;
   }
   if (raft.is_leader() || now - r->removed_at_tick < 2 * uint64_t{r->config.election_rtt}) return;
+  if (applied && !raft.removal_settled()) return;
   if (std::shared_ptr<Replica> live = nh_->Find(r->shard_id); live.get() == r) {
     to_stop_.push_back(std::move(live));
   }

@@ -259,7 +259,11 @@ void Raft::Tick() {
 
 void Raft::TickElection() {
   ++election_elapsed_;
-  if (!Promotable() || election_elapsed_ < randomized_election_timeout_) return;
+  if (!Promotable()) {
+    TickRemovalProbe();
+    return;
+  }
+  if (election_elapsed_ < randomized_election_timeout_) return;
   election_elapsed_ = 0;
   ResetRandomizedElectionTimeout();
   if (cfg_.gated_campaigns) {
@@ -447,10 +451,14 @@ void Raft::AttachCommit(Message* resp) const {
   resp->hint_term = t;
 }
 
-void Raft::HandleVoteResponse(const Message& m) {
+void Raft::LearnCommit(const Message& m) {
   if (m.commit > log_.committed() && log_.MatchTerm(m.commit, m.hint_term)) {
     log_.CommitTo(m.commit);
   }
+}
+
+void Raft::HandleVoteResponse(const Message& m) {
+  LearnCommit(m);
   tracker_.RecordVote(m.from, !m.reject);
   ActOnVotes();
 }
@@ -498,7 +506,52 @@ void Raft::HandleRemovedNotice(const Message& m) {
   if (m.from == id() || !tracker_.IsMember(m.from) || state_ == State::kLeader) return;
   told_removed_ = true;
   wants_campaign_ = false;
+  if (!Contains(told_by_, m.from)) told_by_.push_back(m.from);
   if (state_ != State::kFollower) BecomeFollower(term_, kNoReplica);
+}
+
+// A replica that applied its own removal knows that the removal committed,
+// and may be the last live replica that does: the leader that committed it
+// may have lost its commit messages and failed, or be this replica, cut off
+// or restarted before it told anyone. Voters unaware of the commit still
+// count the old configuration, which may have lost its majority for good,
+// while the new one has a live majority that does not know it may elect.
+// So until a majority of the new configuration has told it that they
+// applied the removal, it asks them once per election timeout with its
+// commit index, from which they learn the commit (LearnCommit), and the
+// driver keeps it running; it also answers their vote requests with its
+// vote and commit index. Voters that applied the removal answer with
+// kRemovedNotice (Step), before the lease and without waking.
+void Raft::TickRemovalProbe() {
+  if (!RemovedFromShard(id()) || removal_settled()) return;
+  if (++probe_elapsed_ < cfg_.election_ticks) return;
+  probe_elapsed_ = 0;
+  Message m;
+  m.type = MessageType::kRequestPreVote;
+  m.term = term_ + 1;
+  m.log_index = log_.LastIndex();
+  m.log_term = log_.LastTerm();
+  m.ctx = kRemovalProbe;
+  AttachCommit(&m);
+  const Membership& mem = tracker_.membership();
+  for (const std::vector<ReplicaId>* half : {&mem.voters, &mem.voters_outgoing}) {
+    for (ReplicaId to : *half) {
+      if (to == id() || (half == &mem.voters_outgoing && Contains(mem.voters, to))) continue;
+      Message probe = m;
+      probe.to = to;
+      Send(std::move(probe));
+    }
+  }
+}
+
+bool Raft::removal_settled() const {
+  const Membership& mem = tracker_.membership();
+  const auto told = [&](const std::vector<ReplicaId>& voters) {
+    size_t n = 0;
+    for (ReplicaId v : voters) n += Contains(told_by_, v) ? 1 : 0;
+    return MajorityVote(voters.size(), n, 0);
+  };
+  return JointVote(told(mem.voters), told(mem.voters_outgoing)) == VoteResult::kWon;
 }
 
 // ---------------------------------------------------------------------------
@@ -550,6 +603,12 @@ void Raft::Step(Message m) {
   // removed replica is answered whatever it asks with, and never disrupts.
   if (vote_request && RemovedFromShard(m.from)) {
     TellRemoved(m);
+    return;
+  }
+  // A removed replica's probe (TickRemovalProbe) from a member whose
+  // removal this replica has not applied yet: it only teaches the commit.
+  if (m.type == MessageType::kRequestPreVote && m.ctx == kRemovalProbe) {
+    if (state_ != State::kLeader) LearnCommit(m);
     return;
   }
   const bool vote_response =

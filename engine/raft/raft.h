@@ -131,6 +131,11 @@ class Raft {
   // kRemovedNotice: its removal committed (it may not have learned so from
   // the log). It never campaigns again; the driver stops it.
   bool told_removed() const { return told_removed_; }
+  // For a replica that applied its own removal: true once a majority of
+  // the new configuration (each half of a joint one) has told it that they
+  // applied the removal too. Until then it may be the only live replica
+  // that knows the removal committed, so the driver must not stop it.
+  bool removal_settled() const;
 
   // --- Outputs, drained by Peer.
   std::vector<Message>& msgs() { return msgs_; }
@@ -178,6 +183,10 @@ class Raft {
   bool RemovedFromShard(ReplicaId id) const;
   void TellRemoved(const Message& vote_request);
   void HandleRemovedNotice(const Message& m);
+  void TickRemovalProbe();
+  // Advances the commit index to `m.commit` when this log holds that entry
+  // with the term `m.hint_term` (the same prefix, by log matching).
+  void LearnCommit(const Message& m);
   // Wins, loses or waits on the votes recorded so far, in the current configuration.
   void ActOnVotes();
   void AttachCommit(Message* resp) const;
@@ -261,6 +270,8 @@ class Raft {
 
   bool corrupted_ = false;
   bool told_removed_ = false;
+  std::vector<ReplicaId> told_by_;  // members that sent kRemovedNotice
+  uint32_t probe_elapsed_ = 0;      // ticks since the last removal probe
   std::vector<Message> msgs_;
   std::vector<Message> msgs_after_persist_;
   std::vector<ReadState> read_states_;

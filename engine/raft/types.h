@@ -134,6 +134,14 @@ std::string_view MessageTypeName(MessageType t);
 // requester is no longer a member (see docs/raft-core.md, Membership).
 inline constexpr uint64_t kRemovedNotice = 1;
 
+// The `ctx` of a pre-vote request that is no campaign: a replica that
+// applied its own removal asks the new configuration's voters, once per
+// election timeout, until a majority has answered with kRemovedNotice. The
+// request carries its commit index (`commit`, with its term in
+// `hint_term`), from which a voter that has not learned that the removal
+// committed learns it. (Vote requests' ctx: 0, or 1 for a transfer.)
+inline constexpr uint64_t kRemovalProbe = 2;
+
 // True for message types that carry no entries and must never wait behind
 // appends or snapshot chunks in the transport.
 inline bool IsControlMessage(MessageType t) {

@@ -323,6 +323,64 @@ TEST(RemovedReplica, AFollowerCutOffDuringItsRemovalIsToldAndStops) {
   std::filesystem::remove_all(root);
 }
 
+// A replica that applied its own removal may be the only live one that
+// knows the removal committed. Here the removed leader's commit messages are
+// lost, a second voter dies for good, and the survivors (still counting the
+// old configuration of four, of which they are two) can win neither its
+// votes nor, unaware of the commit, the new configuration's. Only the
+// removed replica can tell them: through its answer to their vote requests
+// (the answer carries its commit index) or its own probes. Before, it stopped
+// itself two election timeouts after applying its removal, whoever knew, and
+// the shard never elected again (flotilla_sim seed 2544). Now it stays until
+// a majority of the new configuration has told it that they applied the
+// removal too, and then stops.
+TEST(RemovedReplica, StaysUntilTheNewConfigurationKnowsOfItsRemoval) {
+  const std::string root = TempRoot("flotilla-removed-knows-");
+  ManualCluster cl(root, 7, /*hosts=*/4, NodeHostConfig{}.max_concurrent_campaigns);
+  cl.StartShard(1, {1, 2, 3, 4});
+  const uint64_t removed = cl.AgreedLeader();
+  ASSERT_NE(removed, 0u);
+  const uint64_t dead = removed == 4 ? 3 : 4;
+  std::vector<uint64_t> survivors;
+  for (uint64_t r = 1; r <= 4; ++r) {
+    if (r != removed && r != dead) survivors.push_back(r);
+  }
+  Result<RequestHandle> rm = cl.host(removed).RemoveReplica(1, removed, 3600s);
+  ASSERT_TRUE(rm.ok());
+  // The removed leader is cut off in the pass that applies its removal,
+  // before its commit index reaches anyone.
+  for (int step = 0; step < 2000 && !rm->Done(); ++step) {
+    if (step % 4 == 0) {
+      for (uint64_t r = 1; r <= 4; ++r) cl.host(r).AdvanceTick();
+    }
+    for (uint64_t r = 1; r <= 4; ++r) cl.host(r).RunOnce();
+    if (rm->Done()) cl.net().Isolate(ManualCluster::Name(static_cast<int>(removed)));
+    cl.net().DeliverAll(cl.rng());
+  }
+  ASSERT_TRUE(rm->Done());
+  ASSERT_TRUE(rm->Wait().ok());
+  const uint64_t removal = cl.host(removed).GetReplicaInfo(1)->commit_index;
+  for (uint64_t r : survivors) ASSERT_LT(cl.host(r).GetReplicaInfo(1)->commit_index, removal);
+  cl.net().Isolate(ManualCluster::Name(static_cast<int>(dead)));
+  // Cut off for ten election timeouts, the removed replica steps down.
+  cl.RunTicks(100);
+  cl.net().Heal(ManualCluster::Name(static_cast<int>(removed)));
+  uint64_t leader = 0;
+  const bool elected = cl.DriveUntil([&] {
+    leader = cl.host(survivors[0]).GetReplicaInfo(1)->leader_id;
+    return leader == survivors[0] || leader == survivors[1];
+  });
+  ASSERT_TRUE(elected) << "the survivors never elected a leader (the removed replica "
+                       << (cl.host(removed).GetReplicaInfo(1).ok() ? "runs" : "stopped") << ")";
+  Result<RequestHandle> w = cl.host(leader).Propose(1, "k=v", 3600s);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(cl.DriveUntil([&] { return w->Done(); }));
+  EXPECT_TRUE(w->Wait().ok());
+  // Both survivors applied the removal and told it: it stops now.
+  EXPECT_TRUE(cl.DriveUntil([&] { return !cl.host(removed).GetReplicaInfo(1).ok(); }, 4 * 200));
+  std::filesystem::remove_all(root);
+}
+
 // ShardConfig::lease_read: a leader holding its lease answers a read with no
 // heartbeat round (here: with no message delivered at all); a leader just
 // woken from quiescence does not hold it, and the read falls back to a
