@@ -106,6 +106,10 @@ struct Shard {
   uint64_t next_generation = 1;
   Move move;
   int moves_left = 0;
+  // The configuration before the last acknowledged change, until every
+  // live member has applied that change (Simulator::OldConfigurationLive).
+  std::map<uint64_t, int> prev_members;
+  std::map<uint64_t, Kind> prev_kinds;
   // The liveness marker: a put proposed once faults healed.
   RequestHandle marker;
   bool marker_waiting = false;
@@ -211,6 +215,10 @@ class Simulator final : public ApplyObserver {
   bool PlanChange(Shard& s);
   void FinishRemoval(Shard& s);
   bool Required(const Shard& s) const;
+  bool LiveMajority(const std::map<uint64_t, int>& members, const std::map<uint64_t, Kind>& kinds,
+                    uint64_t without, uint64_t with, int with_host, Kind with_kind) const;
+  bool OldConfigurationLive(Shard& s);
+  bool MustProgress(Shard& s) { return Required(s) && OldConfigurationLive(s); }
   bool Excused(const Host& h) const { return h.dead || h.damaged; }
   static Kind KindOf(const Shard& s, uint64_t rid) {
     auto it = s.kinds.find(rid);
@@ -839,20 +847,27 @@ void Simulator::FlipBit() {
 // Live witnesses do not count: a witness never leads, and a full voter
 // behind it (entries committed by a leader now dead and the witness) cannot
 // win its vote, rightly.
+bool Simulator::LiveMajority(const std::map<uint64_t, int>& members,
+                             const std::map<uint64_t, Kind>& kinds, uint64_t without, uint64_t with,
+                             int with_host, Kind with_kind) const {
+  size_t voters = 0;
+  size_t live = 0;
+  const auto count = [&](int host, Kind kind) {
+    ++voters;
+    live += Excused(hosts_[static_cast<size_t>(host)]) || kind == Kind::kWitness ? 0 : 1;
+  };
+  for (const auto& [rid, host] : members) {
+    auto k = kinds.find(rid);
+    const Kind kind = k == kinds.end() ? Kind::kVoter : k->second;
+    if (rid != without && rid != with && kind != Kind::kNonVoting) count(host, kind);
+  }
+  if (with != 0) count(with_host, with_kind);
+  return live * 2 > voters;
+}
+
 bool Simulator::Required(const Shard& s) const {
   const auto majority = [&](uint64_t without, uint64_t with, int with_host, Kind with_kind) {
-    size_t voters = 0;
-    size_t live = 0;
-    const auto count = [&](int host, Kind kind) {
-      ++voters;
-      live += Excused(hosts_[static_cast<size_t>(host)]) || kind == Kind::kWitness ? 0 : 1;
-    };
-    for (const auto& [rid, host] : s.members) {
-      const Kind kind = KindOf(s, rid);
-      if (rid != without && rid != with && kind != Kind::kNonVoting) count(host, kind);
-    }
-    if (with != 0) count(with_host, with_kind);
-    return live * 2 > voters;
+    return LiveMajority(s.members, s.kinds, without, with, with_host, with_kind);
   };
   const Move& m = s.move;
   const Kind added = m.promote ? Kind::kVoter : m.kind;
@@ -864,6 +879,38 @@ bool Simulator::Required(const Shard& s) const {
     const bool adds = m.phase == 1 && added != Kind::kNonVoting;
     if (!majority(m.old_replica, adds ? m.new_replica : 0, m.target, added)) return false;
   }
+  return true;
+}
+
+// "Left alone" 6 of docs/simulation.md: a change takes effect on a replica
+// when it applies the change, so a member that has not learned that the
+// last acknowledged change committed still counts the configuration before
+// it. If that configuration has lost its majority for good (a removed
+// replica stopped by hand at the acknowledgement, and a host dead) and no
+// live replica knows of the commit (its leader died with it), no one can
+// tell them: Raft lets only a leader announce a commit, and no leader can
+// be elected in either configuration. So the shard must make progress only
+// while the configuration before the last change keeps a live majority, or
+// once every live member has applied that change (then it is forgotten).
+bool Simulator::OldConfigurationLive(Shard& s) {
+  if (s.prev_members.empty()) return true;
+  if (LiveMajority(s.prev_members, s.prev_kinds, 0, 0, -1, Kind::kVoter)) return true;
+  for (const auto& [rid, host] : s.members) {
+    Host& h = hosts_[static_cast<size_t>(host)];
+    if (Excused(h)) continue;
+    Result<ShardMembership> m =
+        Up(h) ? h.nh->GetMembership(s.id) : Result<ShardMembership>(Status::NotFound("down"));
+    if (!m.ok()) return false;
+    std::set<uint64_t> applied;
+    for (const Members* part : {&m->voters, &m->non_voting, &m->witnesses}) {
+      for (const auto& [id, address] : *part) applied.insert(id);
+    }
+    std::set<uint64_t> confirmed;
+    for (const auto& [id, at] : s.members) confirmed.insert(id);
+    if (applied != confirmed) return false;
+  }
+  s.prev_members.clear();
+  s.prev_kinds.clear();
   return true;
 }
 
@@ -1014,6 +1061,8 @@ void Simulator::DriveMoves(bool chaos) {
         if (r.ok()) {
           Log("shard " + std::to_string(id) + (m.phase == 1 ? ": added " : ": removed ") +
               std::to_string(m.phase == 1 ? m.new_replica : m.old_replica));
+          s.prev_members = s.members;
+          s.prev_kinds = s.kinds;
           if (m.phase == 1) {
             s.members[m.new_replica] = m.target;
             s.kinds.erase(m.new_replica);
@@ -1268,7 +1317,7 @@ void Simulator::BeginLiveness() {
 bool Simulator::LivenessDone() {
   bool done = true;
   for (auto& [id, s] : shards_) {
-    if (!Required(s)) continue;
+    if (!MustProgress(s)) continue;
     if (Area(kAreaRemovedStops)) {
       // A removed replica left running stops itself.
       for (const auto& [rid, host] : s.removed) {
@@ -1343,7 +1392,7 @@ void Simulator::FinalChecks() {
       Result<std::string> st = Up(h) ? h.nh->StaleRead(id, witness ? kSizeQuery : kStateQuery)
                                      : Result<std::string>(Status::NotFound("down"));
       if (!st.ok()) {
-        if (!s.flipped.contains(rid) && !Excused(h) && Required(s))
+        if (!s.flipped.contains(rid) && !Excused(h) && MustProgress(s))
           Fail("shard " + std::to_string(id) + " replica " + std::to_string(rid) + " is gone");
         continue;
       }
@@ -1427,7 +1476,7 @@ SimResult Simulator::Run() {
     std::string which;
     std::string running;
     for (auto& [id, s] : shards_) {
-      if (Required(s) && (s.marker_index == 0 || s.move.phase != 0))
+      if (MustProgress(s) && (s.marker_index == 0 || s.move.phase != 0))
         which += " " + std::to_string(id);
       for (const auto& [rid, host] : s.removed) {
         Host& h = hosts_[static_cast<size_t>(host)];
