@@ -310,6 +310,11 @@ void Raft::TickQuiesce() {
   ++idle_ticks_;
   if (state_ != State::kLeader) return;
   if (idle_ticks_ < cfg_.election_ticks * cfg_.quiesce_after_election_timeouts) return;
+  // A leader transferring its leadership, or that must (it is no longer a
+  // voter), has work left: quiesced, it would never abandon a transfer
+  // whose TimeoutNow was lost and try again, and would refuse proposals for
+  // ever. (Woken, it quiesced again one tick before the transfer's timeout.)
+  if (lead_transferee_ != kNoReplica || !tracker_.IsVoter(id())) return;
   // Only an idle shard whose members all hold the whole log quiesces, so no
   // one is left behind while nobody ticks.
   const Index last = log_.LastIndex();
