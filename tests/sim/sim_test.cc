@@ -31,8 +31,8 @@ TEST(Simulation, WithoutFaultsAlmostEveryOperationSucceeds) {
 }
 
 // The default areas reach what they claim: on-disk and concurrent state
-// machines, witnesses and non-voting replicas, crashes after a granted
-// vote, a binding campaign cap, dead
+// machines, witnesses and non-voting replicas, removed replicas left
+// running, crashes after a granted vote, a binding campaign cap, dead
 // hosts and damage on more than one host, in a small range of seeds.
 TEST(Simulation, TheDefaultAreasReachTheirFaults) {
   SimResult sum;
@@ -46,6 +46,7 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
     sum.sm_commits += r.sm_commits;
     sum.witnesses += r.witnesses;
     sum.non_voting += r.non_voting;
+    sum.removed_left += r.removed_left;
     sum.vote_crashes += r.vote_crashes;
     sum.dead_hosts += r.dead_hosts;
     cap_seeds += r.cap <= 4;
@@ -56,6 +57,7 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
   EXPECT_GT(sum.sm_commits, 0u);
   EXPECT_GT(sum.witnesses, 0u);
   EXPECT_GT(sum.non_voting, 0u);
+  EXPECT_GT(sum.removed_left, 0u);
   EXPECT_GT(sum.vote_crashes, 0u);
   EXPECT_GT(sum.dead_hosts, 0u);
   EXPECT_GT(cap_seeds, 0u);
@@ -74,6 +76,7 @@ TEST(Simulation, AreasParse) {
   EXPECT_FALSE(ParseAreas("ondisk-sm,nonsense", &a));
   EXPECT_NE(DefaultAreas() & kAreaWitnessNoData, 0u);
   EXPECT_NE(DefaultAreas() & kAreaSessionResults, 0u);
+  EXPECT_NE(DefaultAreas() & kAreaRemovedLeftRunning, 0u);
 }
 
 // Each found a bug in the engine (docs/simulation.md, "Found"). Which seeds

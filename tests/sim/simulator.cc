@@ -1574,7 +1574,7 @@ constexpr AreaName kAreaNames[] = {
 uint32_t DefaultAreas() {
   return kAreaConcurrentSM | kAreaOnDiskSM | kAreaWideMembership | kAreaDamageAnywhere |
          kAreaCrashPoints | kAreaVoteDurable | kAreaCampaignCap | kAreaDeadHosts |
-         kAreaCapDeadHosts | kAreaWitnessNoData | kAreaSessionResults;
+         kAreaCapDeadHosts | kAreaWitnessNoData | kAreaSessionResults | kAreaRemovedLeftRunning;
 }
 
 bool ParseAreas(const std::string& text, uint32_t* out) {
