@@ -510,12 +510,17 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
   // snapshot it was restored from, or whose conf change it has not applied
   // yet — a new leader it must answer): its NodeHost is the one that sent.
   // Only for senders whose messages passed the checks, and only plausible
-  // addresses: a rejected message never makes this host dial anyone.
+  // addresses: a rejected message never makes this host dial anyone. A
+  // sender is noted at its first message only, so one whose messages were
+  // all refused is forgotten, to be noted again at its next: a new member
+  // refused at first (this replica still heard its old leader) may lead
+  // next, and must be answered.
   for (const auto& [id, address] : r->learned_scratch) {
-    if (std::find(accepted_from_.begin(), accepted_from_.end(), id) == accepted_from_.end() ||
-        !PlausibleAddress(address)) {
+    if (std::find(accepted_from_.begin(), accepted_from_.end(), id) == accepted_from_.end()) {
+      r->ForgetSender(id);
       continue;
     }
+    if (!PlausibleAddress(address)) continue;
     if (!nh_->registry()->Resolve(r->shard_id, id)) nh_->registry()->Add(r->shard_id, id, address);
   }
   for (raft::ReplicaId to : r->unreachable_scratch) p.ReportUnreachable(to);

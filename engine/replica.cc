@@ -22,6 +22,11 @@ bool Replica::PushMessage(raft::Message&& m, size_t max_len, const std::string& 
   return true;
 }
 
+void Replica::ForgetSender(raft::ReplicaId sender) {
+  std::lock_guard<std::mutex> l(mu_);
+  std::erase(senders_seen_, sender);
+}
+
 bool Replica::PushProposal(raft::Entry&& e, size_t max_len, uint64_t max_bytes) {
   std::lock_guard<std::mutex> l(mu_);
   if (proposals_.size() >= max_len) return false;

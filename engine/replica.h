@@ -100,6 +100,9 @@ class Replica {
   void PushSnapshotTaken(const raft::SnapshotMeta& meta);
   // Moves every queued input into the scratch vectors (step worker).
   void TakeInbound();
+  // Notes `sender` again at its next message: its first one was refused,
+  // so its address was not taken up (StepWorker::StepReplica).
+  void ForgetSender(raft::ReplicaId sender);
   // Proposals and reads waiting for the step worker (for the metrics).
   size_t QueueDepth();
 

@@ -109,6 +109,34 @@ class HostileInput : public ::testing::Test {
   int writes_ = 0;
 };
 
+// A sender whose first message is refused is noted again when a later one
+// passes the checks: its address is taken from that batch. Before, a
+// replica noted each sender once, at its first message, whether it passed
+// or not: a new member whose first vote request a lagging follower refused
+// (non_member: the follower still heard its old leader) and that then led
+// the shard was never answered by that follower, which never caught up
+// (flotilla_sim seed 11038: replica 4 of shard 1 stayed at commit 12 while
+// leader 15 committed 22, for 6,000 virtual ms).
+TEST_F(HostileInput, ASenderRefusedAtFirstIsLearnedOnceItsMessagePasses) {
+  raft::Message pre = From(kOutsider, raft::MessageType::kRequestPreVote);
+  pre.term = term_ + 1;
+  pre.log_index = LastIndex(follower_) + 100;
+  pre.log_term = term_;
+  Inject(follower_, pre, "host9:1");
+  ASSERT_GE(Rejected(follower_, "non_member"), 1u);
+  EXPECT_FALSE(cl_->host(follower_).registry()->Resolve(1, kOutsider).has_value());
+  // Cut off from its leader for a while, the follower hears any vote request.
+  cl_->net().Isolate(ManualCluster::Name(static_cast<int>(follower_)));
+  cl_->RunTicks(30);
+  const uint64_t refused = Rejected(follower_, "non_member");
+  Inject(follower_, pre, "host9:1");
+  ASSERT_EQ(Rejected(follower_, "non_member"), refused) << "the second vote request was refused";
+  EXPECT_EQ(cl_->host(follower_).registry()->Resolve(1, kOutsider).value_or("none"), "host9:1")
+      << "the address of a sender whose first message was refused is never learned";
+  cl_->net().HealAll();
+  ExpectHealthy();
+}
+
 TEST_F(HostileInput, AnAcknowledgementBeyondTheLeadersLogIsDropped) {
   raft::Message m = From(follower_, raft::MessageType::kReplicateResp);
   m.log_index = uint64_t{1} << 40;
