@@ -1567,14 +1567,13 @@ constexpr AreaName kAreaNames[] = {
 
 }  // namespace
 
-// The areas that pass on main today. Off, each for the open bug it finds
-// (docs/simulation.md, "Areas"): removed-left (a removed leader left
-// running can quiesce while its followers drop its messages), removed-stops
-// (issue 13 item 4).
+// The areas that pass on main today: all of them (docs/simulation.md,
+// "Areas").
 uint32_t DefaultAreas() {
   return kAreaConcurrentSM | kAreaOnDiskSM | kAreaWideMembership | kAreaDamageAnywhere |
          kAreaCrashPoints | kAreaVoteDurable | kAreaCampaignCap | kAreaDeadHosts |
-         kAreaCapDeadHosts | kAreaWitnessNoData | kAreaSessionResults | kAreaRemovedLeftRunning;
+         kAreaCapDeadHosts | kAreaWitnessNoData | kAreaSessionResults | kAreaRemovedLeftRunning |
+         kAreaRemovedStops;
 }
 
 bool ParseAreas(const std::string& text, uint32_t* out) {
