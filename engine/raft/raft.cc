@@ -527,8 +527,19 @@ void Raft::HandleRemovedNotice(const Message& m) {
 // driver keeps it running; it also answers their vote requests with its
 // vote and commit index. Voters that applied the removal answer with
 // kRemovedNotice (Step), before the lease and without waking.
+//
+// A witness or non-voting replica never campaigns, so unlike a voter it
+// never asks anything by itself: removed before it applied its removal
+// (the leader stops sending to a replica it removed), it would wait for a
+// leader for ever. So one that has heard no leader for two election
+// timeouts probes the voters too; those that applied its removal answer
+// kRemovedNotice, the others only learn its commit.
 void Raft::TickRemovalProbe() {
-  if (!RemovedFromShard(id()) || removal_settled()) return;
+  if (RemovedFromShard(id())) {
+    if (removal_settled()) return;
+  } else if (told_removed_ || election_elapsed_ < 2 * cfg_.election_ticks) {
+    return;
+  }
   if (++probe_elapsed_ < cfg_.election_ticks) return;
   probe_elapsed_ = 0;
   Message m;
