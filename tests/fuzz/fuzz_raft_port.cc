@@ -650,18 +650,6 @@ bool Agreed(FuzzCluster& cl, uint64_t shard) {
   return true;
 }
 
-// Proposes `cmd` through the leader of `shard` and drives until it applied.
-bool Write(FuzzCluster& cl, uint64_t shard, const std::string& cmd) {
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    if (!cl.DriveUntil([&] { return Agreed(cl, shard); }, 4000)) return false;
-    const uint64_t leader = cl.host(1).GetReplicaInfo(shard)->leader_id;
-    auto h = cl.host(static_cast<int>(leader)).Propose(shard, cmd, 3600s);
-    if (!h.ok()) continue;
-    if (cl.DriveUntil([&] { return h->Done(); }, 2000) && h->Wait().ok()) return true;
-  }
-  return false;
-}
-
 std::string Describe(FuzzCluster& cl, uint64_t shard) {
   std::string out;
   for (int i = 1; i <= kHosts; ++i) {
@@ -677,6 +665,34 @@ std::string Describe(FuzzCluster& cl, uint64_t shard) {
            ReadKey(cl, i, shard, "__hash", "?");
   }
   return out;
+}
+
+// Proposes `cmd` through the leader of `shard` and drives until it applied.
+// A proposal may be refused for a while (a leadership transfer in progress
+// refuses them for up to an election timeout): each retry comes two
+// election timeouts later.
+bool Write(FuzzCluster& cl, uint64_t shard, const std::string& cmd) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (attempt > 0) {
+      for (int i = 0; i < 80; ++i) cl.Step(i % 4 == 0);
+    }
+    if (!cl.DriveUntil([&] { return Agreed(cl, shard); }, 4000)) return false;
+    const uint64_t leader = cl.host(1).GetReplicaInfo(shard)->leader_id;
+    auto h = cl.host(static_cast<int>(leader)).Propose(shard, cmd, 3600s);
+    if (!h.ok()) continue;
+    if (!cl.DriveUntil([&] { return h->Done(); }, 2000)) {
+      if (g_log)
+        std::fprintf(stderr, "fuzz: write %s: not done%s\n", cmd.c_str(),
+                     Describe(cl, shard).c_str());
+      continue;
+    }
+    const RequestResult w = h->Wait();
+    if (w.ok()) return true;
+    if (g_log)
+      std::fprintf(stderr, "fuzz: write %s: code %d%s\n", cmd.c_str(), static_cast<int>(w.code),
+                   Describe(cl, shard).c_str());
+  }
+  return false;
 }
 
 // The shard elects a leader every host agrees on, commits a write, and
