@@ -15,11 +15,16 @@
 #    engine_threads_test runs every engine thread at once over the
 #    in-process network instead.
 #
+# Then the raft-port fuzzer (build-fuzz: clang, libFuzzer, ASan, UBSan) runs
+# for 60 s over its committed corpus (tools/fuzz.sh; docs/security.md): any
+# crash or failed check fails the run, and so does a fuzzer that was not
+# built, did not replay the whole corpus or ran nothing.
+#
 # No step can run less than it says: the targets are listed explicitly (an
 # unknown one fails the build), every listed executable must contribute at
 # least one test, and the number of tests ctest ran must equal the number
-# selected. FLOTILLA_SKIP_ASAN=1 / FLOTILLA_SKIP_TSAN=1 skip a sanitized step,
-# saying so.
+# selected. FLOTILLA_SKIP_ASAN=1 / FLOTILLA_SKIP_TSAN=1 / FLOTILLA_SKIP_FUZZ=1
+# skip a sanitized step, saying so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -119,4 +124,10 @@ else
     engine_sessions_test engine_hostile_input_test engine_campaign_slots_test \
     transport_inproc_transport_test transport_snapshot_receiver_test \
     transport_registry_crc_test nodehost_unit_test
+fi
+
+if [[ "${FLOTILLA_SKIP_FUZZ:-0}" == "1" ]]; then
+  echo "run-tests: fuzz step SKIPPED (FLOTILLA_SKIP_FUZZ=1)"
+else
+  bash tools/fuzz.sh --seconds 60
 fi
