@@ -12,6 +12,7 @@
 // Not thread-safe: one thread drives it.
 #pragma once
 
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -45,10 +46,13 @@ struct CapturedSnapshot {
   std::map<std::string, std::string> files;
 };
 
-// What the hosts exchange, in the order it was delivered.
+// What the hosts exchange, in the order it was delivered: the latest
+// kMaxCaptured messages (the first ones with keep_first), and the first
+// kMaxCapturedSnapshots streams.
 struct Capture {
   bool enabled = true;
-  std::vector<CapturedMessage> messages;
+  bool keep_first = false;
+  std::deque<CapturedMessage> messages;
   std::vector<CapturedSnapshot> snapshots;
 };
 
@@ -62,7 +66,10 @@ class Tap final : public transport::Handler {
                    const std::string& source_address) override {
     if (capture_->enabled) {
       for (const raft::Message& m : messages) {
-        if (capture_->messages.size() >= kMaxCaptured) break;
+        if (capture_->messages.size() >= kMaxCaptured) {
+          if (capture_->keep_first) break;
+          capture_->messages.pop_front();
+        }
         capture_->messages.push_back({host_, source_address, m});
       }
     }

@@ -462,7 +462,8 @@ void Program::Replay() {
   const uint8_t b = in_.Byte();
   const auto& captured = cl_->capture().messages;
   if (captured.empty()) return;
-  const CapturedMessage& c = captured[in_.Short() % captured.size()];
+  // Counted from the most recent: the traffic of the program's own steps.
+  const CapturedMessage& c = captured[captured.size() - 1 - in_.Short() % captured.size()];
   raft::Message m = c.message;
   if (b & 1) {
     const uint8_t v = in_.Byte();
@@ -837,6 +838,7 @@ void WriteSeeds(const std::string& dir) {
   const std::string root = g_root + "/seeds";
   std::filesystem::create_directories(root);
   FuzzCluster cl(root);
+  cl.capture().keep_first = true;  // the elections too
   Establish(cl);
   std::set<std::pair<int, int>> seen;
   int n = 0;
