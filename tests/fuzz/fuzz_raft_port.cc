@@ -668,20 +668,32 @@ std::string Describe(FuzzCluster& cl, uint64_t shard) {
   return out;
 }
 
+// How long the checks wait, in steps (a tick every fourth): far more than a
+// healthy cluster needs (an election takes about 80), bounded so that an
+// input after which a shard cannot recover (a member's lie can make a
+// leader stream snapshots for ever) still ends well within libFuzzer's
+// timeout. After a lie, whose failures are only counted, less.
+struct Budget {
+  int attempts = 6;
+  int steps = 1000;
+};
+constexpr Budget kFullBudget{6, 1000};
+constexpr Budget kLieBudget{2, 400};
+
 // Proposes `cmd` through the leader of `shard` and drives until it applied.
 // A proposal may be refused for a while (a leadership transfer in progress
 // refuses them for up to an election timeout): each retry comes two
 // election timeouts later.
-bool Write(FuzzCluster& cl, uint64_t shard, const std::string& cmd) {
-  for (int attempt = 0; attempt < 8; ++attempt) {
+bool Write(FuzzCluster& cl, uint64_t shard, const std::string& cmd, Budget budget = kFullBudget) {
+  for (int attempt = 0; attempt < budget.attempts; ++attempt) {
     if (attempt > 0) {
       for (int i = 0; i < 80; ++i) cl.Step(i % 4 == 0);
     }
-    if (!cl.DriveUntil([&] { return Agreed(cl, shard); }, 4000)) return false;
+    if (!cl.DriveUntil([&] { return Agreed(cl, shard); }, budget.steps)) return false;
     const uint64_t leader = cl.host(1).GetReplicaInfo(shard)->leader_id;
     auto h = cl.host(static_cast<int>(leader)).Propose(shard, cmd, 3600s);
     if (!h.ok()) continue;
-    if (!cl.DriveUntil([&] { return h->Done(); }, 2000)) {
+    if (!cl.DriveUntil([&] { return h->Done(); }, budget.steps)) {
       if (g_log)
         std::fprintf(stderr, "fuzz: write %s: not done%s\n", cmd.c_str(),
                      Describe(cl, shard).c_str());
@@ -699,9 +711,9 @@ bool Write(FuzzCluster& cl, uint64_t shard, const std::string& cmd) {
 // The shard elects a leader every host agrees on, commits a write, and
 // every replica applies the same entries; no outsider's command applied.
 // Returns what failed, or "".
-std::string CheckShard(FuzzCluster& cl, uint64_t shard, int round) {
+std::string CheckShard(FuzzCluster& cl, uint64_t shard, int round, Budget budget) {
   const std::string name = "shard " + std::to_string(shard) + ": ";
-  if (!Write(cl, shard, "check=" + std::to_string(round))) {
+  if (!Write(cl, shard, "check=" + std::to_string(round), budget)) {
     return name + "no write commits (a leader all hosts agree on, then a proposal applied)" +
            Describe(cl, shard);
   }
@@ -720,7 +732,7 @@ std::string CheckShard(FuzzCluster& cl, uint64_t shard, int round) {
         }
         return true;
       },
-      4000);
+      budget.steps);
   if (!caught_up) return name + "a replica does not catch up" + Describe(cl, shard);
   const std::string hash = ReadKey(cl, 1, shard, "__hash", "!");
   for (int i = 1; i <= kHosts; ++i) {
@@ -734,15 +746,38 @@ std::string CheckShard(FuzzCluster& cl, uint64_t shard, int round) {
   return "";
 }
 
-std::string Check(FuzzCluster& cl) {
+// A received snapshot directory left above its replica's commit index once
+// the replicas caught up: one the engine refused, or that no install
+// message refers to, whose disk space nothing would ever return; or "".
+std::string LeftoverSnapshot(FuzzCluster& cl, int host) {
+  for (uint64_t shard = 1; shard <= kShards; ++shard) {
+    const uint64_t commit = cl.host(host).GetReplicaInfo(shard)->commit_index;
+    const std::string root = engine::SnapshotRoot(cl.root() + "/h" + std::to_string(host), shard,
+                                                  static_cast<uint64_t>(host));
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+      const std::string name = e.path().filename().string();
+      if (!name.starts_with("received-")) continue;
+      const uint64_t index = std::strtoull(name.c_str() + 9, nullptr, 10);
+      if (index > commit) return name + " (commit " + std::to_string(commit) + ")";
+    }
+  }
+  return "";
+}
+
+std::string Check(FuzzCluster& cl, Budget budget) {
   cl.net().SetFaults({});
   cl.net().HealAll();
   for (uint64_t shard = 1; shard <= kShards; ++shard) {
-    if (std::string why = CheckShard(cl, shard, 1); !why.empty()) return why;
+    if (std::string why = CheckShard(cl, shard, 1, budget); !why.empty()) return why;
   }
   for (int i = 1; i <= kHosts; ++i) {
     if (cl.host(i).GetMetrics().storage_failed) {
       return "host " + std::to_string(i) + ": storage failed";
+    }
+    if (std::string left = LeftoverSnapshot(cl, i); !left.empty()) {
+      return "host " + std::to_string(i) +
+             ": a received snapshot nobody will install is kept: " + left;
     }
   }
   return "";
@@ -783,7 +818,7 @@ void RunOne(const uint8_t* data, size_t size) {
     } else {
       program.Run();
     }
-    const std::string why = Check(cl);
+    const std::string why = Check(cl, program.lied() ? kLieBudget : kFullBudget);
     if (program.lied()) {
       ++g_stats.lenient_checks;
       if (!why.empty()) {
