@@ -12,6 +12,7 @@
 // Not thread-safe: one thread drives it.
 #pragma once
 
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -23,6 +24,7 @@
 #include "engine/node_host_impl.h"
 #include "logdb/memory_logdb.h"
 #include "tests/engine/kv_state_machine.h"
+#include "tests/sim/sim_disk.h"
 #include "transport/inproc_transport.h"
 
 namespace flotilla::fuzz {
@@ -120,16 +122,17 @@ class FuzzCluster {
  public:
   // `root` is an empty directory the cluster owns.
   explicit FuzzCluster(const std::string& root) : root_(root), rng_(0x5eed) {
-    for (int i = 1; i <= kHosts; ++i) AddHost(i);
     // Shard 1 snapshots and compacts often, so that lagging replicas are
     // caught up by snapshot streams; shard 2 quiesces when idle.
-    ShardConfig s1;
-    s1.snapshot_entries = 8;
-    s1.compaction_overhead = 2;
-    StartShard(1, s1);
-    ShardConfig s2;
-    s2.quiesce_after_election_timeouts = 2;
-    StartShard(2, s2);
+    shards_[0].snapshot_entries = 8;
+    shards_[0].compaction_overhead = 2;
+    shards_[1].quiesce_after_election_timeouts = 2;
+    for (int i = 1; i <= kHosts; ++i) {
+      mems_.push_back(logdb::NewMemoryLogDB());
+      taps_.push_back(std::make_unique<Tap>(i, &capture_));
+      hosts_.emplace_back();
+      StartHost(i);
+    }
   }
   ~FuzzCluster() {
     for (auto& h : hosts_) h->Close();
@@ -140,6 +143,8 @@ class FuzzCluster {
   Tap& tap(int i) { return *taps_[static_cast<size_t>(i - 1)]; }
   transport::InProcNetwork& net() { return net_; }
   Capture& capture() { return capture_; }
+  // Replicas that failed to start again after a Restart, and why.
+  const std::vector<std::string>& start_failures() const { return start_failures_; }
   const std::string& root() const { return root_; }
   // Where host i's transport writes received snapshot streams.
   std::string snapshot_dir(int i) const { return root_ + "/h" + std::to_string(i) + "/in"; }
@@ -153,6 +158,14 @@ class FuzzCluster {
     for (auto& h : hosts_) h->RunOnce();
     net_.DeliverAll(rng_);
   }
+  // Host i crashes and starts again from what its LogDB and its snapshot
+  // directories hold (every pass's writes were synced).
+  void Restart(int i) {
+    host(i).Close();
+    hosts_[static_cast<size_t>(i - 1)].reset();
+    mems_[static_cast<size_t>(i - 1)]->Restart();
+    StartHost(i);
+  }
   // Steps (a tick every fourth) until `done` holds; false after `max_steps`.
   template <typename Done>
   bool DriveUntil(Done done, int max_steps) {
@@ -164,18 +177,17 @@ class FuzzCluster {
   }
 
  private:
-  void AddHost(int i) {
+  void StartHost(int i) {
     NodeHostConfig c;
     c.data_dir = root_ + "/h" + std::to_string(i);
     c.raft_address = Name(i);
     c.step_workers = 1;
     c.apply_workers = 1;
     engine::NodeHostDeps d;
-    d.logdb = logdb::NewMemoryLogDB();
+    d.logdb = std::make_unique<sim::SimDisk>(mems_[static_cast<size_t>(i - 1)].get());
     d.start_threads = false;
     d.seed = 1000 + static_cast<uint64_t>(i);
-    taps_.push_back(std::make_unique<Tap>(i, &capture_));
-    Tap* tap = taps_.back().get();
+    Tap* tap = taps_[static_cast<size_t>(i - 1)].get();
     const std::string snapdir = snapshot_dir(i);
     d.make_transport = [this, name = c.raft_address, snapdir, tap](transport::Registry* reg,
                                                                    transport::Handler*) {
@@ -184,20 +196,23 @@ class FuzzCluster {
       tc.snapshot_dir = snapdir;
       return std::make_unique<transport::InProcTransport>(&net_, tc, reg, tap);
     };
-    hosts_.push_back(std::make_unique<engine::NodeHostImpl>(c, std::move(d)));
-    tap->set_target(hosts_.back().get());
-    if (!hosts_.back()->Init().ok()) std::abort();
-  }
-  void StartShard(uint64_t shard_id, ShardConfig shard) {
+    auto& nh = hosts_[static_cast<size_t>(i - 1)];
+    nh = std::make_unique<engine::NodeHostImpl>(c, std::move(d));
+    tap->set_target(nh.get());
+    if (!nh->Init().ok()) std::abort();
     Members members;
-    for (int i = 1; i <= kHosts; ++i) members[static_cast<uint64_t>(i)] = Name(i);
-    for (int i = 1; i <= kHosts; ++i) {
-      shard.shard_id = shard_id;
-      shard.replica_id = static_cast<uint64_t>(i);
-      Status s = host(i).StartReplica(shard, members, false, [](uint64_t, uint64_t) {
+    for (int m = 1; m <= kHosts; ++m) members[static_cast<uint64_t>(m)] = Name(m);
+    for (uint64_t shard = 1; shard <= kShards; ++shard) {
+      ShardConfig sc = shards_[shard - 1];
+      sc.shard_id = shard;
+      sc.replica_id = static_cast<uint64_t>(i);
+      Status s = nh->StartReplica(sc, members, false, [](uint64_t, uint64_t) {
         return std::make_unique<testing::KvStateMachine>();
       });
-      if (!s.ok()) std::abort();
+      // A replica that cannot start again is missing from the checks.
+      if (!s.ok())
+        start_failures_.push_back(Name(i) + ": shard " + std::to_string(shard) + ": " +
+                                  s.ToString());
     }
   }
 
@@ -205,6 +220,9 @@ class FuzzCluster {
   transport::InProcNetwork net_;
   std::mt19937_64 rng_;
   Capture capture_;
+  std::vector<std::string> start_failures_;
+  ShardConfig shards_[kShards];
+  std::vector<std::unique_ptr<logdb::MemoryLogDB>> mems_;  // outlive their hosts
   std::vector<std::unique_ptr<Tap>> taps_;
   std::vector<std::unique_ptr<engine::NodeHostImpl>> hosts_;
 };

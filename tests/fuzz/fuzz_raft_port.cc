@@ -352,9 +352,15 @@ void Program::Run() {
         }
         break;
       }
-      default:
-        cl_->net().AdvanceTime(in_.Byte());
+      default: {
+        const uint8_t b = in_.Byte();
+        if (b & 0x80) {
+          cl_->Restart(Host(b));
+        } else {
+          cl_->net().AdvanceTime(b);
+        }
         break;
+      }
     }
   }
 }
@@ -751,7 +757,9 @@ std::string CheckShard(FuzzCluster& cl, uint64_t shard, int round, Budget budget
 // message refers to, whose disk space nothing would ever return; or "".
 std::string LeftoverSnapshot(FuzzCluster& cl, int host) {
   for (uint64_t shard = 1; shard <= kShards; ++shard) {
-    const uint64_t commit = cl.host(host).GetReplicaInfo(shard)->commit_index;
+    auto info = cl.host(host).GetReplicaInfo(shard);
+    if (!info.ok()) continue;
+    const uint64_t commit = info->commit_index;
     const std::string root = engine::SnapshotRoot(cl.root() + "/h" + std::to_string(host), shard,
                                                   static_cast<uint64_t>(host));
     std::error_code ec;
@@ -766,6 +774,9 @@ std::string LeftoverSnapshot(FuzzCluster& cl, int host) {
 }
 
 std::string Check(FuzzCluster& cl, Budget budget) {
+  if (!cl.start_failures().empty()) {
+    return "a replica does not start again: " + cl.start_failures().front();
+  }
   cl.net().SetFaults({});
   cl.net().HealAll();
   for (uint64_t shard = 1; shard <= kShards; ++shard) {
