@@ -244,6 +244,7 @@ class Program {
     return true;
   }
   void Network(uint8_t op);
+  void RawBatch();
   void Inject();
   raft::Message MakeMessage(int host, uint64_t shard, const ReplicaInfo& info);
   void AddEntries(raft::Message* m);
@@ -341,17 +342,9 @@ void Program::Run() {
         }
         break;
       }
-      case 12: {
-        // Raw wire bytes inside a program.
-        const int host = Host(in_.Byte());
-        wire::MessageBatch batch;
-        const std::string_view bytes = in_.Take(in_.Byte());
-        if (batch.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-          ++g_stats.raw;
-          DeliverBatch(host, &batch, false);
-        }
+      case 12:
+        RawBatch();
         break;
-      }
       default: {
         const uint8_t b = in_.Byte();
         if (b & 0x80) {
@@ -362,6 +355,17 @@ void Program::Run() {
         break;
       }
     }
+  }
+}
+
+// Raw wire bytes inside a program.
+void Program::RawBatch() {
+  const int host = Host(in_.Byte());
+  wire::MessageBatch batch;
+  const std::string_view bytes = in_.Take(in_.Byte());
+  if (batch.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    ++g_stats.raw;
+    DeliverBatch(host, &batch, false);
   }
 }
 
