@@ -133,8 +133,11 @@ bool IsLeaderMessage(MessageType t) {
          t == MessageType::kQuiesce;
 }
 
+void PrintStats();
+
 [[noreturn]] void Fail(const std::string& why) {
   std::fprintf(stderr, "\nFLOTILLA FUZZ CHECK FAILED: %s\n", why.c_str());
+  PrintStats();
   std::fflush(stderr);
   std::abort();
 }
