@@ -60,19 +60,20 @@ status=0
   -print_final_stats=1 -artifact_prefix="$BUILD_DIR/fuzz-artifacts/" \
   -dict=tests/fuzz/raft_port.dict "$BUILD_DIR/fuzz-corpus" "$CORPUS" >"$LOG" 2>&1 || status=$?
 
-grep -E '^#[0-9]+ +(INITED|DONE)|^fuzz:|^stat::|CHECK FAILED|ERROR|SUMMARY' "$LOG" || true
+# libFuzzer separates its status words with a tab.
+grep -aE '^#[0-9]+[[:space:]]+(INITED|DONE)|^fuzz:|^stat::|CHECK FAILED|ERROR:|SUMMARY' "$LOG" || true
 if ((status != 0)); then
   echo "fuzz: FAILED (exit $status): the input is in $BUILD_DIR/fuzz-artifacts/; log $LOG" >&2
   exit 1
 fi
-if ! grep -qE '^#[0-9]+ +INITED' "$LOG"; then
+if ! grep -qaE '^#[0-9]+[[:space:]]+INITED' "$LOG"; then
   echo "fuzz: FAILED: the committed corpus was not replayed whole (no INITED line); log $LOG" >&2
   exit 1
 fi
-RUNS=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)$/\1/p' "$LOG")
+RUNS=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)$/\1/p' "$LOG" | tail -1)
 if [[ -z $RUNS || $RUNS -lt $CORPUS_FILES ]]; then
   echo "fuzz: FAILED: ${RUNS:-no} executions reported, fewer than the corpus' $CORPUS_FILES inputs; log $LOG" >&2
   exit 1
 fi
-LAST=$(grep -E '^#[0-9]+ ' "$LOG" | tail -1)
+LAST=$(grep -aE '^#[0-9]+[[:space:]]' "$LOG" | tail -1)
 echo "fuzz: passed: $RUNS executions in ${SECONDS_TO_RUN}s; last status: $LAST"
