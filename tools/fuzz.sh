@@ -37,8 +37,11 @@ fi
 FUZZER=$BUILD_DIR/tests/fuzz/flotilla_fuzz_raft_port
 CORPUS=tests/fuzz/corpus/raft_port
 if ((BUILD)); then
+  # Warnings are errors in the g++ build; clang warns about other things
+  # (a RocksDB logger's vsnprintf, -Wformat-nonliteral), which must not
+  # keep the fuzzer from running.
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_COMPILER=clang++ -DFLOTILLA_FUZZ=ON -DFLOTILLA_WERROR=ON >/dev/null
+    -DCMAKE_CXX_COMPILER=clang++ -DFLOTILLA_FUZZ=ON -DFLOTILLA_WERROR=OFF >/dev/null
   cmake --build "$BUILD_DIR" -j "$(nproc)" --target flotilla_fuzz_raft_port
 fi
 if [[ ! -x $FUZZER ]]; then
