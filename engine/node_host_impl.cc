@@ -461,12 +461,28 @@ void StepWorker::FailDamaged() {
 // stops, nothing is recorded) when that fails.
 bool StepWorker::PlaceReceivedSnapshot(Replica* r) {
   const uint64_t index = r->update.snapshot->index;
-  Status s = InstallReceivedSnapshot(r->snapshot_root, index);
+  auto it = r->accepted_snapshots.find(index);
+  Status s =
+      it == r->accepted_snapshots.end()
+          ? Status::NotFound("no accepted install message for snapshot " + std::to_string(index))
+          : InstallReceivedSnapshot(r->snapshot_root, index, it->second);
+  r->accepted_snapshots.erase(r->accepted_snapshots.begin(),
+                              r->accepted_snapshots.upper_bound(index));
   if (s.ok()) return true;
   spdlog::error("shard {} replica {}: cannot install received snapshot {}, replica stops: {}",
                 r->shard_id, r->replica_id, index, s.ToString());
   nh_->FailReplica(r);
   return false;
+}
+
+// Notes who sent the snapshot the core is about to hear of: the core
+// installs that sender's files (PlaceReceivedSnapshot). Entries the core
+// cannot install any more (at or below its commit index) go.
+void StepWorker::AcceptSnapshot(Replica* r, const raft::Message& m) {
+  const raft::Index commit = r->peer->raft().log().committed();
+  r->accepted_snapshots.erase(r->accepted_snapshots.begin(),
+                              r->accepted_snapshots.upper_bound(commit));
+  r->accepted_snapshots[m.snapshot.index] = {m.from, m.term};
 }
 
 // A snapshot taken by the apply worker: record it durably, then compact.
@@ -501,9 +517,14 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
     // Nothing a peer sends reaches the core unchecked (docs/security.md).
     if (Rejection why = CheckInbound(p.raft(), m, limits); why != Rejection::kNone) {
       nh_->ReportRejected(r->shard_id, m, why, {});
+      // Its files never wait for a sender the core will not hear.
+      if (m.type == raft::MessageType::kInstallSnapshot) {
+        DropReceivedSnapshot(r->snapshot_root, m.snapshot.index, {m.from, m.term});
+      }
       continue;
     }
     accepted_from_.push_back(m.from);
+    if (m.type == raft::MessageType::kInstallSnapshot) AcceptSnapshot(r, m);
     p.Step(std::move(m));
   }
   // A sender this replica has no address for (a member added after the
@@ -1998,9 +2019,10 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
       return;
     }
   }
+  const SnapshotSender sender{install.from, install.term};
   Status s = index <= r->commit.load()
                  ? Status::Ok()
-                 : KeepReceivedSnapshot(r->snapshot_root, index, snapshot_path);
+                 : KeepReceivedSnapshot(r->snapshot_root, index, sender, snapshot_path);
   std::filesystem::remove_all(snapshot_path, ec);
   if (!s.ok()) {
     spdlog::error("shard {}: cannot keep received snapshot {}: {}", install.shard_id, index,
@@ -2009,8 +2031,11 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
   }
   spdlog::info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id, index);
   if (auto* l = listener()) l->SnapshotReceived(r->shard_id, r->replica_id, index);
-  if (r->PushMessage(std::move(install), config_.max_inbound_queue_length, std::string()))
+  if (r->PushMessage(std::move(install), config_.max_inbound_queue_length, std::string())) {
     NotifyStep(r.get());
+  } else {
+    DropReceivedSnapshot(r->snapshot_root, index, sender);  // no message will refer to it
+  }
 }
 
 void NodeHostImpl::NotifyStep(Replica* r) { step_[r->shard_id % step_.size()]->Notify(r); }

@@ -127,6 +127,7 @@ class StepWorker : public WorkerBase {
   bool PlaceReceivedSnapshot(Replica* r);
   void FailDamaged();
   bool FailIfCorrupted(Replica* r);
+  void AcceptSnapshot(Replica* r, const raft::Message& m);
   void RecordSnapshots(Replica* r);
   void AfterPersist(Replica* r);
   void ReleaseCachedEntries(Replica* r);

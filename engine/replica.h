@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -81,6 +82,10 @@ class Replica {
   uint64_t handoff_at_tick = 0;
   uint64_t handoff_episode = 0;
   std::string snapshot_root;  // immutable after start
+  // Who sent each received snapshot whose install message passed the
+  // inbound checks, by index: the core installs the directory of that
+  // sender only (step worker only; entries at or below the commit index go).
+  std::map<uint64_t, SnapshotSender> accepted_snapshots;
   // Snapshot directories being streamed to followers (any thread).
   const std::shared_ptr<SnapshotPins> snapshot_pins = std::make_shared<SnapshotPins>();
 

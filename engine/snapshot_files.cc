@@ -55,6 +55,13 @@ constexpr std::string_view kSnapshotPrefix = "snapshot-";
 constexpr std::string_view kReceivedPrefix = "received-";
 constexpr std::string_view kTmpSuffix = ".tmp";
 
+// The index of a directory named received-<20 digits>-<from>-<term>.
+bool ParseReceivedIndex(const std::string& name, uint64_t* index) {
+  const size_t end = kReceivedPrefix.size() + 20;
+  return name.size() > end && name[end] == '-' &&
+         ParseIndex(name.substr(0, end), kReceivedPrefix, index);
+}
+
 }  // namespace
 
 std::string SnapshotRoot(const std::string& data_dir, uint64_t shard, uint64_t replica) {
@@ -65,8 +72,9 @@ std::string SnapshotPath(const std::string& root, uint64_t index) {
   return root + "/" + IndexedName(kSnapshotPrefix, index);
 }
 
-std::string ReceivedSnapshotPath(const std::string& root, uint64_t index) {
-  return root + "/" + IndexedName(kReceivedPrefix, index);
+std::string ReceivedSnapshotPath(const std::string& root, uint64_t index, SnapshotSender sender) {
+  return root + "/" + IndexedName(kReceivedPrefix, index) + "-" + std::to_string(sender.from) +
+         "-" + std::to_string(sender.term);
 }
 
 std::shared_ptr<void> SnapshotPins::Pin(uint64_t index) {
@@ -438,11 +446,12 @@ Status ReadSnapshotSessions(const std::string& dir, std::string* sessions) {
   return ReadWholeFile(dir + "/" + kSnapshotSessionsFile, sessions);
 }
 
-Status KeepReceivedSnapshot(const std::string& root, uint64_t index, const std::string& incoming) {
+Status KeepReceivedSnapshot(const std::string& root, uint64_t index, SnapshotSender sender,
+                            const std::string& incoming) {
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return Status::IOError("create " + root + ": " + ec.message());
-  const std::string dest = ReceivedSnapshotPath(root, index);
+  const std::string dest = ReceivedSnapshotPath(root, index, sender);
   // A directory is never renamed over a non-empty one: when another
   // snapshot of this index waits (or is being installed right now), this one
   // is dropped.
@@ -454,9 +463,14 @@ Status KeepReceivedSnapshot(const std::string& root, uint64_t index, const std::
   return Status::IOError("rename " + incoming + " to " + dest + ": " + ec.message());
 }
 
-Status InstallReceivedSnapshot(const std::string& root, uint64_t index) {
+void DropReceivedSnapshot(const std::string& root, uint64_t index, SnapshotSender sender) {
   std::error_code ec;
-  const std::string received = ReceivedSnapshotPath(root, index);
+  fs::remove_all(ReceivedSnapshotPath(root, index, sender), ec);
+}
+
+Status InstallReceivedSnapshot(const std::string& root, uint64_t index, SnapshotSender sender) {
+  std::error_code ec;
+  const std::string received = ReceivedSnapshotPath(root, index, sender);
   if (!fs::exists(received, ec)) {
     return Status::NotFound("no received snapshot " + std::to_string(index) + " under " + root);
   }
@@ -475,7 +489,7 @@ void PruneSnapshots(const std::string& root, uint64_t recorded, SnapshotPins* pi
     uint64_t index = 0;
     if (ParseIndex(name, kSnapshotPrefix, &index)) {
       if (index < recorded && !pins->Pinned(index)) doomed.push_back(e.path().string());
-    } else if (ParseIndex(name, kReceivedPrefix, &index)) {
+    } else if (ParseReceivedIndex(name, &index)) {
       if (index <= recorded) doomed.push_back(e.path().string());
     }
   }

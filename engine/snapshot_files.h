@@ -3,8 +3,9 @@
 //                              absent when shallow), "sessions", and for a
 //                              snapshot of metadata only, "metadata-only"
 //   snapshot-<index>.tmp/      one being written
-//   received-<index>/          one received from the leader, waiting for the
-//                              core to install it
+//   received-<index>-<from>-<term>/
+//                              one received (from replica <from> in <term>),
+//                              waiting for the engine's checks and the core
 // A snapshot is written into a temporary directory, fsynced, and renamed into
 // place, so a crash never leaves a partial snapshot under the final name. A
 // received snapshot becomes snapshot-<index> only when the core installs it,
@@ -42,7 +43,15 @@ inline constexpr char kSnapshotChecksumsFile[] = "checksums";
 
 std::string SnapshotRoot(const std::string& data_dir, uint64_t shard, uint64_t replica);
 std::string SnapshotPath(const std::string& root, uint64_t index);
-std::string ReceivedSnapshotPath(const std::string& root, uint64_t index);
+// Who streamed a received snapshot: its install message's sender and term.
+// A received snapshot waits under a name of its own per sender, so that one
+// from a sender the engine then refuses is removed, and never stands in for
+// the leader's snapshot of the same index.
+struct SnapshotSender {
+  uint64_t from = 0;
+  uint64_t term = 0;
+};
+std::string ReceivedSnapshotPath(const std::string& root, uint64_t index, SnapshotSender sender);
 
 // Snapshot directories being streamed to a peer: pruning leaves them.
 class SnapshotPins : public std::enable_shared_from_this<SnapshotPins> {
@@ -142,15 +151,21 @@ Status WriteSnapshotChecksums(const std::string& dir);
 Status SealReceivedSnapshot(const std::string& dir);
 
 // Keeps the verified snapshot directory `incoming` (the transport's) as the
-// received snapshot of `index` under `root`, where it waits for the core.
-// When one of that index waits already, `incoming` is removed and the one
-// waiting stays (both hold the committed state at `index`).
-Status KeepReceivedSnapshot(const std::string& root, uint64_t index, const std::string& incoming);
-// The core installs the received snapshot of `index`: it becomes
-// snapshot-<index> (replacing a directory of that index, which the LogDB
-// cannot have recorded: the core installs only snapshots above its commit
-// index), durably, before the LogDB records it. NotFound when none waits.
-Status InstallReceivedSnapshot(const std::string& root, uint64_t index);
+// received snapshot of `index` from `sender` under `root`, where it waits
+// for the engine to check its install message and for the core. When one of
+// that index from that sender waits already, `incoming` is removed and the
+// one waiting stays (both hold the committed state at `index`).
+Status KeepReceivedSnapshot(const std::string& root, uint64_t index, SnapshotSender sender,
+                            const std::string& incoming);
+// Removes the received snapshot of `index` from `sender`: its install
+// message was refused.
+void DropReceivedSnapshot(const std::string& root, uint64_t index, SnapshotSender sender);
+// The core installs the received snapshot of `index` from `sender`: it
+// becomes snapshot-<index> (replacing a directory of that index, which the
+// LogDB cannot have recorded: the core installs only snapshots above its
+// commit index), durably, before the LogDB records it. NotFound when none
+// waits.
+Status InstallReceivedSnapshot(const std::string& root, uint64_t index, SnapshotSender sender);
 // Removes what pruning may: snapshot directories below `recorded` (the
 // index the LogDB recorded) that no stream pins, and received snapshots at
 // or below it (the core never installs those).

@@ -3,6 +3,8 @@
 # Runs `apt-get update` once, and only when something is missing.
 # libssl-dev: the transport's HMAC of the deployment secret (libcrypto).
 # iproute2 and nftables: the nemesis test's network namespaces and packet loss.
+# clang and libclang-rt-14-dev (libFuzzer and clang's sanitizer runtimes):
+# the raft-port fuzzer (tools/fuzz.sh, FLOTILLA_FUZZ=ON).
 set -euo pipefail
 
 PACKAGES=(
@@ -16,6 +18,7 @@ PACKAGES=(
   gnuplot-nox curl procps
   openssl libssl-dev
   iproute2 nftables
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -15,11 +15,16 @@
 #    engine_threads_test runs every engine thread at once over the
 #    in-process network instead.
 #
+# Then the raft-port fuzzer (build-fuzz: clang, libFuzzer, ASan, UBSan) runs
+# for 60 s over its committed corpus (tools/fuzz.sh; docs/security.md): any
+# crash or failed check fails the run, and so does a fuzzer that was not
+# built, did not replay the whole corpus or ran nothing.
+#
 # No step can run less than it says: the targets are listed explicitly (an
 # unknown one fails the build), every listed executable must contribute at
 # least one test, and the number of tests ctest ran must equal the number
-# selected. FLOTILLA_SKIP_ASAN=1 / FLOTILLA_SKIP_TSAN=1 skip a sanitized step,
-# saying so.
+# selected. FLOTILLA_SKIP_ASAN=1 / FLOTILLA_SKIP_TSAN=1 / FLOTILLA_SKIP_FUZZ=1
+# skip a sanitized step, saying so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -97,7 +102,7 @@ if [[ "${FLOTILLA_SKIP_ASAN:-0}" == "1" ]]; then
 else
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFLOTILLA_SANITIZE=ON -DFLOTILLA_WERROR=ON
   run_suite build-asan \
-    "Quorum|Progress|ConfChange|MemoryLog|RaftLog|Inflights|ReadIndexQueue|Safety|CorruptInput|ConvertTest|Format|Crc|FlippedBit|StateMachineKinds|Admin|Metrics|BackPressure|ManualDrive|StorageFailure|CampaignCap|Payload|LogCache|Quiescence|KvStateMachine|Config|ShardMap|StartRace|CallbackLocks|TokenFile|Serve\.|HostileInput" \
+    "Quorum|Progress|ConfChange|MemoryLog|RaftLog|Inflights|ReadIndexQueue|Safety|CorruptInput|ConvertTest|Format|Crc|FlippedBit|StateMachineKinds|Admin|Metrics|BackPressure|ManualDrive|StorageFailure|CampaignCap|Payload|LogCache|Quiescence|KvStateMachine|Config|ShardMap|StartRace|CallbackLocks|TokenFile|Serve\.|HostileInput|HostileSnapshots" \
     "" \
     raft_unit_test raft_safety_test transport_corrupt_input_test transport_convert_test logdb_test \
     engine_sm_kinds_test engine_admin_test engine_manual_drive_test engine_log_cache_test \
@@ -119,4 +124,10 @@ else
     engine_sessions_test engine_hostile_input_test engine_campaign_slots_test \
     transport_inproc_transport_test transport_snapshot_receiver_test \
     transport_registry_crc_test nodehost_unit_test
+fi
+
+if [[ "${FLOTILLA_SKIP_FUZZ:-0}" == "1" ]]; then
+  echo "run-tests: fuzz step SKIPPED (FLOTILLA_SKIP_FUZZ=1)"
+else
+  bash tools/fuzz.sh --seconds 60
 fi

@@ -17,6 +17,7 @@
 #include "transport/peer_auth.h"
 #include "transport/snapshot_chunker.h"
 #include "transport/snapshot_receiver.h"
+#include "transport/wire_receive.h"
 
 namespace flotilla::transport {
 namespace {
@@ -61,8 +62,8 @@ class RaftService final : public wire::Raft::WithCallbackMethod_Batches<wire::Ra
  private:
   grpc::Status ReceiveSnapshot(grpc::ServerContext* ctx,
                                grpc::ServerReader<wire::SnapshotChunk>* reader,
-                               const ServerChallenge& challenge,
-                               SnapshotStreamSlots::Slot* slot, wire::SnapshotChunk* chunk);
+                               const ServerChallenge& challenge, SnapshotStreamSlots::Slot* slot,
+                               wire::SnapshotChunk* chunk);
   GrpcTransport* const t_;
 };
 
@@ -159,15 +160,12 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
     if (!ok) return Finish(grpc::Status::OK);  // the peer closed, or the call was cancelled
     if (!accepted_) return Accept();
     if (!t_->running()) return Finish(grpc::Status::OK);
-    std::vector<raft::Message> messages;
-    messages.reserve(static_cast<size_t>(batch_.messages_size()));
-    if (Status s = BatchFromWire(&batch_, t_->limits(), &messages); !s.ok()) {
+    if (Status s = DeliverWireBatch(&batch_, t_->limits(), source_, t_->handler()); !s.ok()) {
       spdlog::error("transport: rejected a batch from {} ({}): {}", source_, ctx_->peer(),
                     s.ToString());
       return Finish(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "batch rejected: " + s.message()));
     }
-    if (!messages.empty()) t_->handler()->HandleBatch(std::move(messages), source_);
     StartRead(&batch_);
   }
 
@@ -258,33 +256,26 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, s.message());
   }
   raft::Message install;
-  Status s = FromWire(chunk->mutable_install(), t_->limits(), &install);
-  // The receiver removes its temporary directory on every early return.
-  SnapshotReceiver rx(c.snapshot_dir,
-                      SnapshotReceiverLimits{c.max_snapshot_bytes, c.max_snapshot_files,
-                                             c.snapshot_min_free_bytes});
-  if (s.ok()) s = rx.Begin(install);
-  while (s.ok()) {
-    s = slot->Received(chunk->data().size());
-    if (s.ok()) s = rx.Add(ChunkFromWire(*chunk));
-    if (!s.ok() || rx.complete()) break;
-    if (!reader->Read(chunk)) {
-      // A deadline ended the stream (its reason), or the peer left.
-      s = slot->Received(0);
-      if (s.ok()) s = Status::Aborted("stream ended before the last chunk");
-      break;
-    }
-    if (!t_->running()) s = Status::Terminated("transport stopping");
+  // Every chunk is counted against the stream's quota before it is added.
+  Status s = slot->Received(chunk->data().size());
+  if (s.ok()) {
+    s = ReceiveWireSnapshot(
+        c, t_->limits(), chunk,
+        [&](wire::SnapshotChunk* next) {
+          if (!reader->Read(next)) {
+            // A deadline ended the stream (its reason), or the peer left.
+            Status r = slot->Received(0);
+            return r.ok() ? Status::Aborted("stream ended before the last chunk") : r;
+          }
+          if (!t_->running()) return Status::Terminated("transport stopping");
+          return slot->Received(next->data().size());
+        },
+        t_->handler(), &install);
   }
   if (s.ok()) {
-    Result<std::string> path = rx.Finish();
-    if (path.ok()) {
-      spdlog::info("transport: received snapshot of shard {} replica {} index {} from {}",
-                   install.shard_id, install.to, install.snapshot.index, ctx->peer());
-      t_->handler()->HandleSnapshot(std::move(install), std::move(path).value());
-      return grpc::Status::OK;
-    }
-    s = path.status();
+    spdlog::info("transport: received snapshot of shard {} replica {} index {} from {}",
+                 install.shard_id, install.to, install.snapshot.index, ctx->peer());
+    return grpc::Status::OK;
   }
   spdlog::error("transport: snapshot from {} (shard {} replica {}) failed, nothing kept: {}",
                 ctx->peer(), install.shard_id, install.to, s.ToString());

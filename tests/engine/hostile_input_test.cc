@@ -284,5 +284,77 @@ TEST_F(HostileInput, APeersAddressIsEscapedInTheLog) {
   EXPECT_EQ(log.find("\n[critical]"), std::string::npos) << log;
 }
 
+// The received snapshot directories left in a replica's snapshot root.
+std::vector<std::string> ReceivedDirs(const std::string& root) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.starts_with("received-")) out.push_back(name);
+  }
+  return out;
+}
+
+// Found while the fuzzer's snapshot checks were written (issue 14): a
+// snapshot stream was kept on disk, as the one waiting for its index,
+// before the engine checked who sent it, and a rejected one stayed there.
+// An outsider that streamed a snapshot at the index the leader was about to
+// send had its files installed instead of the leader's (the leader's, which
+// arrived second, was dropped as a duplicate), and rejected streams filled
+// the disk until a restart.
+TEST(HostileSnapshots, AnOutsidersSnapshotPlacedAheadOfTheLeadersIsNeitherKeptNorInstalled) {
+  const std::string root = TempRoot("flotilla-hostile-snap-");
+  ShardConfig sc;
+  sc.snapshot_entries = 8;
+  sc.compaction_overhead = 2;
+  ManualCluster cl(root, 11, sc);
+  const uint64_t leader = cl.AgreedLeader();
+  ASSERT_NE(leader, 0u);
+  const uint64_t follower = leader % 3 + 1;
+  const uint64_t term = cl.host(leader).GetReplicaInfo(1)->term;
+  // The follower misses enough entries for the leader to compact past it.
+  cl.net().Isolate(ManualCluster::Name(static_cast<int>(follower)));
+  for (int i = 0; i < 20; ++i) {
+    auto h = cl.host(leader).Propose(1, "k" + std::to_string(i) + "=v", 3600s);
+    ASSERT_TRUE(h.ok());
+    ASSERT_TRUE(cl.DriveUntil([&] { return h->Done(); }));
+  }
+  // Snapshots are written in the background: let the last one be recorded.
+  for (int i = 0; i < 40; ++i) cl.Step(1 + 4 * i);
+  const uint64_t index = cl.db(leader).ReadState(1, leader)->snapshot.index;
+  ASSERT_GT(index, cl.host(follower).GetReplicaInfo(1)->commit_index);
+  // An outsider's stream of that index: checksums right, sender wrong.
+  Result<std::string> forged = WriteSnapshot(
+      root + "/forged", index, [](SnapshotWriter* w) { return w->Write("evil=1\n"); },
+      Sessions().Serialize());
+  ASSERT_TRUE(forged.ok()) << forged.status().ToString();
+  raft::Message m;
+  m.type = raft::MessageType::kInstallSnapshot;
+  m.shard_id = 1;
+  m.from = kOutsider;
+  m.to = follower;
+  m.term = term;
+  m.snapshot.index = index;
+  m.snapshot.term = term;
+  m.snapshot.membership.voters = {1, 2, 3};
+  cl.host(follower).HandleSnapshot(m, *forged);
+  for (int i = 0; i < 8; ++i) cl.Step(1 + 4 * i);
+  EXPECT_EQ(cl.host(follower).GetMetrics().messages_rejected["not_from_leader"], 1u);
+  const std::string snapshots = SnapshotRoot(root + "/h" + std::to_string(follower), 1, follower);
+  EXPECT_TRUE(ReceivedDirs(snapshots).empty()) << ReceivedDirs(snapshots)[0];
+  // The leader's own snapshot of that index catches the follower up.
+  cl.net().HealAll();
+  ASSERT_TRUE(
+      cl.DriveUntil([&] { return cl.host(follower).GetReplicaInfo(1)->applied_index >= index; }));
+  EXPECT_EQ(*cl.host(follower).StaleRead(1, "evil"), "");
+  ASSERT_TRUE(cl.DriveUntil([&] {
+    return cl.host(follower).GetReplicaInfo(1)->applied_index ==
+           cl.host(leader).GetReplicaInfo(1)->applied_index;
+  }));
+  EXPECT_EQ(*cl.host(follower).StaleRead(1, "__hash"), *cl.host(leader).StaleRead(1, "__hash"));
+  cl.Step(0);
+  std::filesystem::remove_all(root);
+}
+
 }  // namespace
 }  // namespace flotilla::engine

@@ -3,6 +3,7 @@
 // state and the order of applied entries.
 #pragma once
 
+#include <charconv>
 #include <map>
 #include <string>
 
@@ -54,9 +55,13 @@ class KvStateMachine final : public StateMachine {
       const size_t nl = all.find('\n', pos);
       const std::string line = all.substr(pos, nl - pos);
       if (!line.empty() && line[0] == '#') {
+        // Parsed without exceptions: the fuzzer feeds snapshots of any
+        // bytes, and a bad one must fail the restore, not the process.
         const size_t sp = line.find(' ');
-        hash_ = std::stoull(line.substr(1, sp - 1));
-        count_ = std::stoull(line.substr(sp + 1));
+        if (sp == std::string::npos || !ParseNumber(line.substr(1, sp - 1), &hash_) ||
+            !ParseNumber(line.substr(sp + 1), &count_)) {
+          return Status::Corruption("bad snapshot fingerprint line");
+        }
         pos = nl == std::string::npos ? all.size() : nl + 1;
         continue;
       }
@@ -70,6 +75,11 @@ class KvStateMachine final : public StateMachine {
   uint64_t count() const { return count_; }
 
  private:
+  static bool ParseNumber(const std::string& s, uint64_t* out) {
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+    return ec == std::errc() && end == s.data() + s.size();
+  }
+
   std::map<std::string, std::string> kv_;
   uint64_t hash_ = 1469598103934665603ULL;
   uint64_t count_ = 0;

@@ -403,7 +403,7 @@ TEST(SnapshotFiles, PruningKeepsTheRecordedAndTheStreamedSnapshots) {
     std::ofstream(dir + "/data") << bytes;
   };
   for (uint64_t i : {10, 20, 30, 40}) make(engine::SnapshotPath(root, i), std::to_string(i));
-  for (uint64_t i : {25, 35}) make(engine::ReceivedSnapshotPath(root, i), "received");
+  for (uint64_t i : {25, 35}) make(engine::ReceivedSnapshotPath(root, i, {2, 3}), "received");
   auto pins = std::make_shared<engine::SnapshotPins>();
   std::shared_ptr<void> streaming = pins->Pin(10);
   engine::PruneSnapshots(root, 30, pins.get());
@@ -411,23 +411,23 @@ TEST(SnapshotFiles, PruningKeepsTheRecordedAndTheStreamedSnapshots) {
   EXPECT_FALSE(fs::exists(engine::SnapshotPath(root, 20)));
   EXPECT_TRUE(fs::exists(engine::SnapshotPath(root, 30)));  // recorded
   EXPECT_TRUE(fs::exists(engine::SnapshotPath(root, 40)));  // not recorded yet
-  EXPECT_FALSE(fs::exists(engine::ReceivedSnapshotPath(root, 25)));
-  EXPECT_TRUE(fs::exists(engine::ReceivedSnapshotPath(root, 35)));
+  EXPECT_FALSE(fs::exists(engine::ReceivedSnapshotPath(root, 25, {2, 3})));
+  EXPECT_TRUE(fs::exists(engine::ReceivedSnapshotPath(root, 35, {2, 3})));
   streaming.reset();
   engine::PruneSnapshots(root, 30, pins.get());
   EXPECT_FALSE(fs::exists(engine::SnapshotPath(root, 10)));
 
   make(root + "/in-a", "first");
   make(root + "/in-b", "second");
-  ASSERT_TRUE(engine::KeepReceivedSnapshot(root, 50, root + "/in-a").ok());
-  ASSERT_TRUE(engine::KeepReceivedSnapshot(root, 50, root + "/in-b").ok());
+  ASSERT_TRUE(engine::KeepReceivedSnapshot(root, 50, {2, 3}, root + "/in-a").ok());
+  ASSERT_TRUE(engine::KeepReceivedSnapshot(root, 50, {2, 3}, root + "/in-b").ok());
   EXPECT_FALSE(fs::exists(root + "/in-b"));
-  ASSERT_TRUE(engine::InstallReceivedSnapshot(root, 50).ok());
+  ASSERT_TRUE(engine::InstallReceivedSnapshot(root, 50, {2, 3}).ok());
   std::ifstream in(engine::SnapshotPath(root, 50) + "/data");
   std::string kept;
   in >> kept;
   EXPECT_EQ(kept, "first");
-  EXPECT_EQ(engine::InstallReceivedSnapshot(root, 60).code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine::InstallReceivedSnapshot(root, 60, {2, 3}).code(), StatusCode::kNotFound);
 
   fs::create_directories(engine::SnapshotPath(root, 70) + ".tmp");
   engine::CleanSnapshotRoot(root);
