@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -46,18 +47,7 @@ TestCluster::TestCluster(Options o) : o_(o) {
              .string();
   std::filesystem::create_directories(dir_);
   nodes_.resize(static_cast<size_t>(o_.nodes + o_.spare_nodes));
-  // Distinct ports: a port just released may be handed out again.
-  std::set<int> taken;
-  const auto pick = [&taken] {
-    int p = FreePort();
-    while (!taken.insert(p).second) p = FreePort();
-    return p;
-  };
-  for (Node& n : nodes_) {
-    n.raft_port = pick();
-    n.client_port = pick();
-    n.metrics_port = pick();
-  }
+  PickPorts();
   if (o_.token) {
     token_file_ = dir_ + "/token";
     std::ofstream(token_file_) << "test-token-" << rd() << "\n";
@@ -101,11 +91,7 @@ std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_sha
   const std::string path = dir_ + "/node" + std::to_string(id) + ".toml";
   std::ofstream f(path);
   f << "node_id = " << id << "\n"
-    << "data_dir = \""
-    << (o_.node_data_root.count(id) != 0 ? o_.node_data_root.at(id)
-        : o_.data_root.empty()           ? dir_
-                                         : o_.data_root)
-    << "/node" << id << "\"\n"
+    << "data_dir = \"" << data_dir(id) << "\"\n"
     << "metrics_address = \"" << metrics_address(id) << "\"\n"
     << "log_level = \"warn\"\n"
     << "rtt_ms = 10\n\n"
@@ -190,11 +176,50 @@ bool TestCluster::MakeCertificates() const {
   return std::system(("bash -c " + ShellQuote(script) + " >/dev/null 2>&1").c_str()) == 0;
 }
 
+void TestCluster::PickPorts() {
+  // Distinct ports: a port just released may be handed out again.
+  std::set<int> taken;
+  const auto pick = [&taken] {
+    int p = FreePort();
+    while (!taken.insert(p).second) p = FreePort();
+    return p;
+  };
+  for (Node& n : nodes_) {
+    n.raft_port = pick();
+    n.client_port = pick();
+    n.metrics_port = pick();
+  }
+}
+
+std::string TestCluster::data_dir(int id) const {
+  const std::string root = o_.node_data_root.count(id) != 0 ? o_.node_data_root.at(id)
+                           : o_.data_root.empty()           ? dir_
+                                                            : o_.data_root;
+  return root + "/node" + std::to_string(id);
+}
+
 bool TestCluster::Start() {
   if (o_.tls && !MakeCertificates()) return false;
-  for (int i = 1; i <= o_.nodes; ++i)
-    if (!StartNode(i)) return false;
-  return WaitReady(30s);
+  // A port FreePort chose can be taken by another test before a daemon binds
+  // it (ctest runs tests side by side). When a daemon says it cannot listen,
+  // the whole cluster starts again from nothing on new ports, at most twice
+  // more: its peers' configurations name its ports.
+  for (int attempt = 1;; ++attempt) {
+    for (int i = 1; i <= o_.nodes; ++i)
+      if (!StartNode(i)) return false;
+    if (WaitReady(30s)) return true;
+    bool port_taken = false;
+    for (int i = 1; i <= o_.nodes; ++i)
+      port_taken |= log_of(i).find("cannot listen on") != std::string::npos;
+    if (!port_taken || attempt == 3) return false;
+    std::fprintf(stderr, "test cluster: a port was taken before its daemon bound it; restarting\n");
+    for (int i = 1; i <= o_.nodes; ++i) {
+      KillNode(i);
+      std::filesystem::remove_all(data_dir(i));
+      std::filesystem::remove(dir_ + "/node" + std::to_string(i) + ".log");
+    }
+    PickPorts();
+  }
 }
 
 void TestCluster::KillNode(int id) {

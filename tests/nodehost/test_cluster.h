@@ -92,6 +92,8 @@ class TestCluster {
   std::string log_of(int id) const;
 
  private:
+  void PickPorts();
+  std::string data_dir(int id) const;
   struct Node {
     int raft_port = 0;
     int client_port = 0;
