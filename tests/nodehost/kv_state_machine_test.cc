@@ -237,17 +237,20 @@ TEST(KvStateMachine, AFullDiskFailsWritesWithoutAborting) {
   Status failed;
   uint64_t index = 2;
   for (int i = 0; i < 64 && failed.ok(); ++i, ++index) {
+    // SMEntry::cmd is a view: the command outlives the call.
+    const std::string cmd = PutCmd("k" + std::to_string(i), value);
     std::vector<SMEntry> e(1);
     e[0].index = index;
-    e[0].cmd = PutCmd("k" + std::to_string(i), value);
+    e[0].cmd = cmd;
     failed = sm.Update(e);
   }
   ASSERT_EQ(failed.code(), StatusCode::kNoSpace) << failed.ToString();
   // Each of these reached RocksDB's failed write-ahead log before.
   EXPECT_FALSE(sm.Sync().ok());
+  const std::string after = PutCmd("after", "full");
   std::vector<SMEntry> more(1);
   more[0].index = index;
-  more[0].cmd = PutCmd("after", "full");
+  more[0].cmd = after;
   EXPECT_FALSE(sm.Update(more).ok());
   EXPECT_FALSE(sm.Sync().ok());
   EXPECT_EQ(Get(&sm, "before"), "full") << "reads still work";
