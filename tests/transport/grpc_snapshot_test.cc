@@ -251,6 +251,12 @@ TEST_F(GrpcSnapshotTest, OnePeerGetsItsQuotaOfStreams) {
   StalledStream s1(b_->transport->address(), "one-peer", 70);
   StalledStream s2(b_->transport->address(), "one-peer", 71);
   ASSERT_TRUE(s1.written() && s2.written());
+  // A write returning only means the client buffered it: wait until the
+  // receiver has admitted both, or the third may overtake one of them.
+  for (int i = 0; i < 250 && b_->transport->SnapshotReceiveStats().active < 2; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(b_->transport->SnapshotReceiveStats().active, 2u);
   StalledStream s3(b_->transport->address(), "one-peer", 72);
   grpc::Status st = s3.Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
