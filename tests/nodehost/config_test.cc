@@ -1,6 +1,5 @@
 // The daemon's TOML configuration and the shard map.
 #include "tools/nodehost/config.h"
-#include "tools/nodehost/serve.h"
 
 #include <gtest/gtest.h>
 
@@ -9,6 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+
+#include "flotilla/version.h"
+#include "tools/nodehost/cli.h"
+#include "tools/nodehost/serve.h"
 
 namespace flotilla::nodehost {
 namespace {
@@ -294,8 +297,14 @@ TEST(Serve, ABadConfigOrTokenFileExitsWithTwo) {
   const std::string top = "node_id = 1\ndata_dir = \"" + dir + "\"\n";
   const std::string good = top + "[shards]\ncount = 1\n" + kNodes;
   const auto refused = [&](const std::string& config, const std::string& why) {
-    const std::string err = RefusedServe(WriteTemp(config));
+    const std::string path = WriteTemp(config);
+    const std::string err = RefusedServe(path);
     EXPECT_NE(err.find(why), std::string::npos) << err << " should mention " << why;
+    // `serve --check-config` refuses it for the same reason.
+    ::testing::internal::CaptureStderr();
+    EXPECT_EQ(CheckServeConfig(path), kServeBadConfig);
+    const std::string checked = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(checked.find(why), std::string::npos) << checked << " should mention " << why;
   };
   EXPECT_NE(RefusedServe("/nonexistent/nodehost.toml").find("cannot read"), std::string::npos);
   refused(good + "[raft]\nelection_rtt = 4294967296\n", "raft.election_rtt");
@@ -317,7 +326,58 @@ TEST(Serve, ABadConfigOrTokenFileExitsWithTwo) {
   refused(good + "[tls]\nca_file = \"" + ca + "\"\n" + files + "[client_tls]\nca_file = \"" +
               WriteTemp(pem) + "\"\n" + files,
           "the same CA");
+  // A file [tls] names that is missing: the start would fail in
+  // NodeHost::Create, the check finds it first.
+  refused(good + "[tls]\nca_file = \"" + ca +
+              "\"\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"" + ca +
+              "\"\npeer_names = [\"n1\"]\n",
+          "/nonexistent/cert.pem");
   EXPECT_FALSE(std::filesystem::exists(dir + "/nodehost")) << "nothing started";
+}
+
+// `nodehost serve --check-config FILE` accepts a good config, says what it
+// found, and starts nothing (no data directory, no port).
+TEST(Serve, CheckConfigAcceptsAGoodConfigAndStartsNothing) {
+  const std::string dir = ::testing::TempDir() + "/check-" + std::to_string(getpid());
+  const std::string path =
+      WriteTemp("node_id = 1\ndata_dir = \"" + dir + "\"\n[shards]\ncount = 4\n" + kNodes);
+  ::testing::internal::CaptureStdout();
+  const char* argv[] = {"nodehost", "serve", "--check-config", path.c_str()};
+  EXPECT_EQ(RunCli(4, const_cast<char**>(argv)), kServeOk);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find(path + ": ok (node 1, 4 shards"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir)) << "nothing started";
+  // --config and --check-config exclude each other.
+  const char* both[] = {"nodehost",   "serve",          "--config",
+                        path.c_str(), "--check-config", path.c_str()};
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunCli(6, const_cast<char**>(both)), kExitUsage);
+  ::testing::internal::GetCapturedStderr();
+}
+
+// `nodehost --version` names the daemon's and the library's versions.
+TEST(Cli, VersionNamesTheDaemonAndTheLibrary) {
+  ::testing::internal::CaptureStdout();
+  const char* argv[] = {"nodehost", "--version"};
+  EXPECT_EQ(RunCli(2, const_cast<char**>(argv)), 0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out, "nodehost " + std::string(kHeaderVersion) + " (libflotilla " +
+                     std::string(Version()) + ")\n");
+}
+
+// Every global flag is also read from NODEHOST_<FLAG>; a bad value there is a
+// usage error like a bad flag.
+TEST(Cli, GlobalFlagsComeFromTheEnvironment) {
+  for (const char* var : {"NODEHOST_TIMEOUT", "NODEHOST_OUTPUT"}) {
+    SCOPED_TRACE(var);
+    ASSERT_EQ(setenv(var, "nonsense", 1), 0);
+    const char* argv[] = {"nodehost", "status"};
+    ::testing::internal::CaptureStderr();
+    EXPECT_EQ(RunCli(2, const_cast<char**>(argv)), kExitUsage);
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("nonsense"), std::string::npos) << err;
+    unsetenv(var);
+  }
 }
 
 }  // namespace

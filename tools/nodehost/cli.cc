@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "flotilla/version.h"
 #include "tools/nodehost/client.h"
 #include "tools/nodehost/config.h"
 #include "tools/nodehost/logdb_tool.h"
@@ -566,17 +567,28 @@ int RunCli(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   Globals g;
-  if (const char* e = std::getenv("NODEHOST_ENDPOINTS")) g.endpoints = e;
-  app.add_option("--endpoints", g.endpoints,
-                 "daemons' client addresses, host:port,... (env NODEHOST_ENDPOINTS)");
-  app.add_option("-o,--output", g.output, "output format")->check(CLI::IsMember({"table", "json"}));
-  app.add_option("--token-file", g.token_file, "file holding the admin token");
-  app.add_option("--cacert", g.cacert, "CA certificate (PEM): TLS to the daemons");
-  app.add_option("--cert", g.cert, "client certificate (PEM) for mutual TLS");
-  app.add_option("--key", g.key, "client private key (PEM) for mutual TLS");
+  app.set_version_flag("--version", "nodehost " FLOTILLA_NODEHOST_VERSION " (libflotilla " +
+                                        std::string(Version()) + ")");
+  // Every global flag can also come from the environment (NODEHOST_<FLAG>);
+  // the flag wins when both are given.
+  app.add_option("--endpoints", g.endpoints, "daemons' client addresses, host:port,...")
+      ->envname("NODEHOST_ENDPOINTS");
+  app.add_option("-o,--output", g.output, "output format")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->envname("NODEHOST_OUTPUT");
+  app.add_option("--token-file", g.token_file, "file holding the admin token")
+      ->envname("NODEHOST_TOKEN_FILE");
+  app.add_option("--cacert", g.cacert, "CA certificate (PEM): TLS to the daemons")
+      ->envname("NODEHOST_CACERT");
+  app.add_option("--cert", g.cert, "client certificate (PEM) for mutual TLS")
+      ->envname("NODEHOST_CERT");
+  app.add_option("--key", g.key, "client private key (PEM) for mutual TLS")
+      ->envname("NODEHOST_KEY");
   app.add_option("--timeout", g.timeout_ms, "per-command timeout in milliseconds")
-      ->check(CLI::PositiveNumber);
-  app.add_flag("--no-follow", g.no_follow, "do not follow a follower's pointer to the leader");
+      ->check(CLI::PositiveNumber)
+      ->envname("NODEHOST_TIMEOUT");
+  app.add_flag("--no-follow", g.no_follow, "do not follow a follower's pointer to the leader")
+      ->envname("NODEHOST_NO_FOLLOW");
 
   int rc = kExitOk;
   std::unique_ptr<Client> client;
@@ -586,9 +598,24 @@ int RunCli(int argc, char** argv) {
   };
 
   std::string config;
+  std::string check_config;
   auto* serve = app.add_subcommand("serve", "run the daemon");
-  serve->add_option("--config", config, "TOML configuration file")->required();
-  serve->callback([&] { rc = RunServe(config); });
+  auto* config_opt = serve->add_option("--config", config, "TOML configuration file");
+  auto* check_opt = serve->add_option(
+      "--check-config", check_config,
+      "check FILE as the daemon would start with it (files it names read, certificates "
+      "loaded), print what is wrong, exit 0 if nothing is, 2 otherwise; start nothing");
+  config_opt->excludes(check_opt);
+  serve->callback([&] {
+    if (!check_config.empty()) {
+      rc = CheckServeConfig(check_config);
+    } else if (config.empty()) {
+      std::fprintf(stderr, "nodehost serve: --config FILE is required\n");
+      rc = kExitUsage;
+    } else {
+      rc = RunServe(config);
+    }
+  });
 
   app.add_subcommand("status", "each daemon: node, addresses, replicas, uptime")->callback([&] {
     if (Client* c = need_client()) rc = CmdStatus(g, c);
@@ -616,6 +643,8 @@ int RunCli(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);

@@ -67,6 +67,61 @@ Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const DaemonC
   return grpc::SslServerCredentials(o);
 }
 
+// Reads a token or secret file (ReadTokenFile's rules); adds a warning to
+// `warnings` when other users may read it.
+Result<std::string> ReadSecret(const std::string& path, std::string_view what,
+                               std::vector<std::string>* warnings) {
+  Result<std::string> v = ReadTokenFile(path, what);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::perms p = fs::status(path, ec).permissions();
+  if (v.ok() && !ec && (p & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+    warnings->push_back(path + " is readable by other users; chmod 600 it");
+  }
+  return v;
+}
+
+// The files the config names that the daemon reads when it starts: the admin
+// token, the deployment secret and the client API's credentials.
+struct StartFiles {
+  std::string token;
+  std::string secret;
+  std::shared_ptr<grpc::ServerCredentials> client_credentials;
+  std::vector<std::string> warnings;  // for the operator; none stops a start
+};
+
+Result<StartFiles> ReadStartFiles(const DaemonConfig& c) {
+  StartFiles f;
+  if (!c.token_file.empty()) {
+    Result<std::string> token = ReadSecret(c.token_file, "auth.token_file", &f.warnings);
+    if (!token.ok()) return token.status();
+    f.token = std::move(*token);
+  }
+  if (!c.secret_file.empty()) {
+    Result<std::string> secret = ReadSecret(c.secret_file, "auth.secret_file", &f.warnings);
+    if (!secret.ok()) return secret.status();
+    if (secret->size() < kMinSecretBytes) {
+      return Status::InvalidArgument(
+          "auth.secret_file " + c.secret_file + ": the secret must be at least " +
+          std::to_string(kMinSecretBytes) + " bytes (try: openssl rand -hex 32)");
+    }
+    f.secret = std::move(*secret);
+  }
+  // The raft port's own TLS files are read by NodeHost::Create; a check
+  // reads them here so that it finds what the start would.
+  if (c.tls()) {
+    for (const auto& [file, field] :
+         {std::pair{c.tls_ca_file, "tls.ca_file"}, std::pair{c.tls_cert_file, "tls.cert_file"},
+          std::pair{c.tls_key_file, "tls.key_file"}}) {
+      FLOTILLA_RETURN_IF_ERROR(ReadFileTrimmed(file, field).status());
+    }
+  }
+  Result<std::shared_ptr<grpc::ServerCredentials>> creds = ServerCredentials(c);
+  if (!creds.ok()) return creds.status();
+  f.client_credentials = std::move(*creds);
+  return f;
+}
+
 // Starts this daemon's replicas. A replica that cannot start is logged and
 // listed in `failed` (reported by /readyz and the metrics), and the others
 // start: one damaged shard never keeps the daemon's other shards down.
@@ -182,29 +237,19 @@ class Daemon {
   // Reads the token and TLS files (kServeBadConfig), then starts the
   // NodeHost, its replicas, the HTTP and the gRPC servers (kServeFailed).
   int Start() {
-    if (!c_.token_file.empty()) {
-      Result<std::string> token = ReadSecret(c_.token_file, "auth.token_file");
-      if (!token.ok()) return BadConfig(token.status());
-      ctx_.token = *token;
-    }
+    Result<StartFiles> files = ReadStartFiles(c_);
+    if (!files.ok()) return BadConfig(files.status());
+    for (const std::string& w : files->warnings) spdlog::warn("nodehost: {}", w);
+    ctx_.token = files->token;
     NodeHostConfig nc = c_.ToNodeHostConfig();
-    if (!c_.secret_file.empty()) {
-      Result<std::string> secret = ReadSecret(c_.secret_file, "auth.secret_file");
-      if (!secret.ok()) return BadConfig(secret.status());
-      if (secret->size() < kMinSecretBytes) {
-        return BadConfig(Status::InvalidArgument(
-            "auth.secret_file " + c_.secret_file + ": the secret must be at least " +
-            std::to_string(kMinSecretBytes) + " bytes (try: openssl rand -hex 32)"));
-      }
-      nc.deployment_secret = std::move(*secret);
+    if (!files->secret.empty()) {
+      nc.deployment_secret = std::move(files->secret);
     } else if (!c_.tls()) {
       spdlog::warn(
           "nodehost: the raft port {} has neither [tls] nor [auth] secret_file: any process "
           "that reaches it can act as a member of every shard",
           c_.raft_address);
     }
-    Result<std::shared_ptr<grpc::ServerCredentials>> creds = ServerCredentials(c_);
-    if (!creds.ok()) return BadConfig(creds.status());
     nc.listener = std::make_shared<MetricsListener>(&metrics_);
     Result<std::unique_ptr<NodeHost>> nh = NodeHost::Create(nc);
     if (!nh.ok()) return Failed("cannot start the NodeHost", nh.status());
@@ -217,7 +262,7 @@ class Daemon {
       if (!s.ok()) return Failed("metrics endpoint", s);
       ctx_.metrics_address = http_.address();
     }
-    if (!StartGrpc(*creds)) {
+    if (!StartGrpc(files->client_credentials)) {
       return Failed("client API",
                     Status::Unavailable("cannot listen on client address " + c_.client_address));
     }
@@ -255,18 +300,6 @@ class Daemon {
     if (server_ == nullptr || port == 0) server_.reset();
     return server_ != nullptr;
   }
-  // Reads a token or secret file (ReadTokenFile's rules) and warns when
-  // other users may read it.
-  static Result<std::string> ReadSecret(const std::string& path, std::string_view what) {
-    Result<std::string> v = ReadTokenFile(path, what);
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::perms p = fs::status(path, ec).permissions();
-    if (v.ok() && !ec && (p & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
-      spdlog::warn("nodehost: {} is readable by other users; chmod 600 it", path);
-    }
-    return v;
-  }
   static int BadConfig(const Status& s) {
     std::fprintf(stderr, "nodehost serve: %s\n", s.ToString().c_str());
     return kServeBadConfig;
@@ -287,6 +320,28 @@ class Daemon {
 };
 
 }  // namespace
+
+int CheckServeConfig(const std::string& config_path) {
+  Result<DaemonConfig> cfg = LoadConfig(config_path);
+  Status s = cfg.status();
+  if (s.ok()) {
+    Result<StartFiles> files = ReadStartFiles(*cfg);
+    s = files.status();
+    if (s.ok()) {
+      for (const std::string& w : files->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    }
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "nodehost serve: %s\n", s.ToString().c_str());
+    return kServeBadConfig;
+  }
+  std::printf(
+      "%s: ok (node %llu, %zu shards, %zu hosted here)\n", config_path.c_str(),
+      static_cast<unsigned long long>(cfg->node_id), cfg->shards.size(),
+      static_cast<size_t>(std::count_if(cfg->shards.begin(), cfg->shards.end(),
+                                        [&](const ShardEntry& e) { return cfg->Hosts(e); })));
+  return kServeOk;
+}
 
 int RunServe(const std::string& config_path) {
   const sigset_t stop_signals = BlockStopSignals();

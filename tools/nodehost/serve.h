@@ -17,6 +17,11 @@ inline constexpr int kServeBadConfig = 2;  // the config file is missing or inva
 // Blocks until a signal asks it to stop; returns the exit code.
 int RunServe(const std::string& config_path);
 
+// `nodehost serve --check-config FILE`: reads the config and every file it
+// names as a start would, and starts nothing. kServeOk, or kServeBadConfig
+// with what is wrong on stderr.
+int CheckServeConfig(const std::string& config_path);
+
 // The whole /metrics page: the daemon's counters, the replicas' gauges and
 // the engine's metrics.
 std::string RenderMetrics(const ServiceContext& ctx, double uptime_seconds);
