@@ -5,6 +5,8 @@
 # iproute2 and nftables: the nemesis test's network namespaces and packet loss.
 # clang and libclang-rt-14-dev (libFuzzer and clang's sanitizer runtimes):
 # the raft-port fuzzer (tools/fuzz.sh, FLOTILLA_FUZZ=ON).
+# libsystemd-dev: the daemon's sd_notify readiness and watchdog; lintian and
+# dpkg-dev: the Debian package and its check (cpack, tests/package).
 set -euo pipefail
 
 PACKAGES=(
@@ -19,6 +21,7 @@ PACKAGES=(
   openssl libssl-dev
   iproute2 nftables
   clang libclang-rt-14-dev
+  libsystemd-dev lintian dpkg-dev
 )
 
 missing=()

@@ -16,6 +16,7 @@
 #include "tools/nodehost/http_server.h"
 #include "tools/nodehost/kv_state_machine.h"
 #include "tools/nodehost/service.h"
+#include "tools/nodehost/systemd_notify.h"
 
 namespace flotilla::nodehost {
 namespace {
@@ -273,6 +274,19 @@ class Daemon {
     return kServeOk;
   }
 
+  // The replicas running here and how many of them know a leader (shards
+  // that failed to start are in /readyz, not here: they must not hold the
+  // daemon's readiness back for ever).
+  LeaderCount Leaders() const {
+    LeaderCount c;
+    if (ctx_.nh == nullptr) return c;
+    for (const ReplicaInfo& r : ctx_.nh->GetInfo().replicas) {
+      ++c.hosted;
+      if (r.leader_id != 0) ++c.led;
+    }
+    return c;
+  }
+
   // Stops what Start started: the gRPC server (in-flight requests get
   // kShutdownGrace), the HTTP server, then the NodeHost and every replica's
   // RocksDB.
@@ -353,11 +367,15 @@ int RunServe(const std::string& config_path) {
   SetUpLogging(cfg->log_level);
   Daemon daemon(std::move(*cfg));
   const int rc = daemon.Start();
+  // Under systemd (Type=notify): ready once every hosted shard is led.
+  SystemdNotifier notifier([&daemon] { return daemon.Leaders(); });
   if (rc == kServeOk) {
+    notifier.Start();
     int sig = 0;
     sigwait(&stop_signals, &sig);
     spdlog::info("nodehost: signal {}: shutting down", sig);
   }
+  notifier.Stop();
   daemon.Stop();
   spdlog::info("nodehost: stopped");
   spdlog::shutdown();
