@@ -60,17 +60,20 @@ if(NOT FLOTILLA_INSTALL)
   return()
 endif()
 
+# Component "library"; the daemon's files are component "daemon"
+# (tools/nodehost/CMakeLists.txt).
 install(TARGETS ${flotilla_installed}
         EXPORT FlotillaTargets
-        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT library
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT library
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT library)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/flotilla
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT library
         FILES_MATCHING PATTERN "*.h")
 
 set(flotilla_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/Flotilla)
-install(EXPORT FlotillaTargets NAMESPACE flotilla:: DESTINATION ${flotilla_cmake_dir})
+install(EXPORT FlotillaTargets NAMESPACE flotilla:: DESTINATION ${flotilla_cmake_dir}
+        COMPONENT library)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/FlotillaConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/FlotillaConfig.cmake
                               INSTALL_DESTINATION ${flotilla_cmake_dir})
@@ -84,4 +87,4 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/FlotillaConfigVersion.cma
                                  COMPATIBILITY ${flotilla_compatibility})
 install(FILES ${PROJECT_BINARY_DIR}/FlotillaConfig.cmake
               ${PROJECT_BINARY_DIR}/FlotillaConfigVersion.cmake
-        DESTINATION ${flotilla_cmake_dir})
+        DESTINATION ${flotilla_cmake_dir} COMPONENT library)
