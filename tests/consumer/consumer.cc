@@ -1,8 +1,10 @@
 // An embedder's program, built against an installed Flotilla (see
-// CMakeLists.txt beside it): one NodeHost, one single-replica shard of each
-// state-machine kind, writes and linearizable reads on each, a restart of the
-// on-disk kind from its own state, and the library's version. It exits 0 only
-// if every step gave the expected answer.
+// CMakeLists.txt beside it; docs/embedding.md walks through it): one NodeHost,
+// one single-replica shard of each state-machine kind, writes and
+// linearizable reads on each, an exactly-once session, a membership change
+// that adds a replica on a second NodeHost and removes it again, a restart of
+// every kind, and the library's version. It exits 0 only if every step gave
+// the expected answer.
 #include <flotilla/node_host.h>
 #include <flotilla/version.h>
 
@@ -157,8 +159,8 @@ void WriteAndRead(flotilla::NodeHost* nh, uint64_t shard, int n, int64_t expecte
       std::this_thread::sleep_for(50ms);  // no leader yet
     }
     if (!r.ok()) {
-      Expect(false, "shard " + std::to_string(shard) + " write " + std::to_string(i) + ": " +
-                        r.data);
+      Expect(false,
+             "shard " + std::to_string(shard) + " write " + std::to_string(i) + ": " + r.data);
       return;
     }
   }
@@ -198,16 +200,70 @@ void StartAll(flotilla::NodeHost* nh, const fs::path& dir, const flotilla::Membe
              .ok(),
          "start an in-memory replica");
   Expect(nh->StartConcurrentReplica(
-                 config(2), members, false,
-                 [](uint64_t, uint64_t) { return std::make_unique<ConcurrentTotal>(); })
+               config(2), members, false,
+               [](uint64_t, uint64_t) { return std::make_unique<ConcurrentTotal>(); })
              .ok(),
          "start a concurrent replica");
   const fs::path file = dir / "on-disk-total";
   Expect(nh->StartOnDiskReplica(
-                 config(3), members, false,
-                 [file](uint64_t, uint64_t) { return std::make_unique<OnDiskTotal>(file); })
+               config(3), members, false,
+               [file](uint64_t, uint64_t) { return std::make_unique<OnDiskTotal>(file); })
              .ok(),
          "start an on-disk replica");
+}
+
+// Exactly-once writes: a proposal retried with the same session state is
+// applied once, and the retry gets the first answer.
+void SessionWritesApplyOnce(flotilla::NodeHost* nh, uint64_t shard, int64_t before) {
+  flotilla::Result<flotilla::Session> session = nh->SyncRegisterSession(shard, 5s);
+  if (!session.ok()) {
+    Expect(false, "register a session: " + session.status().ToString());
+    return;
+  }
+  uint64_t first = 0;
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the second is a retry
+    flotilla::Result<flotilla::RequestHandle> h = nh->ProposeInSession(*session, "add 100", 5s);
+    const flotilla::RequestResult r = h.ok() ? h->Wait() : flotilla::RequestResult{};
+    Expect(r.ok(), "session write, attempt " + std::to_string(attempt + 1));
+    if (attempt == 0) first = r.value;
+    Expect(r.value == first, "the retry is answered with the first result");
+  }
+  session->ProposalCompleted();
+  Expect(nh->SyncCloseSession(*session, 5s).ok(), "close the session");
+  const flotilla::RequestResult read = nh->SyncRead(shard, "", 5s);
+  Expect(read.data == std::to_string(before + 100), "the retried write applied once: " + read.data);
+}
+
+// Adds a non-voting replica of `shard` on a second NodeHost, waits until it
+// has caught up, then removes it and deletes its data.
+void AddAndRemoveAReplica(flotilla::NodeHost* nh, const fs::path& dir, uint64_t shard,
+                          const std::string& expected) {
+  auto second = Open(dir / "second", "127.0.0.1:0");
+  flotilla::Result<flotilla::RequestHandle> add = nh->AddReplica(
+      shard, 2, second->raft_address(), flotilla::NodeHost::MemberKind::kNonVoting, 5s);
+  Expect(add.ok() && add->Wait().ok(), "add replica 2 (non-voting)");
+  flotilla::ShardConfig sc;
+  sc.shard_id = shard;
+  sc.replica_id = 2;
+  // join = true: the membership comes from the leader; `initial` is only
+  // the address book of the current members.
+  Expect(second
+             ->StartReplica(sc, {{1, nh->raft_address()}}, /*join=*/true,
+                            [](uint64_t, uint64_t) { return std::make_unique<Total>(); })
+             .ok(),
+         "start replica 2 on the second NodeHost");
+  std::string seen;
+  for (int i = 0; i < 200 && seen != expected; ++i) {
+    flotilla::Result<std::string> r = second->StaleRead(shard, "");
+    seen = r.ok() ? *r : "";
+    if (seen != expected) std::this_thread::sleep_for(50ms);
+  }
+  Expect(seen == expected, "replica 2 caught up: " + seen);
+  flotilla::Result<flotilla::RequestHandle> remove = nh->RemoveReplica(shard, 2, 5s);
+  Expect(remove.ok() && remove->Wait().ok(), "remove replica 2");
+  Expect(second->StopReplica(shard).ok(), "stop replica 2");
+  Expect(second->RemoveData(shard, 2).ok(), "delete replica 2's data");
+  second->Close();
 }
 
 }  // namespace
@@ -216,7 +272,8 @@ int main() {
   Expect(flotilla::Version() == flotilla::kHeaderVersion,
          "library version " + std::string(flotilla::Version()) + " matches the headers' " +
              std::string(flotilla::kHeaderVersion));
-  const fs::path dir = fs::temp_directory_path() / ("flotilla-consumer-" + std::to_string(getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("flotilla-consumer-" + std::to_string(getpid()));
   fs::remove_all(dir);
 
   auto nh = Open(dir, "127.0.0.1:0");
@@ -224,6 +281,8 @@ int main() {
   const flotilla::Members members{{1, address}};
   StartAll(nh.get(), dir, members);
   for (uint64_t shard = 1; shard <= 3; ++shard) WriteAndRead(nh.get(), shard, 10, 55);
+  SessionWritesApplyOnce(nh.get(), 1, 55);
+  AddAndRemoveAReplica(nh.get(), dir, 1, "155");
 
   // A restart: every kind comes back with its total (the on-disk kind from
   // its own file, the others from the log).
@@ -231,7 +290,8 @@ int main() {
   nh.reset();
   nh = Open(dir, address);
   StartAll(nh.get(), dir, {});
-  for (uint64_t shard = 1; shard <= 3; ++shard) WriteAndRead(nh.get(), shard, 2, 58);
+  WriteAndRead(nh.get(), 1, 2, 158);
+  for (uint64_t shard = 2; shard <= 3; ++shard) WriteAndRead(nh.get(), shard, 2, 58);
   nh->Close();
   nh.reset();
   fs::remove_all(dir);
