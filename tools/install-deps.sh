@@ -7,6 +7,8 @@
 # the raft-port fuzzer (tools/fuzz.sh, FLOTILLA_FUZZ=ON).
 # libsystemd-dev: the daemon's sd_notify readiness and watchdog; lintian and
 # dpkg-dev: the Debian package and its check (cpack, tests/package).
+# prometheus: promtool, which checks the daemon's /metrics, the dashboard's
+# queries and the alert rules (tools/nodehost/observability).
 set -euo pipefail
 
 PACKAGES=(
@@ -22,6 +24,7 @@ PACKAGES=(
   iproute2 nftables
   clang libclang-rt-14-dev
   libsystemd-dev lintian dpkg-dev
+  prometheus
 )
 
 missing=()

@@ -19,6 +19,7 @@ namespace {
 
 using json = nlohmann::json;
 using testing::CliResult;
+using testing::Curl;
 using testing::TestCluster;
 using namespace std::chrono_literals;
 
@@ -338,17 +339,6 @@ TEST_F(CliTest, MutualTlsAdminNeedsAClientCertificate) {
 
 // Reads an HTTP endpoint with curl, as an operator would: `flags` "-sf"
 // prints nothing for an error status, "-s" prints any answer's body.
-std::string Curl(const std::string& url, const std::string& flags = "-sf") {
-  std::string out;
-  FILE* p = ::popen(("curl " + flags + " " + url).c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 TEST_F(CliTest, MetricsAreValidPrometheusTextAndMoveUnderLoad) {
   StartCluster();
   auto scrape = [&] {

@@ -3,7 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+
 #include "tests/nodehost/prom_text.h"
+#include "tools/nodehost/process_metrics.h"
 
 namespace flotilla::nodehost {
 namespace {
@@ -63,6 +69,29 @@ TEST(Metrics, EngineMetricsRenderEveryFieldWithoutPerShardLabels) {
   for (const auto& [series, value] : p.samples) {
     EXPECT_EQ(series.find("shard="), std::string::npos) << series;
   }
+}
+
+// The process_* metrics of Prometheus' client libraries, with values that
+// match what the process can see of itself.
+TEST(Metrics, ProcessMetricsDescribeThisProcess) {
+  PromWriter w;
+  RenderProcessMetrics(&w);
+  const testing::PromParse p = testing::ParsePrometheusText(w.text());
+  ASSERT_TRUE(p.ok()) << p.error << "\n" << w.text();
+  EXPECT_EQ(p.types.at("process_cpu_seconds_total"), "counter");
+  EXPECT_GE(p.samples.at("process_cpu_seconds_total"), 0);
+  EXPECT_GT(p.samples.at("process_resident_memory_bytes"), 1 << 20);
+  EXPECT_GE(p.samples.at("process_virtual_memory_bytes"),
+            p.samples.at("process_resident_memory_bytes"));
+  EXPECT_GE(p.samples.at("process_open_fds"), 3);  // stdin, stdout, stderr at least
+  rlimit lim{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
+  EXPECT_EQ(p.samples.at("process_max_fds"), static_cast<double>(lim.rlim_cur));
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double start = p.samples.at("process_start_time_seconds");
+  EXPECT_LE(start, now + 1);
+  EXPECT_GT(start, now - 24 * 3600) << "this test process started within the last day";
 }
 
 TEST(Metrics, LabelValuesAreEscaped) {

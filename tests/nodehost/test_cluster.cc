@@ -307,4 +307,15 @@ CliResult TestCluster::Cli(const std::vector<std::string>& args) const {
   return r;
 }
 
+std::string Curl(const std::string& url, const std::string& flags) {
+  std::string out;
+  FILE* p = ::popen(("curl " + flags + " " + url).c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
 }  // namespace flotilla::nodehost::testing

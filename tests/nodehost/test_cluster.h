@@ -110,4 +110,7 @@ class TestCluster {
   std::vector<Node> nodes_;  // index id-1
 };
 
+// The body `curl <flags> <url>` prints (empty when curl fails with -f).
+std::string Curl(const std::string& url, const std::string& flags = "-sf");
+
 }  // namespace flotilla::nodehost::testing

@@ -15,6 +15,7 @@
 #include "tools/nodehost/config.h"
 #include "tools/nodehost/http_server.h"
 #include "tools/nodehost/kv_state_machine.h"
+#include "tools/nodehost/process_metrics.h"
 #include "tools/nodehost/service.h"
 #include "tools/nodehost/systemd_notify.h"
 
@@ -219,6 +220,7 @@ std::string RenderMetrics(const ServiceContext& ctx, double uptime_seconds) {
   PromWriter w;
   ctx.metrics->Render(&w);
   Gauges(ctx.nh, ctx, &w, uptime_seconds);
+  RenderProcessMetrics(&w);
   RenderEngineMetrics(ctx.nh->GetMetrics(), &w);
   return w.text();
 }
