@@ -5,6 +5,7 @@
 // unit tests run as ctest test observability_rules.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/nodehost/prom_text.h"
@@ -146,6 +148,48 @@ TEST(Observability, TheKitMatchesWhatADaemonExports) {
   std::ofstream(rules_file) << rules;
   out.clear();
   EXPECT_EQ(RunCommand("promtool check rules " + rules_file, &out), 0) << out;
+}
+
+// metrics_per_shard = true adds six series per hosted replica, labelled by
+// shard; without it there are none (a daemon with thousands of shards would
+// otherwise export tens of thousands of series).
+TEST(Observability, PerShardSeriesOnlyWhenAskedFor) {
+  for (const bool per_shard : {false, true}) {
+    SCOPED_TRACE(per_shard);
+    TestCluster::Options o;
+    o.nodes = 3;
+    o.shards = 4;
+    if (per_shard) o.extra_top_level = "metrics_per_shard = true\n";
+    TestCluster cluster(o);
+    ASSERT_TRUE(cluster.Start());
+    ASSERT_TRUE(cluster.WaitReady(std::chrono::seconds(30)));
+    const testing::PromParse page =
+        testing::ParsePrometheusText(Curl("http://" + cluster.metrics_address(1) + "/metrics"));
+    ASSERT_TRUE(page.ok()) << page.error;
+    EXPECT_EQ(page.types.count("nodehost_shard_applied_index"), per_shard ? 1u : 0u);
+    if (!per_shard) continue;
+    for (int shard = 1; shard <= 4; ++shard) {
+      const std::string l = "{shard=\"" + std::to_string(shard) + "\"}";
+      EXPECT_GT(page.samples.at("nodehost_shard_term" + l), 0);
+      EXPECT_GE(page.samples.at("nodehost_shard_commit_index" + l),
+                page.samples.at("nodehost_shard_applied_index" + l));
+    }
+    // Across the three daemons each shard has one leader (scraped again
+    // while an election on a loaded machine moves one).
+    double leaders = 0, led = 0;
+    for (int attempt = 0; attempt < 50 && (leaders != 4 || led != 12); ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      leaders = led = 0;
+      for (int id = 1; id <= 3; ++id) {
+        const testing::PromParse p = testing::ParsePrometheusText(
+            Curl("http://" + cluster.metrics_address(id) + "/metrics"));
+        leaders += p.Sum("nodehost_shard_is_leader");
+        led += p.Sum("nodehost_shard_has_leader");
+      }
+    }
+    EXPECT_EQ(leaders, 4);
+    EXPECT_EQ(led, 12) << "every replica of every shard knows its leader";
+  }
 }
 
 }  // namespace

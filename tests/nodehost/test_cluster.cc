@@ -94,7 +94,8 @@ std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_sha
     << "data_dir = \"" << data_dir(id) << "\"\n"
     << "metrics_address = \"" << metrics_address(id) << "\"\n"
     << "log_level = \"warn\"\n"
-    << "rtt_ms = 10\n\n"
+    << "rtt_ms = 10\n"
+    << o_.extra_top_level << "\n"
     << "[raft]\nsnapshot_entries = " << o_.snapshot_entries
     << "\ncompaction_overhead = " << o_.compaction_overhead
     << "\nstep_workers = 1\napply_workers = 1\n\n";

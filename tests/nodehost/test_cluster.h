@@ -53,6 +53,8 @@ class TestCluster {
     // [storage] of every node; 0: the daemon's defaults.
     uint64_t min_free_bytes = 0;
     uint64_t storage_check_interval_ms = 0;
+    // Top-level config lines added to every node's config ("key = value\n").
+    std::string extra_top_level;
   };
   explicit TestCluster(Options o);
   ~TestCluster();

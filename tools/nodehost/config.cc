@@ -92,8 +92,8 @@ const std::map<std::string, std::set<std::string>, std::less<>>& KnownKeys() {
   static const auto* const kKeys = new std::map<std::string, std::set<std::string>, std::less<>>{
       {"",
        {"node_id", "data_dir", "wal_dir", "deployment_id", "rtt_ms", "log_level", "raft_address",
-        "client_address", "metrics_address", "insecure", "raft", "client", "auth", "tls",
-        "client_tls", "nodes", "shards", "storage"}},
+        "client_address", "metrics_address", "metrics_per_shard", "insecure", "raft", "client",
+        "auth", "tls", "client_tls", "nodes", "shards", "storage"}},
       {"storage", {"min_free_bytes", "check_interval_ms"}},
       {"raft",
        {"election_rtt", "heartbeat_rtt", "snapshot_entries", "compaction_overhead", "step_workers",
@@ -151,6 +151,8 @@ Status ReadTop(const toml::table& t, std::string_view src, DaemonConfig* c) {
   FLOTILLA_RETURN_IF_ERROR(ReadUint(t["rtt_ms"], "rtt_ms", src, 1, kMaxRttMs, &c->rtt_ms));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["log_level"], "log_level", src, &c->log_level));
   FLOTILLA_RETURN_IF_ERROR(ReadBool(t["insecure"], "insecure", src, &c->insecure));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadBool(t["metrics_per_shard"], "metrics_per_shard", src, &c->metrics_per_shard));
   FLOTILLA_RETURN_IF_ERROR(ReadString(t["raft_address"], "raft_address", src, &c->raft_address));
   FLOTILLA_RETURN_IF_ERROR(
       ReadString(t["client_address"], "client_address", src, &c->client_address));

@@ -50,6 +50,9 @@ struct DaemonConfig {
   std::string raft_address;     // default: this node's [[nodes]] entry
   std::string client_address;   // default: this node's [[nodes]] entry
   std::string metrics_address;  // empty: no metrics endpoint
+  // Series per shard on /metrics (nodehost_shard_*{shard="S"}): six per
+  // hosted replica, so off by default for daemons with many shards.
+  bool metrics_per_shard = false;
   // [raft]
   uint32_t election_rtt = 10;
   uint32_t heartbeat_rtt = 1;

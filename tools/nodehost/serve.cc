@@ -143,6 +143,42 @@ void StartReplicas(NodeHost* nh, const DaemonConfig& c, std::map<uint64_t, std::
   }
 }
 
+// metrics_per_shard: one series per hosted replica and figure, labelled by
+// shard, in shard order.
+void ShardGauges(const NodeHostInfo& info, PromWriter* w) {
+  std::vector<const ReplicaInfo*> replicas;
+  for (const ReplicaInfo& r : info.replicas) replicas.push_back(&r);
+  std::sort(replicas.begin(), replicas.end(),
+            [](const ReplicaInfo* a, const ReplicaInfo* b) { return a->shard_id < b->shard_id; });
+  struct Figure {
+    const char* name;
+    const char* help;
+    uint64_t (*value)(const ReplicaInfo&);
+  };
+  static constexpr Figure kFigures[] = {
+      {"nodehost_shard_is_leader", "1 when this daemon's replica leads the shard.",
+       [](const ReplicaInfo& r) -> uint64_t {
+         return r.leader_id != 0 && r.leader_id == r.replica_id;
+       }},
+      {"nodehost_shard_has_leader", "1 when this daemon's replica knows the shard's leader.",
+       [](const ReplicaInfo& r) -> uint64_t { return r.leader_id != 0; }},
+      {"nodehost_shard_term", "The replica's current term.",
+       [](const ReplicaInfo& r) { return r.term; }},
+      {"nodehost_shard_commit_index", "The replica's commit index.",
+       [](const ReplicaInfo& r) { return r.commit_index; }},
+      {"nodehost_shard_applied_index", "The replica's applied index.",
+       [](const ReplicaInfo& r) { return r.applied_index; }},
+      {"nodehost_shard_quiesced", "1 while the replica is quiesced (idle, not ticking).",
+       [](const ReplicaInfo& r) -> uint64_t { return r.quiesced; }},
+  };
+  for (const Figure& f : kFigures) {
+    w->Family(f.name, f.help, "gauge");
+    for (const ReplicaInfo* r : replicas) {
+      w->Sample(f.name, PromWriter::Label("shard", std::to_string(r->shard_id)), f.value(*r));
+    }
+  }
+}
+
 void Gauges(NodeHost* nh, const ServiceContext& ctx, PromWriter* w, double uptime_seconds) {
   const NodeHostInfo info = nh->GetInfo();
   uint64_t no_leader = 0, max_lag = 0;
@@ -161,6 +197,7 @@ void Gauges(NodeHost* nh, const ServiceContext& ctx, PromWriter* w, double uptim
         ctx.failed_shards.size());
   gauge("nodehost_max_apply_lag_entries",
         "The largest commit index minus applied index over this daemon's replicas.", max_lag);
+  if (ctx.config->metrics_per_shard) ShardGauges(info, w);
   w->Family("nodehost_uptime_seconds", "Seconds since the daemon started.", "gauge");
   w->Sample("nodehost_uptime_seconds", "", uptime_seconds);
   w->Family("nodehost_build_info", "The daemon's version, as a label.", "gauge");
