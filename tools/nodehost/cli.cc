@@ -4,12 +4,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "flotilla/version.h"
 #include "tools/nodehost/client.h"
@@ -136,41 +138,60 @@ json ReplicaJson(const ReplicaStatus& r, uint64_t lag) {
 
 // Every replica that the endpoints report, with lag = the shard's highest
 // commit index minus the replica's applied index.
-int PrintReplicas(const Globals& g, Client* c, uint64_t only_shard) {
-  std::vector<ReplicaStatus> all;
+// What the daemons at --endpoints report of their replicas (of one shard, or
+// of all when `only_shard` is 0), and the membership as the most advanced
+// replica knows it.
+struct ShardView {
+  std::vector<ReplicaStatus> replicas;  // by shard, then replica
   std::vector<std::string> unreachable;
-  CallInfo last;
+  CallInfo last;                                 // the last failed call
+  std::map<uint64_t, uint64_t> max_commit;       // per shard
+  const ReplicaStatus* most_advanced = nullptr;  // of `replicas`
+  uint64_t Lag(const ReplicaStatus& r) const {
+    const uint64_t m = max_commit.at(r.shard());
+    return m > r.applied_index() ? m - r.applied_index() : 0;
+  }
+};
+
+ShardView GatherReplicas(Client* c, uint64_t only_shard) {
+  ShardView v;
   for (const std::string& e : c->options().endpoints) {
     ShardsResponse res;
-    last = c->Shards(e, &res);
-    if (!last.ok()) {
-      unreachable.push_back(e + " (" +
-                            (last.unreachable ? "unreachable" : last.status.error_message()) + ")");
+    CallInfo info = c->Shards(e, &res);
+    if (!info.ok()) {
+      v.unreachable.push_back(
+          e + " (" + (info.unreachable ? "unreachable" : info.status.error_message()) + ")");
+      v.last = std::move(info);
       continue;
     }
     for (const ReplicaStatus& r : res.replicas())
-      if (only_shard == 0 || r.shard() == only_shard) all.push_back(r);
+      if (only_shard == 0 || r.shard() == only_shard) v.replicas.push_back(r);
   }
+  for (const ReplicaStatus& r : v.replicas)
+    v.max_commit[r.shard()] = std::max(v.max_commit[r.shard()], r.commit_index());
+  std::sort(
+      v.replicas.begin(), v.replicas.end(), [](const ReplicaStatus& a, const ReplicaStatus& b) {
+        return std::make_pair(a.shard(), a.replica()) < std::make_pair(b.shard(), b.replica());
+      });
+  for (const ReplicaStatus& r : v.replicas)
+    if (v.most_advanced == nullptr || r.applied_index() > v.most_advanced->applied_index())
+      v.most_advanced = &r;
+  return v;
+}
+
+int PrintReplicas(const Globals& g, Client* c, uint64_t only_shard) {
+  const ShardView v = GatherReplicas(c, only_shard);
+  const std::vector<ReplicaStatus>& all = v.replicas;
+  const std::vector<std::string>& unreachable = v.unreachable;
   if (all.empty() && unreachable.size() == c->options().endpoints.size())
-    return Fail(g, last, "shards");
+    return Fail(g, v.last, "shards");
   if (all.empty() && only_shard != 0) {
     std::cerr << "nodehost shard: no daemon at --endpoints hosts shard " << only_shard << "\n";
     return kExitRejected;
   }
-  std::map<uint64_t, uint64_t> max_commit;
-  for (const ReplicaStatus& r : all)
-    max_commit[r.shard()] = std::max(max_commit[r.shard()], r.commit_index());
-  std::sort(all.begin(), all.end(), [](const ReplicaStatus& a, const ReplicaStatus& b) {
-    return std::make_pair(a.shard(), a.replica()) < std::make_pair(b.shard(), b.replica());
-  });
-  const auto lag = [&](const ReplicaStatus& r) {
-    const uint64_t m = max_commit[r.shard()];
-    return m > r.applied_index() ? m - r.applied_index() : 0;
-  };
+  const auto lag = [&](const ReplicaStatus& r) { return v.Lag(r); };
   // The membership as the most advanced replica knows it (shard only).
-  const ReplicaStatus* view = nullptr;
-  for (const ReplicaStatus& r : all)
-    if (view == nullptr || r.applied_index() > view->applied_index()) view = &r;
+  const ReplicaStatus* view = v.most_advanced;
   const auto kind_name = [](MemberKind k) {
     return k == NON_VOTING ? "non-voting" : k == WITNESS ? "witness" : "voter";
   };
@@ -332,10 +353,84 @@ int CmdSnapshot(const Globals& g, Client* c, uint64_t shard) {
   return kExitOk;
 }
 
+// Why removing `replica` from the shard `v` describes would leave it without
+// a quorum of running voters, or "" when it would not. A voter (or witness)
+// counts as running when a daemon at --endpoints reports it knowing a leader.
+std::string RemovalWouldLoseQuorum(const ShardView& v, uint64_t replica) {
+  if (v.most_advanced == nullptr) return "no daemon at --endpoints reports the shard";
+  std::vector<uint64_t> after;
+  bool votes = false;
+  for (const Member& m : v.most_advanced->members()) {
+    if (m.kind() == NON_VOTING) continue;
+    if (m.replica() == replica) {
+      votes = true;
+    } else {
+      after.push_back(m.replica());
+    }
+  }
+  if (!votes) return "";  // a non-voting replica: the quorum does not change
+  if (after.empty()) return "it is the shard's last voter";
+  std::vector<uint64_t> down;
+  for (uint64_t id : after) {
+    const auto it = std::find_if(v.replicas.begin(), v.replicas.end(),
+                                 [id](const ReplicaStatus& r) { return r.replica() == id; });
+    if (it == v.replicas.end() || it->leader() == 0) down.push_back(id);
+  }
+  const size_t need = after.size() / 2 + 1;
+  if (after.size() - down.size() >= need) return "";
+  std::string ids;
+  for (uint64_t id : down) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+  return "after it the shard has " + std::to_string(after.size()) + " voters and needs " +
+         std::to_string(need) + " running, but " + ids + (down.size() == 1 ? " is" : " are") +
+         " down, unreachable at --endpoints or without a leader";
+}
+
+// add-replica --via-learner: add REPLICA as non-voting, wait until a daemon
+// at --endpoints reports it knowing the leader within `max_lag` entries of
+// the shard's commit index, then promote it.
+int CmdAddViaLearner(const Globals& g, Client* c, uint64_t shard, uint64_t replica,
+                     const std::string& address, uint64_t max_lag, int wait_seconds) {
+  int rc = CmdMembership(g, c, "add-non-voting", shard, replica, address, NON_VOTING, false);
+  if (rc != kExitOk) return rc;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_seconds);
+  auto next_note = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    const ShardView v = GatherReplicas(c, shard);
+    const auto it =
+        std::find_if(v.replicas.begin(), v.replicas.end(),
+                     [replica](const ReplicaStatus& r) { return r.replica() == replica; });
+    const bool seen = it != v.replicas.end();
+    if (seen && it->leader() != 0 && v.Lag(*it) <= max_lag) break;
+    const auto now = std::chrono::steady_clock::now();
+    const std::string state =
+        seen ? "lag " + std::to_string(v.Lag(*it)) + (it->leader() == 0 ? ", no leader known" : "")
+             : "not reported by any daemon at --endpoints (start it with joining = [" +
+                   std::to_string(replica) + "] and list its client address in --endpoints)";
+    if (now >= deadline) {
+      std::cerr << "nodehost add-replica: replica " << replica << " of shard " << shard
+                << " did not catch up within " << wait_seconds << " s (" << state
+                << "); it stays non-voting: run `nodehost promote " << shard << " " << replica
+                << "` once it has\n";
+      return kExitTimeout;
+    }
+    if (now >= next_note) {
+      std::cerr << "waiting for replica " << replica << " of shard " << shard << ": " << state
+                << "\n";
+      next_note = now + std::chrono::seconds(5);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return CmdMembership(g, c, "promote", shard, replica, address, VOTER, false);
+}
+
 void AddMembershipCommands(CLI::App* app, const Globals* g, const ClientFn& client, int* rc) {
   struct Args {
     uint64_t shard = 0, replica = 0;
     std::string address;
+    bool via_learner = false;
+    uint64_t max_lag = 100;
+    int wait_seconds = 300;
+    bool force = false;
   };
   auto a = std::make_shared<Args>();
   struct MemberCmd {
@@ -351,17 +446,44 @@ void AddMembershipCommands(CLI::App* app, const Globals* g, const ClientFn& clie
     sub->add_option("SHARD", a->shard, "shard id")->required();
     sub->add_option("REPLICA", a->replica, "replica id (= the node id of its daemon)")->required();
     sub->add_option("RAFT_ADDRESS", a->address, "its raft address (default: from [[nodes]])");
+    const bool add_voter = std::string_view(m.name) == "add-replica";
+    if (add_voter) {
+      sub->add_flag("--via-learner", a->via_learner,
+                    "add it non-voting, wait until it has caught up, then promote it");
+      sub->add_option("--max-lag", a->max_lag,
+                      "--via-learner: caught up means at most this many entries behind");
+      sub->add_option("--wait", a->wait_seconds, "--via-learner: seconds to wait for it")
+          ->check(CLI::PositiveNumber);
+    }
     sub->callback([=] {
-      if (Client* c = client())
-        *rc = CmdMembership(*g, c, m.name, a->shard, a->replica, a->address, m.kind, false);
+      Client* c = client();
+      if (c == nullptr) return;
+      *rc = add_voter && a->via_learner
+                ? CmdAddViaLearner(*g, c, a->shard, a->replica, a->address, a->max_lag,
+                                   a->wait_seconds)
+                : CmdMembership(*g, c, m.name, a->shard, a->replica, a->address, m.kind, false);
     });
   }
   auto* remove = app->add_subcommand("remove-replica", "remove a replica from a shard");
   remove->add_option("SHARD", a->shard, "shard id")->required();
   remove->add_option("REPLICA", a->replica, "replica id")->required();
+  remove->add_flag("--force", a->force,
+                   "remove it even when the voters left would not have a quorum running");
   remove->callback([=] {
-    if (Client* c = client())
-      *rc = CmdMembership(*g, c, "remove-replica", a->shard, a->replica, "", VOTER, true);
+    Client* c = client();
+    if (c == nullptr) return;
+    if (!a->force) {
+      const std::string why = RemovalWouldLoseQuorum(GatherReplicas(c, a->shard), a->replica);
+      if (!why.empty()) {
+        std::cerr << "nodehost remove-replica: refused: removing replica " << a->replica
+                  << " of shard " << a->shard << " would lose the shard's quorum: " << why
+                  << ". Start them or list every daemon in --endpoints; --force removes it "
+                     "anyway\n";
+        *rc = kExitRejected;
+        return;
+      }
+    }
+    *rc = CmdMembership(*g, c, "remove-replica", a->shard, a->replica, "", VOTER, true);
   });
 }
 
