@@ -92,15 +92,16 @@ Status CheckNotInUse(const std::string& logdb_dir) {
                       "only reads a data directory no daemon holds");
 }
 
-// Resolves the data directory (from --config when given) and opens the
-// LogDB read-only. Prints why not and sets *rc when it cannot.
-std::unique_ptr<logdb::KvLogDB> OpenOffline(LogdbArgs* a, int* rc) {
+// Resolves the LogDB directory of a stopped daemon (data_dir and wal_dir from
+// --config when given) and checks that no daemon holds it. Prints why not
+// and sets *rc when it cannot; returns "" then.
+std::string OfflineLogdbDir(LogdbArgs* a, int* rc) {
   if (!a->config.empty()) {
     Result<DaemonConfig> c = LoadConfig(a->config);
     if (!c.ok()) {
       std::cerr << "nodehost logdb: " << c.status().message() << "\n";
       *rc = kExitUsage;
-      return nullptr;
+      return "";
     }
     if (a->data_dir.empty()) a->data_dir = c->data_dir;
     if (a->wal_dir.empty()) a->wal_dir = c->wal_dir;
@@ -108,7 +109,7 @@ std::unique_ptr<logdb::KvLogDB> OpenOffline(LogdbArgs* a, int* rc) {
   if (a->data_dir.empty()) {
     std::cerr << "nodehost logdb: give --data-dir or --config\n";
     *rc = kExitUsage;
-    return nullptr;
+    return "";
   }
   // The daemon keeps its NodeHost under <data_dir>/nodehost; a NodeHost's
   // own data_dir (an embedding application's) is taken as it is.
@@ -119,13 +120,20 @@ std::unique_ptr<logdb::KvLogDB> OpenOffline(LogdbArgs* a, int* rc) {
   if (!s.ok()) {
     std::cerr << "nodehost logdb: " << s.message() << "\n";
     *rc = s.code() == StatusCode::kBusy ? kExitUnavailable : kExitError;
-    return nullptr;
+    return "";
   }
   if (!fs::exists(dir + "/CURRENT", ec)) {
     std::cerr << "nodehost logdb: no LogDB at " << dir << "\n";
     *rc = kExitUsage;
-    return nullptr;
+    return "";
   }
+  return dir;
+}
+
+// Opens the LogDB of a stopped daemon read-only.
+std::unique_ptr<logdb::KvLogDB> OpenOffline(LogdbArgs* a, int* rc) {
+  const std::string dir = OfflineLogdbDir(a, rc);
+  if (dir.empty()) return nullptr;
   Result<std::unique_ptr<logdb::KvLogDB>> db = logdb::OpenRocksLogDBReadOnly(dir, a->wal_dir);
   if (!db.ok()) {
     std::cerr << "nodehost logdb: cannot open " << dir << ": " << db.status().ToString() << "\n";
@@ -478,6 +486,27 @@ void AddLogdbCommands(CLI::App* app, const std::string* output, int* rc) {
   auto* snap = cmd->add_subcommand("snapshot", "recorded snapshots: metadata and file checksums");
   snap->add_option("--shard", a->shard, "this shard only");
   snap->callback([=] { *rc = CmdSnapshot(a.get(), json_out()); });
+}
+
+std::unique_ptr<logdb::LogDB> OpenStoppedLogdbForWriting(const std::string& data_dir,
+                                                         const std::string& wal_dir,
+                                                         const std::string& config, int* rc) {
+  LogdbArgs a;
+  a.data_dir = data_dir;
+  a.wal_dir = wal_dir;
+  a.config = config;
+  const std::string dir = OfflineLogdbDir(&a, rc);
+  if (dir.empty()) return nullptr;
+  logdb::RocksOptions o;
+  o.dir = dir;
+  o.wal_dir = a.wal_dir;
+  Result<std::unique_ptr<logdb::LogDB>> db = logdb::OpenRocksLogDB(o);
+  if (!db.ok()) {
+    std::cerr << "nodehost: cannot open " << dir << ": " << db.status().ToString() << "\n";
+    *rc = db.status().code() == StatusCode::kCorruption ? kExitDamaged : kExitError;
+    return nullptr;
+  }
+  return std::move(db).value();
 }
 
 }  // namespace flotilla::nodehost
