@@ -17,6 +17,7 @@
 #include "tools/nodehost/client.h"
 #include "tools/nodehost/config.h"
 #include "tools/nodehost/logdb_tool.h"
+#include "tools/nodehost/check_perf.h"
 #include "tools/nodehost/recover.h"
 #include "tools/nodehost/serve.h"
 
@@ -761,6 +762,7 @@ int RunCli(int argc, char** argv) {
   AddReadCommands(&app, &g, need_client, &rc, kv);
   AddLogdbCommands(&app, &g.output, &rc);
   AddRecoverCommand(&app, &g.output, &rc);
+  AddCheckCommands(&app, &g.output, &rc);
 
   try {
     app.parse(argc, argv);

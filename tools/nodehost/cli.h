@@ -22,6 +22,7 @@ enum ExitCode : int {
   kExitUnsupported = 10,  // the engine does not offer the operation
   kExitUnavailable = 11,  // no leader, dropped or busy now: retry (logdb: a daemon holds the dir)
   kExitDamaged = 12,      // logdb: a damaged record or snapshot file was found
+  kExitCheckFailed = 13,  // check: the machine or cluster failed the check (the reason printed)
 };
 
 int RunCli(int argc, char** argv);
