@@ -70,6 +70,30 @@ Status ValidatePeerAuth(const NodeHostConfig& c, bool tls) {
   return Status::Ok();
 }
 
+// A zero would refuse every stream; an idle deadline above the total one
+// would never apply.
+Status ValidatePeerLimits(const NodeHostConfig& c) {
+  const SnapshotStreamLimits& s = c.snapshot_streams;
+  FLOTILLA_RETURN_IF_ERROR(
+      InRange("NodeHostConfig.snapshot_streams.max_streams", s.max_streams, 1, kMaxStreamLimit));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.snapshot_streams.max_streams_per_peer",
+                                   s.max_streams_per_peer, 1, s.max_streams));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.snapshot_streams.max_bytes_per_peer",
+                                   s.max_bytes_per_peer, 1, UINT64_MAX));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.snapshot_streams.total_timeout_ms",
+                                   s.total_timeout_ms, 1, kMaxStreamTimeoutMs));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.snapshot_streams.idle_timeout_ms",
+                                   s.idle_timeout_ms, 1, s.total_timeout_ms));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.snapshot_streams.evict_idle_ms", s.evict_idle_ms,
+                                   0, s.idle_timeout_ms));
+  const BatchStreamLimits& b = c.batch_streams;
+  // A correct peer holds two Batches streams: its control and data lanes.
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.batch_streams.max_streams_per_peer",
+                                   b.max_streams_per_peer, 2, kMaxStreamLimit));
+  return InRange("NodeHostConfig.batch_streams.max_inflight_bytes_per_peer",
+                 b.max_inflight_bytes_per_peer, 1, UINT64_MAX);
+}
+
 }  // namespace
 
 Status Validate(const NodeHostConfig& c) {
@@ -98,6 +122,7 @@ Status Validate(const NodeHostConfig& c) {
         "NodeHostConfig.tls_ca_file, tls_cert_file, tls_key_file",
         "must be all set (mutual TLS) or all empty, not " + std::to_string(tls_files) + " of 3");
   }
+  FLOTILLA_RETURN_IF_ERROR(ValidatePeerLimits(c));
   return ValidatePeerAuth(c, tls_files == 3);
 }
 

@@ -165,6 +165,31 @@ Rejection CheckIndexes(const raft::Raft& raft, const raft::Message& m) {
 
 }  // namespace
 
+Rejection CheckSnapshotStreamStart(const PublishedState& s, const raft::Message& m) {
+  if (m.type != MessageType::kInstallSnapshot) return Rejection::kLocalType;
+  if (m.from == raft::kNoReplica || m.from == s.id || m.to != s.id) return Rejection::kBadAddress;
+  if (m.term > kMaxTerm || (m.term > s.term && m.term - s.term > kMaxTermAdvance)) {
+    return Rejection::kTermTooFar;
+  }
+  if (m.term < s.term || (m.term == s.term && s.leader != raft::kNoReplica && m.from != s.leader)) {
+    return Rejection::kNotFromLeader;
+  }
+  // The leader the replica follows may be one it does not count among its
+  // members yet (it lags behind the change that added it); a replica that
+  // knows no members yet (a joiner) hears whoever leads.
+  const raft::Membership& ms = *s.membership;
+  auto has = [&](const std::vector<raft::ReplicaId>& ids) {
+    return std::find(ids.begin(), ids.end(), m.from) != ids.end();
+  };
+  if (m.from != s.leader) {
+    if (has(ms.removed)) return Rejection::kRemovedSender;
+    if (!ms.voters.empty() && !has(ms.voters) && !has(ms.voters_outgoing)) {
+      return Rejection::kNonMember;
+    }
+  }
+  return CheckSnapshot(m);
+}
+
 Rejection CheckBatchMessage(const raft::Message& m) {
   if (!IsWireType(m.type)) return Rejection::kLocalType;
   if (m.type == MessageType::kInstallSnapshot) return Rejection::kSnapshotInBatch;

@@ -64,6 +64,26 @@ Rejection CheckBatchMessage(const raft::Message& m);
 // kInstallSnapshot reaches this only from the snapshot stream.
 Rejection CheckInbound(const raft::Raft& raft, const raft::Message& m, const InboundLimits& limits);
 
+// What a replica has published for other threads (its atomics and the
+// membership it applied) when a snapshot stream to it begins.
+struct PublishedState {
+  raft::ReplicaId id = raft::kNoReplica;
+  raft::Term term = 0;
+  raft::ReplicaId leader = raft::kNoReplica;
+  const raft::Membership* membership = nullptr;  // never null
+};
+
+// Checks a snapshot stream's install message at its first chunk, on the
+// transport's thread, before anything is written to disk: the sender must
+// be a member of the shard (a voter: only a voter leads), or the leader the
+// replica follows, and plausibly its leader: in a term no older than the
+// replica's, and in the replica's term the leader it follows, if it knows
+// one. Looser than CheckInbound, which runs on the whole message once the
+// stream has ended (the published state may lag the core's by one pass),
+// but an outsider, a removed replica, a follower or a leader of an older
+// term is refused at once.
+Rejection CheckSnapshotStreamStart(const PublishedState& s, const raft::Message& install);
+
 // Counters of rejected inbound messages, one per reason.
 struct RejectionCounters {
   std::array<std::atomic<uint64_t>, static_cast<size_t>(Rejection::kCount)> by_reason{};

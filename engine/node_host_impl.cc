@@ -1161,6 +1161,8 @@ Status NodeHostImpl::Init() {
   tc.snapshot_dir = config_.data_dir + "/snapshots-in";
   // A snapshot stream must not take the space the reserve keeps.
   if (check_storage_) tc.snapshot_min_free_bytes = config_.min_free_bytes;
+  tc.snapshot_receive = config_.snapshot_streams;
+  tc.batch_receive = config_.batch_streams;
   if (!config_.tls_ca_file.empty() && !config_.tls_cert_file.empty() &&
       !config_.tls_key_file.empty()) {
     tc.tls.enabled = true;
@@ -1987,6 +1989,22 @@ bool NodeHostImpl::MayTakeMetadataOnly(const raft::Message& install) {
   };
   if (has(m.witnesses)) return true;
   return !has(m.voters) && !has(m.voters_outgoing) && !has(m.non_voting) && !has(m.non_voting_next);
+}
+
+// Runs on a transport thread: reads only what the replica publishes. The
+// step worker checks the whole message again when the stream has ended.
+Status NodeHostImpl::AdmitSnapshot(const raft::Message& install,
+                                   const std::string& source_address) {
+  std::shared_ptr<Replica> r = Find(install.shard_id);
+  Rejection why = Rejection::kBadAddress;  // no replica of the shard, or another one
+  if (r && r->replica_id == install.to) {
+    const raft::Membership members = r->MembershipView();
+    why = CheckSnapshotStreamStart({r->replica_id, r->term.load(), r->leader.load(), &members},
+                                   install);
+  }
+  if (why == Rejection::kNone) return Status::Ok();
+  ReportRejected(install.shard_id, install, why, source_address);
+  return Status::Rejected(std::string(RejectionName(why)));
 }
 
 void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_path) {

@@ -242,6 +242,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   void HandleBatch(std::vector<raft::Message>&& messages,
                    const std::string& source_address) override;
   void HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) override;
+  Status AdmitSnapshot(const raft::Message& install, const std::string& source_address) override;
   void HandleSnapshot(raft::Message install, std::string snapshot_path) override;
   static bool MayTakeMetadataOnly(const raft::Message& install);
   void HandleSnapshotStatus(raft::ShardId shard, raft::ReplicaId replica, bool failed) override;

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "flotilla/raft_port_limits.h"
+
 namespace flotilla::transport {
 
 // Mutual TLS between NodeHosts. When enabled, both sides present a
@@ -59,19 +61,11 @@ struct TransportConfig {
   size_t max_snapshot_files = 4096;
   // A sent snapshot stream is abandoned after this long.
   uint64_t snapshot_timeout_ms = 10 * 60 * 1000;
-  // Incoming snapshot streams (SnapshotStreamLimits; docs/security.md,
-  // "Bounded cost"): at once over all peers, at once from one peer (the
-  // source address of the stream's header), bytes the open streams of one
-  // peer may have written, how long a stream may deliver nothing, how long
-  // it may stay open (keep it above the senders' snapshot_timeout_ms), and
-  // how long a stream must have been idle to give its slot to a new one when
-  // all are taken.
-  size_t max_concurrent_snapshot_receives = 8;
-  size_t max_snapshot_receives_per_peer = 4;
-  uint64_t max_snapshot_receive_bytes_per_peer = uint64_t{64} << 30;
-  uint64_t snapshot_receive_idle_timeout_ms = 30'000;
-  uint64_t snapshot_receive_timeout_ms = 20 * 60 * 1000;
-  uint64_t snapshot_receive_evict_idle_ms = 2'000;
+  // Incoming snapshot streams and Batches streams: how many at once, per
+  // peer, and what they may hold (flotilla/raft_port_limits.h;
+  // docs/security.md, "Bounded cost").
+  SnapshotStreamLimits snapshot_receive;
+  BatchStreamLimits batch_receive;
   // A received stream fails when the snapshot directory's file system has
   // fewer free bytes than this (0: not checked).
   uint64_t snapshot_min_free_bytes = 0;

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "transport/batch_streams.h"
 #include "transport/convert.h"
 #include "transport/grpc_internal.h"
 #include "transport/peer_auth.h"
@@ -92,6 +93,7 @@ class GrpcTransport final : public Transport {
   // Set by Start() before the server runs; its streams use it until Stop().
   RefusalLog* refusals() const { return refusals_.get(); }
   SnapshotStreamSlots* receive_slots() const { return receive_slots_.get(); }
+  BatchStreamBudget* batch_budget() const { return batch_budget_.get(); }
   SnapshotStreamStats SnapshotReceiveStats() const override {
     return receive_slots_ ? receive_slots_->Stats() : SnapshotStreamStats{};
   }
@@ -123,6 +125,7 @@ class GrpcTransport final : public Transport {
   std::string address_;
   std::atomic<bool> running_{false};
   std::unique_ptr<SnapshotStreamSlots> receive_slots_;
+  std::unique_ptr<BatchStreamBudget> batch_budget_;
 
   std::shared_mutex hosts_mu_;
   std::unordered_map<std::string, std::unique_ptr<RemoteHost>> hosts_;  // guarded by hosts_mu_
@@ -160,9 +163,20 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
     if (!ok) return Finish(grpc::Status::OK);  // the peer closed, or the call was cancelled
     if (!accepted_) return Accept();
     if (!t_->running()) return Finish(grpc::Status::OK);
-    if (Status s = DeliverWireBatch(&batch_, t_->limits(), source_, t_->handler()); !s.ok()) {
-      spdlog::error("transport: rejected a batch from {} ({}): {}", source_, ctx_->peer(),
-                    s.ToString());
+    // Counted as sent (the protobuf size: no copy, one pass over the
+    // batch's fields) against the peer's bytes in flight until the engine
+    // has it. Over the bound the batch is dropped, and the stream ended so
+    // that its sender backs off before it reconnects.
+    const uint64_t bytes = batch_.ByteSizeLong();
+    if (Status s = stream_->Take(bytes); !s.ok()) {
+      t_->refusals()->Refused(StreamRefusal::kPeerInflightBytes, stream_->peer(), s.message());
+      return Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, s.message()));
+    }
+    Status s = DeliverWireBatch(&batch_, t_->limits(), source_, t_->handler());
+    stream_->Release(bytes);
+    if (!s.ok()) {
+      spdlog::error("transport: rejected a batch from {} ({}): {}", EscapeForLog(source_),
+                    ctx_->peer(), s.ToString());
       return Finish(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "batch rejected: " + s.message()));
     }
@@ -189,8 +203,15 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
         !st.ok()) {
       return Finish(st);
     }
-    accepted_ = true;
     source_ = batch_.header().source_address();
+    const std::string peer = PeerIdentity(t_->config(), *ctx_, source_);
+    Result<std::unique_ptr<BatchStreamBudget::Stream>> stream = t_->batch_budget()->Open(peer);
+    if (!stream.ok()) {
+      t_->refusals()->Refused(StreamRefusal::kPeerBatchStreams, peer, stream.status().message());
+      return Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, stream.status().message()));
+    }
+    stream_ = std::move(stream).value();
+    accepted_ = true;
     ack_.set_accepted(true);
     StartWrite(&ack_);
   }
@@ -202,6 +223,7 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
   bool accepted_ = false;
   std::string source_;
   ServerChallenge challenge_;
+  std::unique_ptr<BatchStreamBudget::Stream> stream_;  // set once accepted
 };
 
 grpc::ServerBidiReactor<wire::MessageBatch, wire::BatchAck>* RaftService::Batches(
@@ -252,7 +274,8 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
       !st.ok()) {
     return st;
   }
-  if (Status s = slot->SetPeer(chunk->header().source_address()); !s.ok()) {
+  const std::string peer = PeerIdentity(c, *ctx, chunk->header().source_address());
+  if (Status s = slot->SetPeer(peer); !s.ok()) {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, s.message());
   }
   raft::Message install;
@@ -276,6 +299,16 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
     spdlog::info("transport: received snapshot of shard {} replica {} index {} from {}",
                  install.shard_id, install.to, install.snapshot.index, ctx->peer());
     return grpc::Status::OK;
+  }
+  if (s.code() == StatusCode::kRejected) {
+    // The engine refused the sender at the first chunk (Handler::
+    // AdmitSnapshot), before anything was written: counted and logged at a
+    // bounded rate, as any refused stream.
+    t_->refusals()->Refused(StreamRefusal::kSnapshotSender, peer,
+                            "snapshot stream of shard " + std::to_string(install.shard_id) +
+                                " from replica " + std::to_string(install.from) + " to replica " +
+                                std::to_string(install.to) + ": " + s.message());
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, s.ToString());
   }
   spdlog::error("transport: snapshot from {} (shard {} replica {}) failed, nothing kept: {}",
                 ctx->peer(), install.shard_id, install.to, s.ToString());
@@ -342,10 +375,8 @@ Status GrpcTransport::Start() {
   if (ec) return Status::IOError("create " + config_.snapshot_dir + ": " + ec.message());
   RemoveStaleTemporaries(config_.snapshot_dir);
   refusals_ = std::make_shared<RefusalLog>(handler_);
-  receive_slots_ = std::make_unique<SnapshotStreamSlots>(SnapshotStreamLimits{
-      config_.max_concurrent_snapshot_receives, config_.max_snapshot_receives_per_peer,
-      config_.max_snapshot_receive_bytes_per_peer, config_.snapshot_receive_idle_timeout_ms,
-      config_.snapshot_receive_timeout_ms, config_.snapshot_receive_evict_idle_ms});
+  receive_slots_ = std::make_unique<SnapshotStreamSlots>(config_.snapshot_receive);
+  batch_budget_ = std::make_unique<BatchStreamBudget>(config_.batch_receive);
   FLOTILLA_RETURN_IF_ERROR(BuildCredentials());
   FLOTILLA_RETURN_IF_ERROR(StartServer());
   {

@@ -160,6 +160,12 @@ std::string_view StreamRefusalName(StreamRefusal r) {
       return "no_secret";
     case StreamRefusal::kWrongSecret:
       return "wrong_secret";
+    case StreamRefusal::kPeerBatchStreams:
+      return "peer_batch_streams";
+    case StreamRefusal::kPeerInflightBytes:
+      return "peer_inflight_bytes";
+    case StreamRefusal::kSnapshotSender:
+      return "snapshot_sender";
     case StreamRefusal::kCount:
       break;
   }
@@ -187,6 +193,27 @@ std::string PeerHost(const grpc::ServerContextBase& ctx) {
   const std::string peer = ctx.peer();
   const size_t colon = peer.rfind(':');
   return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
+std::string PeerIdentity(const TransportConfig& config, const grpc::ServerContextBase& ctx,
+                         std::string_view source_address) {
+  if (config.tls.enabled) {
+    const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+    const std::vector<std::string> names =
+        auth ? CertificateNames(*auth) : std::vector<std::string>();
+    // With a peer list, the listed name the certificate holds: one peer
+    // however many names its certificate carries.
+    for (const std::string& n : names) {
+      if (std::find(config.tls.peer_names.begin(), config.tls.peer_names.end(), n) !=
+          config.tls.peer_names.end()) {
+        return "cert:" + n;
+      }
+    }
+    std::string all = "cert:";
+    for (const std::string& n : names) all += n + ",";
+    return all;
+  }
+  return "addr:" + std::string(source_address);
 }
 
 bool ConstantTimeEqual(std::string_view a, std::string_view b) {

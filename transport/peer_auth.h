@@ -41,6 +41,14 @@ inline constexpr char kProofMetadata[] = "x-flotilla-proof";
 // so refusals are logged per host.
 std::string PeerHost(const grpc::ServerContextBase& ctx);
 
+// The identity an incoming stream counts against the per-peer limits with
+// (flotilla/raft_port_limits.h): with TLS, the peer-list name its verified
+// certificate holds ("cert:<name>"; without a list, all its names); without
+// TLS, the source address of its accepted header ("addr:<address>"), which
+// only the deployment secret keeps an outsider from choosing freely.
+std::string PeerIdentity(const TransportConfig& config, const grpc::ServerContextBase& ctx,
+                         std::string_view source_address);
+
 // Compares without an early exit, so that the time taken does not tell how
 // many leading bytes of a guess were right. The length is not hidden.
 bool ConstantTimeEqual(std::string_view a, std::string_view b);

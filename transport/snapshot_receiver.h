@@ -29,6 +29,7 @@
 #include <thread>
 
 #include "engine/raft/types.h"
+#include "flotilla/raft_port_limits.h"
 #include "flotilla/status.h"
 
 namespace flotilla::transport {
@@ -101,23 +102,6 @@ class SnapshotReceiver {
   uint64_t total_bytes_ = 0;
   uint32_t files_done_ = 0;
   uint64_t unchecked_bytes_ = 0;  // received since the last free-space check
-};
-
-struct SnapshotStreamLimits {
-  // Streams received at once, over all peers.
-  size_t max_streams = 4;
-  // Streams one peer (the source address of its stream header) may have open.
-  size_t max_streams_per_peer = 2;
-  // Bytes one peer's open streams may have written (their temporary files).
-  uint64_t max_bytes_per_peer = uint64_t{64} << 30;
-  // A stream that delivers nothing for this long is ended.
-  uint64_t idle_timeout_ms = 30'000;
-  // A stream still open after this long is ended, however busy.
-  uint64_t total_timeout_ms = 60 * 60 * 1000;
-  // When every slot is taken, a new stream takes the slot of the stream idle
-  // longest, if that one has been idle at least this long: streams that
-  // stall cannot keep a live one out even until their idle deadline.
-  uint64_t evict_idle_ms = 2'000;
 };
 
 // Counters since start; `active` is a gauge.

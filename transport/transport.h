@@ -31,6 +31,10 @@ enum class StreamRefusal : int {
   kServerHostMismatch,  // dialling: the server's certificate is not valid for the address dialled
   kNoSecret,            // the stream carries no deployment secret
   kWrongSecret,         // the stream carries another secret
+  kPeerBatchStreams,    // the peer holds batch_receive.max_streams_per_peer Batches streams
+  kPeerInflightBytes,   // the peer's batches in flight reached
+                        // batch_receive.max_inflight_bytes_per_peer
+  kSnapshotSender,      // a snapshot stream's sender is no member or not the shard's leader
   kCount,
 };
 std::string_view StreamRefusalName(StreamRefusal r);
@@ -59,6 +63,20 @@ class Handler {
   // not be reached (or its queue was full). Called at most once per
   // (shard, replica) per failed send pass.
   virtual void HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) = 0;
+
+  // A snapshot stream's first chunk arrived: its header was accepted and
+  // `install` (shard, sender, receiver, term, snapshot metadata) decoded;
+  // nothing was written yet. OK when the sender may be streaming to that
+  // replica at all (a member of the shard, and plausibly its leader in a
+  // term at least the replica's); otherwise Rejected saying why, and the
+  // stream is refused before a byte reaches the disk. The snapshot is checked
+  // again in full once received (HandleSnapshot and the engine's inbound
+  // checks). `source_address` as in HandleBatch. The default admits all.
+  virtual Status AdmitSnapshot(const raft::Message& install, const std::string& source_address) {
+    (void)install;
+    (void)source_address;
+    return Status::Ok();
+  }
 
   // A snapshot for `install.to` was received in full, verified and renamed
   // into `snapshot_path` (a directory holding the snapshot's files). The

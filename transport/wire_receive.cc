@@ -20,6 +20,12 @@ Status ReceiveWireSnapshot(const TransportConfig& config, const WireLimits& limi
                            wire::SnapshotChunk* chunk, const ReadChunkFn& read_next,
                            Handler* handler, raft::Message* install) {
   FLOTILLA_RETURN_IF_ERROR(FromWire(chunk->mutable_install(), limits, install));
+  if (install->type != raft::MessageType::kInstallSnapshot) {
+    return Status::InvalidArgument("a snapshot stream's first chunk holds no install message");
+  }
+  // Before the temporary directory exists: a stream from a sender that
+  // cannot be the shard's leader costs no disk.
+  FLOTILLA_RETURN_IF_ERROR(handler->AdmitSnapshot(*install, chunk->header().source_address()));
   // The receiver removes its temporary directory on every early return.
   SnapshotReceiver rx(config.snapshot_dir,
                       SnapshotReceiverLimits{config.max_snapshot_bytes, config.max_snapshot_files,

@@ -34,7 +34,9 @@ using ReadChunkFn = std::function<Status(wire::SnapshotChunk* chunk)>;
 // header and the install message, is in *chunk: verifies every chunk into a
 // temporary directory under config.snapshot_dir, renames it into place and
 // calls handler->HandleSnapshot. On error nothing is kept and the handler is
-// not called. *install receives the decoded install message (for logging).
+// not called. Handler::AdmitSnapshot is asked first, before anything is
+// written: its refusal (Rejected) ends the stream at once. *install receives
+// the decoded install message (for logging).
 Status ReceiveWireSnapshot(const TransportConfig& config, const WireLimits& limits,
                            wire::SnapshotChunk* chunk, const ReadChunkFn& read_next,
                            Handler* handler, raft::Message* install);

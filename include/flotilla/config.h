@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "flotilla/raft_port_limits.h"
 #include "flotilla/status.h"
 
 namespace flotilla {
@@ -73,6 +74,12 @@ struct NodeHostConfig {
   // LogDB.
   uint64_t min_free_bytes = uint64_t{256} << 20;
   uint64_t storage_check_interval_ms = 1000;
+  // What one peer may hold open on the raft port: its snapshot streams and
+  // Batches streams, and the bytes they carry (flotilla/raft_port_limits.h,
+  // docs/security.md "Bounded cost"). A stream beyond a bound is refused and
+  // counted (NodeHostMetrics::streams_refused, snapshot_receives_ended).
+  SnapshotStreamLimits snapshot_streams;
+  BatchStreamLimits batch_streams;
   // Use RocksDB with fsync (production) or the in-memory LogDB (tests).
   bool in_memory_logdb = false;
   // Optional: told about leader changes, replicas, snapshots, connections.
@@ -123,8 +130,10 @@ inline constexpr uint32_t kMaxElectionRtt = 1u << 20;      // ticks
 inline constexpr uint64_t kMaxEntryBytesLimit = 1u << 30;  // max_entry_bytes, max_msg_bytes
 inline constexpr size_t kMinSecretBytes = 16;              // deployment_secret, when set
 inline constexpr size_t kMaxSecretBytes = 4096;
-inline constexpr size_t kMaxPeerNames = 1024;     // tls_peer_names entries
-inline constexpr size_t kMaxPeerNameBytes = 255;  // one entry
+inline constexpr size_t kMaxPeerNames = 1024;        // tls_peer_names entries
+inline constexpr size_t kMaxPeerNameBytes = 255;     // one entry
+inline constexpr size_t kMaxStreamLimit = 1u << 16;  // the stream counts of the limits
+inline constexpr uint64_t kMaxStreamTimeoutMs = 7 * 24 * 3600'000;  // a snapshot stream's deadlines
 
 // Checks every field of a NodeHostConfig. NodeHost::Create calls it, so an
 // invalid config is refused before anything starts. Returns InvalidArgument
@@ -138,7 +147,12 @@ inline constexpr size_t kMaxPeerNameBytes = 255;  // one entry
 //  - tls_peer_names only with TLS, at most kMaxPeerNames names of 1 to
 //    kMaxPeerNameBytes printable ASCII bytes without spaces;
 //  - deployment_secret empty, or kMinSecretBytes to kMaxSecretBytes
-//    printable ASCII bytes without spaces (it travels in gRPC metadata).
+//    printable ASCII bytes without spaces (it travels in gRPC metadata);
+//  - snapshot_streams: 1 <= max_streams_per_peer <= max_streams <=
+//    kMaxStreamLimit, max_bytes_per_peer >= 1, 1 <= idle_timeout_ms <=
+//    total_timeout_ms <= kMaxStreamTimeoutMs, evict_idle_ms <= idle_timeout_ms;
+//  - batch_streams: 2 <= max_streams_per_peer <= kMaxStreamLimit (a peer
+//    needs its two lanes), max_inflight_bytes_per_peer >= 1.
 // deployment_id, wal_dir, in_memory_logdb and listener take any value.
 // Thread-safe (a pure function).
 [[nodiscard]] Status Validate(const NodeHostConfig& c);

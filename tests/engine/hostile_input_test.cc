@@ -16,6 +16,9 @@
 
 #include "engine/snapshot_files.h"
 #include "tests/engine/manual_cluster.h"
+#include "transport/convert.h"
+#include "transport/crc32c.h"
+#include "transport/wire_receive.h"
 
 namespace flotilla::engine {
 namespace {
@@ -268,6 +271,75 @@ TEST_F(HostileInput, ASnapshotStreamedByAnyoneButTheLeaderIsNotInstalled) {
   for (int i = 0; i < 8; ++i) cl_->Step(1 + 4 * i);
   EXPECT_EQ(Rejected(follower_, "not_from_leader"), 1u);
   EXPECT_LT(cl_->host(follower_).GetReplicaInfo(1)->applied_index, 5000u);
+  ExpectHealthy();
+}
+
+// Issue 14: a snapshot stream was written to disk before its sender was
+// checked; only the whole, verified snapshot was refused when the stream
+// ended. Now the first chunk (header and install message) goes through the
+// engine (Handler::AdmitSnapshot) on the receive path the gRPC server uses:
+// an outsider, a follower, or the leader of an older term is refused before
+// a temporary directory exists, and the stream's later chunks are never
+// read.
+TEST_F(HostileInput, ASnapshotStreamFromAnyoneButTheLeaderIsRefusedBeforeAnythingIsWritten) {
+  transport::TransportConfig tc;
+  tc.snapshot_dir = root_ + "/snapshots-in";
+  std::filesystem::create_directories(tc.snapshot_dir);
+  // Streams the first chunk (half a file) of a snapshot from `from` in
+  // `term`; returns the stream's status and whether a later chunk was asked
+  // for, noting whether a temporary directory existed by then.
+  bool had_tmp = false;
+  auto stream = [&](uint64_t from, uint64_t term, bool* read_on) {
+    raft::Message m = From(from, raft::MessageType::kInstallSnapshot);
+    m.shard_id = 1;
+    m.to = follower_;
+    m.term = term;
+    m.snapshot.index = 5000;
+    m.snapshot.term = term;
+    m.snapshot.membership.voters = {1, 2, 3};
+    wire::SnapshotChunk chunk;
+    transport::MakeHeader(1, "host9:1", chunk.mutable_header());
+    transport::ToWire(std::move(m), chunk.mutable_install());
+    const std::string data(4096, 'x');
+    chunk.set_file_name("state");
+    chunk.set_data(data);
+    chunk.set_data_crc32c(transport::Crc32c(data));
+    *read_on = false;
+    raft::Message install;
+    return transport::ReceiveWireSnapshot(
+        tc, transport::LimitsFrom(tc), &chunk,
+        [&](wire::SnapshotChunk*) {
+          *read_on = true;
+          had_tmp = had_tmp || !std::filesystem::is_empty(tc.snapshot_dir);
+          return Status::Aborted("the test ends the stream here");
+        },
+        &cl_->host(follower_), &install);
+  };
+  bool read_on = false;
+  const struct {
+    uint64_t from, term;
+    const char* reason;
+  } refused[] = {{kOutsider, term_, "not_from_leader"},
+                 {other_, term_, "not_from_leader"},
+                 {leader_, term_ - 1, "not_from_leader"},
+                 {kOutsider, term_ + 1, "non_member"}};
+  for (const auto& r : refused) {
+    SCOPED_TRACE(std::to_string(r.from) + " in term " + std::to_string(r.term));
+    const uint64_t before = Rejected(follower_, r.reason);
+    const Status st = stream(r.from, r.term, &read_on);
+    EXPECT_EQ(st.code(), StatusCode::kRejected) << st.ToString();
+    EXPECT_FALSE(read_on) << "the stream went on after its first chunk";
+    EXPECT_FALSE(had_tmp) << "a temporary directory was created for a refused sender";
+    EXPECT_TRUE(std::filesystem::is_empty(tc.snapshot_dir));
+    EXPECT_EQ(Rejected(follower_, r.reason), before + 1);
+  }
+  // The leader's stream is admitted (and written), then ends early and
+  // leaves nothing.
+  const Status st = stream(leader_, term_, &read_on);
+  EXPECT_EQ(st.code(), StatusCode::kAborted) << st.ToString();
+  EXPECT_TRUE(read_on);
+  EXPECT_TRUE(had_tmp);
+  EXPECT_TRUE(std::filesystem::is_empty(tc.snapshot_dir));
   ExpectHealthy();
 }
 

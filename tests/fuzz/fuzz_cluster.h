@@ -80,6 +80,9 @@ class Tap final : public transport::Handler {
   void HandleUnreachable(raft::ShardId shard, raft::ReplicaId replica) override {
     target_->HandleUnreachable(shard, replica);
   }
+  Status AdmitSnapshot(const raft::Message& install, const std::string& source) override {
+    return target_->AdmitSnapshot(install, source);
+  }
   void HandleSnapshot(raft::Message install, std::string path) override {
     if (capture_->enabled && capture_->snapshots.size() < kMaxCapturedSnapshots) {
       CapturedSnapshot s{host_, install, {}};

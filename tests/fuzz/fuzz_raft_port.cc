@@ -162,6 +162,9 @@ class Inspector final : public transport::Handler {
     }
     target_->HandleBatch(std::move(messages), source_address);
   }
+  Status AdmitSnapshot(const raft::Message& install, const std::string& source) override {
+    return target_->AdmitSnapshot(install, source);
+  }
   void HandleSnapshot(raft::Message install, std::string path) override {
     // An outsider's snapshot is refused by the receiver unless it follows
     // the outsider already, which a leader's message (a lie) must have

@@ -250,6 +250,50 @@ count = 100000
   EXPECT_EQ(c->election_rtt, 1048576u);
 }
 
+// [peer_limits] reaches the engine's one set of stream limits (review
+// finding D6: the transport had its own copy with other defaults), and the
+// engine's rules on them apply to the file.
+TEST(Config, PeerLimitsReachTheEngine) {
+  const std::string head = "node_id = 1\ndata_dir = \"/x\"\n";
+  const std::string shards = "[shards]\ncount = 1\n";
+  Result<DaemonConfig> c = Parse(head + shards);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const NodeHostConfig defaults;
+  EXPECT_EQ(c->ToNodeHostConfig().snapshot_streams.max_streams,
+            defaults.snapshot_streams.max_streams);
+  EXPECT_EQ(c->ToNodeHostConfig().snapshot_streams.total_timeout_ms, 20u * 60 * 1000);
+  c = Parse(head +
+            "[peer_limits]\nsnapshot_streams = 3\nsnapshot_streams_per_peer = 1\n"
+            "snapshot_bytes_per_peer = 1000\nsnapshot_idle_timeout_ms = 500\n"
+            "snapshot_total_timeout_ms = 9000\nsnapshot_evict_idle_ms = 100\n"
+            "batch_streams_per_peer = 4\nbatch_inflight_bytes_per_peer = 2048\n" +
+            shards);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const NodeHostConfig nc = c->ToNodeHostConfig();
+  EXPECT_EQ(nc.snapshot_streams.max_streams, 3u);
+  EXPECT_EQ(nc.snapshot_streams.max_streams_per_peer, 1u);
+  EXPECT_EQ(nc.snapshot_streams.max_bytes_per_peer, 1000u);
+  EXPECT_EQ(nc.snapshot_streams.idle_timeout_ms, 500u);
+  EXPECT_EQ(nc.snapshot_streams.total_timeout_ms, 9000u);
+  EXPECT_EQ(nc.snapshot_streams.evict_idle_ms, 100u);
+  EXPECT_EQ(nc.batch_streams.max_streams_per_peer, 4u);
+  EXPECT_EQ(nc.batch_streams.max_inflight_bytes_per_peer, 2048u);
+  for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"[peer_limits]\nsnapshot_streams = 2\nsnapshot_streams_per_peer = 3\n",
+            "snapshot_streams.max_streams_per_peer"},
+           {"[peer_limits]\nsnapshot_idle_timeout_ms = 2000000\n",
+            "snapshot_streams.idle_timeout_ms"},
+           {"[peer_limits]\nbatch_streams_per_peer = 1\n", "peer_limits.batch_streams_per_peer"},
+           {"[peer_limits]\nbatch_inflight_bytes_per_peer = 0\n",
+            "peer_limits.batch_inflight_bytes_per_peer"},
+           {"[peer_limits]\nbatch_streams = 4\n", "unknown key peer_limits.batch_streams"},
+       }) {
+    Result<DaemonConfig> bad = Parse(head + text + shards);
+    ASSERT_FALSE(bad.ok()) << text;
+    EXPECT_NE(bad.status().message().find(expected), std::string::npos) << bad.status().ToString();
+  }
+}
+
 // Writes `bytes` to a fresh file and returns its path.
 std::string WriteTemp(const std::string& bytes) {
   static int n = 0;

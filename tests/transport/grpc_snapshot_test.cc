@@ -91,10 +91,10 @@ class StalledStream {
 // deadline 1.5 s, a stalled stream gives its slot away after 300 ms.
 TransportConfig StrictReceiver(const std::string& dir) {
   TransportConfig c = FastConfig(dir);
-  c.max_concurrent_snapshot_receives = 4;
-  c.max_snapshot_receives_per_peer = 2;
-  c.snapshot_receive_idle_timeout_ms = 1500;
-  c.snapshot_receive_evict_idle_ms = 300;
+  c.snapshot_receive.max_streams = 4;
+  c.snapshot_receive.max_streams_per_peer = 2;
+  c.snapshot_receive.idle_timeout_ms = 1500;
+  c.snapshot_receive.evict_idle_ms = 300;
   return c;
 }
 
@@ -262,6 +262,28 @@ TEST_F(GrpcSnapshotTest, OnePeerGetsItsQuotaOfStreams) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
   EXPECT_NE(st.error_message().find("from this peer"), std::string::npos) << st.error_message();
   EXPECT_EQ(b_->transport->SnapshotReceiveStats().refused_peer_streams, 1u);
+}
+
+// Issue 14: a snapshot stream was written to disk before anyone asked who
+// sent it. The engine's refusal at the first chunk (Handler::AdmitSnapshot)
+// ends the stream at once, counted and logged, with nothing written.
+TEST_F(GrpcSnapshotTest, ASenderTheHandlerRefusesWritesNothing) {
+  testing::LogCapture log;
+  b_->handler.RefuseSnapshotsFrom(1);
+  StalledStream s(b_->transport->address(), "not-the-leader:1", 70);
+  ASSERT_TRUE(s.written());
+  grpc::Status st = s.Finish();  // the stream stays open on this side: only a refusal ends it
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_TRUE(ListWithPrefix(tmp_.Sub("b"), "").empty());
+  EXPECT_EQ(b_->handler.Refused(StreamRefusal::kSnapshotSender), 1u);
+  EXPECT_TRUE(log.Contains("snapshot_sender")) << "the refusal is logged";
+  // Another sender still gets its snapshot through.
+  b_->handler.RefuseSnapshotsFrom(9);
+  ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), Source()}).ok());
+  bool failed = true;
+  ASSERT_TRUE(WaitStatus(1, &failed));
+  EXPECT_FALSE(failed);
+  ExpectReceived(1);
 }
 
 }  // namespace

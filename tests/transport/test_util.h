@@ -37,6 +37,7 @@ class RecordingHandler : public Handler {
     });
     if (has_append) {
       std::unique_lock gate(gate_mu_);
+      if (hold_appends_) ++held_;
       gate_cv_.wait(gate, [&] { return !hold_appends_; });
     }
     std::lock_guard lock(mu_);
@@ -48,6 +49,10 @@ class RecordingHandler : public Handler {
     std::lock_guard lock(mu_);
     unreachable_.emplace_back(shard, replica);
     cv_.notify_all();
+  }
+  Status AdmitSnapshot(const raft::Message& install, const std::string&) override {
+    std::lock_guard lock(mu_);
+    return install.from == refused_sender_ ? Status::Rejected("not_from_leader") : Status::Ok();
   }
   void HandleSnapshot(raft::Message install, std::string path) override {
     std::lock_guard lock(mu_);
@@ -93,6 +98,17 @@ class RecordingHandler : public Handler {
     gate_cv_.notify_all();
   }
 
+  // Batches that blocked in HandleBatch while appends were held.
+  size_t Held() {
+    std::lock_guard gate(gate_mu_);
+    return held_;
+  }
+  // AdmitSnapshot refuses streams from `sender` (0: none).
+  void RefuseSnapshotsFrom(raft::ReplicaId sender) {
+    std::lock_guard lock(mu_);
+    refused_sender_ = sender;
+  }
+
   std::mutex& mu() { return mu_; }
   // The accessors below REQUIRE mu() held, or no concurrent calls.
   std::vector<raft::Message>& messages() { return messages_; }
@@ -125,7 +141,9 @@ class RecordingHandler : public Handler {
   size_t refused_[static_cast<size_t>(StreamRefusal::kCount)] = {};
   std::mutex gate_mu_;
   std::condition_variable gate_cv_;
-  bool hold_appends_ = false;  // guarded by gate_mu_
+  bool hold_appends_ = false;                          // guarded by gate_mu_
+  size_t held_ = 0;                                    // guarded by gate_mu_
+  raft::ReplicaId refused_sender_ = raft::kNoReplica;  // guarded by mu_
 };
 
 inline raft::Message MakeAppend(raft::ShardId shard, raft::ReplicaId from, raft::ReplicaId to,

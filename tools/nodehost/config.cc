@@ -93,8 +93,12 @@ const std::map<std::string, std::set<std::string>, std::less<>>& KnownKeys() {
       {"",
        {"node_id", "data_dir", "wal_dir", "deployment_id", "rtt_ms", "log_level", "raft_address",
         "client_address", "metrics_address", "metrics_per_shard", "insecure", "raft", "client",
-        "auth", "tls", "client_tls", "nodes", "shards", "storage"}},
+        "auth", "tls", "client_tls", "nodes", "shards", "storage", "peer_limits"}},
       {"storage", {"min_free_bytes", "check_interval_ms"}},
+      {"peer_limits",
+       {"snapshot_streams", "snapshot_streams_per_peer", "snapshot_bytes_per_peer",
+        "snapshot_idle_timeout_ms", "snapshot_total_timeout_ms", "snapshot_evict_idle_ms",
+        "batch_streams_per_peer", "batch_inflight_bytes_per_peer"}},
       {"raft",
        {"election_rtt", "heartbeat_rtt", "snapshot_entries", "compaction_overhead", "step_workers",
         "apply_workers", "quiesce_after_election_timeouts"}},
@@ -124,8 +128,8 @@ Status CheckKeys(const toml::table& t, const std::string& name, std::string_view
 // of tables.
 Status CheckAllKeys(const toml::table& t, std::string_view src) {
   FLOTILLA_RETURN_IF_ERROR(CheckKeys(t, "", src));
-  for (const std::string name :
-       {"raft", "client", "auth", "tls", "client_tls", "nodes", "shards", "storage"}) {
+  for (const std::string name : {"raft", "client", "auth", "tls", "client_tls", "nodes", "shards",
+                                 "storage", "peer_limits"}) {
     const toml::node* n = t.get(name);
     if (n == nullptr) continue;
     const toml::array* a = n->as_array();
@@ -213,6 +217,35 @@ Status ReadRaftAndClient(const toml::table& t, std::string_view src, DaemonConfi
       ReadUint(storage["min_free_bytes"], "storage.min_free_bytes", src, &c->min_free_bytes));
   FLOTILLA_RETURN_IF_ERROR(ReadUint(storage["check_interval_ms"], "storage.check_interval_ms", src,
                                     1, kMaxStorageCheckIntervalMs, &c->storage_check_interval_ms));
+  return Status::Ok();
+}
+
+// [peer_limits]: the engine's SnapshotStreamLimits and BatchStreamLimits
+// (NodeHostConfig's Validate checks how they relate to each other).
+Status ReadPeerLimits(const toml::table& t, std::string_view src, DaemonConfig* c) {
+  const auto p = t["peer_limits"];
+  SnapshotStreamLimits& s = c->snapshot_streams;
+  BatchStreamLimits& b = c->batch_streams;
+  for (const Status& st : {
+           ReadUint(p["snapshot_streams"], "peer_limits.snapshot_streams", src, 1, kMaxStreamLimit,
+                    &s.max_streams),
+           ReadUint(p["snapshot_streams_per_peer"], "peer_limits.snapshot_streams_per_peer", src, 1,
+                    kMaxStreamLimit, &s.max_streams_per_peer),
+           ReadUint(p["snapshot_bytes_per_peer"], "peer_limits.snapshot_bytes_per_peer", src, 1,
+                    UINT64_MAX, &s.max_bytes_per_peer),
+           ReadUint(p["snapshot_idle_timeout_ms"], "peer_limits.snapshot_idle_timeout_ms", src, 1,
+                    kMaxStreamTimeoutMs, &s.idle_timeout_ms),
+           ReadUint(p["snapshot_total_timeout_ms"], "peer_limits.snapshot_total_timeout_ms", src, 1,
+                    kMaxStreamTimeoutMs, &s.total_timeout_ms),
+           ReadUint(p["snapshot_evict_idle_ms"], "peer_limits.snapshot_evict_idle_ms", src, 0,
+                    kMaxStreamTimeoutMs, &s.evict_idle_ms),
+           ReadUint(p["batch_streams_per_peer"], "peer_limits.batch_streams_per_peer", src, 2,
+                    kMaxStreamLimit, &b.max_streams_per_peer),
+           ReadUint(p["batch_inflight_bytes_per_peer"], "peer_limits.batch_inflight_bytes_per_peer",
+                    src, 1, UINT64_MAX, &b.max_inflight_bytes_per_peer),
+       }) {
+    FLOTILLA_RETURN_IF_ERROR(st);
+  }
   return Status::Ok();
 }
 
@@ -405,6 +438,8 @@ NodeHostConfig DaemonConfig::ToNodeHostConfig() const {
   nc.insecure = insecure;
   nc.min_free_bytes = min_free_bytes;
   nc.storage_check_interval_ms = storage_check_interval_ms;
+  nc.snapshot_streams = snapshot_streams;
+  nc.batch_streams = batch_streams;
   // A request of max_request_bytes (key and value) fits in one entry with
   // its encoding.
   nc.max_entry_bytes = std::max<uint64_t>(nc.max_entry_bytes, max_request_bytes + (64 << 10));
@@ -448,6 +483,7 @@ Result<DaemonConfig> ParseConfig(std::string_view toml_text, std::string_view so
   FLOTILLA_RETURN_IF_ERROR(ReadTop(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadAuth(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadRaftAndClient(t, source, &c));
+  FLOTILLA_RETURN_IF_ERROR(ReadPeerLimits(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadNodes(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(ReadShards(t, source, &c));
   FLOTILLA_RETURN_IF_ERROR(Validate(source, &c));

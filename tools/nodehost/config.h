@@ -67,6 +67,10 @@ struct DaemonConfig {
   // [storage]: the free-space reserve (NodeHostConfig::min_free_bytes).
   uint64_t min_free_bytes = uint64_t{256} << 20;
   uint64_t storage_check_interval_ms = 1000;
+  // [peer_limits]: what one peer may hold open on the raft port
+  // (NodeHostConfig::snapshot_streams and batch_streams).
+  SnapshotStreamLimits snapshot_streams;
+  BatchStreamLimits batch_streams;
   // [auth]
   std::string token_file;
   // The deployment secret that authenticates the daemons to each other on
