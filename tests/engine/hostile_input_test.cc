@@ -356,6 +356,55 @@ TEST_F(HostileInput, APeersAddressIsEscapedInTheLog) {
   EXPECT_EQ(log.find("\n[critical]"), std::string::npos) << log;
 }
 
+// Issue 14 names one log line per sender and interval: a sender whose
+// messages are all refused cannot flood the log, yet each is counted.
+TEST_F(HostileInput, ARefusedSenderIsLoggedOncePerIntervalAndCountedEveryTime) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  spdlog::default_logger()->sinks().push_back(sink);
+  for (int i = 0; i < 5; ++i) Inject(leader_, From(follower_, raft::MessageType::kElection));
+  spdlog::default_logger()->sinks().pop_back();
+  EXPECT_EQ(Rejected(leader_, "local_type"), 5u);
+  const std::string log = captured.str();
+  size_t lines = 0;
+  for (size_t at = log.find("dropped Election"); at != std::string::npos;
+       at = log.find("dropped Election", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << log;
+  ExpectHealthy();
+}
+
+// Issue 14: proposals arriving over the raft port skipped max_entry_bytes.
+// A member's forwarded proposal (a follower forwards its clients') above
+// the bound is dropped; a member may forward, so the sender is one.
+TEST_F(HostileInput, AForwardedProposalAboveMaxEntryBytesIsDropped) {
+  raft::Message p = From(follower_, raft::MessageType::kPropose);
+  p.term = 0;
+  raft::Entry e;
+  e.cmd.assign("big=" + std::string(NodeHostConfig{}.max_entry_bytes, 'x'));
+  p.entries.push_back(e);
+  Inject(leader_, p);
+  EXPECT_EQ(Rejected(leader_, "entry_too_large"), 1u);
+  ExpectHealthy();
+  for (uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(*cl_->host(i).StaleRead(1, "big"), "");
+}
+
+// Issue 14: vote requests flagged as a leadership transfer's bypass the
+// leader's lease; from an outsider one must change nothing.
+TEST_F(HostileInput, AnOutsidersVoteRequestFlaggedAsATransferIsDropped) {
+  raft::Message v = From(kOutsider, raft::MessageType::kRequestVote);
+  v.term = term_ + 1;
+  v.ctx = 1;  // the core's kTransferCampaign
+  v.log_index = 1'000'000;
+  v.log_term = term_;
+  Inject(follower_, v);
+  EXPECT_EQ(Rejected(follower_, "non_member"), 1u);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->term, term_);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->leader_id, leader_);
+  ExpectHealthy();
+}
+
 // The received snapshot directories left in a replica's snapshot root.
 std::vector<std::string> ReceivedDirs(const std::string& root) {
   std::vector<std::string> out;
