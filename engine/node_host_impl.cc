@@ -297,8 +297,16 @@ bool StepWorker::RunPass() {
     Counters::Add(c.saves, 1);
     Counters::Add(c.saved_entries, entries);
     Counters::Add(c.saved_bytes, bytes);
+    if (s.code() == StatusCode::kNoSpace) {
+      // Nothing of the pass was written or acknowledged: it waits until the
+      // LogDB takes writes again, then the same updates are saved.
+      nh_->OnStorageFailure(s);
+      s = nh_->SaveWhenStorageResumes(
+          [&] { return nh_->logdb()->SaveIsolated(saves_, &damaged_); });
+    }
     if (!s.ok()) {
-      // Never retried as if nothing happened: the replicas of this pass stop.
+      // Any other failure is never retried as if nothing happened (an fsync
+      // that failed may have lost pages): the replicas of this pass stop.
       nh_->OnStorageFailure(s);
       for (Replica* r : updated_) {
         nh_->FailReplica(r);
@@ -1316,12 +1324,23 @@ void NodeHostImpl::OnStorageFailure(const Status& s) {
     std::lock_guard<std::mutex> l(storage_mu_);
     if (storage_status_.ok()) {
       storage_status_ = Status(
-          s.code(), "the LogDB failed and this NodeHost stopped accepting writes: " + s.message());
+          s.code(), (s.code() == StatusCode::kNoSpace
+                         ? "the LogDB found the disk full; this NodeHost refuses writes until "
+                           "space is freed: "
+                         : "the LogDB failed and this NodeHost stopped accepting writes: ") +
+                        s.message());
     }
   }
   if (!storage_failed_.exchange(true)) {
-    spdlog::critical("LogDB save failed; the replicas of the pass stop accepting writes: {}",
-                     s.ToString());
+    if (s.code() == StatusCode::kNoSpace) {
+      spdlog::critical(
+          "LogDB write failed for want of space; writes are held until space is "
+          "freed: {}",
+          s.ToString());
+    } else {
+      spdlog::critical("LogDB save failed; the replicas of the pass stop accepting writes: {}",
+                       s.ToString());
+    }
   }
 }
 
@@ -1881,6 +1900,8 @@ NodeHostMetrics NodeHostImpl::GetMetrics() {
   m.campaigns = c.campaigns.load();
   m.replica_steps = c.replica_steps.load();
   m.corruptions = c.corruptions.load();
+  m.storage_resumes = c.storage_resumes.load();
+  m.snapshots_damaged = c.snapshots_damaged.load();
   for (size_t i = 1; i < static_cast<size_t>(Rejection::kCount); ++i) {
     m.messages_rejected[std::string(RejectionName(static_cast<Rejection>(i)))] =
         c.rejected.by_reason[i].load(std::memory_order_relaxed);

@@ -47,6 +47,8 @@ struct Counters {
       snapshot_bytes_received{0}, snapshots_taken{0};
   std::atomic<uint64_t> leader_changes{0}, campaigns{0}, replica_steps{0};
   std::atomic<uint64_t> corruptions{0};
+  std::atomic<uint64_t> storage_resumes{0};
+  std::atomic<uint64_t> snapshots_damaged{0};
   LatencyRecorder save_latency;
   RejectionCounters rejected;  // inbound messages dropped by validation
   // Streams refused by peer authentication, by transport::StreamRefusal.
@@ -272,6 +274,11 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Counters& counters() { return counters_; }
   SnapshotWorkers* snapshot_workers() { return snapshot_workers_.get(); }
   void OnStorageFailure(const Status& s);
+  // After a LogDB write failed for want of space: waits, resumes the LogDB
+  // (ResumeStorage) once it can write, and runs `save` again; repeats while
+  // the disk stays full. OK once `save` succeeded; Terminated when the
+  // NodeHost closes meanwhile; any other failure as it came (storage_resume.cc).
+  Status SaveWhenStorageResumes(const std::function<Status()>& save);
   bool storage_low() const { return storage_low_.load(std::memory_order_relaxed); }
   uint64_t storage_free_bytes() const {
     return storage_free_bytes_.load(std::memory_order_relaxed);
@@ -307,6 +314,9 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Result<RequestHandle> ProposeConf(uint64_t shard_id, raft::ConfChange cc, Timeout t);
   void StartThreads();
   void CheckStorage();
+  // Lifts a storage failure when the LogDB resumes (LogDB::Resume); OK when
+  // nothing had failed. Counted and logged.
+  Status ResumeStorage();
   Status StorageStatus();
   Status StartReplicaImpl(const ShardConfig& config, const Members& initial, bool join,
                           uint8_t kind,
@@ -338,6 +348,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::atomic<bool> storage_failed_{false};
   std::mutex storage_mu_;
   Status storage_status_;  // guarded by storage_mu_: why writes stopped
+  std::mutex resume_mu_;   // one LogDB::Resume at a time
   // Free space below min_free_bytes (CheckStorage, on the ticker).
   std::atomic<bool> storage_low_{false};
   std::atomic<uint64_t> storage_low_episode_{0};  // counts the times it went low

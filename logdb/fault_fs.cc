@@ -109,9 +109,18 @@ FaultFs::FaultFs(const std::shared_ptr<rocksdb::FileSystem>& base) : FileSystemW
 
 rocksdb::IOStatus FaultFs::BeforeAppend() const {
   if (crashed_.load()) return rocksdb::IOStatus::IOError("fault injection: simulated crash");
-  if (no_space_.load())
-    return rocksdb::IOStatus::NoSpace("fault injection: no space left on device");
+  if (no_space_.load()) {
+    // As RocksDB's POSIX file system reports ENOSPC: retryable.
+    rocksdb::IOStatus s = rocksdb::IOStatus::NoSpace("fault injection: no space left on device");
+    s.SetRetryable(true);
+    return s;
+  }
   return rocksdb::IOStatus::OK();
+}
+
+rocksdb::IOStatus FaultFs::BeforeCreate() const {
+  if (!no_space_new_files_.load() && !crashed_.load()) return rocksdb::IOStatus::OK();
+  return BeforeAppend();
 }
 
 rocksdb::IOStatus FaultFs::BeforeSync() const {
@@ -153,7 +162,7 @@ rocksdb::IOStatus FaultFs::NewWritableFile(const std::string& fname,
                                            const rocksdb::FileOptions& opts,
                                            std::unique_ptr<rocksdb::FSWritableFile>* result,
                                            rocksdb::IODebugContext* dbg) {
-  FLOTILLA_FAULT_CHECK(BeforeAppend());
+  FLOTILLA_FAULT_CHECK(BeforeCreate());
   return Wrap(fname, target()->NewWritableFile(fname, opts, result, dbg), 0, result);
 }
 
@@ -161,7 +170,7 @@ rocksdb::IOStatus FaultFs::ReopenWritableFile(const std::string& fname,
                                               const rocksdb::FileOptions& opts,
                                               std::unique_ptr<rocksdb::FSWritableFile>* result,
                                               rocksdb::IODebugContext* dbg) {
-  FLOTILLA_FAULT_CHECK(BeforeAppend());
+  FLOTILLA_FAULT_CHECK(BeforeCreate());
   uint64_t size = 0;
   if (!target()->GetFileSize(fname, rocksdb::IOOptions(), &size, dbg).ok()) size = 0;
   return Wrap(fname, target()->ReopenWritableFile(fname, opts, result, dbg), size, result);
@@ -171,7 +180,7 @@ rocksdb::IOStatus FaultFs::ReuseWritableFile(const std::string& fname, const std
                                              const rocksdb::FileOptions& opts,
                                              std::unique_ptr<rocksdb::FSWritableFile>* result,
                                              rocksdb::IODebugContext* dbg) {
-  FLOTILLA_FAULT_CHECK(BeforeAppend());
+  FLOTILLA_FAULT_CHECK(BeforeCreate());
   {
     std::lock_guard<std::mutex> lock(mu_);
     files_.erase(old_fname);
@@ -182,7 +191,7 @@ rocksdb::IOStatus FaultFs::ReuseWritableFile(const std::string& fname, const std
 rocksdb::IOStatus FaultFs::RenameFile(const std::string& src, const std::string& dst,
                                       const rocksdb::IOOptions& opts,
                                       rocksdb::IODebugContext* dbg) {
-  FLOTILLA_FAULT_CHECK(BeforeAppend());
+  FLOTILLA_FAULT_CHECK(BeforeCreate());
   rocksdb::IOStatus s = target()->RenameFile(src, dst, opts, dbg);
   if (!s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
@@ -198,7 +207,8 @@ rocksdb::IOStatus FaultFs::RenameFile(const std::string& src, const std::string&
 
 rocksdb::IOStatus FaultFs::DeleteFile(const std::string& fname, const rocksdb::IOOptions& opts,
                                       rocksdb::IODebugContext* dbg) {
-  FLOTILLA_FAULT_CHECK(BeforeAppend());
+  // Removing a file never needs space: a full disk does not refuse it.
+  if (crashed_.load()) return rocksdb::IOStatus::IOError("fault injection: simulated crash");
   rocksdb::IOStatus s = target()->DeleteFile(fname, opts, dbg);
   std::lock_guard<std::mutex> lock(mu_);
   files_.erase(fname);

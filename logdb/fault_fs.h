@@ -53,7 +53,13 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
                                rocksdb::IODebugContext* dbg) override;
 
   void set_fail_sync(bool fail) { fail_sync_.store(fail); }
-  void set_no_space(bool full) { no_space_.store(full); }
+  // A full disk: appends fail with NoSpace, and so does creating or renaming
+  // a file unless `new_files_too` is false (a disk with room for a directory
+  // entry but not for data, as tmpfs and ext4 usually are).
+  void set_no_space(bool full, bool new_files_too = true) {
+    no_space_new_files_.store(new_files_too);
+    no_space_.store(full);
+  }
   void Crash() { crashed_.store(true); }
   // Truncates every file written since construction to its synced length.
   // REQUIRES: the DB using this file system is closed.
@@ -65,6 +71,7 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
 
   // Called by the file wrappers.
   rocksdb::IOStatus BeforeAppend() const;
+  rocksdb::IOStatus BeforeCreate() const;
   rocksdb::IOStatus BeforeSync() const;
   void Appended(const std::string& fname, uint64_t new_size);
   void Synced(const std::string& fname);
@@ -79,6 +86,7 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
 
   std::atomic<bool> fail_sync_{false};
   std::atomic<bool> no_space_{false};
+  std::atomic<bool> no_space_new_files_{true};
   std::atomic<bool> crashed_{false};
   std::mutex mu_;
   std::map<std::string, FileState> files_;  // guarded by mu_

@@ -58,6 +58,20 @@ void KvLogDB::ForgetVolatileState() {
   last_entry_.clear();
 }
 
+Status KvLogDB::Resume() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (poisoned_.ok()) return Status::Ok();
+    if (poisoned_.code() != StatusCode::kNoSpace) return poisoned_;
+  }
+  FLOTILLA_RETURN_IF_ERROR(store_->Resume());
+  // The failed write changed nothing in the store, and the cached last
+  // indexes are only ever set by writes that succeeded: they still hold.
+  std::lock_guard<std::mutex> lock(mu_);
+  poisoned_ = Status::Ok();
+  return Status::Ok();
+}
+
 std::unique_ptr<KvLogDB::Scratch> KvLogDB::AcquireScratch(Status* poisoned) {
   std::unique_ptr<Scratch> s;
   {

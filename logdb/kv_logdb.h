@@ -45,6 +45,7 @@ class KvLogDB : public LogDB {
   const char* Name() const override { return name_; }
   LatencyHistogram SyncLatency() const override { return store_->SyncLatency(); }
   bool Overloaded() const override { return store_->Overloaded(); }
+  Status Resume() override;
 
   // Reads every record of the store in key order and verifies it (each
   // entry of each batch, the batches of a replica contiguous): `problem` is

@@ -64,6 +64,10 @@ class KvStore {
   // See LogDB::SyncLatency and LogDB::Overloaded.
   virtual LatencyHistogram SyncLatency() const { return {}; }
   virtual bool Overloaded() const { return false; }
+  // Takes writes again after a write failed for want of space, once the
+  // failed state is cleared durably; an error (NoSpace while the disk is
+  // still full) leaves the store refusing writes. See LogDB::Resume.
+  virtual Status Resume() { return Status::Ok(); }
 };
 
 }  // namespace flotilla::logdb

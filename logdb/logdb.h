@@ -180,6 +180,16 @@ class LogDB {
   // clears, so that memory does not grow behind a slow disk. Cheap: callers
   // may ask on every proposal.
   virtual bool Overloaded() const { return false; }
+
+  // After a write failed for want of space (NoSpace), tries to take writes
+  // again: the store clears its failed state (RocksDB's DB::Resume, which
+  // moves writes to a new write-ahead log) and the poison is lifted. OK when
+  // writes are taken again (or nothing was poisoned); NoSpace while the disk
+  // is still full, so the caller tries again later. A LogDB poisoned by any
+  // other failure (IOError: an fsync that failed may have lost dirty pages)
+  // is never resumed and returns that poison, until a restart. The write
+  // that failed was not acknowledged: the caller saves it again.
+  [[nodiscard]] virtual Status Resume() { return Status::Ok(); }
 };
 
 }  // namespace flotilla::logdb

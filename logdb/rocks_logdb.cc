@@ -150,12 +150,21 @@ class TimedFs final : public rocksdb::FileSystemWrapper {
   LatencyRecorder rec_;
 };
 
-// Follows RocksDB's write-stall state (delayed or stopped for compaction).
+// Follows RocksDB's write-stall state (delayed or stopped for compaction),
+// and keeps RocksDB from resuming by itself after a full disk.
 class StallListener final : public rocksdb::EventListener {
  public:
   void OnStallConditionsChanged(const rocksdb::WriteStallInfo& info) override {
     stalled_.store(info.condition.cur != rocksdb::WriteStallCondition::kNormal,
                    std::memory_order_relaxed);
+  }
+  // RocksDB's own recovery from NoSpace waits until its SstFileManager sees
+  // a whole write buffer (64 MiB here) free, which a small disk never has;
+  // and while it waits, DB::Resume answers Busy. The LogDB's owner resumes
+  // instead (KvStore::Resume), as soon as a flush can be written.
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status bg_error,
+                            bool* auto_recovery) override {
+    if (bg_error.IsNoSpace()) *auto_recovery = false;
   }
   bool stalled() const { return stalled_.load(std::memory_order_relaxed); }
 
@@ -198,6 +207,19 @@ class RocksStore final : public KvStore {
 
   std::unique_ptr<Iterator> NewIterator(std::string_view lower, std::string_view upper) override {
     return std::make_unique<RocksIterator>(db_.get(), lower, upper);
+  }
+
+  // DB::Resume flushes every memtable, which also moves writes to a new
+  // write-ahead log: whatever the failed write left in the old one is never
+  // replayed, and the old log is deleted once the flush is durable.
+  Status Resume() override {
+    const rocksdb::Status s = db_->Resume();
+    if (s.ok() || s.severity() < rocksdb::Status::Severity::kFatalError) return FromRocks(s);
+    // RocksDB 7.8 marks the error unrecoverable when the flush of a failed
+    // resume could not create its file: no later Resume succeeds, however
+    // much space is freed; a restart reopens the database.
+    return Status::IOError("rocksdb gave up resuming after a full disk (" + s.ToString() +
+                           "); a restart of the NodeHost reopens the LogDB");
   }
 
  private:

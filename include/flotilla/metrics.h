@@ -77,6 +77,12 @@ struct NodeHostMetrics {
   // Damaged data at rest found by a checksum (a LogDB record, a snapshot
   // file): each stops the one replica it belongs to.
   uint64_t corruptions = 0;
+  // The LogDB resumed writing after its RocksDB had failed a write for want
+  // of space (the disk filled past any reserve) and space was freed.
+  uint64_t storage_resumes = 0;
+  // A snapshot of this NodeHost's own failed its checksums while it was sent
+  // to a follower: it is never sent again, and a fresh one is taken.
+  uint64_t snapshots_damaged = 0;
   // Raft messages from peers that failed validation and were dropped before
   // the protocol core saw them, by reason (see docs/security.md): the reason
   // names are stable metric labels. Zero counts are listed too.

@@ -51,7 +51,9 @@ struct NodeHostInfo {
   std::vector<ReplicaInfo> replicas;
   // OK, or why this NodeHost refuses writes: NoSpace while free space is
   // below NodeHostConfig::min_free_bytes (clears by itself when space is
-  // freed), or the LogDB's failure (IOError/NoSpace, until a restart).
+  // freed), NoSpace when the LogDB itself found the disk full (clears by
+  // itself once the LogDB resumes), or another LogDB failure (IOError,
+  // until a restart).
   Status storage;
 };
 

@@ -68,44 +68,73 @@ TEST(ManualDrive, OneThreadRunsThreeNodeHostsAndTheSameSeedReplaysExactly) {
 namespace flotilla::engine {
 namespace {
 
-TEST(StorageFailure, AFullDiskStopsWritesAndSaysWhy) {
-  const std::string root = TempRoot("flotilla-nospace-");
-  NodeHostConfig c;
-  c.data_dir = root;
-  c.rtt_ms = 5;
-  NodeHostDeps d;
-  auto db = logdb::NewMemoryLogDB();
-  logdb::MemoryLogDB* raw = db.get();
-  d.logdb = std::move(db);
-  NodeHostImpl nh(c, std::move(d));
-  ASSERT_TRUE(nh.Init().ok());
-  ShardConfig sc;
-  sc.shard_id = 1;
-  sc.replica_id = 1;
-  ASSERT_TRUE(nh.StartReplica(sc, {{1, nh.raft_address()}}, false, [](uint64_t, uint64_t) {
-                  return std::make_unique<testing::KvStateMachine>();
-                }).ok());
-  RequestResult r;
-  r.code = RequestCode::kDropped;
-  for (int i = 0; i < 500 && !r.ok(); ++i) {
-    r = nh.SyncPropose(1, "a=1", 5s);
-    if (!r.ok()) std::this_thread::sleep_for(10ms);
+// One NodeHost with a memory LogDB running shard 1 alone, which has
+// committed one write.
+class OneHostMemoryLogDb : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    NodeHostConfig c;
+    c.data_dir = root_;
+    c.rtt_ms = 5;
+    c.storage_check_interval_ms = 20;
+    NodeHostDeps d;
+    auto db = logdb::NewMemoryLogDB();
+    db_ = db.get();
+    d.logdb = std::move(db);
+    nh_ = std::make_unique<NodeHostImpl>(c, std::move(d));
+    ASSERT_TRUE(nh_->Init().ok());
+    ShardConfig sc;
+    sc.shard_id = 1;
+    sc.replica_id = 1;
+    ASSERT_TRUE(nh_->StartReplica(sc, {{1, nh_->raft_address()}}, false,
+                                  [](uint64_t, uint64_t) {
+                                    return std::make_unique<testing::KvStateMachine>();
+                                  })
+                    .ok());
+    RequestResult r;
+    r.code = RequestCode::kDropped;
+    for (int i = 0; i < 500 && !r.ok(); ++i) {
+      r = nh_->SyncPropose(1, "a=1", 5s);
+      if (!r.ok()) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(r.ok());
   }
-  ASSERT_TRUE(r.ok());
-  raw->FailNextWrite(Status::NoSpace("simulated: no space left on device"));
-  // The write that hits the full disk ends as terminated, never as applied.
-  const RequestResult failed = nh.SyncPropose(1, "b=2", 5s);
+  void TearDown() override {
+    nh_->Close();
+    std::filesystem::remove_all(root_);
+  }
+
+  const std::string root_ = TempRoot("flotilla-storage-");
+  logdb::MemoryLogDB* db_ = nullptr;
+  std::unique_ptr<NodeHostImpl> nh_;
+};
+
+TEST_F(OneHostMemoryLogDb, AFailedDiskStopsWritesAndSaysWhy) {
+  db_->FailNextWrite(Status::IOError("simulated: the disk failed"));
+  // The write that hits the failed disk ends as terminated, never as applied.
+  const RequestResult failed = nh_->SyncPropose(1, "b=2", 5s);
   EXPECT_EQ(failed.code, RequestCode::kTerminated);
   // Later proposals are refused at once, with the reason.
-  Result<RequestHandle> refused = nh.Propose(1, "c=3", 5s);
+  Result<RequestHandle> refused = nh_->Propose(1, "c=3", 5s);
   ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), StatusCode::kNoSpace);
+  EXPECT_EQ(refused.status().code(), StatusCode::kIOError);
   EXPECT_NE(refused.status().message().find("LogDB"), std::string::npos)
       << refused.status().ToString();
   // Nothing that failed to persist was applied.
-  EXPECT_EQ(*nh.StaleRead(1, "b"), "");
-  nh.Close();
-  std::filesystem::remove_all(root);
+  EXPECT_EQ(*nh_->StaleRead(1, "b"), "");
+  EXPECT_EQ(nh_->GetMetrics().storage_resumes, 0u);
+}
+
+// A write the LogDB refused for want of space is held, not failed: it is
+// saved once the LogDB takes writes again, then applied and acknowledged.
+TEST_F(OneHostMemoryLogDb, AWriteThatFoundTheDiskFullIsSavedOnceTheLogDbResumes) {
+  db_->FailNextWrite(Status::NoSpace("simulated: no space left on device"));
+  const RequestResult held = nh_->SyncPropose(1, "b=2", 5s);
+  EXPECT_EQ(held.code, RequestCode::kCompleted) << static_cast<int>(held.code);
+  EXPECT_EQ(*nh_->StaleRead(1, "b"), "2");
+  EXPECT_EQ(nh_->GetMetrics().storage_resumes, 1u);
+  EXPECT_TRUE(nh_->GetInfo().storage.ok()) << nh_->GetInfo().storage.ToString();
+  EXPECT_TRUE(nh_->SyncPropose(1, "c=3", 5s).ok());
 }
 
 }  // namespace

@@ -65,6 +65,9 @@ TEST_F(RocksFaultTest, FailedFsyncIsAnErrorAndIsNeverRetried) {
   EXPECT_NE(again.message().find("refuses writes after a failed write"), std::string::npos)
       << again.ToString();
   EXPECT_EQ(db->SaveBootstrap(1, 1, Bootstrap{}).code(), StatusCode::kIOError);
+  // Nor is it resumed: only a full disk is (see FullDiskResumesOnceSpaceIsFreed).
+  EXPECT_EQ(db->Resume().code(), StatusCode::kIOError);
+  EXPECT_EQ(workload_.Save(db.get(), 6).code(), StatusCode::kIOError);
   // Reads keep working for the diagnosis.
   EXPECT_EQ(Workload::Verify(db.get()).value(), 5u);
   // A restart (the operator's decision) recovers what was acknowledged.
@@ -91,6 +94,57 @@ TEST_F(RocksFaultTest, FullDiskIsNoSpace) {
   // After the restart the LogDB takes writes again.
   SaveMany(db.get(), 0);
   EXPECT_TRUE(workload_.Save(db.get(), 4).ok());
+}
+
+// RocksDB's own write failed for want of space: Resume says NoSpace while
+// the disk is still full, then takes writes again once space is freed, and
+// the save that failed, saved again, is durable with everything before it.
+TEST_F(RocksFaultTest, FullDiskResumesOnceSpaceIsFreed) {
+  auto db = Open();
+  SaveMany(db.get(), 3);
+  fs_->set_no_space(true, /*new_files_too=*/false);
+  EXPECT_EQ(workload_.Save(db.get(), 4).code(), StatusCode::kNoSpace);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    EXPECT_EQ(db->Resume().code(), StatusCode::kNoSpace) << attempt;
+  }
+  EXPECT_EQ(workload_.Save(db.get(), 4).code(), StatusCode::kNoSpace);
+  fs_->set_no_space(false);
+  const Status resumed = db->Resume();
+  ASSERT_TRUE(resumed.ok()) << resumed.ToString();
+  ASSERT_TRUE(workload_.Save(db.get(), 4).ok());
+  ASSERT_TRUE(workload_.Save(db.get(), 5).ok());
+  PowerCut(&db);
+  db = Open();
+  auto k = Workload::Verify(db.get());
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  EXPECT_EQ(k.value(), 5u);
+}
+
+// RocksDB 7.8 gives up resuming for good when the flush of a failed resume
+// could not even create its file: the LogDB then says so (IOError, "restart")
+// rather than NoSpace, so that its owner stops waiting for space; a restart
+// recovers everything acknowledged.
+TEST_F(RocksFaultTest, AResumeRocksDbGaveUpOnIsAnErrorUntilARestart) {
+  auto db = Open();
+  SaveMany(db.get(), 3);
+  fs_->set_no_space(true, /*new_files_too=*/true);
+  EXPECT_EQ(workload_.Save(db.get(), 4).code(), StatusCode::kNoSpace);
+  Status s = db->Resume();
+  for (int attempt = 0; attempt < 3 && s.code() == StatusCode::kNoSpace; ++attempt) {
+    s = db->Resume();
+  }
+  fs_->set_no_space(false);
+  s = db->Resume();
+  EXPECT_EQ(s.code(), StatusCode::kIOError) << s.ToString();
+  EXPECT_NE(s.message().find("restart"), std::string::npos) << s.ToString();
+  PowerCut(&db);
+  db = Open();
+  ASSERT_TRUE(workload_.Save(db.get(), 4).ok());
+  PowerCut(&db);
+  db = Open();
+  auto k = Workload::Verify(db.get());
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  EXPECT_EQ(k.value(), 4u);
 }
 
 TEST_F(RocksFaultTest, PowerCutKeepsEverySyncedSave) {

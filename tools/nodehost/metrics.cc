@@ -255,6 +255,12 @@ void RenderEngineMetrics(const NodeHostMetrics& m, PromWriter* w) {
       {"flotilla_storage_corruptions_total",
        "Damaged data at rest found by a checksum; each stops the one replica it belongs to.",
        m.corruptions},
+      {"flotilla_storage_resumes_total",
+       "Times the LogDB resumed writing after its RocksDB had failed for want of space.",
+       m.storage_resumes},
+      {"flotilla_snapshots_damaged_total",
+       "Own snapshots that failed their checksums while sent; each is dropped and taken anew.",
+       m.snapshots_damaged},
   };
   for (const Field& f : counters) {
     w->Family(f.name, f.help, "counter");

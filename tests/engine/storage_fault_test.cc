@@ -1,0 +1,134 @@
+// Issue 15, storage faults met by RocksDB itself rather than by our checks:
+// the LogDB's RocksDB finds the disk full (no reserve keeps it off the
+// wall), and the NodeHost goes on once space is freed, without a restart
+// and without losing anything it acknowledged.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "tests/engine/cluster.h"
+#include "tests/tmpfs_mount.h"
+
+namespace flotilla::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kDiskBytes = 48 << 20;
+
+NodeHostConfig OnDisk(const std::string& dir, const std::string& address) {
+  NodeHostConfig c;
+  c.data_dir = dir;
+  c.raft_address = address;
+  c.rtt_ms = 10;
+  c.step_workers = 2;
+  c.apply_workers = 1;
+  // No reserve: RocksDB itself runs into the full disk.
+  c.min_free_bytes = 0;
+  c.storage_check_interval_ms = 50;
+  return c;
+}
+
+ShardConfig OneReplica(uint64_t shard) {
+  ShardConfig sc;
+  sc.shard_id = shard;
+  sc.replica_id = 1;
+  sc.snapshot_entries = 0;
+  return sc;
+}
+
+// Polls `pred` every 20 ms up to `limit`.
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+TEST(LogDbNoSpace, WritesResumeAfterRocksDbHitTheFullDiskWithoutARestart) {
+  flotilla::testing::TmpfsMount disk(kDiskBytes);
+  FLOTILLA_SKIP_OR_FAIL_FULL_DISK(disk);
+  const NodeHostConfig first = OnDisk(disk.path() + "/nh", "127.0.0.1:0");
+  auto created = NodeHost::Create(first);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<NodeHost> nh = std::move(created).value();
+  const NodeHostConfig config = OnDisk(first.data_dir, nh->raft_address());
+  const Members members = {{1, nh->raft_address()}};
+  for (uint64_t shard : {1, 2}) {
+    ASSERT_TRUE(nh->StartReplica(OneReplica(shard), members, false, KvFactory()).ok());
+  }
+
+  std::map<std::string, std::string> acknowledged;
+  const std::string pad(2 << 10, 'p');
+  auto put = [&](uint64_t shard, const std::string& key) {
+    const std::string value = key + pad;
+    const RequestResult r = nh->SyncPropose(shard, key + "=" + value, 2s);
+    if (r.ok()) acknowledged[std::to_string(shard) + "/" + key] = value;
+    return r;
+  };
+  for (int i = 0; i < 20; ++i) {
+    for (uint64_t shard : {1, 2}) {
+      const std::string key = "before-" + std::to_string(i);
+      ASSERT_TRUE(WaitFor([&] { return put(shard, key).ok(); }, 10s)) << key;
+    }
+  }
+  ASSERT_TRUE(nh->GetInfo().storage.ok());
+
+  // Fill the disk, then write until the LogDB's RocksDB finds it full.
+  const std::string filler = disk.path() + "/filler";
+  flotilla::testing::TmpfsMount::Fill(filler);
+  bool refused = false;
+  for (int i = 0; i < 2000 && !refused; ++i) {
+    refused = !put(1 + i % 2, "during-" + std::to_string(i)).ok();
+  }
+  ASSERT_TRUE(refused) << "no write failed on a full disk";
+  ASSERT_TRUE(WaitFor([&] { return !nh->GetInfo().storage.ok(); }, 5s));
+  const Status full = nh->GetInfo().storage;
+  EXPECT_EQ(full.code(), StatusCode::kNoSpace) << full.ToString();
+  EXPECT_TRUE(nh->GetMetrics().storage_failed);
+
+  // Space is freed: both shards take writes again, without a restart.
+  fs::remove(filler);
+  ASSERT_TRUE(WaitFor([&] { return nh->GetInfo().storage.ok(); }, 10s))
+      << "the LogDB did not resume: " << nh->GetInfo().storage.ToString();
+  EXPECT_FALSE(nh->GetMetrics().storage_failed);
+  EXPECT_GE(nh->GetMetrics().storage_resumes, 1u);
+  for (int i = 0; i < 20; ++i) {
+    for (uint64_t shard : {1, 2}) {
+      const std::string key = "after-" + std::to_string(i);
+      RequestResult r;
+      ASSERT_TRUE(WaitFor([&] { return (r = put(shard, key)).ok(); }, 10s))
+          << "shard " << shard << " " << key << ": code " << static_cast<int>(r.code);
+    }
+  }
+  auto check_all = [&](const char* when) {
+    for (const auto& [shard_key, value] : acknowledged) {
+      const uint64_t shard = std::stoull(shard_key.substr(0, 1));
+      const RequestResult r = ReadWithRetry(nh.get(), shard, shard_key.substr(2));
+      ASSERT_TRUE(r.ok()) << when << ": " << shard_key;
+      EXPECT_EQ(r.data, value) << when << ": " << shard_key;
+    }
+  };
+  check_all("after resuming");
+
+  // And everything acknowledged is on disk: a restart finds it, and the
+  // LogDB opens cleanly (no damaged record left in its write-ahead log).
+  nh->Close();
+  nh.reset();
+  auto reopened = NodeHost::Create(config);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  nh = std::move(reopened).value();
+  for (uint64_t shard : {1, 2}) {
+    ASSERT_TRUE(nh->StartReplica(OneReplica(shard), members, false, KvFactory()).ok());
+  }
+  check_all("after a restart");
+  nh->Close();
+}
+
+}  // namespace
+}  // namespace flotilla::testing
