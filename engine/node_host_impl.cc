@@ -407,6 +407,11 @@ void StepWorker::SendSnapshots(Replica* r) {
   });
   for (auto m = it; m != msgs.end(); ++m) {
     const bool witness = r->peer->raft().tracker().IsWitness(m->to);
+    if (!witness && m->snapshot.index == r->damaged_snapshot.load()) {
+      // Never sent again; the core tries again once a fresh one is taken.
+      r->PushSnapshotStatus(m->to, true);
+      continue;
+    }
     if (r->sm()->on_disk() && !witness) {
       // Streamed straight from the state machine by its apply worker.
       r->PushStreamRequest(std::move(*m));
@@ -439,8 +444,11 @@ Result<std::unique_ptr<transport::SnapshotSource>> StepWorker::PinnedFileSource(
   const std::string path = SnapshotPath(r->snapshot_root, index);
   Result<std::unique_ptr<transport::SnapshotSource>> src = transport::NewFileSnapshotSource(path);
   if (!src.ok()) return src.status();
+  Result<std::unique_ptr<transport::SnapshotSource>> checked =
+      nh_->VerifiedOwnSnapshot(r->shard_id, r->replica_id, index, path, std::move(src).value());
+  if (!checked.ok()) return checked.status();
   Counters::Add(nh_->counters().snapshot_bytes_sent, DirectoryBytes(path));
-  return HoldWhileStreaming(std::move(src).value(), r->snapshot_pins->Pin(index));
+  return HoldWhileStreaming(std::move(checked).value(), r->snapshot_pins->Pin(index));
 }
 
 // A core that read a damaged entry halts itself (it neither votes nor
@@ -785,6 +793,7 @@ bool ApplyWorker::RunOnce() {
     }
     ServeSnapshotRequests(r);
     ServeStreamRequests(r);
+    RetakeDamagedSnapshot(r);
   }
   return !work_.empty();
 }

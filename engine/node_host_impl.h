@@ -186,6 +186,10 @@ class ApplyWorker : public WorkerBase {
                               const Status& s);
   void ServeSnapshotRequests(Replica* r);
   void ServeStreamRequests(Replica* r);
+  // Replaces the replica's own snapshot found damaged while it was sent
+  // (Replica::damaged_snapshot) with a fresh one from the state machine
+  // (snapshot_damage.cc).
+  void RetakeDamagedSnapshot(Replica* r);
 
   NodeHostImpl* nh_;
   std::vector<Replica*> work_;
@@ -302,6 +306,17 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // restore (VerifySnapshotFiles; a snapshot written before checksums is
   // given them).
   Status VerifySnapshot(Replica* r, const std::string& dir);
+  // The snapshot `index` of replica (shard, replica) of this NodeHost failed
+  // its checksums while it was sent: counted, logged, never sent again, and
+  // a fresh one is taken (snapshot_damage.cc). Any thread.
+  void OnDamagedOwnSnapshot(uint64_t shard, uint64_t replica, uint64_t index, const Status& s);
+  // `inner`, which streams this NodeHost's own snapshot `index` of (shard,
+  // replica) from `dir`, checked against the snapshot's checksums file on
+  // the way (NewVerifiedSnapshotSource); Corruption at once when that file
+  // is damaged.
+  Result<std::unique_ptr<transport::SnapshotSource>> VerifiedOwnSnapshot(
+      uint64_t shard, uint64_t replica, uint64_t index, const std::string& dir,
+      std::unique_ptr<transport::SnapshotSource> inner);
   // What a replica's halted core read: the LogDB's Corruption status.
   static Status CorruptionOf(const Replica* r);
   void NotifyStep(Replica* r);

@@ -154,6 +154,10 @@ class Replica {
   // A snapshot worker is writing a snapshot of this replica: at most one
   // snapshot job per shard at a time.
   std::atomic<bool> snapshot_in_flight{false};
+  // The index of this replica's own snapshot found damaged while it was
+  // sent (0: none): it is never sent again, and the apply worker takes a
+  // fresh one (snapshot_damage.cc).
+  std::atomic<uint64_t> damaged_snapshot{0};
 
   // --- Reported state.
   std::atomic<uint64_t> applied{0};

@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 
+#include "engine/snapshot_files.h"
 #include "tests/engine/cluster.h"
 #include "tests/tmpfs_mount.h"
 
@@ -128,6 +131,87 @@ TEST(LogDbNoSpace, WritesResumeAfterRocksDbHitTheFullDiskWithoutARestart) {
   }
   check_all("after a restart");
   nh->Close();
+}
+
+// The newest snapshot directory of shard 1's replica `replica` under
+// `data_dir`.
+fs::path NewestSnapshot(const std::string& data_dir, uint64_t replica) {
+  fs::path newest;
+  const fs::path root = fs::path(data_dir) / "snapshots" / ("1-" + std::to_string(replica));
+  for (const auto& e : fs::directory_iterator(root)) {
+    if (e.path().filename().string().rfind("snapshot-", 0) == 0 && e.path() > newest) {
+      newest = e.path();
+    }
+  }
+  return newest;
+}
+
+void FlipByte(const fs::path& path, size_t at) {
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream all;
+    all << in.rdbuf();
+    bytes = all.str();
+  }
+  ASSERT_FALSE(bytes.empty()) << path;
+  bytes[at % bytes.size()] ^= 0x10;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Issue 15: the leader's own snapshot, damaged at rest, fails its checksums
+// while it is streamed to a follower that needs it. The leader must notice,
+// stop sending that snapshot, and take a fresh one from its state machine,
+// so that the follower catches up, instead of sending the damaged copy (which
+// the follower refuses) for ever.
+TEST(DamagedLeaderSnapshot, IsNotResentAndAFreshOneIsTaken) {
+  Cluster c(3);
+  c.shard_config.snapshot_entries = 10;
+  c.shard_config.compaction_overhead = 2;
+  const Members members = c.MembersOf(3);
+  c.StartOn(0, 1, members);
+  c.StartOn(1, 1, members);
+  for (int k = 0; k < 30; ++k) {
+    ASSERT_TRUE(ProposeRetry(c.host(0), 1, "k" + std::to_string(k) + "=v" + std::to_string(k)));
+  }
+  const uint64_t leader = c.host(0)->GetReplicaInfo(1)->leader_id;
+  ASSERT_TRUE(leader == 1 || leader == 2) << leader;
+  const int lh = static_cast<int>(leader - 1);
+  // A snapshot of everything, so that replica 3 can only catch up from it
+  // (the log before it is compacted).
+  Result<RequestHandle> taken = c.host(lh)->RequestSnapshot(1, 5s);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  const RequestResult snap = taken->Wait();
+  ASSERT_TRUE(snap.ok()) << snap.data;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return NewestSnapshot(c.data_dir(lh), leader).filename() ==
+               fs::path(engine::SnapshotPath("", snap.value)).filename();
+      },
+      5s));
+  const fs::path damaged = NewestSnapshot(c.data_dir(lh), leader);
+  FlipByte(damaged / engine::kSnapshotDataFile, 5);
+
+  c.StartOn(2, 1, members);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto v = c.host(2)->StaleRead(1, "k29");
+        return v.ok() && *v == "v29";
+      },
+      15s))
+      << "replica 3 never caught up: the damaged snapshot was sent again and again";
+  EXPECT_GE(c.host(lh)->GetMetrics().snapshots_damaged, 1u);
+  // The fresh snapshot replaced the damaged one: it passes its checksums.
+  const Result<engine::SnapshotCheck> check = engine::VerifySnapshotFiles(damaged.string());
+  EXPECT_TRUE(check.ok()) << check.status().ToString();
+  // The shard goes on with all three.
+  ASSERT_TRUE(ProposeRetry(c.host(0), 1, "after=1"));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto v = c.host(2)->StaleRead(1, "after");
+        return v.ok() && *v == "1";
+      },
+      10s));
 }
 
 }  // namespace
