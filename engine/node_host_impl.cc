@@ -1364,6 +1364,7 @@ void NodeHostImpl::NoteCorruption(uint64_t shard, uint64_t replica, const Status
   Counters::Add(counters_.corruptions, 1);
   spdlog::error("shard {} replica {}: damaged data at rest, the replica stops: {}", shard, replica,
                 s.message());
+  NoteStoreDamage(s, {shard, replica});
 }
 
 Status NodeHostImpl::CorruptionOf(const Replica* r) {
@@ -1459,6 +1460,7 @@ Status NodeHostImpl::StartReplicaImpl(
   // concurrent starts one fails here; the reservation ends on every return.
   ShardReservation reservation(this, sc.shard_id);
   FLOTILLA_RETURN_IF_ERROR(reservation.status());
+  FLOTILLA_RETURN_IF_ERROR(KnownStoreDamage(sc.shard_id, sc.replica_id));
   Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
   // The core needs the last entry's term at any time (a failed read of it
   // stops the process), so the last entry is read now and kept cached: a
@@ -1471,7 +1473,7 @@ Status NodeHostImpl::StartReplicaImpl(
   }
   if (!read.ok()) {
     NoteCorruption(sc.shard_id, sc.replica_id, read);
-    return read;
+    return NamedCorruption(sc.shard_id, sc.replica_id, read);
   }
   logdb::Bootstrap boot;
   if (st->bootstrap) {
@@ -1543,7 +1545,7 @@ Status NodeHostImpl::StartReplicaImpl(
   if (r->peer->raft().corrupted()) {
     const Status damaged = CorruptionOf(r.get());
     NoteCorruption(sc.shard_id, sc.replica_id, damaged);
-    return damaged;
+    return NamedCorruption(sc.shard_id, sc.replica_id, damaged);
   }
   r->term.store(st->hard_state.term);
   r->commit.store(st->hard_state.commit);

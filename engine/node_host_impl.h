@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -317,6 +318,16 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Result<std::unique_ptr<transport::SnapshotSource>> VerifiedOwnSnapshot(
       uint64_t shard, uint64_t replica, uint64_t index, const std::string& dir,
       std::unique_ptr<transport::SnapshotSource> inner);
+  // A Corruption status of replica (shard, replica), its name put first
+  // when the status does not start with it (RocksDB's own name only a file).
+  static Status NamedCorruption(uint64_t shard, uint64_t replica, const Status& s);
+  // When `s` is damage RocksDB found in one of the LogDB's files: names the
+  // file and the replicas with records in it that can no longer be read,
+  // and takes those replicas out (store_damage.cc), but for `reporter`,
+  // whose caller stops it. Once per file.
+  void NoteStoreDamage(const Status& s, logdb::ReplicaKey reporter);
+  // The reason replica (shard, replica) stays out after NoteStoreDamage, or OK.
+  Status KnownStoreDamage(uint64_t shard, uint64_t replica);
   // What a replica's halted core read: the LogDB's Corruption status.
   static Status CorruptionOf(const Replica* r);
   void NotifyStep(Replica* r);
@@ -364,6 +375,10 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   std::mutex storage_mu_;
   Status storage_status_;  // guarded by storage_mu_: why writes stopped
   std::mutex resume_mu_;   // one LogDB::Resume at a time
+  // Damage RocksDB found in the LogDB's files (NoteStoreDamage).
+  std::mutex store_damage_mu_;
+  std::set<std::string> damaged_files_;                   // guarded by store_damage_mu_
+  std::map<logdb::ReplicaKey, Status> damaged_replicas_;  // guarded by store_damage_mu_
   // Free space below min_free_bytes (CheckStorage, on the ticker).
   std::atomic<bool> storage_low_{false};
   std::atomic<uint64_t> storage_low_episode_{0};  // counts the times it went low

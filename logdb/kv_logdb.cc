@@ -72,6 +72,51 @@ Status KvLogDB::Resume() {
   return Status::Ok();
 }
 
+// Every stored record of `r` read through the store, which verifies its own
+// checksums: false when one of them cannot be read.
+bool KvLogDB::ReadsCleanly(ReplicaKey r) {
+  std::string lower;
+  std::string upper;
+  format::EntryKey(r.shard_id, r.replica_id, 0, &lower);
+  format::EntryKey(r.shard_id, r.replica_id, format::kMaxIndex + 1, &upper);
+  auto it = store_->NewIterator(lower, upper);
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+  }
+  if (!it->status().ok()) return false;
+  std::string key;
+  std::string value;
+  for (RecordType type : {RecordType::kHardState, RecordType::kSnapshot, RecordType::kBootstrap,
+                          RecordType::kCompaction}) {
+    format::RecordKey(type, r.shard_id, r.replica_id, &key);
+    const Status s = store_->Get(key, &value);
+    if (!s.ok() && s.code() != StatusCode::kNotFound) return false;
+  }
+  return true;
+}
+
+LogDB::StoreDamage KvLogDB::DamageOf(const Status& corruption) {
+  StoreDamage d;
+  if (corruption.code() != StatusCode::kCorruption) return d;
+  d.file = store_->DamagedFileIn(corruption.message());
+  if (d.file.empty()) return d;
+  // The replicas with a record in the file (a damaged key that no longer
+  // parses names nobody), then those of them that cannot be read whole.
+  std::vector<ReplicaKey> in_file;
+  const Status listed = store_->KeysOfFile(d.file, [&](std::string_view key) {
+    format::ParsedKey k;
+    if (format::ParseKey(key, &k) && (in_file.empty() || in_file.back() != k.replica)) {
+      in_file.push_back(k.replica);
+    }
+  });
+  std::sort(in_file.begin(), in_file.end());
+  in_file.erase(std::unique(in_file.begin(), in_file.end()), in_file.end());
+  (void)listed;  // the keys read before a failure still name their replicas
+  for (const ReplicaKey& r : in_file) {
+    if (!ReadsCleanly(r)) d.replicas.push_back(r);
+  }
+  return d;
+}
+
 std::unique_ptr<KvLogDB::Scratch> KvLogDB::AcquireScratch(Status* poisoned) {
   std::unique_ptr<Scratch> s;
   {

@@ -46,6 +46,7 @@ class KvLogDB : public LogDB {
   LatencyHistogram SyncLatency() const override { return store_->SyncLatency(); }
   bool Overloaded() const override { return store_->Overloaded(); }
   Status Resume() override;
+  StoreDamage DamageOf(const Status& corruption) override;
 
   // Reads every record of the store in key order and verifies it (each
   // entry of each batch, the batches of a replica contiguous): `problem` is
@@ -103,6 +104,7 @@ class KvLogDB : public LogDB {
   Status ExplainMissing(ReplicaKey r, raft::Index missing);
   Status ReadCompaction(ReplicaKey r, raft::Index* index, raft::Term* term);
   Status ReadSnapshot(ReplicaKey r, raft::SnapshotMeta* meta);
+  bool ReadsCleanly(ReplicaKey r);
 
   const std::unique_ptr<KvStore> store_;
   const bool sync_;

@@ -12,6 +12,7 @@
 // thread at a time.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -68,6 +69,20 @@ class KvStore {
   // failed state is cleared durably; an error (NoSpace while the disk is
   // still full) leaves the store refusing writes. See LogDB::Resume.
   virtual Status Resume() { return Status::Ok(); }
+  // The store's file that `message` (a read's Corruption) names, or empty.
+  virtual std::string DamagedFileIn(std::string_view message) const {
+    (void)message;
+    return {};
+  }
+  // Calls `key` with every key of the store's file `path`, read without
+  // verifying checksums (so that a damaged block still yields its keys; a
+  // damaged key is passed as it is found).
+  virtual Status KeysOfFile(const std::string& path,
+                            const std::function<void(std::string_view key)>& key) {
+    (void)path;
+    (void)key;
+    return Status::Ok();
+  }
 };
 
 }  // namespace flotilla::logdb

@@ -190,6 +190,20 @@ class LogDB {
   // is never resumed and returns that poison, until a restart. The write
   // that failed was not acknowledged: the caller saves it again.
   [[nodiscard]] virtual Status Resume() { return Status::Ok(); }
+
+  // The store's own damage (RocksDB: a block of an SST file that fails its
+  // checksum) reported by `corruption`, a Corruption status a read
+  // returned: the damaged file, and every replica with records in it whose
+  // records can no longer all be read. Empty when the status names no file
+  // of the store (our own checksums, or an implementation without files).
+  struct StoreDamage {
+    std::string file;
+    std::vector<ReplicaKey> replicas;
+  };
+  [[nodiscard]] virtual StoreDamage DamageOf(const Status& corruption) {
+    (void)corruption;
+    return {};
+  }
 };
 
 }  // namespace flotilla::logdb

@@ -8,6 +8,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/sst_file_reader.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -207,6 +208,28 @@ class RocksStore final : public KvStore {
 
   std::unique_ptr<Iterator> NewIterator(std::string_view lower, std::string_view upper) override {
     return std::make_unique<RocksIterator>(db_.get(), lower, upper);
+  }
+
+  // RocksDB names the file of a block that fails its checksum: "... in
+  // <path>.sst offset N size M".
+  std::string DamagedFileIn(std::string_view message) const override {
+    const size_t end = message.find(".sst");
+    if (end == std::string_view::npos) return {};
+    const size_t begin = message.rfind(' ', end);
+    return std::string(message.substr(begin + 1, end + 4 - begin - 1));
+  }
+
+  Status KeysOfFile(const std::string& path,
+                    const std::function<void(std::string_view key)>& key) override {
+    rocksdb::Options opt;
+    opt.info_log = NewRocksInfoLogger("sst " + path);
+    rocksdb::SstFileReader reader(opt);
+    FLOTILLA_RETURN_IF_ERROR(FromRocks(reader.Open(path)));
+    rocksdb::ReadOptions ro;
+    ro.verify_checksums = false;
+    std::unique_ptr<rocksdb::Iterator> it(reader.NewIterator(ro));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) key(it->key().ToStringView());
+    return FromRocks(it->status());
   }
 
   // DB::Resume flushes every memtable, which also moves writes to a new
