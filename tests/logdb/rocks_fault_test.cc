@@ -206,6 +206,10 @@ TEST_F(RocksFaultTest, DamagedLogRecordRefusesToOpen) {
   auto r = OpenRocksLogDB(o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kCorruption) << r.status().ToString();
+  // The damaged file is named.
+  EXPECT_NE(r.status().message().find(std::filesystem::path(wal).filename().string()),
+            std::string::npos)
+      << r.status().ToString();
 }
 
 }  // namespace
