@@ -4,6 +4,7 @@
 // and without losing anything it acknowledged.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -214,6 +215,78 @@ TEST(DamagedLeaderSnapshot, IsNotResentAndAFreshOneIsTaken) {
         return v.ok() && *v == "1";
       },
       10s));
+}
+
+// KvStateMachine whose snapshots fail while `*refuse` is set: a state
+// machine that can no longer produce its state.
+class RefusingKv final : public StateMachine {
+ public:
+  explicit RefusingKv(std::shared_ptr<std::atomic<bool>> refuse) : refuse_(std::move(refuse)) {}
+  Status Update(std::span<SMEntry> entries) override { return kv_.Update(entries); }
+  Result<std::string> Lookup(std::string_view query) override { return kv_.Lookup(query); }
+  Status SaveSnapshot(SnapshotWriter* w) override {
+    if (refuse_->load()) return Status::Corruption("the state machine's own data is damaged");
+    return kv_.SaveSnapshot(w);
+  }
+  Status RecoverFromSnapshot(SnapshotReader* r) override { return kv_.RecoverFromSnapshot(r); }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> refuse_;
+  KvStateMachine kv_;
+};
+
+// As above, but the leader's state machine cannot write a fresh snapshot
+// either: only the leader's replica stops, with the reason, and the shard
+// goes on with the others (the follower that takes over sends its own).
+TEST(DamagedLeaderSnapshot, AStateMachineThatCannotSnapshotStopsOnlyItsReplica) {
+  Cluster c(3);
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.snapshot_entries = 10;
+  sc.compaction_overhead = 2;
+  const Members members = c.MembersOf(3);
+  std::vector<std::shared_ptr<std::atomic<bool>>> refuse;
+  for (int i = 0; i < 3; ++i) refuse.push_back(std::make_shared<std::atomic<bool>>(false));
+  auto start = [&](int i) {
+    sc.replica_id = static_cast<uint64_t>(i + 1);
+    auto flag = refuse[static_cast<size_t>(i)];
+    return c.host(i)->StartReplica(sc, members, false, [flag](uint64_t, uint64_t) {
+      return std::make_unique<RefusingKv>(flag);
+    });
+  };
+  ASSERT_TRUE(start(0).ok());
+  ASSERT_TRUE(start(1).ok());
+  for (int k = 0; k < 30; ++k) {
+    ASSERT_TRUE(ProposeRetry(c.host(0), 1, "k" + std::to_string(k) + "=v" + std::to_string(k)));
+  }
+  const uint64_t leader = c.host(0)->GetReplicaInfo(1)->leader_id;
+  ASSERT_TRUE(leader == 1 || leader == 2) << leader;
+  const int lh = static_cast<int>(leader - 1);
+  Result<RequestHandle> taken = c.host(lh)->RequestSnapshot(1, 5s);
+  ASSERT_TRUE(taken.ok());
+  ASSERT_TRUE(taken->Wait().ok());
+  FlipByte(NewestSnapshot(c.data_dir(lh), leader) / engine::kSnapshotDataFile, 5);
+  refuse[static_cast<size_t>(lh)]->store(true);
+
+  ASSERT_TRUE(start(2).ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return c.host(lh)->SyncPropose(1, "x=1", 1s).code == RequestCode::kTerminated ||
+               !c.host(lh)->Propose(1, "x=1", 1s).ok();
+      },
+      15s))
+      << "the leader's replica did not stop";
+  EXPECT_GE(c.host(lh)->GetMetrics().snapshots_damaged, 1u);
+  // The other replicas go on: replica 3 catches up from the new leader.
+  const int other = 1 - lh;
+  EXPECT_TRUE(ProposeRetry(c.host(other), 1, "after=1"));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto v = c.host(2)->StaleRead(1, "after");
+        return v.ok() && *v == "1";
+      },
+      20s))
+      << "replica 3 never caught up from the other replica";
 }
 
 // The SST file of the LogDB in `data_dir` (after a reopen flushed the
