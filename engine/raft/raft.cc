@@ -11,6 +11,13 @@ namespace {
 // within their leader lease, since the leader itself asked for the election.
 constexpr uint64_t kTransferCampaign = 1;
 
+// How long a leader keeps telling a replica it removed that it was removed,
+// unless the replica answers first. One that does not answer in this time
+// is most likely down (removing a dead replica is the common case), and a
+// replica that restarts is not quiesced: it campaigns or probes, and is
+// told then. The leader does not quiesce while a notice is outstanding.
+constexpr uint32_t kRemovalNoticeElectionTimeouts = 10;
+
 uint64_t SplitMix64(uint64_t* state) {
   uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -187,6 +194,7 @@ void Raft::Reset(Term term) {
     if (rid == id()) pr.match = log_.PersistedLast();
   }
   pending_conf_index_ = 0;
+  removal_notices_.clear();
   uncommitted_bytes_ = 0;
   unapplied_.clear();
   unapplied_total_ = 0;
@@ -290,6 +298,7 @@ void Raft::TickHeartbeat() {
     // in the window that ends here, so before the window is reset).
     AbortLeaderTransfer();
     if (!tracker_.IsVoter(id())) HandOverLeadership();
+    TickRemovalNotices();
     if (cfg_.check_quorum) {
       for (auto& [rid, pr] : tracker_.progress()) pr.recent_active = rid == id();
     }
@@ -302,6 +311,7 @@ void Raft::TickHeartbeat() {
       if (Progress* self = tracker_.Get(id())) self->read_round_acked = round;
     }
     BroadcastHeartbeat(round);
+    SendRemovalNotices();
   }
 }
 
@@ -315,6 +325,10 @@ void Raft::TickQuiesce() {
   // whose TimeoutNow was lost and try again, and would refuse proposals for
   // ever. (Woken, it quiesced again one tick before the transfer's timeout.)
   if (lead_transferee_ != kNoReplica || !tracker_.IsVoter(id())) return;
+  // Nor one still telling a replica it removed so (SendRemovalNotices): a
+  // removed follower that it quiesced before the removal reached it is
+  // woken by nothing else.
+  if (!removal_notices_.empty()) return;
   // Only an idle shard whose members all hold the whole log quiesces, so no
   // one is left behind while nobody ticks.
   const Index last = log_.LastIndex();
@@ -505,14 +519,74 @@ void Raft::TellRemoved(const Message& vote_request) {
   Send(std::move(resp));
 }
 
-// Trusted from a member of this replica's configuration only: that member
-// applied a committed change removing us.
+// Trusted from a member of this replica's configuration: that member
+// applied a committed change removing us. A replica that knows no member
+// (started to join, and removed before it heard of any) would trust no one;
+// it trusts a peer of its shard in a term not below its own, as it takes a
+// leader's appends from anyone.
 void Raft::HandleRemovedNotice(const Message& m) {
-  if (m.from == id() || !tracker_.IsMember(m.from) || state_ == State::kLeader) return;
+  if (m.from == id() || state_ == State::kLeader) return;
+  const bool knows_members = !tracker_.membership().voters.empty();
+  if (knows_members ? !tracker_.IsMember(m.from) : m.term < term_) return;
+  // A leader's notice names the removal's entry: a replica that holds it
+  // learns that it committed, applies it, and then stays until the new
+  // configuration knows, like one that learned the commit from the log.
+  LearnCommit(m);
   told_removed_ = true;
   wants_campaign_ = false;
   if (!Contains(told_by_, m.from)) told_by_.push_back(m.from);
   if (state_ != State::kFollower) BecomeFollower(term_, kNoReplica);
+  // Awake, it probes the new configuration (TickRemovalProbe) if it must,
+  // and its driver sees it on every tick.
+  if (quiesced_) Wake();
+  // A notice the leader sent unasked is answered, which ends its notices.
+  // Notices that answer our own requests are not: the answer would be
+  // answered again, for ever.
+  if (m.log_index != 0) {
+    Message probe = RemovalProbe();
+    probe.to = m.from;
+    Send(std::move(probe));
+  }
+}
+
+// The leader tells each replica that a change it applied removed (it no
+// longer tracks them, so they may never learn the commit from it), at once
+// and at every heartbeat until they answer. The notices matter most to
+// replicas that nothing else would reach: one quiesced before the removal
+// reached it (never ticked, so it never campaigns or probes), and one
+// started to join and removed before it heard from anyone (it knows no
+// member to ask).
+void Raft::StartRemovalNotices(const std::vector<ReplicaId>& leaving, Index index, Term term) {
+  bool started = false;
+  for (ReplicaId rid : leaving) {
+    if (tracker_.IsMember(rid)) continue;
+    removal_notices_.push_back(RemovalNotice{rid, index, term, kRemovalNoticeElectionTimeouts});
+    started = true;
+  }
+  if (!started) return;
+  if (quiesced_) Wake();
+  SendRemovalNotices();
+}
+
+void Raft::SendRemovalNotices() {
+  for (const RemovalNotice& n : removal_notices_) {
+    Message m;
+    m.type = MessageType::kRequestPreVoteResp;
+    m.to = n.to;
+    m.reject = true;
+    m.ctx = kRemovedNotice;
+    m.log_index = n.index;
+    m.commit = n.index;
+    m.hint_term = n.term;
+    Send(std::move(m));
+  }
+}
+
+// Called once per election timeout.
+void Raft::TickRemovalNotices() {
+  for (RemovalNotice& n : removal_notices_) --n.election_timeouts_left;
+  std::erase_if(removal_notices_,
+                [](const RemovalNotice& n) { return n.election_timeouts_left == 0; });
 }
 
 // A replica that applied its own removal knows that the removal committed,
@@ -542,13 +616,7 @@ void Raft::TickRemovalProbe() {
   }
   if (++probe_elapsed_ < cfg_.election_ticks) return;
   probe_elapsed_ = 0;
-  Message m;
-  m.type = MessageType::kRequestPreVote;
-  m.term = term_ + 1;
-  m.log_index = log_.LastIndex();
-  m.log_term = log_.LastTerm();
-  m.ctx = kRemovalProbe;
-  AttachCommit(&m);
+  const Message m = RemovalProbe();
   const Membership& mem = tracker_.membership();
   for (const std::vector<ReplicaId>* half : {&mem.voters, &mem.voters_outgoing}) {
     for (ReplicaId to : *half) {
@@ -558,6 +626,17 @@ void Raft::TickRemovalProbe() {
       Send(std::move(probe));
     }
   }
+}
+
+Message Raft::RemovalProbe() const {
+  Message m;
+  m.type = MessageType::kRequestPreVote;
+  m.term = term_ + 1;
+  m.log_index = log_.LastIndex();
+  m.log_term = log_.LastTerm();
+  m.ctx = kRemovalProbe;
+  AttachCommit(&m);
+  return m;
 }
 
 bool Raft::removal_settled() const {
@@ -618,6 +697,8 @@ void Raft::Step(Message m) {
   // Before the terms and the lease, and without waking a quiesced shard: a
   // removed replica is answered whatever it asks with, and never disrupts.
   if (vote_request && RemovedFromShard(m.from)) {
+    // It is alive and hears us: it needs no more notices.
+    std::erase_if(removal_notices_, [&](const RemovalNotice& n) { return n.to == m.from; });
     TellRemoved(m);
     return;
   }
@@ -634,7 +715,15 @@ void Raft::Step(Message m) {
     return;
   }
   if (m.type == MessageType::kQuiesce) {
-    if (m.term == term_ && m.from == leader_ && state_ == State::kFollower) EnterQuiesce();
+    // A removed replica stays awake: it asks the new configuration until
+    // they know of its removal (TickRemovalProbe), or its driver stops it,
+    // and nothing would wake it (the leader no longer tracks it). A late
+    // Quiesce, sent before the leader applied the removal, reached one
+    // after it applied it (flotilla_sim seed 7921).
+    if (m.term == term_ && m.from == leader_ && state_ == State::kFollower && !told_removed_ &&
+        !RemovedFromShard(id())) {
+      EnterQuiesce();
+    }
     return;
   }
   // A heartbeat response of the current term brings no work: it answers a
@@ -1263,22 +1352,31 @@ void Raft::OnApplyHandedOut(const Entry& e) {
   if (e.type != EntryType::kConfChange || e.index <= conf_applied_index_) return;
   conf_applied_index_ = e.index;
   ConfChange cc;
-  if (DecodeConfChange(e.cmd, &cc)) conf_to_apply_.push_back(std::move(cc));
+  if (DecodeConfChange(e.cmd, &cc)) {
+    conf_to_apply_.push_back(PendingConfChange{e.index, e.term, std::move(cc)});
+  }
 }
 
 void Raft::ApplyPendingConfChanges() {
-  std::vector<ConfChange> changes = std::move(conf_to_apply_);
+  std::vector<PendingConfChange> changes = std::move(conf_to_apply_);
   conf_to_apply_.clear();
-  for (const ConfChange& cc : changes) ApplyMembershipChange(cc);
+  for (const PendingConfChange& c : changes) ApplyMembershipChange(c);
   MaybeAutoLeaveJoint();
 }
 
-void Raft::ApplyMembershipChange(const ConfChange& cc) {
+void Raft::ApplyMembershipChange(const PendingConfChange& change) {
   // A committed change that the rules refuse is refused identically on every
   // replica, so it is a no-op everywhere.
-  ChangeResult r = raft::ApplyConfChange(tracker_.membership(), cc);
+  ChangeResult r = raft::ApplyConfChange(tracker_.membership(), change.cc);
   if (!r.ok) return;
+  std::vector<ReplicaId> leaving;  // members now, removed by this change
+  for (ReplicaId rid : r.membership.removed) {
+    if (rid != id() && tracker_.IsMember(rid)) leaving.push_back(rid);
+  }
   tracker_.SetMembership(r.membership, log_.LastIndex() + 1);
+  // Removed, it must be ticked to ask the new configuration whether they
+  // know (TickRemovalProbe); a Quiesce may have reached it just before.
+  if (quiesced_ && !tracker_.IsMember(id())) Wake();
   if (state_ == State::kPreCandidate || state_ == State::kCandidate) {
     // The votes already in count in the new configuration: a candidate
     // that learned from a granted vote that a change committed (the vote
@@ -1292,6 +1390,7 @@ void Raft::ApplyMembershipChange(const ConfChange& cc) {
     return;
   }
   if (state_ != State::kLeader) return;
+  StartRemovalNotices(leaving, change.index, change.term);
   if (lead_transferee_ != kNoReplica && !tracker_.IsVoter(lead_transferee_)) AbortLeaderTransfer();
   MaybeCommit();
   BroadcastAppend();

@@ -184,6 +184,13 @@ class Raft {
   void TellRemoved(const Message& vote_request);
   void HandleRemovedNotice(const Message& m);
   void TickRemovalProbe();
+  // A kRemovalProbe pre-vote request, without its addressee.
+  Message RemovalProbe() const;
+  // Leader: tells the replicas that the membership changes just applied
+  // removed (members before them, members of neither half now).
+  void StartRemovalNotices(const std::vector<ReplicaId>& leaving, Index index, Term term);
+  void SendRemovalNotices();
+  void TickRemovalNotices();
   // Advances the commit index to `m.commit` when this log holds that entry
   // with the term `m.hint_term` (the same prefix, by log matching).
   void LearnCommit(const Message& m);
@@ -227,7 +234,13 @@ class Raft {
   void HandleTransferLeader(ReplicaId target);
   void AbortLeaderTransfer() { lead_transferee_ = kNoReplica; }
   void HandOverLeadership();
-  void ApplyMembershipChange(const ConfChange& cc);
+  // A handed-out membership change, with its entry's index and term.
+  struct PendingConfChange {
+    Index index = 0;
+    Term term = 0;
+    ConfChange cc;
+  };
+  void ApplyMembershipChange(const PendingConfChange& change);
   bool HasUnappliedConfChange() const;
   void MaybeAutoLeaveJoint();
   void OnApplyHandedOut(const Entry& e);
@@ -246,7 +259,7 @@ class Raft {
   bool transfer_campaign_ = false;  // the current election was asked for by a leader
   Index pending_conf_index_ = 0;    // leader: index of the last conf change proposed
   Index conf_applied_index_ = 0;    // conf changes at or below are in tracker_
-  std::vector<ConfChange> conf_to_apply_;
+  std::vector<PendingConfChange> conf_to_apply_;
   uint64_t uncommitted_bytes_ = 0;
   // Leader: (last index, cumulative bytes) of local proposal batches not yet
   // applied; bounds max_unapplied_bytes.
@@ -272,6 +285,15 @@ class Raft {
   bool told_removed_ = false;
   std::vector<ReplicaId> told_by_;  // members that sent kRemovedNotice
   uint32_t probe_elapsed_ = 0;      // ticks since the last removal probe
+  // Leader: replicas removed by a change it applied that have not answered
+  // its removal notice yet (at most kRemovalNoticeElectionTimeouts each).
+  struct RemovalNotice {
+    ReplicaId to = kNoReplica;
+    Index index = 0;  // the removal's entry
+    Term term = 0;
+    uint32_t election_timeouts_left = 0;
+  };
+  std::vector<RemovalNotice> removal_notices_;
   std::vector<Message> msgs_;
   std::vector<Message> msgs_after_persist_;
   std::vector<ReadState> read_states_;

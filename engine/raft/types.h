@@ -132,6 +132,10 @@ std::string_view MessageTypeName(MessageType t);
 // The `ctx` of a refused vote response that tells the requester it was
 // removed from the shard: the responder applied the removal, and the
 // requester is no longer a member (see docs/raft-core.md, Membership).
+// A leader that applied the removal also sends it unasked, with the
+// removal's entry in `log_index` (not 0) and in `commit`/`hint_term` (index
+// and term, from which the removed replica learns that it committed); the
+// removed replica answers such a notice with a kRemovalProbe.
 inline constexpr uint64_t kRemovedNotice = 1;
 
 // The `ctx` of a pre-vote request that is no campaign: a replica that

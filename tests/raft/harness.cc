@@ -95,12 +95,17 @@ std::string Harness::Describe(const Message& m) {
     case MessageType::kRequestVote:
     case MessageType::kRequestPreVote:
       o << " last=" << m.log_term << "/" << m.log_index;
-      if (m.ctx != 0) o << " transfer";
+      if (m.ctx == kRemovalProbe) {
+        o << " removal-probe";
+      } else if (m.ctx != 0) {
+        o << " transfer";
+      }
       break;
     case MessageType::kRequestVoteResp:
     case MessageType::kRequestPreVoteResp:
       o << (m.reject ? " reject" : " grant");
       if (m.ctx == kRemovedNotice) o << " removed";
+      if (m.ctx == kRemovedNotice && m.log_index != 0) o << " at=" << m.log_index;
       break;
     case MessageType::kHeartbeat:
       o << " commit=" << m.commit;

@@ -319,6 +319,11 @@ class Runner {
       << " wants-campaign=" << (r.wants_campaign() ? "true" : "false")
       << " uncommitted-bytes=" << r.uncommitted_bytes()
       << " promotable=" << (r.Promotable() ? "true" : "false");
+    // Only for a replica that applied its own removal: the driver stops it
+    // once this is true (see Raft::removal_settled).
+    if (Contains(r.membership().removed, r.id())) {
+      o << " removal-settled=" << (r.removal_settled() ? "true" : "false");
+    }
     Line(o.str());
   }
 

@@ -1567,14 +1567,9 @@ constexpr AreaName kAreaNames[] = {
 
 }  // namespace
 
-// The areas that pass on main today: all but removed-stops
-// (docs/simulation.md, "Areas": a follower quiesced before it learned of
-// its removal is never ticked, so it never asks, seed 7921).
-uint32_t DefaultAreas() {
-  return kAreaConcurrentSM | kAreaOnDiskSM | kAreaWideMembership | kAreaDamageAnywhere |
-         kAreaCrashPoints | kAreaVoteDurable | kAreaCampaignCap | kAreaDeadHosts |
-         kAreaCapDeadHosts | kAreaWitnessNoData | kAreaSessionResults | kAreaRemovedLeftRunning;
-}
+// The areas that pass on main today: all of them (docs/simulation.md,
+// "Areas"; removed-stops since the leader tells the replicas it removes).
+uint32_t DefaultAreas() { return kAllAreas; }
 
 bool ParseAreas(const std::string& text, uint32_t* out) {
   if (text == "all") {
