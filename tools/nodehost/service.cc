@@ -107,10 +107,17 @@ grpc::Status FromStatus(const ServiceContext& c, grpc::ServerContext* ctx, uint6
   }
 }
 
+}  // namespace
+
+bool RetrySafe(RequestCode code) { return code == RequestCode::kDropped; }
+
+namespace {
+
 // Maps a finished request that did not complete.
 grpc::Status FromResult(const ServiceContext& c, grpc::ServerContext* ctx, uint64_t shard,
                         const RequestResult& r, Timeout t) {
   const std::string where = "shard " + std::to_string(shard);
+  if (RetrySafe(r.code)) ctx->AddTrailingMetadata(kRetrySafeHeader, "1");
   switch (r.code) {
     case RequestCode::kCompleted:
       return grpc::Status::OK;
@@ -120,8 +127,8 @@ grpc::Status FromResult(const ServiceContext& c, grpc::ServerContext* ctx, uint6
                   " ms (a write's outcome is unknown)" + LeaderHint(c, ctx, shard)};
     case RequestCode::kDropped:
       return {grpc::StatusCode::UNAVAILABLE,
-              where + ": dropped by Raft (no leader or leader changed), retry" +
-                  LeaderHint(c, ctx, shard)};
+              where + ": dropped by Raft (no leader or leader changed) before it was logged, " +
+                  "so it was not applied; retry" + LeaderHint(c, ctx, shard)};
     case RequestCode::kTerminated:
       return {grpc::StatusCode::UNAVAILABLE, where + ": the replica is stopping"};
     case RequestCode::kRejected:

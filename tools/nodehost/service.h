@@ -93,4 +93,9 @@ grpc::Status Authorize(const ServiceContext& c, const grpc::ServerContext& ctx);
 // (key-value reads and writes, Status, Shards, Shard, ShardMap); OK without.
 grpc::Status AuthorizeEveryCall(const ServiceContext& c, const grpc::ServerContext& ctx);
 
+// Whether a request that the engine finished with `code` was certainly never
+// applied, so that resending it, even a write, cannot apply it twice: such
+// an answer carries kRetrySafeHeader and the client resends it.
+bool RetrySafe(RequestCode code);
+
 }  // namespace flotilla::nodehost
