@@ -306,6 +306,40 @@ TEST_F(CliTest, ErrorsSayWhatToDo) {
       << r.err;
 }
 
+// The daemon's default quiesces idle shards, and a quiesced shard whose
+// leader's daemon dies still elects another leader when a request comes: a
+// quiesced follower does not tick, so nothing else would make it notice.
+TEST_F(CliTest, IdleShardsQuiesceAndStillReplaceADeadLeader) {
+  StartCluster();
+  ASSERT_EQ(Cli({"put", "k", "v1"}).exit_code, kExitOk);
+  const auto all_quiesced = [this] {
+    const json j = Json(Cli({"-o", "json", "shards"}));
+    if (j["replicas"].size() != 12u) return false;
+    for (const json& r : j["replicas"])
+      if (!r["quiesced"].get<bool>()) return false;
+    return true;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  bool quiesced = false;
+  while (!(quiesced = all_quiesced()) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(quiesced) << Cli({"shards"}).out;
+  const uint64_t shard = Json(Cli({"-o", "json", "put", "k", "v2"}))["shard"].get<uint64_t>();
+  // Wait for the shard to quiesce again after that write.
+  while (!all_quiesced() && std::chrono::steady_clock::now() < deadline + 20s)
+    std::this_thread::sleep_for(200ms);
+  const uint64_t leader = LeaderOf(shard);
+  ASSERT_NE(leader, 0u);
+  cluster_->KillNode(static_cast<int>(leader));
+  std::string endpoints;
+  for (int i = 1; i <= 3; ++i)
+    if (i != static_cast<int>(leader))
+      endpoints += (endpoints.empty() ? "" : ",") + cluster_->client_address(i);
+  const CliResult r = Cli({"--timeout", "15000", "--endpoints", endpoints, "put", "k", "v3"});
+  EXPECT_EXIT_CODE(r, kExitOk);
+  EXPECT_EQ(Cli({"--endpoints", endpoints, "get", "k"}).out, "v3\n");
+}
+
 TEST_F(CliTest, MutualTlsAdminNeedsAClientCertificate) {
   if (std::system("openssl version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl CLI";
   TestCluster::Options o;

@@ -57,6 +57,11 @@ count = 3
   EXPECT_EQ(c->ToShardConfig(2).snapshot_entries, 100u);
   EXPECT_EQ(c->InitialMembers(c->shards[0]).at(3), "127.0.0.1:7103");
   EXPECT_EQ(c->token_file, "/tmp/token");
+  // Production timing (docs/cli.md, "Timing defaults"): a 1 s election
+  // timeout that a saturated host does not miss, and idle shards quiesced.
+  EXPECT_EQ(c->ToNodeHostConfig().rtt_ms, 100u);
+  EXPECT_EQ(c->ToShardConfig(2).election_rtt, 10u);
+  EXPECT_EQ(c->ToShardConfig(2).quiesce_after_election_timeouts, 3u);
 }
 
 TEST(Config, ExplicitShardsWithJoiningNode) {

@@ -42,7 +42,10 @@ struct DaemonConfig {
   std::string data_dir;
   std::string wal_dir;
   uint64_t deployment_id = 1;
-  uint64_t rtt_ms = 10;
+  // One tick of 100 ms (an election timeout of a second): a saturated host
+  // that runs a step worker late must not make followers campaign
+  // (docs/cli.md, "Timing defaults").
+  uint64_t rtt_ms = 100;
   std::string log_level = "info";
   // Plaintext raft traffic on a raft address that is not a loopback address
   // (NodeHostConfig::insecure); without it such a daemon refuses to start.
@@ -60,7 +63,8 @@ struct DaemonConfig {
   uint64_t compaction_overhead = 5000;
   uint32_t step_workers = 0;
   uint32_t apply_workers = 0;
-  uint32_t quiesce_after_election_timeouts = 0;
+  // Idle shards stop ticking after three idle election timeouts.
+  uint32_t quiesce_after_election_timeouts = 3;
   // [client]
   uint32_t request_timeout_ms = 5000;
   uint32_t max_request_bytes = 4 << 20;

@@ -14,6 +14,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kMinTimeout = std::chrono::milliseconds(10);
 constexpr auto kTransferPoll = std::chrono::milliseconds(20);
+constexpr auto kWakeReadTimeout = std::chrono::milliseconds(1000);
 
 // Counts the request's outcome and latency when it leaves scope.
 class Timed {
@@ -151,6 +152,21 @@ grpc::Status CheckKey(const ServiceContext& c, const std::string& key, size_t va
   return grpc::Status::OK;
 }
 
+// A quiesced follower stops its election timer, so it would never notice
+// that the leader it knows has died; and the requests it redirects to that
+// leader never reach its engine. A read (its ReadIndex goes to the leader)
+// wakes it and the leader: a live leader answers with heartbeats, a dead one
+// lets this replica's election timer fire. The read's result is not needed.
+void WakeFollower(const ServiceContext& c, uint64_t shard) {
+  static const std::string kNoopRead = [] {
+    nodehost::Query q;
+    q.mutable_get()->set_key("");
+    return q.SerializeAsString();
+  }();
+  Result<RequestHandle> h = c.nh->Read(shard, kNoopRead, kWakeReadTimeout);
+  h.status().IgnoreError();
+}
+
 // Writes and linearizable reads are served by the shard's leader: a daemon
 // whose replica is a follower answers with the leader's address (nothing was
 // proposed, so the client may resend anywhere), and UNAVAILABLE marked
@@ -161,6 +177,7 @@ grpc::Status RouteToLeader(const ServiceContext& c, grpc::ServerContext* ctx, ui
   Result<ReplicaInfo> info = c.nh->GetReplicaInfo(shard);
   if (!info.ok()) return FromStatus(c, ctx, shard, info.status());
   if (info->role == "leader") return grpc::Status::OK;
+  if (info->quiesced) WakeFollower(c, shard);
   if (info->leader_id == 0) {
     ctx->AddTrailingMetadata(kRetrySafeHeader, "1");
     return {grpc::StatusCode::UNAVAILABLE,
