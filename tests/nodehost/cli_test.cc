@@ -340,6 +340,22 @@ TEST_F(CliTest, IdleShardsQuiesceAndStillReplaceADeadLeader) {
   EXPECT_EQ(Cli({"--endpoints", endpoints, "get", "k"}).out, "v3\n");
 }
 
+// `nodehost bench` runs closed-loop load and reports it (its figures are
+// not asserted: only that requests were answered, and how).
+TEST_F(CliTest, BenchRunsPutsAndLinearizableGets) {
+  StartCluster();
+  for (const std::string op : {"put", "get", "mixed"}) {
+    const CliResult r = Cli({"bench", op, "--clients", "8", "--conns", "2", "--seconds", "1",
+                             "--warmup", "0.2", "--key-space", "100", "--json"});
+    EXPECT_EXIT_CODE(r, kExitOk);
+    const json j = Json(r);
+    EXPECT_EQ(j["op"], op);
+    EXPECT_GT(j["ok"].get<uint64_t>(), 0u) << r.out;
+    EXPECT_EQ(j["errors"].get<uint64_t>(), 0u) << r.out;
+    EXPECT_GT(j["p50_ms"].get<double>(), 0) << r.out;
+  }
+}
+
 TEST_F(CliTest, MutualTlsAdminNeedsAClientCertificate) {
   if (std::system("openssl version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl CLI";
   TestCluster::Options o;
