@@ -23,7 +23,6 @@ namespace flotilla::nodehost {
 namespace {
 
 constexpr auto kShutdownGrace = std::chrono::seconds(2);
-constexpr int kMaxServerThreads = 256;
 
 Result<std::string> ReadFileTrimmed(const std::string& path, std::string_view what) {
   std::ifstream in(path);
@@ -346,9 +345,6 @@ class Daemon {
     b.RegisterService(&admin_);
     b.SetMaxReceiveMessageSize(static_cast<int>(c_.max_request_bytes) + (64 << 10));
     b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    grpc::ResourceQuota quota("nodehost");
-    quota.SetMaxThreads(kMaxServerThreads);
-    b.SetResourceQuota(quota);
     server_ = b.BuildAndStart();
     if (server_ == nullptr || port == 0) server_.reset();
     return server_ != nullptr;
