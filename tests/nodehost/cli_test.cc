@@ -371,6 +371,39 @@ TEST_F(CliTest, AThousandClientsAreNeverRefusedAsBusy) {
   EXPECT_FALSE(j["error_codes"].contains("RESOURCE_EXHAUSTED")) << r.out;
 }
 
+// The daemons spread the shards' leaders: after one of three restarts (its
+// leaders went to the other two), the leaders per node, as `nodehost status`
+// shows them, end within one of even.
+TEST_F(CliTest, LeadersAreBalancedAfterADaemonRestarts) {
+  TestCluster::Options o;
+  o.shards = 8;
+  o.balance_leaders = true;
+  StartCluster(o);
+  ASSERT_EQ(cluster_->StopNode(3), 0);
+  ASSERT_TRUE(cluster_->StartNode(3));
+  const auto leaders = [this] {
+    std::vector<uint64_t> n;
+    const json j = Json(Cli({"-o", "json", "status"}));
+    for (const json& node : j["nodes"])
+      n.push_back(node.contains("leaders") ? node["leaders"].get<uint64_t>() : 0);
+    return n;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  std::vector<uint64_t> n;
+  while (std::chrono::steady_clock::now() < deadline) {
+    n = leaders();
+    // 8 shards over 3 daemons: 2 or 3 each.
+    if (n.size() == 3 &&
+        std::all_of(n.begin(), n.end(), [](uint64_t c) { return c == 2 || c == 3; }))
+      break;
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(n.size(), 3u);
+  for (uint64_t c : n) EXPECT_TRUE(c == 2 || c == 3) << Cli({"status"}).out;
+  const CliResult r = Cli({"status"});
+  EXPECT_NE(r.out.find("LEADERS"), std::string::npos) << r.out;
+}
+
 TEST_F(CliTest, MutualTlsAdminNeedsAClientCertificate) {
   if (std::system("openssl version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl CLI";
   TestCluster::Options o;

@@ -36,6 +36,8 @@ inline constexpr uint64_t kMaxShards = 100'000;                 // [shards] coun
 inline constexpr uint32_t kMaxRequestTimeoutMs = 3'600'000;     // client.request_timeout_ms
 inline constexpr uint32_t kMaxRequestBytes = 32u << 20;         // client.max_request_bytes
 inline constexpr uint64_t kMaxStorageCheckIntervalMs = 60'000;  // storage.check_interval_ms
+inline constexpr uint64_t kMinBalanceIntervalMs = 10;           // raft.balance_interval_ms
+inline constexpr uint64_t kMaxBalanceIntervalMs = 3'600'000;
 
 struct DaemonConfig {
   uint64_t node_id = 0;
@@ -65,6 +67,11 @@ struct DaemonConfig {
   uint32_t apply_workers = 0;
   // Idle shards stop ticking after three idle election timeouts.
   uint32_t quiesce_after_election_timeouts = 3;
+  // Spread shard leaders evenly over the daemons (tools/nodehost/
+  // leader_balance.h): every balance_interval_ms, a daemon leading two more
+  // shards than a live member hands one of them over.
+  bool balance_leaders = true;
+  uint64_t balance_interval_ms = 5000;
   // [client]
   uint32_t request_timeout_ms = 5000;
   uint32_t max_request_bytes = 4 << 20;
