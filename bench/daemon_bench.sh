@@ -14,7 +14,9 @@
 # daemon; default min(clients, 16)), SHARDS (8), SECONDS_PER_RUN (10),
 # WARMUP (2), KEY_SIZE (16), VAL_SIZE (16), DIR (a temporary directory,
 # removed at the end unless KEEP=1), EXTRA_TOML (appended to every config,
-# before the shards), NICE (the daemons' and the load's nice level, 10).
+# before the shards), NICE (the daemons' and the load's nice level, 10),
+# PERF_DIR (record the daemons with `perf record -g` during each run, into
+# PERF_DIR/perf-<clients>.data).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -100,10 +102,18 @@ printf '%-8s %-6s %-10s %-9s %-9s %-9s %-16s %-16s %-10s %-8s %s\n' \
 for c in $CLIENTS; do
   conns=${CONNS:-$((c < 16 ? c : 16))}
   t0=$(terms)
+  perf_pid=""
+  if [[ -n ${PERF_DIR:-} ]]; then
+    mkdir -p "$PERF_DIR"
+    perf record -q -F 499 -g -p "$pid_list" -o "$PERF_DIR/perf-$c.data" -- \
+      sleep "$((WARMUP + SECONDS_PER_RUN))" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   out=$(nice -n "$NICE" "$NODEHOST" --endpoints "$endpoints" bench "$OP" --json --clients "$c" \
     --conns "$conns" --seconds "$SECONDS_PER_RUN" --warmup "$WARMUP" --key-size "$KEY_SIZE" \
     --val-size "$VAL_SIZE" --pids "$pid_list")
   load=$(cut -d' ' -f1-3 /proc/loadavg)
+  [[ -z $perf_pid ]] || wait "$perf_pid" || true
   t1=$(terms)
   jq -r --arg load "$load" --argjson el $((t1 - t0)) --argjson conns "$conns" \
     '[.clients, $conns, (.ops_per_second | floor), .p50_ms, .p99_ms, .p999_ms,
