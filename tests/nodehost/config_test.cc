@@ -57,6 +57,13 @@ count = 3
   EXPECT_EQ(c->ToShardConfig(2).snapshot_entries, 100u);
   EXPECT_EQ(c->InitialMembers(c->shards[0]).at(3), "127.0.0.1:7103");
   EXPECT_EQ(c->token_file, "/tmp/token");
+  // Production timing (docs/cli.md, "Timing defaults"): a 1 s election
+  // timeout that a saturated host does not miss, and idle shards quiesced.
+  EXPECT_EQ(c->ToNodeHostConfig().rtt_ms, 100u);
+  EXPECT_EQ(c->ToShardConfig(2).election_rtt, 10u);
+  EXPECT_EQ(c->ToShardConfig(2).quiesce_after_election_timeouts, 3u);
+  EXPECT_TRUE(c->balance_leaders);
+  EXPECT_EQ(c->balance_interval_ms, 5000u);
 }
 
 TEST(Config, ExplicitShardsWithJoiningNode) {
@@ -152,6 +159,8 @@ TEST(Config, BadValuesAreRefusedNamingTheKey) {
       {head + "[raft]\nquiesce_after_election_timeouts = 4294967295\n" + shards,
        "quiesce_after_election_timeouts"},
       {head + "rtt_ms = 0\n" + shards, "rtt_ms"},
+      {head + "[raft]\nbalance_interval_ms = 0\n" + shards, "balance_interval_ms"},
+      {head + "[raft]\nbalance_leaders = 1\n" + shards, "balance_leaders"},
       {head + "rtt_ms = 100000000\n" + shards, "rtt_ms"},
       {head + "[client]\nmax_request_bytes = 4294967296\n" + shards, "client.max_request_bytes"},
       {head + "[client]\nrequest_timeout_ms = 0\n" + shards, "client.request_timeout_ms"},

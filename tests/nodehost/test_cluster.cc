@@ -98,7 +98,9 @@ std::string TestCluster::WriteConfig(int id, const std::vector<int>& joining_sha
     << o_.extra_top_level << "\n"
     << "[raft]\nsnapshot_entries = " << o_.snapshot_entries
     << "\ncompaction_overhead = " << o_.compaction_overhead
-    << "\nstep_workers = 1\napply_workers = 1\n\n";
+    << "\nstep_workers = 1\napply_workers = 1\nbalance_leaders = "
+    << (o_.balance_leaders ? "true" : "false")
+    << "\nbalance_interval_ms = " << o_.balance_interval_ms << "\n\n";
   f << "[auth]\n";
   if (o_.token) f << "token_file = \"" << token_file_ << "\"\n";
   if (o_.secret) f << "secret_file = \"" << secret_file(id) << "\"\n";

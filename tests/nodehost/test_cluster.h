@@ -55,6 +55,10 @@ class TestCluster {
     uint64_t storage_check_interval_ms = 0;
     // Top-level config lines added to every node's config ("key = value\n").
     std::string extra_top_level;
+    // [raft] balance_leaders: off by default, so that the leaders a test
+    // sets stay where it put them.
+    bool balance_leaders = false;
+    uint64_t balance_interval_ms = 200;
   };
   explicit TestCluster(Options o);
   ~TestCluster();

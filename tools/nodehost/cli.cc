@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "flotilla/version.h"
+#include "tools/nodehost/bench.h"
 #include "tools/nodehost/client.h"
 #include "tools/nodehost/config.h"
 #include "tools/nodehost/logdb_tool.h"
@@ -686,6 +687,46 @@ void PrintTable(const std::vector<std::string>& header,
   for (const auto& r : rows) line(r);
 }
 
+namespace {
+
+void AddBenchCommand(CLI::App* app, const Globals* g, int* rc) {
+  auto o = std::make_shared<BenchOptions>();
+  auto* b = app->add_subcommand("bench", "closed-loop load: put, get (linearizable) or mixed");
+  b->add_option("OP", o->op, "put, get or mixed")->check(CLI::IsMember({"put", "get", "mixed"}));
+  b->add_option("--clients", o->clients, "concurrent clients, each one request in flight")
+      ->check(CLI::Range(1u, 100000u));
+  b->add_option("--conns", o->conns, "connections per daemon")->check(CLI::Range(1u, 4096u));
+  b->add_option("--seconds", o->seconds, "measured seconds")->check(CLI::PositiveNumber);
+  b->add_option("--warmup", o->warmup, "seconds of load before measuring")
+      ->check(CLI::NonNegativeNumber);
+  b->add_option("--key-size", o->key_size, "bytes per key")->check(CLI::Range(1u, 1u << 20));
+  b->add_option("--val-size", o->val_size, "bytes per value")->check(CLI::Range(0u, 16u << 20));
+  b->add_option("--key-space", o->key_space, "get and mixed: keys read (written first)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
+  b->add_option("--read-ratio", o->read_ratio, "mixed: the share of gets")
+      ->check(CLI::Range(0.0, 1.0));
+  b->add_option("--pids", o->pids, "the daemons' pids: report their CPU time per request")
+      ->delimiter(',');
+  b->add_flag("--json", o->json, "one JSON object (as -o json)");
+  b->callback([=] {
+    o->endpoints = SplitList(g->endpoints);
+    o->timeout_ms = g->timeout_ms;
+    o->json = o->json || Json(*g);
+    if (!g->token_file.empty()) {
+      Result<std::string> token = ReadTokenFile(g->token_file, "--token-file");
+      if (!token.ok()) {
+        std::cerr << "nodehost: " << token.status().message() << "\n";
+        *rc = kExitUsage;
+        return;
+      }
+      o->token = std::move(*token);
+    }
+    *rc = RunBench(*o);
+  });
+}
+
+}  // namespace
+
 int RunCli(int argc, char** argv) {
   CLI::App app{"nodehost: the Flotilla key-value daemon and its command-line client"};
   app.require_subcommand(1);
@@ -763,6 +804,7 @@ int RunCli(int argc, char** argv) {
   AddLogdbCommands(&app, &g.output, &rc);
   AddRecoverCommand(&app, &g.output, &rc);
   AddCheckCommands(&app, &g.output, &rc);
+  AddBenchCommand(&app, &g, &rc);
 
   try {
     app.parse(argc, argv);

@@ -104,7 +104,8 @@ const std::map<std::string, std::set<std::string>, std::less<>>& KnownKeys() {
         "batch_streams_per_peer", "batch_inflight_bytes_per_peer"}},
       {"raft",
        {"election_rtt", "heartbeat_rtt", "snapshot_entries", "compaction_overhead", "step_workers",
-        "apply_workers", "quiesce_after_election_timeouts"}},
+        "apply_workers", "quiesce_after_election_timeouts", "balance_leaders",
+        "balance_interval_ms"}},
       {"client", {"request_timeout_ms", "max_request_bytes"}},
       {"auth", {"token_file", "secret_file", "every_call"}},
       {"tls", {"ca_file", "cert_file", "key_file", "peer_names"}},
@@ -210,6 +211,11 @@ Status ReadRaftAndClient(const toml::table& t, std::string_view src, DaemonConfi
   FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["quiesce_after_election_timeouts"],
                                     "raft.quiesce_after_election_timeouts", src,
                                     &c->quiesce_after_election_timeouts));
+  FLOTILLA_RETURN_IF_ERROR(
+      ReadBool(raft["balance_leaders"], "raft.balance_leaders", src, &c->balance_leaders));
+  FLOTILLA_RETURN_IF_ERROR(ReadUint(raft["balance_interval_ms"], "raft.balance_interval_ms", src,
+                                    kMinBalanceIntervalMs, kMaxBalanceIntervalMs,
+                                    &c->balance_interval_ms));
   const auto client = t["client"];
   FLOTILLA_RETURN_IF_ERROR(ReadUint(client["request_timeout_ms"], "client.request_timeout_ms", src,
                                     1, kMaxRequestTimeoutMs, &c->request_timeout_ms));

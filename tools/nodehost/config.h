@@ -36,13 +36,18 @@ inline constexpr uint64_t kMaxShards = 100'000;                 // [shards] coun
 inline constexpr uint32_t kMaxRequestTimeoutMs = 3'600'000;     // client.request_timeout_ms
 inline constexpr uint32_t kMaxRequestBytes = 32u << 20;         // client.max_request_bytes
 inline constexpr uint64_t kMaxStorageCheckIntervalMs = 60'000;  // storage.check_interval_ms
+inline constexpr uint64_t kMinBalanceIntervalMs = 10;           // raft.balance_interval_ms
+inline constexpr uint64_t kMaxBalanceIntervalMs = 3'600'000;
 
 struct DaemonConfig {
   uint64_t node_id = 0;
   std::string data_dir;
   std::string wal_dir;
   uint64_t deployment_id = 1;
-  uint64_t rtt_ms = 10;
+  // One tick of 100 ms (an election timeout of a second): a saturated host
+  // that runs a step worker late must not make followers campaign
+  // (docs/cli.md, "Timing defaults").
+  uint64_t rtt_ms = 100;
   std::string log_level = "info";
   // Plaintext raft traffic on a raft address that is not a loopback address
   // (NodeHostConfig::insecure); without it such a daemon refuses to start.
@@ -60,7 +65,13 @@ struct DaemonConfig {
   uint64_t compaction_overhead = 5000;
   uint32_t step_workers = 0;
   uint32_t apply_workers = 0;
-  uint32_t quiesce_after_election_timeouts = 0;
+  // Idle shards stop ticking after three idle election timeouts.
+  uint32_t quiesce_after_election_timeouts = 3;
+  // Spread shard leaders evenly over the daemons (tools/nodehost/
+  // leader_balance.h): every balance_interval_ms, a daemon leading two more
+  // shards than a live member hands one of them over.
+  bool balance_leaders = true;
+  uint64_t balance_interval_ms = 5000;
   // [client]
   uint32_t request_timeout_ms = 5000;
   uint32_t max_request_bytes = 4 << 20;

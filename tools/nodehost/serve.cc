@@ -15,6 +15,7 @@
 #include "tools/nodehost/config.h"
 #include "tools/nodehost/http_server.h"
 #include "tools/nodehost/kv_state_machine.h"
+#include "tools/nodehost/leader_balance.h"
 #include "tools/nodehost/process_metrics.h"
 #include "tools/nodehost/service.h"
 #include "tools/nodehost/systemd_notify.h"
@@ -23,7 +24,6 @@ namespace flotilla::nodehost {
 namespace {
 
 constexpr auto kShutdownGrace = std::chrono::seconds(2);
-constexpr int kMaxServerThreads = 256;
 
 Result<std::string> ReadFileTrimmed(const std::string& path, std::string_view what) {
   std::ifstream in(path);
@@ -290,12 +290,17 @@ class Daemon {
           "that reaches it can act as a member of every shard",
           c_.raft_address);
     }
-    nc.listener = std::make_shared<MetricsListener>(&metrics_);
+    live_ = std::make_shared<PeerLiveness>(std::make_shared<MetricsListener>(&metrics_));
+    nc.listener = live_;
     Result<std::unique_ptr<NodeHost>> nh = NodeHost::Create(nc);
     if (!nh.ok()) return Failed("cannot start the NodeHost", nh.status());
     nh_ = std::move(*nh);
     ctx_.nh = nh_.get();
     StartReplicas(ctx_.nh, c_, &ctx_.failed_shards);
+    if (c_.balance_leaders) {
+      balancer_ = std::make_unique<LeaderBalancer>(ctx_.nh, &c_, live_.get());
+      balancer_->Start();
+    }
     if (!c_.metrics_address.empty()) {
       Status s = http_.Start(c_.metrics_address,
                              [this](const std::string& target) { return Handle(target, ctx_); });
@@ -331,6 +336,7 @@ class Daemon {
   // RocksDB.
   void Stop() {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+    balancer_.reset();
     http_.Stop();
     if (nh_) nh_->Close();
     server_.reset();
@@ -346,9 +352,6 @@ class Daemon {
     b.RegisterService(&admin_);
     b.SetMaxReceiveMessageSize(static_cast<int>(c_.max_request_bytes) + (64 << 10));
     b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    grpc::ResourceQuota quota("nodehost");
-    quota.SetMaxThreads(kMaxServerThreads);
-    b.SetResourceQuota(quota);
     server_ = b.BuildAndStart();
     if (server_ == nullptr || port == 0) server_.reset();
     return server_ != nullptr;
@@ -367,7 +370,9 @@ class Daemon {
   ServiceContext ctx_;
   KvService kv_{&ctx_};
   AdminService admin_{&ctx_};
+  std::shared_ptr<PeerLiveness> live_;
   std::unique_ptr<NodeHost> nh_;
+  std::unique_ptr<LeaderBalancer> balancer_;  // stopped before nh_ closes
   HttpServer http_;
   std::unique_ptr<grpc::Server> server_;
 };

@@ -2,8 +2,9 @@
 // Cas, Scan, ShardMap, RegisterSession) and Admin (Status, Shards, Shard, AddReplica,
 // RemoveReplica, TransferLeader, Snapshot). docs/cli.md describes them.
 //
-// Thread-safety: gRPC calls the handlers from many threads; the services
-// hold only immutable state and thread-safe pointers (NodeHost, metrics).
+// Thread-safety: gRPC calls the handlers from many threads, and the engine
+// finishes them from its own; the services hold only immutable state and
+// thread-safe pointers (NodeHost, metrics).
 #pragma once
 
 #include <chrono>
@@ -42,41 +43,57 @@ struct ServiceContext {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
-class KvService final : public KV::Service {
+// The services run on gRPC's callback API: a handler checks and routes the
+// request on the gRPC thread that received it, hands it to the engine and
+// returns; the engine's completion (RequestHandle::OnComplete) finishes the
+// call on the engine's thread. No thread waits for a request, so the number
+// of requests in flight is bounded by the engine's queues (docs/cli.md,
+// "Back-pressure"), not by a thread pool. Session registration and leader
+// transfer, which the engine offers only as waits, run on a thread of their
+// own per call.
+class KvService final : public KV::CallbackService {
  public:
   explicit KvService(const ServiceContext* ctx) : c_(ctx) {}
-  grpc::Status Put(grpc::ServerContext* ctx, const PutRequest* req, PutResponse* res) override;
-  grpc::Status Get(grpc::ServerContext* ctx, const GetRequest* req, GetResponse* res) override;
-  grpc::Status Delete(grpc::ServerContext* ctx, const DeleteRequest* req,
-                      DeleteResponse* res) override;
-  grpc::Status Cas(grpc::ServerContext* ctx, const CasRequest* req, CasResponse* res) override;
-  grpc::Status Scan(grpc::ServerContext* ctx, const ScanRequest* req, ScanResponse* res) override;
-  grpc::Status ShardMap(grpc::ServerContext* ctx, const ShardMapRequest* req,
-                        ShardMapResponse* res) override;
-  grpc::Status RegisterSession(grpc::ServerContext* ctx, const RegisterSessionRequest* req,
-                               RegisterSessionResponse* res) override;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const PutRequest* req,
+                                PutResponse* res) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const GetRequest* req,
+                                GetResponse* res) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const DeleteRequest* req,
+                                   DeleteResponse* res) override;
+  grpc::ServerUnaryReactor* Cas(grpc::CallbackServerContext* ctx, const CasRequest* req,
+                                CasResponse* res) override;
+  grpc::ServerUnaryReactor* Scan(grpc::CallbackServerContext* ctx, const ScanRequest* req,
+                                 ScanResponse* res) override;
+  grpc::ServerUnaryReactor* ShardMap(grpc::CallbackServerContext* ctx, const ShardMapRequest* req,
+                                     ShardMapResponse* res) override;
+  grpc::ServerUnaryReactor* RegisterSession(grpc::CallbackServerContext* ctx,
+                                            const RegisterSessionRequest* req,
+                                            RegisterSessionResponse* res) override;
 
  private:
   const ServiceContext* c_;
 };
 
-class AdminService final : public Admin::Service {
+class AdminService final : public Admin::CallbackService {
  public:
   explicit AdminService(const ServiceContext* ctx) : c_(ctx) {}
-  grpc::Status Status(grpc::ServerContext* ctx, const StatusRequest* req,
-                      StatusResponse* res) override;
-  grpc::Status Shards(grpc::ServerContext* ctx, const ShardsRequest* req,
-                      ShardsResponse* res) override;
-  grpc::Status Shard(grpc::ServerContext* ctx, const ShardRequest* req,
-                     ShardResponse* res) override;
-  grpc::Status AddReplica(grpc::ServerContext* ctx, const AddReplicaRequest* req,
-                          MembershipResponse* res) override;
-  grpc::Status RemoveReplica(grpc::ServerContext* ctx, const RemoveReplicaRequest* req,
-                             MembershipResponse* res) override;
-  grpc::Status TransferLeader(grpc::ServerContext* ctx, const TransferLeaderRequest* req,
-                              TransferLeaderResponse* res) override;
-  grpc::Status Snapshot(grpc::ServerContext* ctx, const SnapshotRequest* req,
-                        SnapshotResponse* res) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const StatusRequest* req,
+                                   StatusResponse* res) override;
+  grpc::ServerUnaryReactor* Shards(grpc::CallbackServerContext* ctx, const ShardsRequest* req,
+                                   ShardsResponse* res) override;
+  grpc::ServerUnaryReactor* Shard(grpc::CallbackServerContext* ctx, const ShardRequest* req,
+                                  ShardResponse* res) override;
+  grpc::ServerUnaryReactor* AddReplica(grpc::CallbackServerContext* ctx,
+                                       const AddReplicaRequest* req,
+                                       MembershipResponse* res) override;
+  grpc::ServerUnaryReactor* RemoveReplica(grpc::CallbackServerContext* ctx,
+                                          const RemoveReplicaRequest* req,
+                                          MembershipResponse* res) override;
+  grpc::ServerUnaryReactor* TransferLeader(grpc::CallbackServerContext* ctx,
+                                           const TransferLeaderRequest* req,
+                                           TransferLeaderResponse* res) override;
+  grpc::ServerUnaryReactor* Snapshot(grpc::CallbackServerContext* ctx, const SnapshotRequest* req,
+                                     SnapshotResponse* res) override;
 
  private:
   const ServiceContext* c_;
@@ -87,10 +104,15 @@ class AdminService final : public Admin::Service {
 // one of client_tls.client_names when that is set; otherwise the configured
 // bearer token. UNAUTHENTICATED / PERMISSION_DENIED with what to do
 // otherwise.
-grpc::Status Authorize(const ServiceContext& c, const grpc::ServerContext& ctx);
+grpc::Status Authorize(const ServiceContext& c, const grpc::ServerContextBase& ctx);
 
 // Authorize for the calls that need credentials only with [auth] every_call
 // (key-value reads and writes, Status, Shards, Shard, ShardMap); OK without.
-grpc::Status AuthorizeEveryCall(const ServiceContext& c, const grpc::ServerContext& ctx);
+grpc::Status AuthorizeEveryCall(const ServiceContext& c, const grpc::ServerContextBase& ctx);
+
+// Whether a request that the engine finished with `code` was certainly never
+// applied, so that resending it, even a write, cannot apply it twice: such
+// an answer carries kRetrySafeHeader and the client resends it.
+bool RetrySafe(RequestCode code);
 
 }  // namespace flotilla::nodehost
