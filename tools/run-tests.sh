@@ -102,7 +102,7 @@ if [[ "${FLOTILLA_SKIP_ASAN:-0}" == "1" ]]; then
 else
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFLOTILLA_SANITIZE=ON -DFLOTILLA_WERROR=ON
   run_suite build-asan \
-    "Quorum|Progress|ConfChange|MemoryLog|RaftLog|Inflights|ReadIndexQueue|Safety|CorruptInput|ConvertTest|Format|Crc|FlippedBit|StateMachineKinds|Admin|Metrics|BackPressure|ManualDrive|StorageFailure|OneHostMemoryLogDb|CampaignCap|Payload|LogCache|Quiescence|KvStateMachine|Config|ShardMap|StartRace|CallbackLocks|TokenFile|Serve\.|HostileInput|HostileSnapshots" \
+    "Quorum|Progress|ConfChange|MemoryLog|RaftLog|Inflights|ReadIndexQueue|Safety|CorruptInput|ConvertTest|Format|Crc|FlippedBit|StateMachineKinds|Admin|Metrics|BackPressure|ManualDrive|StorageFailure|CampaignCap|Payload|LogCache|Quiescence|KvStateMachine|Config|ShardMap|StartRace|CallbackLocks|TokenFile|Serve\.|HostileInput|HostileSnapshots" \
     "" \
     raft_unit_test raft_safety_test transport_corrupt_input_test transport_convert_test logdb_test \
     engine_sm_kinds_test engine_admin_test engine_manual_drive_test engine_log_cache_test \
