@@ -14,7 +14,6 @@ class App;
 
 namespace flotilla::nodehost {
 
-
 // fsync latency of 4 KiB appends to a file in a directory, as the LogDB's
 // write-ahead log does them.
 struct FsyncReport {

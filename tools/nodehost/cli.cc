@@ -15,10 +15,10 @@
 
 #include "flotilla/version.h"
 #include "tools/nodehost/bench.h"
+#include "tools/nodehost/check_perf.h"
 #include "tools/nodehost/client.h"
 #include "tools/nodehost/config.h"
 #include "tools/nodehost/logdb_tool.h"
-#include "tools/nodehost/check_perf.h"
 #include "tools/nodehost/recover.h"
 #include "tools/nodehost/serve.h"
 

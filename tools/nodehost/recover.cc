@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -122,11 +123,18 @@ int CmdRecover(RecoverArgs* a, bool json_out) {
   }
   // The changes follow the last entry, in the current term (never below any
   // entry's), and the commit index covers them and everything before.
+  // The hard state's term is never below the last entry's in a sound log;
+  // the larger of the two keeps the terms ascending either way.
+  raft::Term term = st->hard_state.term;
+  if (st->last_index > 0) {
+    Result<raft::Term> last = db->Term(k.shard_id, k.replica_id, st->last_index);
+    if (last.ok()) term = std::max(term, *last);
+  }
   std::vector<raft::Entry> entries;
   raft::Index index = st->last_index;
   for (const raft::ConfChange& cc : *changes) {
     raft::Entry e;
-    e.term = st->hard_state.term;
+    e.term = term;
     e.index = ++index;
     e.type = raft::EntryType::kConfChange;
     e.cmd = raft::EncodeConfChange(cc);
