@@ -257,7 +257,7 @@ int TestCluster::StopNode(int id) {
 
 bool TestCluster::Running(int id) const { return nodes_[static_cast<size_t>(id - 1)].pid > 0; }
 
-bool TestCluster::WaitReady(std::chrono::milliseconds limit) {
+bool TestCluster::WaitReady(std::chrono::milliseconds limit, uint64_t not_led_by) {
   ClientOptions o;
   for (size_t i = 0; i < nodes_.size(); ++i)
     if (nodes_[i].pid > 0) o.endpoints.push_back(client_address(static_cast<int>(i + 1)));
@@ -285,7 +285,8 @@ bool TestCluster::WaitReady(std::chrono::milliseconds limit) {
         ready = false;
         break;
       }
-      for (const ReplicaStatus& r : res.replicas()) ready = ready && r.leader() != 0;
+      for (const ReplicaStatus& r : res.replicas())
+        ready = ready && r.leader() != 0 && r.leader() != not_led_by;
     }
     if (ready) return true;
     std::this_thread::sleep_for(50ms);

@@ -79,8 +79,10 @@ class TestCluster {
   // had to be killed).
   int StopNode(int id);
   bool Running(int id) const;
-  // Every started node's replicas know a leader (polled up to `limit`).
-  bool WaitReady(std::chrono::milliseconds limit);
+  // Every started node's replicas know a leader (polled up to `limit`);
+  // with `not_led_by`, a leader other than that replica (a node just killed
+  // is still believed to lead until its followers' election timeout).
+  bool WaitReady(std::chrono::milliseconds limit, uint64_t not_led_by = 0);
 
   // Runs the nodehost CLI with --endpoints of the started nodes 1..nodes
   // prepended (unless `args` gives --endpoints itself).
