@@ -443,6 +443,7 @@ bool StepWorker::FailIfCorrupted(Replica* r) {
   if (!r->peer->raft().corrupted()) return false;
   nh_->NoteCorruption(r->shard_id, r->replica_id, nh_->CorruptionOf(r));
   nh_->FailReplica(r);
+  nh_->RestartToRepair(r->shard_id);
   return true;
 }
 
@@ -453,6 +454,7 @@ void StepWorker::FailDamaged() {
     Replica* r = save_owners_[d.update];
     nh_->NoteCorruption(r->shard_id, r->replica_id, d.status);
     nh_->FailReplica(r);
+    nh_->RestartToRepair(r->shard_id);
   }
 }
 
@@ -720,6 +722,7 @@ void StepWorker::AfterPersist(Replica* r) {
   }
   r->log->Append(std::move(u.entries_to_save));
   ReleaseCachedEntries(r);
+  nh_->EndRepairIfDone(r);
   Counters& c = nh_->counters();
   // Sent with those of the other replicas once the pass is done.
   for (raft::Message& m : u.messages_after_persist) outbox_.push_back(std::move(m));
@@ -1285,6 +1288,15 @@ Status NodeHostImpl::StorageStatus() {
 
 void NodeHostImpl::Close() {
   if (closed_.exchange(true)) return;
+  {
+    // Restarts that repair a replica end first (they start nothing once closed).
+    std::vector<std::thread> repairs;
+    {
+      std::lock_guard<std::mutex> l(repair_mu_);
+      repairs.swap(repair_threads_);
+    }
+    for (std::thread& t : repairs) t.join();
+  }
   stop_.store(true);
   for (auto& w : step_) w->Wake();
   for (auto& w : apply_) w->Wake();
@@ -1332,8 +1344,10 @@ Status NodeHostImpl::ReplicaStopped(uint64_t shard_id) {
 void NodeHostImpl::NoteCorruption(uint64_t shard, uint64_t replica, const Status& s) {
   if (s.code() != StatusCode::kCorruption) return;
   Counters::Add(counters_.corruptions, 1);
-  spdlog::error("shard {} replica {}: damaged data at rest, the replica stops: {}", shard, replica,
-                s.message());
+  spdlog::error(
+      "shard {} replica {}: damaged data at rest (repaired from its peers where they "
+      "hold it): {}",
+      shard, replica, s.message());
 }
 
 Status NodeHostImpl::CorruptionOf(const Replica* r) {
@@ -1376,19 +1390,19 @@ std::shared_ptr<Replica> NodeHostImpl::Find(uint64_t shard_id) {
 Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial, bool join,
                                   StateMachineFactory factory) {
   return StartReplicaImpl(sc, initial, join, kInMemoryKind,
-                          [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
+                          [factory, sc] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
 Status NodeHostImpl::StartConcurrentReplica(const ShardConfig& sc, const Members& initial,
                                             bool join, ConcurrentStateMachineFactory factory) {
   return StartReplicaImpl(sc, initial, join, kConcurrentKind,
-                          [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
+                          [factory, sc] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
 Status NodeHostImpl::StartOnDiskReplica(const ShardConfig& sc, const Members& initial, bool join,
                                         OnDiskStateMachineFactory factory) {
   return StartReplicaImpl(sc, initial, join, kOnDiskKind,
-                          [&] { return Manage(factory(sc.shard_id, sc.replica_id)); });
+                          [factory, sc] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
 NodeHostImpl::ShardReservation::ShardReservation(NodeHostImpl* nh, uint64_t shard_id)
@@ -1429,20 +1443,12 @@ Status NodeHostImpl::StartReplicaImpl(
   // concurrent starts one fails here; the reservation ends on every return.
   ShardReservation reservation(this, sc.shard_id);
   FLOTILLA_RETURN_IF_ERROR(reservation.status());
-  Result<logdb::ReplicaState> st = logdb_->ReadState(sc.shard_id, sc.replica_id);
   // The core needs the last entry's term at any time (a failed read of it
-  // stops the process), so the last entry is read now and kept cached: a
-  // damaged one refuses this replica with Corruption instead.
+  // stops the process), so the last entry is read now and kept cached.
+  // Damaged records are repaired from the peers (engine/repair.cc).
   std::vector<raft::Entry> last_entry;
-  Status read = st.status();
-  if (read.ok() && st->last_index >= st->first_index) {
-    read = logdb_->Entries(sc.shard_id, sc.replica_id, st->last_index, st->last_index + 1,
-                           UINT64_MAX, &last_entry);
-  }
-  if (!read.ok()) {
-    NoteCorruption(sc.shard_id, sc.replica_id, read);
-    return read;
-  }
+  Result<logdb::ReplicaState> st = ReadForStart(sc, &last_entry);
+  if (!st.ok()) return st.status();
   logdb::Bootstrap boot;
   if (st->bootstrap) {
     boot = *st->bootstrap;  // a restart: the stored state wins
@@ -1461,6 +1467,10 @@ Status NodeHostImpl::StartReplicaImpl(
   }
   for (const auto& [rid, addr] : boot.members) registry_.Add(sc.shard_id, rid, addr);
   auto r = std::make_shared<Replica>(sc, make());
+  r->make = make;
+  r->kind = kind;
+  r->join = join;
+  r->repair_recorded = st->repair.has_value();
   r->snapshot_root = SnapshotRoot(config_.data_dir, sc.shard_id, sc.replica_id);
   CleanSnapshotRoot(r->snapshot_root);
   // An on-disk state machine keeps its own state: entries up to the index it
@@ -1500,6 +1510,11 @@ Status NodeHostImpl::StartReplicaImpl(
   rc.quiesce_after_election_timeouts = sc.quiesce_after_election_timeouts;
   rc.gated_campaigns = true;
   rc.applied = st->snapshot.index;
+  if (st->repair) {
+    rc.repair_until = std::max<raft::Index>(st->repair->until, 1);
+    rc.repair_term = st->repair->term;
+    rc.hard_state_lost = st->repair->hard_state_lost;
+  }
   rc.seed = NextRandom() ^ (sc.shard_id * 0x9e3779b97f4a7c15ULL);
   raft::Membership m;
   if (!boot.join) {
