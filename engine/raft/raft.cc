@@ -1039,7 +1039,9 @@ void Raft::HandleHeartbeat(const Message& m) {
   resp.type = MessageType::kHeartbeatResp;
   resp.to = m.from;
   resp.ctx = m.ctx;
-  if (repairing() && log_.LastIndex() < repair_until_) {
+  // Repairing: say where our log ends, so that the leader brings its match
+  // down if we lost entries and sends an append, whose match may end the repair.
+  if (repairing()) {
     resp.reject = true;
     resp.log_index = log_.LastIndex();
   }
@@ -1053,7 +1055,7 @@ void Raft::HandleHeartbeatResponse(const Message& m) {
   pr->probe_sent = false;
   if (m.reject) pr->ForgetAbove(m.log_index);  // a repairing follower lost entries
   if (pr->state == ProgressState::kReplicate && pr->inflights.Full()) pr->inflights.FreeFirst();
-  if (pr->match < log_.LastIndex()) SendAppend(m.from, true);
+  if (m.reject || pr->match < log_.LastIndex()) SendAppend(m.from, true);
   if (m.ctx > pr->read_round_acked) {
     pr->read_round_acked = m.ctx;
     ReleaseConfirmedReads();

@@ -129,6 +129,7 @@ class RepairFromPeers : public ::testing::Test {
       c_->Close(i);
       ExpectVerifiesClean(c_->data_dir(i), static_cast<uint64_t>(i + 1));
       c_->Reopen(i);
+      StartAgain(i);
     }
   }
 
@@ -176,6 +177,35 @@ TEST_F(RepairFromPeers, ADamagedLastEntryIsTreatedAsAcknowledgedAndFetchedAgain)
     DamageEntry(c_->data_dir(f), r, LastIndex(c_->data_dir(f), r));
   });
   ExpectRepaired({f});
+}
+
+// An entry the leader wrote while its followers were down (never committed,
+// never acknowledged to its client) is damaged on the leader: the leader
+// restarts repairing, the followers elect without it, and the entry never
+// surfaces anywhere, damaged or not.
+TEST_F(RepairFromPeers, ADamagedUncommittedEntryNeverSurfaces) {
+  SetUpCluster(3, 0);
+  const int l = LeaderHost();
+  const int f1 = (l + 1) % 3;
+  const int f2 = (l + 2) % 3;
+  c_->Close(f1);
+  c_->Close(f2);
+  const RequestResult lost = c_->host(l)->SyncPropose(1, "lost=1", 300ms);
+  ASSERT_FALSE(lost.ok());
+  const uint64_t lr = static_cast<uint64_t>(l + 1);
+  c_->Close(l);
+  const raft::Index last = LastIndex(c_->data_dir(l), lr);
+  DamageEntry(c_->data_dir(l), lr, last);
+  for (int i : {f1, f2, l}) {
+    c_->Reopen(i);
+    StartAgain(i);
+  }
+  ExpectRepaired({l});
+  for (int i = 0; i < 3; ++i) {
+    auto v = c_->host(i)->StaleRead(1, "lost");
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(*v, "") << "host " << i;
+  }
 }
 
 TEST_F(RepairFromPeers, ADamagedHardStateIsRecoveredFromTheLogAndThePeers) {
