@@ -287,8 +287,10 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // no more input, its requests end as terminated, its campaign slot returns.
   void FailReplica(Replica* r);
   // Damage found while the replica runs: it is stopped and started again,
-  // which repairs it (on a thread of its own; Close waits for it).
+  // which repairs it (on a thread of its own; Close waits for it). Without
+  // threads (a deterministic driver) it waits for RunPendingRepairs.
   void RestartToRepair(uint64_t shard_id);
+  void RunPendingRepairs();
   // Step worker: ends the recorded repair once the core says it ended.
   void EndRepairIfDone(Replica* r);
   static Status ReplicaStopped(uint64_t shard_id);
@@ -332,6 +334,8 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // Drops every record and snapshot of the replica, keeping its bootstrap,
   // term and (unless lost) vote, and records the repair.
   Status RebuildFromPeers(const ShardConfig& sc, bool hard_state_lost, logdb::ReplicaState* st);
+  // Stops the replica of `shard_id` and starts it again (RestartToRepair).
+  void RestartNow(uint64_t shard_id);
   Status FillOnDiskGap(Replica* r, const logdb::ReplicaState& st);
 
   const NodeHostConfig config_;
@@ -370,6 +374,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
 
   std::mutex repair_mu_;
   std::vector<std::thread> repair_threads_;  // guarded by repair_mu_
+  std::vector<uint64_t> pending_repairs_;    // guarded by repair_mu_; without threads
   std::mutex graveyard_mu_;
   std::vector<std::shared_ptr<Replica>> graveyard_;  // guarded by graveyard_mu_
   std::shared_mutex replicas_mu_;

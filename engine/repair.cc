@@ -173,21 +173,36 @@ Result<logdb::ReplicaState> NodeHostImpl::ReadForStart(const ShardConfig& sc,
 void NodeHostImpl::RestartToRepair(uint64_t shard_id) {
   std::lock_guard<std::mutex> l(repair_mu_);
   if (closed_.load()) return;
-  repair_threads_.emplace_back([this, shard_id] {
-    std::shared_ptr<Replica> r = Find(shard_id);
-    if (!r || !r->make) return;
-    const ShardConfig sc = r->config;
-    const auto make = r->make;
-    const uint8_t kind = r->kind;
-    const bool join = r->join;
-    r.reset();
-    if (!StopReplica(shard_id).ok()) return;
-    const Status s = StartReplicaImpl(sc, Members{}, join, kind, make);
-    if (!s.ok()) {
-      spdlog::error("shard {} replica {}: could not start again to repair: {}", sc.shard_id,
-                    sc.replica_id, s.ToString());
-    }
-  });
+  if (!deps_.start_threads) {
+    pending_repairs_.push_back(shard_id);
+    return;
+  }
+  repair_threads_.emplace_back([this, shard_id] { RestartNow(shard_id); });
+}
+
+void NodeHostImpl::RunPendingRepairs() {
+  std::vector<uint64_t> shards;
+  {
+    std::lock_guard<std::mutex> l(repair_mu_);
+    shards.swap(pending_repairs_);
+  }
+  for (uint64_t shard : shards) RestartNow(shard);
+}
+
+void NodeHostImpl::RestartNow(uint64_t shard_id) {
+  std::shared_ptr<Replica> r = Find(shard_id);
+  if (!r || !r->make) return;
+  const ShardConfig sc = r->config;
+  const auto make = r->make;
+  const uint8_t kind = r->kind;
+  const bool join = r->join;
+  r.reset();
+  if (!StopReplica(shard_id).ok()) return;
+  const Status s = StartReplicaImpl(sc, Members{}, join, kind, make);
+  if (!s.ok()) {
+    spdlog::error("shard {} replica {}: could not start again to repair: {}", sc.shard_id,
+                  sc.replica_id, s.ToString());
+  }
 }
 
 void NodeHostImpl::EndRepairIfDone(Replica* r) {

@@ -624,6 +624,8 @@ void Simulator::RunPass(Host& h, bool chaos) {
   const bool votes = vote_crash_p_ > 0 || Area(kAreaVoteDurable);
   if (votes) RecordVotes(h);
   h.nh->step_worker(0)->RunPass();
+  // A replica that found damage while running starts again, repairing.
+  if (!h.disk->crashed() && !h.disk->failed()) h.nh->RunPendingRepairs();
   const auto crashed = [&] {
     if (h.disk->crashed()) {
       CrashHost(h, h.disk->torn() ? "torn write" : "inside a write");
