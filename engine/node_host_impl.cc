@@ -1480,7 +1480,10 @@ Status NodeHostImpl::StartReplicaImpl(
   if (!opened.ok())
     return Status(opened.status().code(),
                   "opening the state machine: " + opened.status().message());
-  if (*opened > st->last_index) {
+  // A repairing replica's log view may end below what its on-disk state
+  // machine applied (the entries after a damaged one left it): those
+  // entries come again from the leader and are skipped when handed out.
+  if (*opened > st->last_index && !st->repair) {
     return Status::Corruption("state machine reports applied index " + std::to_string(*opened) +
                               " beyond the log's last index " + std::to_string(st->last_index));
   }
@@ -1489,7 +1492,8 @@ Status NodeHostImpl::StartReplicaImpl(
   // saved before them (a commit-only hard state waits for the next save) is
   // raised to it, so the core hands out everything up to it at once and the
   // replica is never labelled with an index its state machine has passed.
-  st->hard_state.commit = std::max(st->hard_state.commit, r->skip_through);
+  st->hard_state.commit =
+      std::max(st->hard_state.commit, std::min<uint64_t>(r->skip_through, st->last_index));
   if (!st->snapshot.IsEmpty()) FLOTILLA_RETURN_IF_ERROR(RestoreAtStart(r.get(), *st));
   r->log =
       std::make_unique<LogCache>(logdb_.get(), sc.shard_id, sc.replica_id, *st, kMaxCacheBytes);

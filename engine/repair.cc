@@ -140,7 +140,15 @@ Result<logdb::ReplicaState> NodeHostImpl::ReadForStart(const ShardConfig& sc,
   rec.until = std::max(st->last_index, st->repair ? st->repair->until : 0);
   rec.hard_state_lost = !hs_damage.ok() || (st->repair && st->repair->hard_state_lost);
   if (*d != 0) {
-    FLOTILLA_RETURN_IF_ERROR(TruncateView(logdb_.get(), sc, *d, &*st));
+    const Status cut = TruncateView(logdb_.get(), sc, *d, &*st);
+    if (cut.code() == StatusCode::kCorruption) {
+      // The damaged entry is the snapshot's own (compacting to it reads it):
+      // the replica starts again from nothing instead.
+      last_entry->clear();
+      FLOTILLA_RETURN_IF_ERROR(RebuildFromPeers(sc, !hs_damage.ok(), &*st));
+      return st;
+    }
+    FLOTILLA_RETURN_IF_ERROR(cut);
     if (st->last_index < st->first_index) last_entry->clear();
   }
   if (!hs_damage.ok()) {
