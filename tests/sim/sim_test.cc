@@ -49,6 +49,8 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
     sum.removed_left += r.removed_left;
     sum.vote_crashes += r.vote_crashes;
     sum.dead_hosts += r.dead_hosts;
+    sum.hard_state_flips += r.hard_state_flips;
+    sum.snapshot_flips += r.snapshot_flips;
     cap_seeds += r.cap <= 4;
     multi_damage += r.damaged_hosts >= 2;
   }
@@ -62,6 +64,8 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
   EXPECT_GT(sum.dead_hosts, 0u);
   EXPECT_GT(cap_seeds, 0u);
   EXPECT_GT(multi_damage, 0u);
+  EXPECT_GT(sum.hard_state_flips, 0u);  // repair: damage in every record kind
+  EXPECT_GT(sum.snapshot_flips, 0u);
 }
 
 TEST(Simulation, AreasParse) {
