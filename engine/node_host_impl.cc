@@ -1481,9 +1481,11 @@ Status NodeHostImpl::StartReplicaImpl(
     return Status(opened.status().code(),
                   "opening the state machine: " + opened.status().message());
   // A repairing replica's log view may end below what its on-disk state
-  // machine applied (the entries after a damaged one left it): those
-  // entries come again from the leader and are skipped when handed out.
-  if (*opened > st->last_index && !st->repair) {
+  // machine applied (the entries after a damaged one left it). Skipping
+  // those entries when they come again would skip the session registry
+  // they carry (the simulation diverged so: seeds 4263, 4341, 4766 of
+  // 2,501-5,000), so such a replica is refused, as before repair.
+  if (*opened > st->last_index) {
     return Status::Corruption("state machine reports applied index " + std::to_string(*opened) +
                               " beyond the log's last index " + std::to_string(st->last_index));
   }
