@@ -147,8 +147,11 @@ Rejection CheckIndexes(const raft::Raft& raft, const raft::Message& m) {
       if (m.log_index >= kMaxTerm || m.log_term > m.term) return Rejection::kEntryIndex;
       return Rejection::kNone;
     case MessageType::kHeartbeat:
-      // A leader sends min(its commit, our match): never beyond our log.
-      return m.commit > last ? Rejection::kCommitBeyondLog : Rejection::kNone;
+      // A leader sends min(its commit, our match): never beyond our log,
+      // unless we lost entries we had acknowledged (we are repairing): then
+      // its match is beyond our log until our answer brings it down, and
+      // the core takes the commit only up to its log.
+      return m.commit > last && !raft.repairing() ? Rejection::kCommitBeyondLog : Rejection::kNone;
     case MessageType::kReplicateResp:
       // We never sent beyond our own last index, and a rejection's hint is
       // at most the index it rejects.

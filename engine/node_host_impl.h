@@ -299,6 +299,13 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // Stops `r` for good after a storage or state-machine failure: it takes
   // no more input, its requests end as terminated, its campaign slot returns.
   void FailReplica(Replica* r);
+  // Damage found while the replica runs: it is stopped and started again,
+  // which repairs it (on a thread of its own; Close waits for it). Without
+  // threads (a deterministic driver) it waits for RunPendingRepairs.
+  void RestartToRepair(uint64_t shard_id);
+  void RunPendingRepairs();
+  // Step worker: ends the recorded repair once the core says it ended.
+  void EndRepairIfDone(Replica* r);
   static Status ReplicaStopped(uint64_t shard_id);
   // Counts and logs a Corruption status of replica `r` (other codes are
   // ignored): damaged data at rest, which stops that replica only.
@@ -348,6 +355,24 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
                           uint8_t kind,
                           const std::function<std::unique_ptr<ManagedStateMachine>()>& make);
   Status RestoreAtStart(Replica* r, const logdb::ReplicaState& st);
+  // Repair from peers (engine/repair.cc, docs/raft-core.md, Repair).
+  // What a starting replica finds in the LogDB, with damage repaired where
+  // its peers can supply it: entries from the first damaged one on are left
+  // out of its log view, a damaged hard state is recovered, a damaged
+  // snapshot makes it start again from nothing; the repair is recorded.
+  // `last_entry` receives the last entry of the view (read and verified).
+  Result<logdb::ReplicaState> ReadForStart(const ShardConfig& sc,
+                                           std::vector<raft::Entry>* last_entry);
+  // Finds the first damaged entry of the held log (0: none) and leaves the
+  // last entry before it in `last_good` and the highest term read in `max_term`.
+  Result<raft::Index> FirstDamagedEntry(const ShardConfig& sc, const logdb::ReplicaState& st,
+                                        std::vector<raft::Entry>* last_good, raft::Term* max_term,
+                                        Status* damage);
+  // Drops every record and snapshot of the replica, keeping its bootstrap,
+  // term and (unless lost) vote, and records the repair.
+  Status RebuildFromPeers(const ShardConfig& sc, bool hard_state_lost, logdb::ReplicaState* st);
+  // Stops the replica of `shard_id` and starts it again (RestartToRepair).
+  void RestartNow(uint64_t shard_id);
   Status FillOnDiskGap(Replica* r, const logdb::ReplicaState& st);
 
   const NodeHostConfig config_;
@@ -389,6 +414,9 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   uint64_t key_base_;
   std::atomic<uint64_t> next_key_{1};
 
+  std::mutex repair_mu_;
+  std::vector<std::thread> repair_threads_;  // guarded by repair_mu_
+  std::vector<uint64_t> pending_repairs_;    // guarded by repair_mu_; without threads
   std::mutex graveyard_mu_;
   std::vector<std::shared_ptr<Replica>> graveyard_;  // guarded by graveyard_mu_
   std::shared_mutex replicas_mu_;

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -151,6 +152,14 @@ class Replica {
   uint64_t last_snapshot_index = 0;  // apply worker only
   Sessions sessions;                 // apply worker only
   uint64_t skip_through = 0;         // on-disk kind: applied durably before start
+  // How the replica was started, so that it can be started again to repair
+  // damage found while it runs (engine/repair.cc).
+  std::function<std::unique_ptr<ManagedStateMachine>()> make;
+  uint8_t kind = 0;
+  bool join = false;
+  // The LogDB holds a repair record for it (step worker only): removed
+  // once the core says the repair ended.
+  bool repair_recorded = false;
   // A snapshot worker is writing a snapshot of this replica: at most one
   // snapshot job per shard at a time.
   std::atomic<bool> snapshot_in_flight{false};

@@ -122,6 +122,8 @@ const char* RecordName(RecordType t) {
       return "bootstrap";
     case RecordType::kCompaction:
       return "compaction record";
+    case RecordType::kRepair:
+      return "repair record";
   }
   return "record";
 }
@@ -192,6 +194,7 @@ bool ParseKey(std::string_view key, ParsedKey* out) {
     case RecordType::kSnapshot:
     case RecordType::kBootstrap:
     case RecordType::kCompaction:
+    case RecordType::kRepair:
       if (key.size() != kReplicaKeySize) return false;
       out->index = 0;
       break;
@@ -474,6 +477,27 @@ Status DecodeCompaction(std::string_view key, std::string_view value, raft::Inde
   if (!r.U64(index) || !r.U64(term) || !r.done()) {
     return Bad(RecordType::kCompaction, key, "has the wrong size");
   }
+  return Status::Ok();
+}
+
+// A repair record: the last index held when records were lost (8), the term
+// then (8), and flags (1: bit 0, the hard state was lost).
+void EncodeRepair(std::string_view key, const RepairRecord& rec, std::string* out) {
+  StartValue(out);
+  PutLittle64(out, rec.until);
+  PutLittle64(out, rec.term);
+  out->push_back(static_cast<char>(rec.hard_state_lost ? 1 : 0));
+  SealValue(key, out);
+}
+
+Status DecodeRepair(std::string_view key, std::string_view value, RepairRecord* out) {
+  Reader r{std::string_view()};
+  FLOTILLA_RETURN_IF_ERROR(Open(RecordType::kRepair, key, value, &r));
+  uint8_t flags = 0;
+  if (!r.U64(&out->until) || !r.U64(&out->term) || !r.U8(&flags) || !r.done() || flags > 1) {
+    return Bad(RecordType::kRepair, key, "has the wrong size or flags");
+  }
+  out->hard_state_lost = flags == 1;
   return Status::Ok();
 }
 

@@ -32,6 +32,7 @@ enum class RecordType : uint8_t {
   kSnapshot = 0x03,    // key: type, shard, replica
   kBootstrap = 0x04,   // key: type, shard, replica
   kCompaction = 0x05,  // key: type, shard, replica; index and term of the last removed entry
+  kRepair = 0x06,      // key: type, shard, replica; a replica repairing lost records (RepairRecord)
 };
 
 inline constexpr size_t kReplicaKeySize = 1 + 8 + 8;          // type, shard, replica
@@ -77,6 +78,7 @@ void EncodeHardState(std::string_view key, const raft::HardState& hs, std::strin
 void EncodeSnapshot(std::string_view key, const raft::SnapshotMeta& meta, std::string* out);
 void EncodeBootstrap(std::string_view key, const Bootstrap& b, std::string* out);
 void EncodeCompaction(std::string_view key, raft::Index index, raft::Term term, std::string* out);
+void EncodeRepair(std::string_view key, const RepairRecord& rec, std::string* out);
 
 // Reads one entry batch in index order. Each entry is verified against its
 // own checksum when it is read, so a damaged entry is reported with its
@@ -117,5 +119,6 @@ Status DecodeSnapshot(std::string_view key, std::string_view value, raft::Snapsh
 Status DecodeBootstrap(std::string_view key, std::string_view value, Bootstrap* out);
 Status DecodeCompaction(std::string_view key, std::string_view value, raft::Index* index,
                         raft::Term* term);
+Status DecodeRepair(std::string_view key, std::string_view value, RepairRecord* out);
 
 }  // namespace flotilla::logdb::format

@@ -466,6 +466,25 @@ Result<raft::Term> KvLogDB::Term(raft::ShardId shard, raft::ReplicaId replica, r
 }
 
 Result<ReplicaState> KvLogDB::ReadState(raft::ShardId shard, raft::ReplicaId replica) {
+  return ReadStateForRepair(shard, replica, nullptr);
+}
+
+Status KvLogDB::SaveRepair(raft::ShardId shard, raft::ReplicaId replica,
+                           const std::optional<RepairRecord>& repair) {
+  return WriteWith(/*durable=*/true, [&](Scratch* s) {
+    format::RecordKey(RecordType::kRepair, shard, replica, &s->key);
+    if (!repair) {
+      s->batch->Delete(s->key);
+      return;
+    }
+    format::EncodeRepair(s->key, *repair, &s->value);
+    s->batch->Put(s->key, s->value);
+  });
+}
+
+// With `hard_state_damage` null (ReadState) a damaged hard state fails the read.
+Result<ReplicaState> KvLogDB::ReadStateForRepair(raft::ShardId shard, raft::ReplicaId replica,
+                                                 Status* hard_state_damage) {
   const ReplicaKey r{shard, replica};
   ReplicaState st;
   std::string key;
@@ -473,14 +492,25 @@ Result<ReplicaState> KvLogDB::ReadState(raft::ShardId shard, raft::ReplicaId rep
   format::RecordKey(RecordType::kHardState, shard, replica, &key);
   Status s = store_->Get(key, &value);
   if (s.ok()) s = format::DecodeHardState(key, value, &st.hard_state);
-  if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
-  format::RecordKey(RecordType::kBootstrap, shard, replica, &key);
-  s = store_->Get(key, &value);
-  if (s.ok()) {
-    st.bootstrap.emplace();
-    s = format::DecodeBootstrap(key, value, &*st.bootstrap);
+  if (hard_state_damage != nullptr) {
+    *hard_state_damage = s.code() == StatusCode::kCorruption ? s : Status::Ok();
+    if (s.code() == StatusCode::kCorruption) {
+      st.hard_state = raft::HardState();
+      s = Status::Ok();
+    }
   }
   if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+  // The optional records: absent is fine, damaged fails the read.
+  const auto read_optional = [&](RecordType type, auto* out, auto decode) {
+    format::RecordKey(type, shard, replica, &key);
+    Status got = store_->Get(key, &value);
+    if (got.code() == StatusCode::kNotFound) return Status::Ok();
+    if (got.ok()) got = decode(key, value, &out->emplace());
+    return got;
+  };
+  FLOTILLA_RETURN_IF_ERROR(read_optional(RecordType::kRepair, &st.repair, format::DecodeRepair));
+  FLOTILLA_RETURN_IF_ERROR(
+      read_optional(RecordType::kBootstrap, &st.bootstrap, format::DecodeBootstrap));
   FLOTILLA_RETURN_IF_ERROR(ReadSnapshot(r, &st.snapshot));
   raft::Index compacted = 0;
   raft::Term compacted_term = 0;
@@ -504,7 +534,7 @@ Result<ReplicaState> KvLogDB::ReadState(raft::ShardId shard, raft::ReplicaId rep
 Result<std::vector<ReplicaKey>> KvLogDB::ListReplicas() {
   std::vector<ReplicaKey> out;
   const std::string lower(1, static_cast<char>(RecordType::kEntry));
-  const std::string upper(1, static_cast<char>(static_cast<uint8_t>(RecordType::kCompaction) + 1));
+  const std::string upper(1, static_cast<char>(static_cast<uint8_t>(RecordType::kRepair) + 1));
   auto it = store_->NewIterator(lower, upper);
   std::string next;
   format::ParsedKey k;
@@ -568,16 +598,38 @@ Status KvLogDB::CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::In
   return Status::Ok();
 }
 
+Status KvLogDB::ResetForRebuild(raft::ShardId shard, raft::ReplicaId replica,
+                                const Bootstrap& bootstrap, const raft::HardState& hs,
+                                const RepairRecord& repair) {
+  return RemoveRecords(shard, replica, [&](Scratch* s) {
+    format::RecordKey(RecordType::kBootstrap, shard, replica, &s->key);
+    format::EncodeBootstrap(s->key, bootstrap, &s->value);
+    s->batch->Put(s->key, s->value);
+    format::RecordKey(RecordType::kHardState, shard, replica, &s->key);
+    format::EncodeHardState(s->key, hs, &s->value);
+    s->batch->Put(s->key, s->value);
+    format::RecordKey(RecordType::kRepair, shard, replica, &s->key);
+    format::EncodeRepair(s->key, repair, &s->value);
+    s->batch->Put(s->key, s->value);
+  });
+}
+
 Status KvLogDB::RemoveReplica(raft::ShardId shard, raft::ReplicaId replica) {
+  return RemoveRecords(shard, replica, [](Scratch*) {});
+}
+
+Status KvLogDB::RemoveRecords(raft::ShardId shard, raft::ReplicaId replica,
+                              const std::function<void(Scratch*)>& then) {
   FLOTILLA_RETURN_IF_ERROR(WriteWith(/*durable=*/true, [&](Scratch* s) {
     format::EntryRangeStart(shard, replica, 0, &s->key);
     format::EntryKey(shard, replica, format::kMaxIndex + 1, &s->end_key);
     s->batch->DeleteRange(s->key, s->end_key);
     for (RecordType t : {RecordType::kHardState, RecordType::kSnapshot, RecordType::kBootstrap,
-                         RecordType::kCompaction}) {
+                         RecordType::kCompaction, RecordType::kRepair}) {
       format::RecordKey(t, shard, replica, &s->key);
       s->batch->Delete(s->key);
     }
+    then(s);
   }));
   std::lock_guard<std::mutex> lock(mu_);
   last_entry_.erase({shard, replica});

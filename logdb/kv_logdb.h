@@ -39,6 +39,12 @@ class KvLogDB : public LogDB {
                  uint64_t max_bytes, std::vector<raft::Entry>* out) override;
   Result<raft::Term> Term(raft::ShardId shard, raft::ReplicaId replica, raft::Index index) override;
   Result<ReplicaState> ReadState(raft::ShardId shard, raft::ReplicaId replica) override;
+  Result<ReplicaState> ReadStateForRepair(raft::ShardId shard, raft::ReplicaId replica,
+                                          Status* hard_state_damage) override;
+  Status SaveRepair(raft::ShardId shard, raft::ReplicaId replica,
+                    const std::optional<RepairRecord>& repair) override;
+  Status ResetForRebuild(raft::ShardId shard, raft::ReplicaId replica, const Bootstrap& bootstrap,
+                         const raft::HardState& hs, const RepairRecord& repair) override;
   Result<std::vector<ReplicaKey>> ListReplicas() override;
   Status CompactTo(raft::ShardId shard, raft::ReplicaId replica, raft::Index index) override;
   Status RemoveReplica(raft::ShardId shard, raft::ReplicaId replica) override;
@@ -88,6 +94,9 @@ class KvLogDB : public LogDB {
   Status Commit(KvStore::Batch* batch, bool durable);
   // Builds a batch with `fill` in pooled buffers and commits it.
   Status WriteWith(bool durable, const std::function<void(Scratch*)>& fill);
+  // Deletes every record of a replica, then lets `then` add to the same write.
+  Status RemoveRecords(raft::ShardId shard, raft::ReplicaId replica,
+                       const std::function<void(Scratch*)>& then);
   // Save; with `damaged` non-null, an update whose stored records fail
   // their checksum is left out and listed there (SaveIsolated).
   Status SaveImpl(const std::vector<ReplicaUpdate>& updates, std::vector<DamagedUpdate>* damaged);

@@ -76,6 +76,16 @@ struct ReplicaUpdate {
   }
 };
 
+// A replica that lost stored records and repairs them from its peers
+// (docs/raft-core.md, Repair): kept until the repair ends, so that a restart
+// in the middle keeps its rule.
+struct RepairRecord {
+  raft::Index until = 0;  // the last index it held: it may have acknowledged up to there
+  raft::Term term = 0;    // its term when the loss was found
+  bool hard_state_lost = false;
+  friend bool operator==(const RepairRecord&, const RepairRecord&) = default;
+};
+
 // What a replica finds on start.
 struct ReplicaState {
   raft::HardState hard_state;
@@ -90,6 +100,7 @@ struct ReplicaState {
   // from the snapshot or the compaction record: what the core's log needs
   // to match an append right after its first entry.
   raft::Term prev_term = 0;
+  std::optional<RepairRecord> repair;  // set while the replica repairs
   friend bool operator==(const ReplicaState&, const ReplicaState&) = default;
 };
 
@@ -154,6 +165,28 @@ class LogDB {
   // empty state (not NotFound): check `bootstrap` to tell.
   [[nodiscard]] virtual Result<ReplicaState> ReadState(raft::ShardId shard,
                                                        raft::ReplicaId replica) = 0;
+
+  // ReadState for a replica that repairs: a damaged hard state does not fail
+  // the read; it is reported in `*hard_state_damage` (Corruption) and left
+  // empty. Other damage fails the read as in ReadState.
+  [[nodiscard]] virtual Result<ReplicaState> ReadStateForRepair(raft::ShardId shard,
+                                                                raft::ReplicaId replica,
+                                                                Status* hard_state_damage) {
+    *hard_state_damage = Status::Ok();
+    return ReadState(shard, replica);
+  }
+
+  // Records (or, with nullopt, ends) the repair of a replica. Durable.
+  [[nodiscard]] virtual Status SaveRepair(raft::ShardId shard, raft::ReplicaId replica,
+                                          const std::optional<RepairRecord>& repair) = 0;
+
+  // Replaces every record of a replica, in one durable write, with a
+  // bootstrap, a hard state and a repair record: the replica is rebuilt from
+  // its peers, and a crash never leaves it without the repair record.
+  [[nodiscard]] virtual Status ResetForRebuild(raft::ShardId shard, raft::ReplicaId replica,
+                                               const Bootstrap& bootstrap,
+                                               const raft::HardState& hs,
+                                               const RepairRecord& repair) = 0;
 
   // Every replica with at least one record, in (shard, replica) order.
   [[nodiscard]] virtual Result<std::vector<ReplicaKey>> ListReplicas() = 0;

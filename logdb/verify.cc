@@ -34,6 +34,10 @@ Status VerifyRecord(const format::ParsedKey& k, std::string_view key, std::strin
       raft::Term term = 0;
       return format::DecodeCompaction(key, value, &index, &term);
     }
+    case RecordType::kRepair: {
+      RepairRecord rec;
+      return format::DecodeRepair(key, value, &rec);
+    }
     case RecordType::kEntry:
       break;
   }
@@ -48,7 +52,7 @@ Status KvLogDB::VerifyAll(const std::function<void(const Status&)>& problem, Ver
     ++counts->problems;
     problem(s);
   };
-  // Every key of ours starts with a record type byte in [kEntry, kCompaction];
+  // Every key of ours starts with a record type byte in [kEntry, kRepair];
   // anything else in the store is reported too.
   auto it = store_->NewIterator(std::string(), std::string(1, '\xff'));
   ReplicaKey batches_of;  // the replica whose entry batches are being read

@@ -99,6 +99,16 @@ bool Progress::MaybeDecreaseTo(Index rejected, Index match_hint) {
   return true;
 }
 
+bool Progress::ForgetAbove(Index last) {
+  if (match <= last) return false;
+  match = last;
+  if (state == ProgressState::kSnapshot) pending_snapshot = 0;
+  state = ProgressState::kReplicate;  // so that BecomeProbe restarts at match + 1
+  BecomeProbe();
+  inflights.Reset();
+  return true;
+}
+
 bool Progress::IsPaused() const {
   switch (state) {
     case ProgressState::kProbe:

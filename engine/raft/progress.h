@@ -78,6 +78,10 @@ struct Progress {
   // An append at `rejected` was refused; `match_hint` is the leader's guess of
   // the last matching index. Returns false when the rejection was stale.
   bool MaybeDecreaseTo(Index rejected, Index match_hint);
+  // The follower lost entries above `last` that it had acknowledged (it is
+  // repairing): match comes down to `last` so that they are sent again.
+  // Returns false when match is at or below `last` already.
+  bool ForgetAbove(Index last);
   // No more appends should be sent now.
   bool IsPaused() const;
 };

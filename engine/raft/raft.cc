@@ -93,6 +93,9 @@ Raft::Raft(const Config& config, LogReader* reader, const HardState& hs, const M
   const SnapshotMeta snap = reader->Snapshot();
   term_ = hs.term;
   vote_ = hs.vote;
+  repair_until_ = cfg_.repair_until;
+  repair_term_ = cfg_.repair_term;
+  hard_state_lost_ = cfg_.hard_state_lost && repair_until_ != 0;
   if (hs.commit > log_.LastIndex())
     Fatal("hard state commit beyond the log", hs.commit, log_.LastIndex());
   log_.CommitTo(hs.commit);
@@ -166,7 +169,8 @@ Role Raft::role() const {
 }
 
 bool Raft::Promotable() const {
-  return !corrupted_ && !told_removed_ && tracker_.IsVoter(id()) && !tracker_.IsWitness(id());
+  return !corrupted_ && !told_removed_ && !repairing() && tracker_.IsVoter(id()) &&
+         !tracker_.IsWitness(id());
 }
 
 // ---------------------------------------------------------------------------
@@ -269,6 +273,7 @@ void Raft::TickElection() {
   ++election_elapsed_;
   if (!Promotable()) {
     TickRemovalProbe();
+    TickTermProbe();
     return;
   }
   if (election_elapsed_ < randomized_election_timeout_) return;
@@ -434,8 +439,11 @@ bool Raft::InLease() const {
 
 void Raft::HandleVoteRequest(const Message& m) {
   const bool pre = m.type == MessageType::kRequestPreVote;
+  // A repairing replica may have acknowledged entries it no longer holds:
+  // its vote could elect a leader without them.
   const bool can_vote =
-      vote_ == m.from || (vote_ == kNoReplica && leader_ == kNoReplica) || (pre && m.term > term_);
+      !repairing() && (vote_ == m.from || (vote_ == kNoReplica && leader_ == kNoReplica) ||
+                       (pre && m.term > term_));
   Message resp;
   resp.type = pre ? MessageType::kRequestPreVoteResp : MessageType::kRequestVoteResp;
   resp.to = m.from;
@@ -706,6 +714,16 @@ void Raft::Step(Message m) {
   // removal this replica has not applied yet: it only teaches the commit.
   if (m.type == MessageType::kRequestPreVote && m.ctx == kRemovalProbe) {
     if (state_ != State::kLeader) LearnCommit(m);
+    return;
+  }
+  // A term probe of a replica that lost its hard state, and its answer
+  // (repair.cc): before the lease and without waking.
+  if (m.ctx == kTermProbe && m.type == MessageType::kRequestPreVote) {
+    AnswerTermProbe(m);
+    return;
+  }
+  if (m.ctx == kTermProbe && m.type == MessageType::kRequestPreVoteResp) {
+    HandleTermProbeAnswer(m);
     return;
   }
   const bool vote_response =
@@ -1042,6 +1060,7 @@ void Raft::HandleAppend(Message& m) {
   if (last_new) {
     log_.CommitTo(std::min(m.commit, *last_new));
     resp.log_index = *last_new;
+    MaybeEndRepair(*last_new);
   } else {
     // Fast backtracking: point the leader at the last index whose term is
     // not above the one it tried, skipping a whole divergent term at once.
@@ -1051,6 +1070,7 @@ void Raft::HandleAppend(Message& m) {
     resp.log_index = m.log_index;
     resp.hint = hint;
     resp.hint_term = hint_term;
+    if (repairing()) resp.ctx = kLostEntries;
   }
   Send(std::move(resp));
 }
@@ -1059,6 +1079,10 @@ void Raft::HandleAppendResponse(const Message& m) {
   Progress* pr = tracker_.Get(m.from);
   if (pr == nullptr) return;
   pr->recent_active = true;
+  if (m.reject && m.ctx == kLostEntries && pr->ForgetAbove(m.hint)) {
+    SendAppend(m.from, true);
+    return;
+  }
   if (m.reject) {
     Index next_probe = m.hint;
     if (m.hint_term > 0) next_probe = log_.FindConflictByTerm(m.hint, m.hint_term).first;
@@ -1104,6 +1128,12 @@ void Raft::HandleHeartbeat(const Message& m) {
   resp.type = MessageType::kHeartbeatResp;
   resp.to = m.from;
   resp.ctx = m.ctx;
+  // Repairing: say where our log ends, so that the leader brings its match
+  // down if we lost entries and sends an append, whose match may end the repair.
+  if (repairing()) {
+    resp.reject = true;
+    resp.log_index = log_.LastIndex();
+  }
   Send(std::move(resp));
 }
 
@@ -1112,8 +1142,9 @@ void Raft::HandleHeartbeatResponse(const Message& m) {
   if (pr == nullptr) return;
   pr->recent_active = true;
   pr->probe_sent = false;
+  if (m.reject) pr->ForgetAbove(m.log_index);  // a repairing follower lost entries
   if (pr->state == ProgressState::kReplicate && pr->inflights.Full()) pr->inflights.FreeFirst();
-  if (pr->match < log_.LastIndex()) SendAppend(m.from, true);
+  if (m.reject || pr->match < log_.LastIndex()) SendAppend(m.from, true);
   if (m.ctx > pr->read_round_acked) {
     pr->read_round_acked = m.ctx;
     ReleaseConfirmedReads();
@@ -1138,6 +1169,7 @@ void Raft::HandleSnapshot(const Message& m) {
     conf_to_apply_.clear();
     resp.log_index = snap.index;
   }
+  if (!resp.reject) MaybeEndRepair(resp.log_index);
   Send(std::move(resp));
 }
 

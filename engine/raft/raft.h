@@ -55,6 +55,16 @@ struct Config {
   // When set, an election timeout does not campaign at once: it raises
   // WantsCampaign() and the driver calls Campaign() when its cap allows.
   bool gated_campaigns = false;
+  // Repair (docs/raft-core.md, Repair): the replica lost stored entries or
+  // its hard state. `repair_until` is the last index it held before (it may
+  // have acknowledged entries up to there; 0: not repairing) and
+  // `repair_term` its term when the loss was found. Until repaired it does
+  // not vote or campaign.
+  Index repair_until = 0;
+  Term repair_term = 0;
+  // The hard state was lost: its term (recovered from the log) may be below
+  // a term it voted in, so it first asks every voter for its term.
+  bool hard_state_lost = false;
 };
 
 enum class [[nodiscard]] ProposeResult : uint8_t{
@@ -127,6 +137,13 @@ class Raft {
   bool Promotable() const;
   // Set when a stored entry failed its checksum: the replica must stop.
   bool corrupted() const { return corrupted_; }
+  // True while the replica repairs lost entries or a lost hard state: it
+  // does not vote, campaign or lead until its log matches a leader's far
+  // enough (docs/raft-core.md, Repair). The driver persists the end.
+  bool repairing() const { return repair_until_ != 0; }
+  Index repair_until() const { return repair_until_; }
+  Term repair_term() const { return repair_term_; }
+  bool hard_state_lost() const { return hard_state_lost_; }
   // Set when a member answered this replica's vote request with
   // kRemovedNotice: its removal committed (it may not have learned so from
   // the log). It never campaigns again; the driver stops it.
@@ -191,6 +208,12 @@ class Raft {
   void StartRemovalNotices(const std::vector<ReplicaId>& leaving, Index index, Term term);
   void SendRemovalNotices();
   void TickRemovalNotices();
+  // Repair (raft.cc): the term probe of a replica that lost its hard state,
+  // and the end of repair once a leader's log matches far enough.
+  void TickTermProbe();
+  void AnswerTermProbe(const Message& m);
+  void HandleTermProbeAnswer(const Message& m);
+  void MaybeEndRepair(Index matched);
   // Advances the commit index to `m.commit` when this log holds that entry
   // with the term `m.hint_term` (the same prefix, by log matching).
   void LearnCommit(const Message& m);
@@ -282,6 +305,11 @@ class Raft {
   std::vector<std::pair<uint64_t, ReplicaId>> remote_reads_before_commit_;
 
   bool corrupted_ = false;
+  Index repair_until_ = 0;
+  Term repair_term_ = 0;
+  bool hard_state_lost_ = false;
+  std::vector<ReplicaId> term_heard_from_;  // voters that answered the term probe
+  uint32_t term_probe_elapsed_ = 0;
   bool told_removed_ = false;
   std::vector<ReplicaId> told_by_;  // members that sent kRemovedNotice
   uint32_t probe_elapsed_ = 0;      // ticks since the last removal probe

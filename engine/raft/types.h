@@ -146,6 +146,21 @@ inline constexpr uint64_t kRemovedNotice = 1;
 // committed learns it. (Vote requests' ctx: 0, or 1 for a transfer.)
 inline constexpr uint64_t kRemovalProbe = 2;
 
+// The `ctx` of a refused append answer from a replica that lost stored
+// entries it may have acknowledged (it is repairing, docs/raft-core.md,
+// Repair): its log ends at `hint`, so the leader's match for it, which only
+// ever grows, must come down to that index, or the leader would never send
+// the lost entries again. A repairing replica's heartbeat answer says the
+// same with `reject` set and its last index in `log_index`.
+inline constexpr uint64_t kLostEntries = 3;
+
+// The `ctx` of a pre-vote request that asks only for the receiver's term,
+// and of its answer (a refused pre-vote response carrying that term): a
+// replica whose hard state was lost cannot know in which terms it voted,
+// and may vote again only in terms above every voter's term (each term it
+// voted in is at most the term of the candidate it voted for).
+inline constexpr uint64_t kTermProbe = 4;
+
 // True for message types that carry no entries and must never wait behind
 // appends or snapshot chunks in the transport.
 inline bool IsControlMessage(MessageType t) {

@@ -19,6 +19,7 @@
 #include "logdb/memory_logdb.h"
 #include "logdb/rocks_logdb.h"
 #include "tests/engine/cluster.h"
+#include "tests/engine/damage_util.h"
 #include "tests/logdb/test_util.h"
 
 namespace flotilla::testing {
@@ -34,23 +35,15 @@ void FlipValueBit(logdb::KvStore* store, const std::string& key, size_t bit) {
 // Opens the RocksDB LogDB of `data_dir` (its NodeHost closed) and flips a bit
 // of the record `type` of shard 1 replica 1; for entries, of entry 3.
 void DamageRecord(const std::string& data_dir, RecordType type) {
-  logdb::RocksOptions o;
-  o.dir = data_dir + "/logdb";
-  auto db = logdb::OpenRocksLogDB(o);
-  ASSERT_TRUE(db.ok()) << db.status().ToString();
-  auto* kv = dynamic_cast<logdb::KvLogDB*>(db->get());
-  ASSERT_NE(kv, nullptr);
-  std::string key;
-  size_t bit = 7 * 8 + 1;  // inside the fields, past the checksum and version
-  if (type == RecordType::kEntry) {
-    size_t offset = 0;
-    size_t size = 0;
-    ASSERT_TRUE(kv->LocateEntryForTesting(1, 1, 3, &key, &offset, &size).ok());
-    bit = (offset + size - 1) * 8;  // the last byte of entry 3's command
-  } else {
+  WithLogDB(data_dir, [&](logdb::KvLogDB* kv) {
+    if (type == RecordType::kEntry) {
+      FlipEntryBit(kv, 1, 1, 3);  // the last byte of entry 3's command
+      return;
+    }
+    std::string key;
     logdb::format::RecordKey(type, 1, 1, &key);
-  }
-  FlipValueBit(kv->store_for_testing(), key, bit);
+    FlipValueBit(kv->store_for_testing(), key, 7 * 8 + 1);  // past the checksum and version
+  });
 }
 
 std::string FileBytes(const fs::path& path) {
@@ -164,6 +157,8 @@ INSTANTIATE_TEST_SUITE_P(Kinds, StoredRecordDamage,
                                return std::string("Bootstrap");
                              case RecordType::kCompaction:
                                return std::string("CompactionRecord");
+                             case RecordType::kRepair:
+                               return std::string("RepairRecord");
                            }
                            return std::string("Other");
                          });

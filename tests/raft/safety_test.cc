@@ -215,5 +215,143 @@ TEST(Safety, AllRulesHoldOverRandomizedRuns) {
   }
 }
 
+// Repair (docs/raft-core.md, Repair). Replica `id` restarts having lost
+// every entry above `keep` (damaged at rest); it may have acknowledged up to
+// its old last index, which it remembers.
+void RestartHavingLost(Harness& h, ReplicaId id, Index keep) {
+  Node& n = h.node(id);
+  const Index last = n.log->LastIndex();
+  HardState hs = n.peer->raft().hard_state();
+  h.Crash(id);
+  n.log->TruncateAfter(keep);
+  hs.commit = std::min(hs.commit, keep);
+  n.log->set_hard_state(hs);
+  n.cfg.repair_until = last;
+  n.cfg.repair_term = hs.term;
+  h.Restart(id);
+}
+
+void ProposeOn(Harness& h, ReplicaId id, const std::string& cmd) {
+  std::vector<Entry> ents(1);
+  ents[0].cmd = cmd;
+  ASSERT_EQ(h.node(id).peer->Propose(&ents), ProposeResult::kOk);
+}
+
+// Entry "x" is committed by 1 and 2 only; 2 loses it. Without repair, 2's
+// vote elects 3, whose log lacks "x": a committed entry is lost. Repairing,
+// 2 votes for nobody, so only 1 (which holds "x") can win, and 2 fetches
+// "x" again from it.
+TEST(Safety, Repair_AReplicaThatLostAcknowledgedEntriesVotesForNobodyUntilRepaired) {
+  Harness h;
+  Membership m;
+  m.voters = {1, 2, 3};
+  for (ReplicaId id = 1; id <= 3; ++id) h.AddNode(id, NoPreVote(), m);
+  h.node(1).peer->Campaign();
+  h.Stabilize();
+  ASSERT_TRUE(h.node(1).peer->raft().is_leader());
+  const Index before_x = h.node(1).peer->raft().log().LastIndex();
+  h.Isolate(3);
+  ProposeOn(h, 1, "x");
+  h.Stabilize();
+  ASSERT_GT(h.node(1).peer->raft().log().committed(), before_x);
+  h.Crash(1);
+  RestartHavingLost(h, 2, before_x);
+  EXPECT_TRUE(h.node(2).peer->raft().repairing());
+  h.Heal();
+  h.node(3).peer->Campaign();
+  h.Stabilize({2, 3});
+  EXPECT_FALSE(h.node(3).peer->raft().is_leader()) << "3 was elected without the committed x";
+  EXPECT_FALSE(h.node(2).peer->raft().is_leader());
+  h.node(2).peer->Campaign();  // a repairing replica does not campaign
+  h.Stabilize({2, 3});
+  EXPECT_FALSE(h.node(2).peer->raft().is_leader());
+  h.Restart(1);
+  // 3 voted for itself in its term: 1 may need a second term to win.
+  for (int i = 0; i < 3 && !h.node(1).peer->raft().is_leader(); ++i) {
+    h.node(1).peer->Campaign();
+    h.Stabilize();
+  }
+  ASSERT_TRUE(h.node(1).peer->raft().is_leader());
+  const Raft& r2 = h.node(2).peer->raft();
+  EXPECT_FALSE(r2.repairing());
+  std::vector<Entry> ents;
+  ASSERT_EQ(r2.log().Entries(before_x + 1, before_x + 2, UINT64_MAX, &ents), LogStatus::kOk);
+  EXPECT_EQ(ents[0].cmd, "x");
+}
+
+// The leader's match for a follower only ever grows; a follower that lost
+// entries it had acknowledged answers a heartbeat with its last index
+// (kLostEntries on appends), and the leader sends them again.
+TEST(Safety, Repair_TheLeaderSendsAgainWhatAFollowerLost) {
+  Harness h;
+  Membership m;
+  m.voters = {1, 2, 3};
+  for (ReplicaId id = 1; id <= 3; ++id) h.AddNode(id, NoPreVote(), m);
+  h.node(1).peer->Campaign();
+  h.Stabilize();
+  const Index keep = h.node(1).peer->raft().log().LastIndex();
+  ProposeOn(h, 1, "x");
+  ProposeOn(h, 1, "y");
+  h.Stabilize();
+  const Index last = h.node(1).peer->raft().log().LastIndex();
+  ASSERT_EQ(const_cast<ProgressTracker&>(h.node(1).peer->raft().tracker()).Get(2)->match, last);
+  RestartHavingLost(h, 2, keep);
+  ASSERT_EQ(h.node(2).peer->raft().log().LastIndex(), keep);
+  h.Tick(1, static_cast<int>(NoPreVote().heartbeat_ticks));
+  h.Stabilize();
+  const Raft& r2 = h.node(2).peer->raft();
+  EXPECT_EQ(r2.log().LastIndex(), last);
+  EXPECT_FALSE(r2.repairing());
+}
+
+// A replica whose hard state was lost may have voted in a term above every
+// term of its log: it asks every voter's term first, and meanwhile refuses
+// every vote.
+TEST(Safety, Repair_AReplicaThatLostItsHardStateAsksEveryVotersTerm) {
+  Harness h;
+  Membership m;
+  m.voters = {1, 2, 3};
+  for (ReplicaId id = 1; id <= 3; ++id) h.AddNode(id, NoPreVote(), m);
+  h.node(1).peer->Campaign();
+  h.Stabilize();
+  // 3 campaigns alone in term 3 and 2 votes for it; then 2 loses its hard state.
+  h.Isolate(1);
+  h.node(3).peer->Campaign();
+  h.Stabilize({2, 3});
+  h.Heal();
+  Node& n = h.node(2);
+  const Index last = n.log->LastIndex();
+  ASSERT_EQ(n.peer->raft().term(), 3u);
+  h.Crash(2);
+  n.log->set_hard_state(HardState{2, kNoReplica, 0});  // recovered from the log's terms
+  n.cfg.repair_until = last;
+  n.cfg.repair_term = 2;
+  n.cfg.hard_state_lost = true;
+  h.Restart(2);
+  // Another candidate in term 3 must not get 2's second vote of term 3.
+  Message req;
+  req.type = MessageType::kRequestVote;
+  req.from = 1;
+  req.to = 2;
+  req.term = 3;
+  req.log_index = last;
+  req.log_term = 2;
+  h.node(2).peer->Step(req);
+  h.ProcessUpdate(2);
+  const Message* resp = Find(h, MessageType::kRequestVoteResp, 2, 1);
+  ASSERT_NE(resp, nullptr);
+  EXPECT_TRUE(resp->reject);
+  h.queue().clear();
+  // It learns the membership from the leader's commit, then asks every
+  // voter's term once per election timeout.
+  for (int i = 0; i < 3 * static_cast<int>(NoPreVote().election_ticks); ++i) {
+    for (ReplicaId id = 1; id <= 3; ++id) h.Tick(id);
+    h.Stabilize();
+  }
+  EXPECT_GE(h.node(2).peer->raft().term(), 3u);
+  EXPECT_FALSE(h.node(2).peer->raft().hard_state_lost());
+  EXPECT_FALSE(h.node(2).peer->raft().repairing());
+}
+
 }  // namespace
 }  // namespace flotilla::raft::testing

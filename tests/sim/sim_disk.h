@@ -66,6 +66,19 @@ class SimDisk final : public logdb::LogDB {
   Result<logdb::ReplicaState> ReadState(raft::ShardId shard, raft::ReplicaId replica) override {
     return mem_->ReadState(shard, replica);
   }
+  Result<logdb::ReplicaState> ReadStateForRepair(raft::ShardId shard, raft::ReplicaId replica,
+                                                 Status* hard_state_damage) override {
+    return mem_->ReadStateForRepair(shard, replica, hard_state_damage);
+  }
+  Status SaveRepair(raft::ShardId shard, raft::ReplicaId replica,
+                    const std::optional<logdb::RepairRecord>& repair) override {
+    return Write([&] { return mem_->SaveRepair(shard, replica, repair); });
+  }
+  Status ResetForRebuild(raft::ShardId shard, raft::ReplicaId replica,
+                         const logdb::Bootstrap& bootstrap, const raft::HardState& hs,
+                         const logdb::RepairRecord& repair) override {
+    return Write([&] { return mem_->ResetForRebuild(shard, replica, bootstrap, hs, repair); });
+  }
   Result<std::vector<logdb::ReplicaKey>> ListReplicas() override { return mem_->ListReplicas(); }
   const char* Name() const override { return "sim"; }
 

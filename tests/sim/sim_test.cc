@@ -62,6 +62,9 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
   EXPECT_GT(sum.dead_hosts, 0u);
   EXPECT_GT(cap_seeds, 0u);
   EXPECT_GT(multi_damage, 0u);
+  // The repair area (damage in every record kind: hard_state_flips,
+  // snapshot_flips) is not a default one until its sweep is clean
+  // (simulator.cc, DefaultAreas).
 }
 
 TEST(Simulation, AreasParse) {
@@ -78,7 +81,7 @@ TEST(Simulation, AreasParse) {
   EXPECT_NE(DefaultAreas() & kAreaSessionResults, 0u);
   EXPECT_NE(DefaultAreas() & kAreaRemovedLeftRunning, 0u);
   EXPECT_NE(DefaultAreas() & kAreaRemovedStops, 0u);
-  EXPECT_EQ(DefaultAreas(), kAllAreas);  // docs/simulation.md
+  EXPECT_EQ(DefaultAreas(), kAllAreas & ~kAreaRepair);  // docs/simulation.md
 }
 
 // Each found a bug in the engine (docs/simulation.md, "Found"). Which seeds

@@ -34,8 +34,11 @@ enum SimArea : uint32_t {
   kAreaVoteDurable = 1u << 6,         // after each pass, every replica's term and vote are stored
   kAreaWitnessNoData = 1u << 7,       // a witness's state machine never holds data
   kAreaRemovedStops = 1u << 8,        // a removed replica left running stops itself by the end
+  // Damaged replicas repair from their peers and must converge: damage in
+  // entries, hard states and snapshot files, in shards whose membership changes.
+  kAreaRepair = 1u << 13,
 };
-inline constexpr uint32_t kAllAreas = (1u << 13) - 1;
+inline constexpr uint32_t kAllAreas = (1u << 14) - 1;
 uint32_t DefaultAreas();
 // "all", "default", "none", or a comma-separated list of names; false on an unknown name.
 bool ParseAreas(const std::string& text, uint32_t* out);
@@ -63,7 +66,7 @@ struct SimResult {
   uint64_t hosts = 0, shards = 0, steps = 0, passes = 0;
   uint64_t ops = 0, ops_ok = 0, ops_failed = 0, ops_unknown = 0;
   uint64_t crashes = 0, torn_writes = 0, partitions = 0, bit_flips = 0, corruptions_detected = 0,
-           storage_restarts = 0, moves = 0, transfers = 0;
+           hard_state_flips = 0, snapshot_flips = 0, storage_restarts = 0, moves = 0, transfers = 0;
   uint64_t snapshots_received = 0, snapshots_cut = 0, leader_changes = 0;
   uint64_t quiesced_samples = 0;
   uint64_t concurrent_shards = 0, ondisk_shards = 0, cap = 0;
