@@ -14,8 +14,9 @@
 # a SOVERSION; its dependencies are its own, so the package finds none.
 include(CMakePackageConfigHelpers)
 
-set(flotilla_layers flotilla_raft flotilla_logdb flotilla_transport flotilla_proto flotilla_engine)
+set(flotilla_layers flotilla_raft flotilla_log flotilla_logdb flotilla_transport flotilla_proto flotilla_engine)
 set_target_properties(flotilla_raft PROPERTIES EXPORT_NAME raft)
+set_target_properties(flotilla_log PROPERTIES EXPORT_NAME log)
 set_target_properties(flotilla_logdb PROPERTIES EXPORT_NAME logdb)
 set_target_properties(flotilla_transport PROPERTIES EXPORT_NAME transport)
 set_target_properties(flotilla_proto PROPERTIES EXPORT_NAME proto)

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "flotilla/config.h"
+#include "flotilla/node_host.h"
 
 namespace flotilla {
 namespace {
@@ -169,6 +170,28 @@ bool IsLoopbackAddress(std::string_view address) {
     }
   }
   return dots == 3;
+}
+
+Status NodeHostConfig::Validate() const { return flotilla::Validate(*this); }
+
+Status ShardConfig::Validate() const { return flotilla::Validate(*this); }
+
+std::string_view ReplicaRoleName(ReplicaRole role) {
+  switch (role) {
+    case ReplicaRole::kFollower:
+      return "follower";
+    case ReplicaRole::kCandidate:
+      return "candidate";
+    case ReplicaRole::kPreCandidate:
+      return "pre-candidate";
+    case ReplicaRole::kLeader:
+      return "leader";
+    case ReplicaRole::kNonVoting:
+      return "non-voting";
+    case ReplicaRole::kWitness:
+      return "witness";
+  }
+  return "unknown";
 }
 
 }  // namespace flotilla

@@ -1,7 +1,6 @@
 #include "engine/node_host_impl.h"
 
 #include <pthread.h>
-#include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <filesystem>
 
+#include "engine/log/log.h"
 #include "engine/snapshot_files.h"
 #include "engine/snapshot_stream.h"
 #include "flotilla/events.h"
@@ -62,12 +62,12 @@ void RequestHandle::OnComplete(std::function<void(const RequestResult&)> fn) con
 namespace {
 
 // Waits for a request, or turns its refusal into a result: a full queue is
-// "dropped" (retry), anything else "rejected", with the status as data.
+// "dropped" (retry), anything else "rejected", with the status as error.
 RequestResult WaitOrRefusal(const Result<RequestHandle>& h) {
   if (h.ok()) return h->Wait();
   RequestResult r;
   r.code = h.status().code() == StatusCode::kBusy ? RequestCode::kDropped : RequestCode::kRejected;
-  r.data = h.status().ToString();
+  r.error = h.status().ToString();
   return r;
 }
 
@@ -134,9 +134,16 @@ void NameThisThread(const std::string& name) {
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
 }
 
-std::string RoleString(int role) {
-  return std::string(raft::RoleName(static_cast<raft::Role>(role)));
-}
+// The public roles are the core's, value for value.
+static_assert(static_cast<int>(ReplicaRole::kFollower) == static_cast<int>(raft::Role::kFollower));
+static_assert(static_cast<int>(ReplicaRole::kCandidate) ==
+              static_cast<int>(raft::Role::kCandidate));
+static_assert(static_cast<int>(ReplicaRole::kPreCandidate) ==
+              static_cast<int>(raft::Role::kPreCandidate));
+static_assert(static_cast<int>(ReplicaRole::kLeader) == static_cast<int>(raft::Role::kLeader));
+static_assert(static_cast<int>(ReplicaRole::kNonVoting) ==
+              static_cast<int>(raft::Role::kNonVoting));
+static_assert(static_cast<int>(ReplicaRole::kWitness) == static_cast<int>(raft::Role::kWitness));
 
 // Bytes of the regular files in `path` (a file or a directory).
 uint64_t DirectoryBytes(const std::string& path) {
@@ -430,8 +437,8 @@ void StepWorker::SendSnapshots(Replica* r) {
       s = nh_->transport()->SendSnapshot(std::move(job));
     }
     if (!s.ok()) {
-      spdlog::warn("shard {} replica {}: cannot send snapshot: {}", r->shard_id, r->replica_id,
-                   s.ToString());
+      Log().warn("shard {} replica {}: cannot send snapshot: {}", r->shard_id, r->replica_id,
+                 s.ToString());
       r->PushSnapshotStatus(m->to, true);
       Notify(r);
     }
@@ -487,8 +494,8 @@ bool StepWorker::PlaceReceivedSnapshot(Replica* r) {
   r->accepted_snapshots.erase(r->accepted_snapshots.begin(),
                               r->accepted_snapshots.upper_bound(index));
   if (s.ok()) return true;
-  spdlog::error("shard {} replica {}: cannot install received snapshot {}, replica stops: {}",
-                r->shard_id, r->replica_id, index, s.ToString());
+  Log().error("shard {} replica {}: cannot install received snapshot {}, replica stops: {}",
+              r->shard_id, r->replica_id, index, s.ToString());
   nh_->FailReplica(r);
   return false;
 }
@@ -519,7 +526,7 @@ void StepWorker::RecordSnapshots(Replica* r) {
     r->log->SetSnapshot(meta, compact_to);
     if (compact_to >= r->log->FirstIndex() - 1 && compact_to > 0) {
       s = nh_->logdb()->CompactTo(r->shard_id, r->replica_id, compact_to);
-      if (!s.ok()) spdlog::warn("shard {}: compaction failed: {}", r->shard_id, s.ToString());
+      if (!s.ok()) Log().warn("shard {}: compaction failed: {}", r->shard_id, s.ToString());
     }
     PruneSnapshots(r->snapshot_root, r->log->Snapshot().index, r->snapshot_pins.get());
   }
@@ -633,8 +640,8 @@ void StepWorker::HandOffIfStorageLow(Replica* r) {
   r->handoff_at_tick = now;
   r->handoff_episode = nh_->storage_low_episode();
   if (best == raft::kNoReplica) return;
-  spdlog::warn("shard {} replica {}: storage below the reserve; handing leadership to replica {}",
-               r->shard_id, r->replica_id, best);
+  Log().warn("shard {} replica {}: storage below the reserve; handing leadership to replica {}",
+             r->shard_id, r->replica_id, best);
   p.TransferLeader(best);
 }
 
@@ -683,8 +690,8 @@ void StepWorker::CheckRemoved(Replica* r, uint64_t now) {
   if (!raft.told_removed() && !applied) return;
   if (r->removed_at_tick == 0) {
     r->removed_at_tick = now;
-    spdlog::info("shard {} replica {}: removed from the shard; stopping in {} ticks", r->shard_id,
-                 r->replica_id, 2 * r->config.election_rtt);
+    Log().info("shard {} replica {}: removed from the shard; stopping in {} ticks", r->shard_id,
+               r->replica_id, 2 * r->config.election_rtt);
     return;
   }
   if (raft.is_leader() || now - r->removed_at_tick < 2 * uint64_t{r->config.election_rtt}) return;
@@ -699,8 +706,8 @@ void StepWorker::StopRemoved() {
     if (r->stopped.load()) continue;
     Status s = nh_->StopReplica(r->shard_id);
     if (!s.ok()) {
-      spdlog::warn("shard {} replica {}: stopping the removed replica: {}", r->shard_id,
-                   r->replica_id, s.ToString());
+      Log().warn("shard {} replica {}: stopping the removed replica: {}", r->shard_id,
+                 r->replica_id, s.ToString());
     }
   }
   to_stop_.clear();
@@ -749,8 +756,8 @@ void StepWorker::AfterPersist(Replica* r) {
     if (u.soft_state->leader != r->reported_leader) {
       r->reported_leader = u.soft_state->leader;
       if (u.soft_state->leader != 0) Counters::Add(c.leader_changes, 1);
-      spdlog::info("shard {} replica {}: leader is now {} ({})", r->shard_id, r->replica_id,
-                   u.soft_state->leader, raft::RoleName(u.soft_state->role));
+      Log().info("shard {} replica {}: leader is now {} ({})", r->shard_id, r->replica_id,
+                 u.soft_state->leader, raft::RoleName(u.soft_state->role));
       if (auto* l = nh_->listener()) {
         l->LeaderChanged(r->shard_id, r->replica_id, u.soft_state->leader, r->peer->raft().term());
       }
@@ -866,7 +873,7 @@ void ApplyWorker::Classify(Replica* r, ApplyTask& t) {
           continue;
         case Sessions::Check::kNoSession:
           o.result.code = RequestCode::kRejected;
-          o.result.data = "session not registered or expired";
+          o.result.error = "session not registered or expired";
           continue;
         case Sessions::Check::kApply:
           break;
@@ -909,8 +916,8 @@ void ApplyWorker::Apply(Replica* r, ApplyTask& t) {
   if (!sm_entries_.empty()) {
     Status s = r->sm()->Update(sm_entries_);
     if (!s.ok()) {
-      spdlog::error("shard {} replica {}: state machine update failed, replica stops: {}",
-                    r->shard_id, r->replica_id, s.ToString());
+      Log().error("shard {} replica {}: state machine update failed, replica stops: {}",
+                  r->shard_id, r->replica_id, s.ToString());
       nh_->FailReplica(r);
       return;
     }
@@ -954,8 +961,8 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   if (s.ok()) s = ReadSnapshot(dir, r->sm(), &sessions);
   if (s.ok()) s = r->sessions.Deserialize(sessions);
   if (!s.ok()) {
-    spdlog::error("shard {} replica {}: cannot restore snapshot {}, replica stops: {}", r->shard_id,
-                  r->replica_id, meta.index, s.ToString());
+    Log().error("shard {} replica {}: cannot restore snapshot {}, replica stops: {}", r->shard_id,
+                r->replica_id, meta.index, s.ToString());
     nh_->FailReplica(r);
     return false;
   }
@@ -964,7 +971,7 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   r->applied_term = meta.term;
   r->last_snapshot_index = meta.index;
   r->applied.store(meta.index, std::memory_order_release);
-  spdlog::info("shard {} replica {}: restored snapshot {}", r->shard_id, r->replica_id, meta.index);
+  Log().info("shard {} replica {}: restored snapshot {}", r->shard_id, r->replica_id, meta.index);
   return true;
 }
 
@@ -1011,8 +1018,8 @@ void ApplyWorker::ServeStreamRequests(Replica* r) {
       s = nh_->transport()->SendSnapshot(std::move(job));
     }
     if (!s.ok()) {
-      spdlog::warn("shard {} replica {}: cannot stream a snapshot to replica {}: {}", r->shard_id,
-                   r->replica_id, to, s.ToString());
+      Log().warn("shard {} replica {}: cannot stream a snapshot to replica {}: {}", r->shard_id,
+                 r->replica_id, to, s.ToString());
       r->PushSnapshotStatus(to, true);
       nh_->NotifyStep(r);
     }
@@ -1032,7 +1039,7 @@ void ApplyWorker::ServeSnapshotRequests(Replica* r) {
     res.value = r->last_snapshot_index;
     if (!ok) {
       res.code = RequestCode::kRejected;
-      res.data = "the snapshot could not be taken (see the log)";
+      res.error = "the snapshot could not be taken (see the log)";
     }
     s->Complete(std::move(res));
   }
@@ -1043,8 +1050,8 @@ void ApplyWorker::ServeSnapshotRequests(Replica* r) {
 void ApplyWorker::SnapshotWritten(NodeHostImpl* nh, Replica* r, const raft::SnapshotMeta& meta,
                                   const Status& s) {
   if (!s.ok()) {
-    spdlog::error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
-                  meta.index, s.ToString());
+    Log().error("shard {} replica {}: snapshot at {} failed: {}", r->shard_id, r->replica_id,
+                meta.index, s.ToString());
     return;
   }
   Counters::Add(nh->counters().snapshots_taken, 1);
@@ -1120,7 +1127,7 @@ void ApplyWorker::ServeReads(Replica* r) {
       res.data = std::move(*v);
     } else {
       res.code = RequestCode::kRejected;
-      res.data = v.status().ToString();
+      res.error = v.status().ToString();
     }
     s->Complete(std::move(res));
   }
@@ -1288,13 +1295,13 @@ void NodeHostImpl::CheckStorage() {
   }
   if (low && !storage_low_.exchange(true)) {
     storage_low_episode_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error(
+    Log().error(
         "storage: {} bytes free on {}, below the reserve of {} (min_free_bytes): "
         "new writes are refused until space is freed",
         least, where, config_.min_free_bytes);
   } else if (!low && storage_low_.exchange(false)) {
-    spdlog::info("storage: {} bytes free on {} again, at or above the reserve of {}: writes resume",
-                 least, where, config_.min_free_bytes);
+    Log().info("storage: {} bytes free on {} again, at or above the reserve of {}: writes resume",
+               least, where, config_.min_free_bytes);
   }
 }
 
@@ -1354,13 +1361,13 @@ void NodeHostImpl::OnStorageFailure(const Status& s) {
   }
   if (!storage_failed_.exchange(true)) {
     if (s.code() == StatusCode::kNoSpace) {
-      spdlog::critical(
+      Log().critical(
           "LogDB write failed for want of space; writes are held until space is "
           "freed: {}",
           s.ToString());
     } else {
-      spdlog::critical("LogDB save failed; the replicas of the pass stop accepting writes: {}",
-                       s.ToString());
+      Log().critical("LogDB save failed; the replicas of the pass stop accepting writes: {}",
+                     s.ToString());
     }
   }
 }
@@ -1374,7 +1381,7 @@ Status NodeHostImpl::ReplicaStopped(uint64_t shard_id) {
 void NodeHostImpl::NoteCorruption(uint64_t shard, uint64_t replica, const Status& s) {
   if (s.code() != StatusCode::kCorruption) return;
   Counters::Add(counters_.corruptions, 1);
-  spdlog::error(
+  Log().error(
       "shard {} replica {}: damaged data at rest (repaired from its peers where they "
       "hold it): {}",
       shard, replica, s.message());
@@ -1396,7 +1403,7 @@ Status NodeHostImpl::VerifySnapshot(Replica* r, const std::string& dir) {
     return check.status();
   }
   if (*check == SnapshotCheck::kUpgraded) {
-    spdlog::info(
+    Log().info(
         "shard {} replica {}: snapshot {} had no checksums (written before they were "
         "kept): accepted, and its checksums file written",
         r->shard_id, r->replica_id, dir);
@@ -1573,8 +1580,8 @@ Status NodeHostImpl::StartReplicaImpl(
   FLOTILLA_RETURN_IF_ERROR(reservation.Commit(r));
   step_[sc.shard_id % step_.size()]->Add(r.get());
   if (auto* l = listener()) l->ReplicaStarted(sc.shard_id, sc.replica_id);
-  spdlog::info("shard {} replica {}: started ({})", sc.shard_id, sc.replica_id,
-               st->bootstrap ? "restart" : (join ? "join" : "new"));
+  Log().info("shard {} replica {}: started ({})", sc.shard_id, sc.replica_id,
+             st->bootstrap ? "restart" : (join ? "join" : "new"));
   return Status::Ok();
 }
 
@@ -1646,7 +1653,7 @@ Status NodeHostImpl::FillOnDiskGap(Replica* r, const logdb::ReplicaState& st) {
   }
   FLOTILLA_RETURN_IF_ERROR(r->sm()->Update(replay));
   FLOTILLA_RETURN_IF_ERROR(r->sm()->Sync());
-  spdlog::warn(
+  Log().warn(
       "shard {} replica {}: the state machine was at {}, behind its shallow snapshot {}; "
       "brought up to it from {} ({} commands applied)",
       r->shard_id, r->replica_id, r->skip_through, to,
@@ -1671,7 +1678,7 @@ Status NodeHostImpl::StopReplica(uint64_t shard_id) {
   // worker's next pass no longer sees it. Keep it alive until then.
   step_[shard_id % step_.size()]->Wake();
   r->FailAllPending(RequestCode::kTerminated);
-  spdlog::info("shard {} replica {}: stopped", r->shard_id, r->replica_id);
+  Log().info("shard {} replica {}: stopped", r->shard_id, r->replica_id);
   if (auto* l = listener()) l->ReplicaStopped(r->shard_id, r->replica_id);
   // Workers hold raw pointers to replicas; a stopped replica is skipped by
   // every later pass but is kept alive until Close so that a pass running
@@ -1693,7 +1700,7 @@ Status NodeHostImpl::RemoveData(uint64_t shard_id, uint64_t replica_id) {
   if (ec)
     return Status::IOError("removing snapshots of shard " + std::to_string(shard_id) + ": " +
                            ec.message());
-  spdlog::info("shard {} replica {}: data removed", shard_id, replica_id);
+  Log().info("shard {} replica {}: data removed", shard_id, replica_id);
   return Status::Ok();
 }
 
@@ -1871,7 +1878,7 @@ Result<ReplicaInfo> NodeHostImpl::GetReplicaInfo(uint64_t shard_id) {
   info.term = r->term.load();
   info.commit_index = r->commit.load();
   info.applied_index = r->applied.load();
-  info.role = RoleString(r->role.load());
+  info.role = static_cast<ReplicaRole>(r->role.load());
   info.quiesced = r->quiesced.load();
   return info;
 }
@@ -2070,8 +2077,8 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
   Counters::Add(counters_.snapshots_received, 1);
   Counters::Add(counters_.snapshot_bytes_received, DirectoryBytes(snapshot_path));
   if (IsMetadataOnlySnapshot(snapshot_path) && !MayTakeMetadataOnly(install)) {
-    spdlog::warn("shard {} replica {}: refused a snapshot of metadata only at {}: not a witness",
-                 r->shard_id, r->replica_id, install.snapshot.index);
+    Log().warn("shard {} replica {}: refused a snapshot of metadata only at {}: not a witness",
+               r->shard_id, r->replica_id, install.snapshot.index);
     std::filesystem::remove_all(snapshot_path, ec);
     return;
   }
@@ -2096,11 +2103,11 @@ void NodeHostImpl::HandleSnapshot(raft::Message install, std::string snapshot_pa
                  : KeepReceivedSnapshot(r->snapshot_root, index, sender, snapshot_path);
   std::filesystem::remove_all(snapshot_path, ec);
   if (!s.ok()) {
-    spdlog::error("shard {}: cannot keep received snapshot {}: {}", install.shard_id, index,
-                  s.ToString());
+    Log().error("shard {}: cannot keep received snapshot {}: {}", install.shard_id, index,
+                s.ToString());
     return;
   }
-  spdlog::info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id, index);
+  Log().info("shard {} replica {}: received snapshot {}", r->shard_id, r->replica_id, index);
   if (auto* l = listener()) l->SnapshotReceived(r->shard_id, r->replica_id, index);
   if (r->PushMessage(std::move(install), config_.max_inbound_queue_length, std::string())) {
     NotifyStep(r.get());
@@ -2123,7 +2130,7 @@ void NodeHostImpl::ReportRejected(uint64_t shard, const raft::Message& m, Reject
     if (!fresh && now - it->second < kRejectLogInterval) return;
     it->second = now;
   }
-  spdlog::warn(
+  Log().warn(
       "shard {}: dropped {} from replica {} to replica {} (term {}, index {}, commit {}{}{}): {}",
       shard, raft::MessageTypeName(m.type), m.from, m.to, m.term, m.log_index, m.commit,
       source.empty() ? "" : ", from ", EscapeForLog(source), RejectionName(why));

@@ -5,11 +5,11 @@
 // starts with a core that neither votes nor campaigns until its log matches a
 // leader's far enough; the leader sends the lost entries (or a snapshot)
 // through ordinary replication.
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
 
+#include "engine/log/log.h"
 #include "engine/node_host_impl.h"
 #include "engine/snapshot_files.h"
 
@@ -86,7 +86,7 @@ Status NodeHostImpl::RebuildFromPeers(const ShardConfig& sc, bool hard_state_los
   fresh.bootstrap = st->bootstrap;
   fresh.repair = rec;
   *st = std::move(fresh);
-  spdlog::warn(
+  Log().warn(
       "{}: rebuilt from its peers: every record dropped; it votes again once it holds "
       "the log up to index {}",
       Name(sc), rec.until);
@@ -168,7 +168,7 @@ Result<logdb::ReplicaState> NodeHostImpl::ReadForStart(const ShardConfig& sc,
     FLOTILLA_RETURN_IF_ERROR(logdb_->Save({ru}));
   }
   st->repair = rec;
-  spdlog::warn(
+  Log().warn(
       "{}: repairing from its peers: {}; its log now ends at {}; it votes again once it "
       "holds the log up to index {}",
       Name(sc),
@@ -208,8 +208,8 @@ void NodeHostImpl::RestartNow(uint64_t shard_id) {
   if (!StopReplica(shard_id).ok()) return;
   const Status s = StartReplicaImpl(sc, Members{}, join, kind, make);
   if (!s.ok()) {
-    spdlog::error("shard {} replica {}: could not start again to repair: {}", sc.shard_id,
-                  sc.replica_id, s.ToString());
+    Log().error("shard {} replica {}: could not start again to repair: {}", sc.shard_id,
+                sc.replica_id, s.ToString());
   }
 }
 
@@ -218,8 +218,8 @@ void NodeHostImpl::EndRepairIfDone(Replica* r) {
   const Status s = logdb_->SaveRepair(r->shard_id, r->replica_id, std::nullopt);
   if (!s.ok()) return;  // kept: the repair is done again after a restart, which is safe
   r->repair_recorded = false;
-  spdlog::info("shard {} replica {}: repaired from its peers; it votes again", r->shard_id,
-               r->replica_id);
+  Log().info("shard {} replica {}: repaired from its peers; it votes again", r->shard_id,
+             r->replica_id);
 }
 
 }  // namespace flotilla::engine

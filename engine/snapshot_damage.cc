@@ -3,8 +3,8 @@
 // taken from the state machine, which holds the same state. Without this the
 // leader sent the damaged copy for ever and the follower, which refuses it,
 // never caught up.
-#include <spdlog/spdlog.h>
 
+#include "engine/log/log.h"
 #include "engine/node_host_impl.h"
 #include "engine/verified_source.h"
 
@@ -37,7 +37,7 @@ void NodeHostImpl::OnDamagedOwnSnapshot(uint64_t shard, uint64_t replica, uint64
   if (r->damaged_snapshot.exchange(index) == index) return;
   Counters::Add(counters_.snapshots_damaged, 1);
   Counters::Add(counters_.corruptions, 1);
-  spdlog::error(
+  Log().error(
       "shard {} replica {}: its own snapshot {} failed its checksums while it was sent ({}); "
       "it is not sent again, and a fresh one is taken from the state machine",
       shard, replica, index, s.message());
@@ -63,8 +63,8 @@ void ApplyWorker::RetakeDamagedSnapshot(Replica* r) {
   MaybeSnapshot(r, /*requested=*/true);
   if (r->last_snapshot_index == target) {
     r->damaged_snapshot.compare_exchange_strong(expected, 0);
-    spdlog::info("shard {} replica {}: a fresh snapshot at {} replaces the damaged one at {}",
-                 r->shard_id, r->replica_id, target, damaged);
+    Log().info("shard {} replica {}: a fresh snapshot at {} replaces the damaged one at {}",
+               r->shard_id, r->replica_id, target, damaged);
     return;
   }
   if (same_index) r->last_snapshot_index = damaged;
@@ -75,7 +75,7 @@ void ApplyWorker::RetakeDamagedSnapshot(Replica* r) {
       ": its snapshot " + std::to_string(damaged) +
       " is damaged and the state machine could not write a fresh one (see the log); the "
       "replica stops");
-  spdlog::error("{}", why.message());
+  Log().error("{}", why.message());
   nh_->FailReplica(r);
 }
 

@@ -2,12 +2,12 @@
 // step worker whose save failed holds its pass and saves the same updates
 // again once the LogDB takes writes, so a full disk costs a pause, not the
 // replicas, and nothing is acknowledged before it is durable.
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
 #include <thread>
 
+#include "engine/log/log.h"
 #include "engine/node_host_impl.h"
 
 namespace flotilla::engine {
@@ -24,7 +24,7 @@ Status NodeHostImpl::ResumeStorage() {
     storage_failed_.store(false);
   }
   Counters::Add(counters_.storage_resumes, 1);
-  spdlog::warn("storage: the LogDB takes writes again; it had stopped: {}", was);
+  Log().warn("storage: the LogDB takes writes again; it had stopped: {}", was);
   return Status::Ok();
 }
 

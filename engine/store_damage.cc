@@ -3,8 +3,8 @@
 // the replicas with records in it that can no longer be read whole, takes
 // exactly those out (running ones stop, later starts are refused with the
 // reason) and lets every other replica go on.
-#include <spdlog/spdlog.h>
 
+#include "engine/log/log.h"
 #include "engine/node_host_impl.h"
 
 namespace flotilla::engine {
@@ -44,7 +44,7 @@ void NodeHostImpl::NoteStoreDamage(const Status& s, logdb::ReplicaKey reporter) 
                                 s.message() + "); the replica stays out until it is rebuilt"));
     }
   }
-  spdlog::error(
+  Log().error(
       "LogDB file {} is damaged ({}); it holds records of {} that can no longer be read: those "
       "replicas are taken out, the others go on",
       d.file, s.message(), names.empty() ? std::string("no replica") : names);

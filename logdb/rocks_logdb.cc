@@ -12,8 +12,6 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
-#include <spdlog/spdlog.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdarg>
@@ -24,6 +22,7 @@
 #include <string>
 #include <utility>
 
+#include "engine/log/log.h"
 #include "logdb/format.h"
 #include "logdb/kv_logdb.h"
 
@@ -273,7 +272,7 @@ class SpdlogRocksLogger final : public rocksdb::Logger {
       std::lock_guard<std::mutex> l(mu_);
       if (wal_damage_.empty()) wal_damage_ = buf;
     }
-    spdlog::log(
+    Log().log(
         level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err : spdlog::level::warn,
         "rocksdb {}: {}", name_, buf);
   }

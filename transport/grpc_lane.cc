@@ -1,10 +1,10 @@
 // The sending side of the gRPC transport: RemoteHost and its lanes.
 #include <pthread.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
 
+#include "engine/log/log.h"
 #include "transport/convert.h"
 #include "transport/grpc_internal.h"
 #include "transport/peer_auth.h"
@@ -72,14 +72,14 @@ void RemoteHost::Stop() {
 
 void RemoteHost::LaneUp() {
   if (lanes_up_.fetch_add(1) == 0) {
-    spdlog::info("transport: connected to {}", address_);
+    Log().info("transport: connected to {}", address_);
     handler_->HandleConnectionUp(address_);
   }
 }
 
 void RemoteHost::LaneDown() {
   if (lanes_up_.fetch_sub(1) == 1) {
-    spdlog::info("transport: disconnected from {}", address_);
+    Log().info("transport: disconnected from {}", address_);
     handler_->HandleConnectionDown(address_);
   }
 }
@@ -174,9 +174,9 @@ void Lane::Run() {
     if (s.ToString() != last_error_) {
       last_error_ = s.ToString();
       if (s.code() == StatusCode::kRejected) {
-        spdlog::error("transport: {} lane to {} refused: {}", name_, host_->address(), s.message());
+        Log().error("transport: {} lane to {} refused: {}", name_, host_->address(), s.message());
       } else {
-        spdlog::warn("transport: {} lane to {}: {}", name_, host_->address(), s.ToString());
+        Log().warn("transport: {} lane to {}: {}", name_, host_->address(), s.ToString());
       }
     }
     if (!WaitBackoff(backoff_ms)) return;

@@ -2,8 +2,6 @@
 // streams.
 #include "transport/grpc_transport.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <deque>
 #include <filesystem>
@@ -12,6 +10,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "engine/log/log.h"
 #include "transport/batch_streams.h"
 #include "transport/convert.h"
 #include "transport/grpc_internal.h"
@@ -175,8 +174,8 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
     Status s = DeliverWireBatch(&batch_, t_->limits(), source_, t_->handler());
     stream_->Release(bytes);
     if (!s.ok()) {
-      spdlog::error("transport: rejected a batch from {} ({}): {}", EscapeForLog(source_),
-                    ctx_->peer(), s.ToString());
+      Log().error("transport: rejected a batch from {} ({}): {}", EscapeForLog(source_),
+                  ctx_->peer(), s.ToString());
       return Finish(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "batch rejected: " + s.message()));
     }
@@ -296,8 +295,8 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
         t_->handler(), &install);
   }
   if (s.ok()) {
-    spdlog::info("transport: received snapshot of shard {} replica {} index {} from {}",
-                 install.shard_id, install.to, install.snapshot.index, ctx->peer());
+    Log().info("transport: received snapshot of shard {} replica {} index {} from {}",
+               install.shard_id, install.to, install.snapshot.index, ctx->peer());
     return grpc::Status::OK;
   }
   if (s.code() == StatusCode::kRejected) {
@@ -310,8 +309,8 @@ grpc::Status RaftService::ReceiveSnapshot(grpc::ServerContext* ctx,
                                 std::to_string(install.to) + ": " + s.message());
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, s.ToString());
   }
-  spdlog::error("transport: snapshot from {} (shard {} replica {}) failed, nothing kept: {}",
-                ctx->peer(), install.shard_id, install.to, s.ToString());
+  Log().error("transport: snapshot from {} (shard {} replica {}) failed, nothing kept: {}",
+              ctx->peer(), install.shard_id, install.to, s.ToString());
   return grpc::Status(s.code() == StatusCode::kAborted   ? grpc::StatusCode::ABORTED
                       : s.code() == StatusCode::kTimeout ? grpc::StatusCode::DEADLINE_EXCEEDED
                       : s.code() == StatusCode::kBusy || s.code() == StatusCode::kNoSpace
@@ -387,8 +386,8 @@ Status GrpcTransport::Start() {
     snap_workers_.emplace_back([this] { SnapshotWorker(); });
   }
   running_.store(true);
-  spdlog::info("transport: listening on {} (deployment {}, tls {})", address_,
-               config_.deployment_id, config_.tls.enabled ? "on" : "off");
+  Log().info("transport: listening on {} (deployment {}, tls {})", address_, config_.deployment_id,
+             config_.tls.enabled ? "on" : "off");
   return Status::Ok();
 }
 
@@ -596,13 +595,13 @@ bool GrpcTransport::StreamSnapshot(RemoteHost* host, SnapshotJob& job) {
     snap_active_.erase(&ctx);
   }
   if (s.ok() && st.ok() && result.ok()) {
-    spdlog::info("transport: sent snapshot of shard {} index {} to replica {} at {}",
-                 install.shard_id, install.snapshot.index, install.to, host->address());
+    Log().info("transport: sent snapshot of shard {} index {} to replica {} at {}",
+               install.shard_id, install.snapshot.index, install.to, host->address());
     return true;
   }
-  spdlog::warn("transport: snapshot of shard {} index {} to replica {} at {} failed: {}",
-               install.shard_id, install.snapshot.index, install.to, host->address(),
-               !s.ok() ? s.ToString() : st.error_message());
+  Log().warn("transport: snapshot of shard {} index {} to replica {} at {} failed: {}",
+             install.shard_id, install.snapshot.index, install.to, host->address(),
+             !s.ok() ? s.ToString() : st.error_message());
   return false;
 }
 

@@ -1,4 +1,5 @@
 #include "transport/peer_auth.h"
+#include "engine/log/log.h"
 
 #include <grpc/grpc_security_constants.h>
 #include <grpcpp/security/tls_certificate_provider.h>
@@ -6,7 +7,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
@@ -258,8 +258,8 @@ void RefusalLog::Refused(StreamRefusal why, std::string_view peer, std::string_v
   auto [it, fresh] = logged_.try_emplace(std::move(key), now);
   if (!fresh && now - it->second < kLogInterval) return;
   it->second = now;
-  spdlog::error("transport: refused {} ({}): {} (logged at most once per 10 s per peer)",
-                EscapeForLog(peer), StreamRefusalName(why), detail);
+  Log().error("transport: refused {} ({}): {} (logged at most once per 10 s per peer)",
+              EscapeForLog(peer), StreamRefusalName(why), detail);
 }
 
 void RefusalLog::Detach() {

@@ -1,7 +1,6 @@
 #include "transport/snapshot_receiver.h"
 
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <filesystem>
 #include <random>
 
+#include "engine/log/log.h"
 #include "transport/crc32c.h"
 
 namespace flotilla::transport {
@@ -264,9 +264,9 @@ size_t SnapshotStreamSlots::LiveLocked() const {
 }
 
 void SnapshotStreamSlots::EndLocked(uint64_t id, Stream& s, Status why, uint64_t* counter) {
-  spdlog::warn("transport: snapshot stream {} from {} ended after {} bytes: {}", id,
-               s.peer.empty() ? std::string("(no header yet)") : Printable(s.peer), s.bytes,
-               why.message());
+  Log().warn("transport: snapshot stream {} from {} ended after {} bytes: {}", id,
+             s.peer.empty() ? std::string("(no header yet)") : Printable(s.peer), s.bytes,
+             why.message());
   s.ended = std::move(why);
   ++*counter;
   if (s.cancel) s.cancel();
@@ -318,8 +318,8 @@ Status SnapshotStreamSlots::SetPeer(uint64_t id, std::string_view peer) {
   for (const auto& [other_id, o] : streams_) open += o.ended.ok() && o.peer == peer;
   if (open >= limits_.max_streams_per_peer) {
     ++stats_.refused_peer_streams;
-    spdlog::warn("transport: snapshot stream from {} refused: it has {} open already",
-                 Printable(peer), open);
+    Log().warn("transport: snapshot stream from {} refused: it has {} open already",
+               Printable(peer), open);
     return Status::Busy("too many snapshot streams from this peer (" +
                         std::to_string(limits_.max_streams_per_peer) + "); retry later");
   }

@@ -84,6 +84,9 @@ struct NodeHostConfig {
   bool in_memory_logdb = false;
   // Optional: told about leader changes, replicas, snapshots, connections.
   std::shared_ptr<EventListener> listener;
+
+  // The checks of flotilla::Validate(const NodeHostConfig&) below.
+  [[nodiscard]] Status Validate() const;
 };
 
 struct ShardConfig {
@@ -117,6 +120,9 @@ struct ShardConfig {
   // followers (older ones are compacted away).
   uint64_t snapshot_entries = 0;
   uint64_t compaction_overhead = 5000;
+
+  // The checks of flotilla::Validate(const ShardConfig&) below.
+  [[nodiscard]] Status Validate() const;
 };
 
 // The members a new shard starts with: replica id -> raft address.

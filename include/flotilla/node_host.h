@@ -27,6 +27,18 @@
 
 namespace flotilla {
 
+// A replica's part in its shard, as the engine last saw it.
+enum class ReplicaRole : uint8_t {
+  kFollower,
+  kCandidate,
+  kPreCandidate,
+  kLeader,
+  kNonVoting,
+  kWitness,
+};
+// "follower", "candidate", "pre-candidate", "leader", "non-voting", "witness".
+std::string_view ReplicaRoleName(ReplicaRole role);
+
 struct ReplicaInfo {
   uint64_t shard_id = 0;
   uint64_t replica_id = 0;
@@ -34,7 +46,7 @@ struct ReplicaInfo {
   uint64_t term = 0;
   uint64_t commit_index = 0;
   uint64_t applied_index = 0;
-  std::string role;  // leader, follower, candidate, non-voting, witness, ...
+  ReplicaRole role = ReplicaRole::kFollower;
   bool quiesced = false;
 };
 

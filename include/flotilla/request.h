@@ -34,7 +34,13 @@ std::string_view RequestCodeName(RequestCode c);
 struct RequestResult {
   RequestCode code = RequestCode::kCompleted;
   uint64_t value = 0;  // the state machine's result, or the read index
-  std::string data;    // the state machine's result data, or the read value
+  // The state machine's result data, or the read value; only ever what the
+  // state machine returned, never the engine's words.
+  std::string data;
+  // Why the request was refused or rejected (kRejected: an unregistered
+  // session, a failed Lookup, a snapshot not taken; kDropped or kRejected
+  // from SyncPropose/SyncRead: the call's refusal). Empty when completed.
+  std::string error;
   bool ok() const { return code == RequestCode::kCompleted; }
 };
 

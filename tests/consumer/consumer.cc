@@ -5,6 +5,7 @@
 // that adds a replica on a second NodeHost and removes it again, a restart of
 // every kind, and the library's version. It exits 0 only if every step gave
 // the expected answer.
+#include <flotilla/logging.h>
 #include <flotilla/node_host.h>
 #include <flotilla/version.h>
 
@@ -180,6 +181,10 @@ std::unique_ptr<flotilla::NodeHost> Open(const fs::path& dir, std::string addres
   cfg.data_dir = (dir / "host").string();
   cfg.raft_address = std::move(address);
   cfg.rtt_ms = 10;
+  if (flotilla::Status s = cfg.Validate(); !s.ok()) {
+    std::fprintf(stderr, "bad config: %s\n", s.ToString().c_str());
+    std::exit(1);
+  }
   auto nh = flotilla::NodeHost::Create(cfg);
   if (!nh.ok()) {
     std::fprintf(stderr, "NodeHost::Create: %s\n", nh.status().ToString().c_str());
@@ -272,6 +277,12 @@ int main() {
   Expect(flotilla::Version() == flotilla::kHeaderVersion,
          "library version " + std::string(flotilla::Version()) + " matches the headers' " +
              std::string(flotilla::kHeaderVersion));
+  flotilla::SetLogSink(
+      [](flotilla::LogLevel level, std::string_view line) {
+        std::fprintf(stderr, "[flotilla %s] %.*s\n", flotilla::LogLevelName(level).data(),
+                     static_cast<int>(line.size()), line.data());
+      },
+      flotilla::LogLevel::kWarning);
   const fs::path dir =
       fs::temp_directory_path() / ("flotilla-consumer-" + std::to_string(getpid()));
   fs::remove_all(dir);

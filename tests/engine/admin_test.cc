@@ -22,7 +22,7 @@ using testing::ProposeRetry;
 int LeaderHost(Cluster& c, int hosts, uint64_t shard) {
   for (int i = 0; i < hosts; ++i) {
     auto info = c.host(i)->GetReplicaInfo(shard);
-    if (info.ok() && info->role == "leader") return i;
+    if (info.ok() && info->role == ReplicaRole::kLeader) return i;
   }
   return -1;
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <random>
 
+#include "engine/raft/types.h"
 #include "flotilla/node_host.h"
 #include "tests/engine/kv_state_machine.h"
 
@@ -205,6 +206,46 @@ TEST(EngineConfig, HostPortIsParsedWhole) {
     SCOPED_TRACE(bad);
     ExpectInvalid(ValidateHostPort("a.b", bad, 1), "a.b");
   }
+}
+
+// The member functions an embedder calls before Create/StartReplica give
+// the same answer as the free functions, field names included.
+TEST(EngineConfig, MemberValidateIsTheSameCheck) {
+  NodeHostConfig c = GoodHost("/tmp/x");
+  EXPECT_TRUE(c.Validate().ok());
+  c.rtt_ms = 0;
+  EXPECT_EQ(c.Validate().ToString(), Validate(c).ToString());
+  EXPECT_NE(c.Validate().ToString().find("rtt_ms"), std::string::npos) << c.Validate().ToString();
+  ShardConfig sc = GoodShard();
+  EXPECT_TRUE(sc.Validate().ok());
+  sc.heartbeat_rtt = sc.election_rtt;
+  EXPECT_FALSE(sc.Validate().ok());
+  EXPECT_EQ(sc.Validate().ToString(), Validate(sc).ToString());
+}
+
+// ReplicaInfo::role is an enum now; its names are the ones the daemon and
+// its CLI always printed (the core's).
+TEST(EngineConfig, ReplicaRoleNamesAreTheCores) {
+  for (int i = 0; i <= static_cast<int>(raft::Role::kWitness); ++i)
+    EXPECT_EQ(ReplicaRoleName(static_cast<ReplicaRole>(i)),
+              raft::RoleName(static_cast<raft::Role>(i)));
+}
+
+// A refusal is never in RequestResult::data, which carries only what a
+// state machine returned: SyncPropose and SyncRead to a shard this NodeHost
+// does not run are kRejected with the reason in `error` (before: in data).
+TEST(EngineConfig, ARefusalIsInErrorNeverInData) {
+  const std::string root = TempRoot();
+  auto nh = NodeHost::Create(GoodHost(root));
+  ASSERT_TRUE(nh.ok()) << nh.status().ToString();
+  for (const RequestResult& r : {(*nh)->SyncPropose(99, "x=1", std::chrono::seconds(1)),
+                                 (*nh)->SyncRead(99, "x", std::chrono::seconds(1))}) {
+    EXPECT_EQ(r.code, RequestCode::kRejected);
+    EXPECT_TRUE(r.data.empty()) << r.data;
+    EXPECT_NE(r.error.find("shard 99"), std::string::npos) << r.error;
+  }
+  (*nh)->Close();
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

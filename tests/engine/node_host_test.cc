@@ -130,7 +130,7 @@ bool ProposeAcked(Cluster& c, int hosts, uint64_t shard, const std::string& cmd)
     for (int i = 0; i < hosts; ++i) {
       if (c.host(i) == nullptr) continue;
       auto info = c.host(i)->GetReplicaInfo(shard);
-      if (!info.ok() || info->role != "leader") continue;
+      if (!info.ok() || info->role != ReplicaRole::kLeader) continue;
       if (c.host(i)->SyncPropose(shard, cmd, 5s).ok()) return true;
     }
     std::this_thread::sleep_for(20ms);
@@ -207,7 +207,7 @@ TEST(NodeHost, MembershipChangesAndLeaderTransferUnderLoadLoseNoWrite) {
   auto leader_host = [&]() -> int {
     for (int i = 0; i < 4; ++i) {
       auto info = c.host(i)->GetReplicaInfo(1);
-      if (info.ok() && info->role == "leader") return i;
+      if (info.ok() && info->role == ReplicaRole::kLeader) return i;
     }
     return -1;
   };

@@ -126,7 +126,7 @@ TEST_P(WitnessSnapshot, CarriesMetadataOnlyAndInstalls) {
   const uint64_t target = c.host(0)->GetReplicaInfo(1)->applied_index;
   ASSERT_TRUE(WaitUntil([&] { return c.host(2)->GetReplicaInfo(1)->applied_index >= target; }, 20s))
       << "the witness never caught up";
-  EXPECT_EQ(c.host(2)->GetReplicaInfo(1)->role, "witness");
+  EXPECT_EQ(c.host(2)->GetReplicaInfo(1)->role, ReplicaRole::kWitness);
   EXPECT_GE(c.host(2)->GetMetrics().snapshots_received, 1u);
   // Metadata only: no state-machine data reached the witness.
   EXPECT_LT(c.host(2)->GetMetrics().snapshot_bytes_received, 1024u);

@@ -350,7 +350,7 @@ void Simulator::SampleLeaders(Host& h) {
     Result<ReplicaInfo> info = h.nh->GetReplicaInfo(shard);
     if (!info.ok()) continue;
     if (info->quiesced) ++result_.quiesced_samples;
-    if (info->role == "leader") {
+    if (info->role == ReplicaRole::kLeader) {
       OnLeader(shard, info->replica_id, info->term);
     } else if (info->leader_id != 0 && info->leader_id != info->replica_id) {
       Shard& s = shards_.at(shard);
@@ -806,7 +806,7 @@ size_t Simulator::BusiestLeaderHost() {
   for (size_t i = 0; i < hosts_.size(); ++i) {
     if (!Up(hosts_[i])) continue;
     size_t count = 0;
-    for (const ReplicaInfo& ri : hosts_[i].nh->GetInfo().replicas) count += ri.role == "leader";
+    for (const ReplicaInfo& ri : hosts_[i].nh->GetInfo().replicas) count += ri.role == ReplicaRole::kLeader;
     if (count > best_count) {
       best = i;
       best_count = count;
@@ -984,7 +984,7 @@ void Simulator::TransferLeader() {
     Host& h = hosts_[static_cast<size_t>(host)];
     if (!Up(h)) continue;
     Result<ReplicaInfo> info = h.nh->GetReplicaInfo(s.id);
-    if (!info.ok() || info->role != "leader") continue;
+    if (!info.ok() || info->role != ReplicaRole::kLeader) continue;
     auto t = s.members.begin();
     std::advance(t, static_cast<long>(Below(rng_, s.members.size())));
     if (t->first == rid) return;
@@ -1513,7 +1513,7 @@ void Simulator::DumpState() {
       std::printf(
           "%s: shard %llu replica %llu %s term %llu leader %llu commit %llu applied %llu%s\n",
           h.name.c_str(), static_cast<unsigned long long>(ri.shard_id),
-          static_cast<unsigned long long>(ri.replica_id), ri.role.c_str(),
+          static_cast<unsigned long long>(ri.replica_id), std::string(ReplicaRoleName(ri.role)).c_str(),
           static_cast<unsigned long long>(ri.term), static_cast<unsigned long long>(ri.leader_id),
           static_cast<unsigned long long>(ri.commit_index),
           static_cast<unsigned long long>(ri.applied_index), ri.quiesced ? " quiesced" : "");

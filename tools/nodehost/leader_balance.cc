@@ -105,7 +105,7 @@ uint64_t LeaderBalancer::RunOnce() {
   std::vector<uint64_t> mine;
   for (const ReplicaInfo& r : info.replicas) {
     if (r.leader_id != 0) ++led[r.leader_id];
-    if (r.role == "leader") mine.push_back(r.shard_id);
+    if (r.role == ReplicaRole::kLeader) mine.push_back(r.shard_id);
   }
   const Move move = Choose(led, mine);
   if (move.shard == 0) return 0;

@@ -135,7 +135,7 @@ grpc::Status FromResult(grpc::ServerContextBase* ctx, uint64_t shard, const Requ
     case RequestCode::kTerminated:
       return {grpc::StatusCode::UNAVAILABLE, where + ": the replica is stopping"};
     case RequestCode::kRejected:
-      return {grpc::StatusCode::FAILED_PRECONDITION, where + ": rejected: " + r.data};
+      return {grpc::StatusCode::FAILED_PRECONDITION, where + ": rejected: " + r.error};
     case RequestCode::kAborted:
       return {grpc::StatusCode::ABORTED, where + ": aborted"};
     case RequestCode::kAppliedResultUnknown:
@@ -178,7 +178,7 @@ void WakeFollower(const ServiceContext& c, uint64_t shard) {
 grpc::Status RouteToLeader(const ServiceContext& c, grpc::ServerContextBase* ctx, uint64_t shard) {
   Result<ReplicaInfo> info = c.nh->GetReplicaInfo(shard);
   if (!info.ok()) return FromStatus(c, ctx, shard, info.status());
-  if (info->role == "leader") return grpc::Status::OK;
+  if (info->role == ReplicaRole::kLeader) return grpc::Status::OK;
   if (info->quiesced) WakeFollower(c, shard);
   if (info->leader_id == 0) {
     ctx->AddTrailingMetadata(kRetrySafeHeader, "1");
@@ -287,7 +287,7 @@ void FinishOnThread(grpc::ServerUnaryReactor* reactor, const Timed& timed, Fn fn
 void FillReplica(const ServiceContext& c, const ReplicaInfo& i, ReplicaStatus* out) {
   out->set_shard(i.shard_id);
   out->set_replica(i.replica_id);
-  out->set_role(i.role);
+  out->set_role(std::string(ReplicaRoleName(i.role)));
   out->set_leader(i.leader_id);
   out->set_term(i.term);
   out->set_commit_index(i.commit_index);
@@ -314,7 +314,7 @@ void FillReplica(const ServiceContext& c, const ReplicaInfo& i, ReplicaStatus* o
 grpc::Status RequireLeader(const ServiceContext& c, grpc::ServerContextBase* ctx, uint64_t shard) {
   Result<ReplicaInfo> info = c.nh->GetReplicaInfo(shard);
   if (!info.ok()) return FromStatus(c, ctx, shard, info.status());
-  if (info->role == "leader") return grpc::Status::OK;
+  if (info->role == ReplicaRole::kLeader) return grpc::Status::OK;
   return {grpc::StatusCode::FAILED_PRECONDITION,
           "node " + std::to_string(c.config->node_id) + " is not the leader of shard " +
               std::to_string(shard) + LeaderHint(c, ctx, shard)};
@@ -537,7 +537,7 @@ grpc::ServerUnaryReactor* AdminService::Status(grpc::CallbackServerContext* ctx,
   res->set_replicas(info.replicas.size());
   res->set_leaders(static_cast<uint64_t>(
       std::count_if(info.replicas.begin(), info.replicas.end(),
-                    [](const ReplicaInfo& r) { return r.role == "leader"; })));
+                    [](const ReplicaInfo& r) { return r.role == ReplicaRole::kLeader; })));
   res->set_uptime_seconds(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - c_->started).count()));
   res->set_version(FLOTILLA_NODEHOST_VERSION);
