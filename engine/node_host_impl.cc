@@ -49,6 +49,8 @@ RequestResult RequestHandle::Wait() const {
 
 bool RequestHandle::Done() const { return state_ && state_->Done(); }
 
+bool RequestHandle::Cancel() const { return state_ && state_->Cancel(); }
+
 void RequestHandle::OnComplete(std::function<void(const RequestResult&)> fn) const {
   if (!state_) {
     RequestResult r;
@@ -79,6 +81,26 @@ RequestResult NodeHost::SyncPropose(uint64_t shard_id, std::string_view cmd, Tim
 
 RequestResult NodeHost::SyncRead(uint64_t shard_id, std::string_view query, Timeout t) {
   return WaitOrRefusal(Read(shard_id, query, t));
+}
+
+Result<Session> NodeHost::SyncRegisterSession(uint64_t shard_id, Timeout t) {
+  Result<PendingSession> p = RegisterSession(shard_id, t);
+  if (!p.ok()) return p.status();
+  const RequestResult r = p->handle.Wait();
+  if (!r.ok()) {
+    return Status(r.code == RequestCode::kTimeout ? StatusCode::kTimeout : StatusCode::kUnavailable,
+                  "registering a session: " + std::string(RequestCodeName(r.code)));
+  }
+  return p->session;
+}
+
+Status NodeHost::SyncCloseSession(const Session& session, Timeout t) {
+  Result<RequestHandle> h = CloseSession(session, t);
+  if (!h.ok()) return h.status();
+  const RequestResult r = h->Wait();
+  return r.ok() ? Status::Ok()
+                : Status(StatusCode::kUnavailable,
+                         "closing a session: " + std::string(RequestCodeName(r.code)));
 }
 
 Result<std::unique_ptr<NodeHost>> NodeHost::Create(const NodeHostConfig& config) {
@@ -524,12 +546,37 @@ void StepWorker::RecordSnapshots(Replica* r) {
     const uint64_t overhead = r->config.compaction_overhead;
     const raft::Index compact_to = meta.index > overhead ? meta.index - overhead : 0;
     r->log->SetSnapshot(meta, compact_to);
+    EventListener* l = nh_->listener();
+    if (l) l->SnapshotCreated(r->shard_id, r->replica_id, meta.index);
     if (compact_to >= r->log->FirstIndex() - 1 && compact_to > 0) {
       s = nh_->logdb()->CompactTo(r->shard_id, r->replica_id, compact_to);
-      if (!s.ok()) Log().warn("shard {}: compaction failed: {}", r->shard_id, s.ToString());
+      if (!s.ok()) {
+        Log().warn("shard {}: compaction failed: {}", r->shard_id, s.ToString());
+      } else if (l) {
+        l->LogCompacted(r->shard_id, r->replica_id, compact_to);
+      }
     }
     PruneSnapshots(r->snapshot_root, r->log->Snapshot().index, r->snapshot_pins.get());
   }
+}
+
+// Marks each queued proposal proposed, and leaves out those cancelled
+// before (RequestHandle::Cancel completed them kAborted already): they
+// never reach the log. One atomic exchange per proposal, no lock.
+void StepWorker::DropCancelled(Replica* r) {
+  std::vector<raft::Entry>& entries = r->proposal_scratch;
+  std::vector<std::shared_ptr<internal::RequestState>>& states = r->proposal_state_scratch;
+  size_t kept = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i < states.size() && states[i] && !states[i]->MarkProposed()) {
+      r->TakePending(entries[i].key);
+      continue;
+    }
+    if (kept != i) entries[kept] = std::move(entries[i]);
+    ++kept;
+  }
+  entries.resize(kept);
+  states.clear();
 }
 
 void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
@@ -572,6 +619,7 @@ void StepWorker::StepReplica(Replica* r, uint64_t ticks, bool sweep) {
   for (raft::ReplicaId to : r->unreachable_scratch) p.ReportUnreachable(to);
   r->unreachable_scratch.clear();
   for (const auto& [to, failed] : r->report_scratch) p.ReportSnapshotStatus(to, failed);
+  DropCancelled(r);
   if (!r->proposal_scratch.empty()) {
     const raft::ProposeResult pr = p.Propose(&r->proposal_scratch);
     if (pr == raft::ProposeResult::kUncommittedFull || pr == raft::ProposeResult::kUnappliedFull) {
@@ -815,6 +863,7 @@ void ApplyWorker::ApplyConfChangeEntry(Replica* r, const raft::Entry& e) {
   if (next.ok) {
     r->sm_membership = std::move(next.membership);
     r->PublishMembership();
+    if (auto* l = nh_->listener()) l->MembershipChanged(r->shard_id, r->replica_id, e.index);
   }
   // A removed replica's address is kept: the removal notice that answers
   // its vote requests must reach it (its id is never added again, so the
@@ -972,6 +1021,7 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   r->last_snapshot_index = meta.index;
   r->applied.store(meta.index, std::memory_order_release);
   Log().info("shard {} replica {}: restored snapshot {}", r->shard_id, r->replica_id, meta.index);
+  if (auto* l = nh_->listener()) l->SnapshotRecovered(r->shard_id, r->replica_id, meta.index);
   return true;
 }
 
@@ -1343,6 +1393,7 @@ void NodeHostImpl::Close() {
     r->stopped.store(true);
     r->FailAllPending(RequestCode::kTerminated);
   }
+  if (auto* l = listener()) l->NodeHostClosed();
 }
 
 std::string NodeHostImpl::raft_address() const { return transport_ ? transport_->address() : ""; }
@@ -1752,10 +1803,11 @@ Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::En
     return Status::Busy("the LogDB is stalling writes for compaction; retry later");
   }
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
+  s->MakeCancellable();
   e.key = NextKey();
   const uint64_t key = e.key;
   if (!r->AddPending(key, s)) return ReplicaStopped(shard_id);
-  if (!r->PushProposal(std::move(e), config_.max_proposal_queue_length,
+  if (!r->PushProposal(std::move(e), s, config_.max_proposal_queue_length,
                        config_.max_proposal_queue_bytes)) {
     r->TakePending(key);
     return Status::Busy("proposal queue of shard " + std::to_string(shard_id) +
@@ -1765,7 +1817,7 @@ Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::En
   return RequestHandle(std::move(s));
 }
 
-Result<Session> NodeHostImpl::SyncRegisterSession(uint64_t shard_id, Timeout t) {
+Result<NodeHost::PendingSession> NodeHostImpl::RegisterSession(uint64_t shard_id, Timeout t) {
   uint64_t client_id = 0;
   while (client_id == 0) client_id = NextKey() ^ NextRandom();
   raft::Entry e;
@@ -1773,12 +1825,7 @@ Result<Session> NodeHostImpl::SyncRegisterSession(uint64_t shard_id, Timeout t) 
   e.series_id = Session::kRegisterSeries;
   Result<RequestHandle> h = ProposeEntry(shard_id, std::move(e), t);
   if (!h.ok()) return h.status();
-  const RequestResult r = h->Wait();
-  if (!r.ok()) {
-    return Status(r.code == RequestCode::kTimeout ? StatusCode::kTimeout : StatusCode::kUnavailable,
-                  "registering a session: " + std::string(RequestCodeName(r.code)));
-  }
-  return Session(shard_id, client_id);
+  return PendingSession{Session(shard_id, client_id), std::move(*h)};
 }
 
 Result<RequestHandle> NodeHostImpl::ProposeInSession(const Session& session, std::string_view cmd,
@@ -1792,22 +1839,19 @@ Result<RequestHandle> NodeHostImpl::ProposeInSession(const Session& session, std
   return ProposeEntry(session.shard_id(), std::move(e), t);
 }
 
-Status NodeHostImpl::SyncCloseSession(const Session& session, Timeout t) {
+Result<RequestHandle> NodeHostImpl::CloseSession(const Session& session, Timeout t) {
+  if (!session.valid()) return Status::InvalidArgument("session is not registered");
   raft::Entry e;
   e.client_id = session.client_id();
   e.series_id = Session::kUnregisterSeries;
-  Result<RequestHandle> h = ProposeEntry(session.shard_id(), std::move(e), t);
-  if (!h.ok()) return h.status();
-  const RequestResult r = h->Wait();
-  return r.ok() ? Status::Ok()
-                : Status(StatusCode::kUnavailable,
-                         "closing a session: " + std::string(RequestCodeName(r.code)));
+  return ProposeEntry(session.shard_id(), std::move(e), t);
 }
 
 Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view query, Timeout t) {
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
+  s->MakeCancellable();  // a read applies nothing: a cancel only answers it early
   s->query.assign(query);
   const uint64_t ctx = NextKey();
   if (!r->AddPendingRead(ctx, s)) return ReplicaStopped(shard_id);

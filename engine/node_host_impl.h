@@ -125,6 +125,7 @@ class StepWorker : public WorkerBase {
 
  private:
   void StepReplica(Replica* r, uint64_t ticks, bool sweep);
+  void DropCancelled(Replica* r);
   void SendSnapshots(Replica* r);
   Result<std::unique_ptr<transport::SnapshotSource>> PinnedFileSource(Replica* r, uint64_t index);
   bool PlaceReceivedSnapshot(Replica* r);
@@ -231,10 +232,10 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   Result<RequestHandle> RequestSnapshot(uint64_t shard_id, Timeout t) override;
   Result<RequestHandle> Propose(uint64_t shard_id, std::string_view cmd, Timeout t) override;
   Result<RequestHandle> Read(uint64_t shard_id, std::string_view query, Timeout t) override;
-  Result<Session> SyncRegisterSession(uint64_t shard_id, Timeout t) override;
+  Result<PendingSession> RegisterSession(uint64_t shard_id, Timeout t) override;
   Result<RequestHandle> ProposeInSession(const Session& session, std::string_view cmd,
                                          Timeout t) override;
-  Status SyncCloseSession(const Session& session, Timeout t) override;
+  Result<RequestHandle> CloseSession(const Session& session, Timeout t) override;
   Result<std::string> StaleRead(uint64_t shard_id, std::string_view query) override;
   Result<RequestHandle> AddReplica(uint64_t shard_id, uint64_t replica_id,
                                    const std::string& address, MemberKind kind, Timeout t) override;

@@ -27,12 +27,14 @@ void Replica::ForgetSender(raft::ReplicaId sender) {
   std::erase(senders_seen_, sender);
 }
 
-bool Replica::PushProposal(raft::Entry&& e, size_t max_len, uint64_t max_bytes) {
+bool Replica::PushProposal(raft::Entry&& e, std::shared_ptr<internal::RequestState> state,
+                           size_t max_len, uint64_t max_bytes) {
   std::lock_guard<std::mutex> l(mu_);
   if (proposals_.size() >= max_len) return false;
   if (!proposals_.empty() && proposal_bytes_ + e.cmd.size() > max_bytes) return false;
   proposal_bytes_ += e.cmd.size();
   proposals_.push_back(std::move(e));
+  proposal_states_.push_back(std::move(state));
   return true;
 }
 
@@ -71,6 +73,7 @@ void Replica::PushSnapshotTaken(const raft::SnapshotMeta& meta) {
 void Replica::TakeInbound() {
   inbound_scratch.clear();
   proposal_scratch.clear();
+  proposal_state_scratch.clear();
   read_scratch.clear();
   conf_scratch.clear();
   transfer_scratch.clear();
@@ -81,6 +84,7 @@ void Replica::TakeInbound() {
   std::lock_guard<std::mutex> l(mu_);
   inbound_.swap(inbound_scratch);
   proposals_.swap(proposal_scratch);
+  proposal_states_.swap(proposal_state_scratch);
   proposal_bytes_ = 0;
   reads_.swap(read_scratch);
   confs_.swap(conf_scratch);

@@ -64,6 +64,8 @@ class Replica {
   bool has_update = false;
   std::vector<raft::Message> inbound_scratch;
   std::vector<raft::Entry> proposal_scratch;
+  // The request of each entry of proposal_scratch, index for index.
+  std::vector<std::shared_ptr<internal::RequestState>> proposal_state_scratch;
   std::vector<uint64_t> read_scratch;
   std::vector<ConfRequest> conf_scratch;
   std::vector<uint64_t> transfer_scratch;
@@ -96,7 +98,10 @@ class Replica {
   // to the registry when the sender's address is not known yet.
   bool PushMessage(raft::Message&& m, size_t max_len, const std::string& source);
   // Bounded by count and by payload bytes.
-  bool PushProposal(raft::Entry&& e, size_t max_len, uint64_t max_bytes);
+  // Queues a proposal and its request (null in tests that drive the queue
+  // alone).
+  bool PushProposal(raft::Entry&& e, std::shared_ptr<internal::RequestState> state, size_t max_len,
+                    uint64_t max_bytes);
   bool PushRead(uint64_t ctx, size_t max_len);
   void PushConfChange(ConfRequest&& c);
   void PushTransfer(uint64_t target);
@@ -190,6 +195,7 @@ class Replica {
   std::mutex mu_;
   std::vector<raft::Message> inbound_;
   std::vector<raft::Entry> proposals_;
+  std::vector<std::shared_ptr<internal::RequestState>> proposal_states_;
   uint64_t proposal_bytes_ = 0;
   std::vector<uint64_t> reads_;
   std::vector<ConfRequest> confs_;

@@ -4,6 +4,7 @@
 // by any number of client threads.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -65,11 +66,37 @@ class RequestState {
     return done_;
   }
   Clock::time_point deadline() const { return deadline_; }
+
+  // Cancellation (RequestHandle::Cancel). A proposal or read is created
+  // queued; the step worker marks a proposal proposed as it hands it to
+  // the core, and a cancel wins only while it is still queued, so a
+  // cancelled proposal never reaches the log. Other requests (membership
+  // changes, snapshots) are created proposed: they cannot be cancelled.
+  void MakeCancellable() { stage_.store(kQueued, std::memory_order_relaxed); }
+  // The step worker: false when the request was cancelled (then skip it).
+  bool MarkProposed() {
+    uint8_t queued = kQueued;
+    return stage_.compare_exchange_strong(queued, kProposed, std::memory_order_acq_rel) ||
+           queued == kProposed;
+  }
+  bool Cancel() {
+    uint8_t queued = kQueued;
+    if (!stage_.compare_exchange_strong(queued, kCancelled, std::memory_order_acq_rel))
+      return false;
+    RequestResult r;
+    r.code = RequestCode::kAborted;
+    r.error = "cancelled before it was proposed";
+    return Complete(std::move(r));
+  }
   // For reads: the query run once the read index is applied.
   std::string query;
 
  private:
+  static constexpr uint8_t kQueued = 0;
+  static constexpr uint8_t kProposed = 1;
+  static constexpr uint8_t kCancelled = 2;
   const Clock::time_point deadline_;
+  std::atomic<uint8_t> stage_{kProposed};
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;                                   // guarded by mu_

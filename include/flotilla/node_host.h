@@ -106,13 +106,22 @@ class NodeHost {
   virtual Result<RequestHandle> Propose(uint64_t shard_id, std::string_view cmd, Timeout t) = 0;
   RequestResult SyncPropose(uint64_t shard_id, std::string_view cmd, Timeout t);
 
-  // Exactly-once proposals. RegisterSession proposes the new session and
-  // returns it once applied; ProposeInSession may be retried with the same
-  // session state and applies at most once; CloseSession ends it.
-  virtual Result<Session> SyncRegisterSession(uint64_t shard_id, Timeout t) = 0;
+  // Exactly-once proposals. RegisterSession proposes a new session: its
+  // `session` carries the new client id at once and may be used once
+  // `handle` completes kCompleted (on kTimeout, whether it registered is
+  // unknown: register another). ProposeInSession may be retried with the
+  // same session state and applies at most once; CloseSession ends the
+  // session once its handle completes. The Sync forms wait for the handle.
+  struct PendingSession {
+    Session session;
+    RequestHandle handle;
+  };
+  virtual Result<PendingSession> RegisterSession(uint64_t shard_id, Timeout t) = 0;
+  Result<Session> SyncRegisterSession(uint64_t shard_id, Timeout t);
   virtual Result<RequestHandle> ProposeInSession(const Session& session, std::string_view cmd,
                                                  Timeout t) = 0;
-  [[nodiscard]] virtual Status SyncCloseSession(const Session& session, Timeout t) = 0;
+  virtual Result<RequestHandle> CloseSession(const Session& session, Timeout t) = 0;
+  [[nodiscard]] Status SyncCloseSession(const Session& session, Timeout t);
 
   // Linearizable read: a ReadIndex round, then Lookup once applied. With
   // ShardConfig::lease_read, a leader holding its lease skips the round.

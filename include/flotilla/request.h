@@ -22,7 +22,7 @@ enum class RequestCode : uint8_t {
   // apply it twice. A proposal that reached the log and then lost its
   // leader ends as kTimeout (outcome unknown) or kCompleted.
   kDropped,
-  kAborted,  // cancelled before it was proposed
+  kAborted,  // cancelled before it was proposed (RequestHandle::Cancel)
   // A session proposal retried after it was applied, whose result is no
   // longer known: an on-disk state machine applied it durably before a
   // restart, and no snapshot of the session registry held its result. It
@@ -64,6 +64,14 @@ class RequestHandle {
   // frees it, which may be up to a second after its deadline. At most one
   // callback per request; a later call replaces an earlier, not yet run one.
   void OnComplete(std::function<void(const RequestResult&)> fn) const;
+  // Cancels a proposal (Propose, ProposeInSession, RegisterSession,
+  // CloseSession) or a read that the engine has not handed to Raft yet: it
+  // completes kAborted at once (a callback runs on this thread) and a
+  // proposal is never applied. False when it is too late (the proposal may
+  // still be applied: wait for its result), when it completed already, or
+  // for a request that cannot be cancelled (membership changes, leader
+  // transfers, snapshots).
+  bool Cancel() const;
   bool valid() const { return state_ != nullptr; }
 
  private:

@@ -272,12 +272,12 @@ TEST(BackPressure, ProposalQueueIsBoundedByBytes) {
     return e;
   };
   // The first proposal is always taken, whatever its size.
-  EXPECT_TRUE(r.PushProposal(entry(1000), 100, 1500));
-  EXPECT_FALSE(r.PushProposal(entry(600), 100, 1500));
-  EXPECT_TRUE(r.PushProposal(entry(500), 100, 1500));
+  EXPECT_TRUE(r.PushProposal(entry(1000), nullptr, 100, 1500));
+  EXPECT_FALSE(r.PushProposal(entry(600), nullptr, 100, 1500));
+  EXPECT_TRUE(r.PushProposal(entry(500), nullptr, 100, 1500));
   EXPECT_EQ(r.QueueDepth(), 2u);
   r.TakeInbound();  // the step worker takes the queue: room again
-  EXPECT_TRUE(r.PushProposal(entry(1400), 100, 1500));
+  EXPECT_TRUE(r.PushProposal(entry(1400), nullptr, 100, 1500));
 }
 
 }  // namespace

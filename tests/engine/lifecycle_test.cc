@@ -214,6 +214,44 @@ TEST(StartRace, AFailedStartReleasesTheShard) {
   EXPECT_EQ(host.Start().code(), StatusCode::kTerminated);
 }
 
+std::string Value(const Result<std::string>& r) { return r.ok() ? *r : r.status().ToString(); }
+
+// RequestHandle::Cancel (issue 18): a proposal cancelled before the step
+// worker took it completes kAborted at once and is never applied; one the
+// worker handed to Raft cannot be cancelled any more and is applied.
+TEST(Cancel, AProposalCancelledBeforeItIsProposedIsNeverApplied) {
+  OneHost host;
+  ASSERT_TRUE(host.Start().ok());
+  ASSERT_TRUE(host.ElectLeader());
+  Result<RequestHandle> cancelled = host.nh().Propose(1, "c=cancelled", 10s);
+  Result<RequestHandle> kept = host.nh().Propose(1, "k=kept", 10s);
+  ASSERT_TRUE(cancelled.ok() && kept.ok());
+  EXPECT_TRUE(cancelled->Cancel());
+  EXPECT_TRUE(cancelled->Done());
+  const RequestResult aborted = cancelled->Wait();
+  EXPECT_EQ(aborted.code, RequestCode::kAborted);
+  EXPECT_FALSE(cancelled->Cancel()) << "a second cancel finds it completed";
+  for (int i = 0; i < 50 && !kept->Done(); ++i) host.Step();
+  ASSERT_TRUE(kept->Wait().ok());
+  EXPECT_FALSE(kept->Cancel()) << "completed: too late";
+  EXPECT_EQ(Value(host.nh().StaleRead(1, "k")), "kept");
+  EXPECT_EQ(Value(host.nh().StaleRead(1, "c")), "") << "the cancelled write was applied";
+
+  // Handed to Raft by one pass: too late to cancel, and it applies.
+  Result<RequestHandle> late = host.nh().Propose(1, "l=late", 10s);
+  ASSERT_TRUE(late.ok());
+  host.nh().RunOnce();
+  EXPECT_FALSE(late->Cancel());
+  for (int i = 0; i < 50 && !late->Done(); ++i) host.Step();
+  EXPECT_TRUE(late->Wait().ok());
+  EXPECT_EQ(Value(host.nh().StaleRead(1, "l")), "late");
+  // Membership changes cannot be cancelled.
+  Result<RequestHandle> add =
+      host.nh().AddReplica(1, 2, "host2", NodeHost::MemberKind::kNonVoting, 10s);
+  ASSERT_TRUE(add.ok());
+  EXPECT_FALSE(add->Cancel());
+}
+
 TEST(CallbackLocks, ACallbackOnNormalCompletionCallsBackIn) {
   OneHost host;
   ASSERT_TRUE(host.Start().ok());

@@ -2,6 +2,9 @@
 // loopback gRPC, each with its own RocksDB LogDB in a temporary directory.
 #include <gtest/gtest.h>
 
+#include <future>
+#include <map>
+
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -186,6 +189,34 @@ TEST(NodeHost, SessionProposalRetriedAfterTimeoutIsAppliedOnce) {
   EXPECT_EQ(c.host(0)->ProposeInSession(session, "x=3", 10s)->Wait().code, RequestCode::kRejected);
 }
 
+// Sessions without a blocked thread: RegisterSession and CloseSession hand
+// back handles whose callbacks run when the change is applied; a proposal in
+// the session only after registration, and none after the close.
+TEST(NodeHost, SessionsRegisterAndCloseWithoutBlocking) {
+  Cluster c(3);
+  c.StartShard(1, 3);
+  ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
+  Result<NodeHost::PendingSession> p = c.host(0)->RegisterSession(1, 10s);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_TRUE(p->session.valid());
+  std::promise<RequestResult> registered;
+  p->handle.OnComplete([&registered](const RequestResult& r) { registered.set_value(r); });
+  const RequestResult reg = registered.get_future().get();
+  ASSERT_TRUE(reg.ok()) << RequestCodeName(reg.code) << " " << reg.error;
+  Session session = p->session;
+  ASSERT_TRUE(c.host(0)->ProposeInSession(session, "x=1", 10s)->Wait().ok());
+  session.ProposalCompleted();
+  Result<RequestHandle> closed = c.host(0)->CloseSession(session, 10s);
+  ASSERT_TRUE(closed.ok()) << closed.status().ToString();
+  ASSERT_TRUE(closed->Wait().ok());
+  const RequestResult after = c.host(0)->ProposeInSession(session, "x=2", 10s)->Wait();
+  EXPECT_EQ(after.code, RequestCode::kRejected);
+  EXPECT_TRUE(after.data.empty()) << after.data;
+  EXPECT_NE(after.error.find("session"), std::string::npos) << after.error;
+  // A session never registered cannot be closed.
+  EXPECT_EQ(c.host(0)->CloseSession(Session(), 1s).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(NodeHost, MembershipChangesAndLeaderTransferUnderLoadLoseNoWrite) {
   Cluster c(4);
   c.StartShard(1, 3);  // replicas 1..3 on hosts 0..2; host 3 is spare
@@ -324,6 +355,97 @@ TEST(NodeHost, EventsReachTheListener) {
     EXPECT_EQ(listener->leaders.back(), 1u);
   }
   (*nh)->Close();
+  std::filesystem::remove_all(dir);
+}
+
+// The events added for embedders (issue 18): snapshots taken and the log
+// compacted on the leader, a membership change applied, a snapshot restored
+// on the replica that joined behind the compaction, and each NodeHost's
+// close, reported last.
+class LifecycleListener : public EventListener {
+ public:
+  void MembershipChanged(uint64_t shard, uint64_t, uint64_t index) override {
+    Note("membership " + std::to_string(shard), index);
+  }
+  void SnapshotCreated(uint64_t shard, uint64_t, uint64_t index) override {
+    Note("created " + std::to_string(shard), index);
+  }
+  void SnapshotRecovered(uint64_t shard, uint64_t, uint64_t index) override {
+    Note("recovered " + std::to_string(shard), index);
+  }
+  void LogCompacted(uint64_t shard, uint64_t, uint64_t index) override {
+    Note("compacted " + std::to_string(shard), index);
+  }
+  void NodeHostClosed() override { Note("closed", 0); }
+  uint64_t Last(const std::string& what) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = seen_.find(what);
+    return it == seen_.end() ? 0 : it->second;
+  }
+  bool Saw(const std::string& what) {
+    std::lock_guard<std::mutex> l(mu_);
+    return seen_.contains(what);
+  }
+  std::string last_event() {
+    std::lock_guard<std::mutex> l(mu_);
+    return last_;
+  }
+
+ private:
+  void Note(const std::string& what, uint64_t index) {
+    std::lock_guard<std::mutex> l(mu_);
+    seen_[what] = index;
+    last_ = what;
+  }
+  std::mutex mu_;
+  std::map<std::string, uint64_t> seen_;
+  std::string last_;
+};
+
+TEST(NodeHost, SnapshotCompactionMembershipAndCloseEventsReachTheListener) {
+  const std::string dir = TempDir("lifecycle-events");
+  std::unique_ptr<NodeHost> hosts[2];
+  std::shared_ptr<LifecycleListener> listeners[2];
+  for (int i = 0; i < 2; ++i) {
+    listeners[i] = std::make_shared<LifecycleListener>();
+    NodeHostConfig c;
+    c.data_dir = dir + "/h" + std::to_string(i);
+    c.raft_address = "127.0.0.1:0";
+    c.rtt_ms = 5;
+    c.listener = listeners[i];
+    auto nh = NodeHost::Create(c);
+    ASSERT_TRUE(nh.ok()) << nh.status().ToString();
+    hosts[i] = std::move(nh).value();
+  }
+  ShardConfig sc;
+  sc.shard_id = 1;
+  sc.replica_id = 1;
+  sc.snapshot_entries = 5;
+  sc.compaction_overhead = 1;
+  ASSERT_TRUE(hosts[0]->StartReplica(sc, {{1, hosts[0]->raft_address()}}, false, KvFactory()).ok());
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(ProposeRetry(hosts[0].get(), 1, "k=" + std::to_string(i)));
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!listeners[0]->Saw("compacted 1") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_GE(listeners[0]->Last("created 1"), 5u);
+  EXPECT_GE(listeners[0]->Last("compacted 1"), 1u);
+  // Replica 2 joins on the second host; entries it needs are compacted
+  // away, so it is sent a snapshot and restores it.
+  Result<RequestHandle> add =
+      hosts[0]->AddReplica(1, 2, hosts[1]->raft_address(), NodeHost::MemberKind::kNonVoting, 10s);
+  ASSERT_TRUE(add.ok());
+  ASSERT_TRUE(add->Wait().ok());
+  EXPECT_GT(listeners[0]->Last("membership 1"), 20u);
+  sc.replica_id = 2;
+  ASSERT_TRUE(hosts[1]->StartReplica(sc, {{1, hosts[0]->raft_address()}}, true, KvFactory()).ok());
+  while (!listeners[1]->Saw("recovered 1") && std::chrono::steady_clock::now() < deadline + 20s)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_GE(listeners[1]->Last("recovered 1"), 5u);
+  for (int i = 0; i < 2; ++i) {
+    hosts[i]->Close();
+    EXPECT_EQ(listeners[i]->last_event(), "closed") << "host " << i;
+  }
   std::filesystem::remove_all(dir);
 }
 

@@ -44,16 +44,11 @@ double Unit(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x
 bool Chance(std::mt19937_64& rng, double p) { return Unit(rng) < p; }
 uint64_t Below(std::mt19937_64& rng, uint64_t n) { return n == 0 ? 0 : rng() % n; }
 
-// A Session whose next proposal registers it. The engine only offers a
-// blocking SyncRegisterSession, which a single-threaded simulation cannot
-// call, so the registration proposal is made through ProposeInSession with
-// the reserved series id (Session is a trivially copyable value).
-struct RawSession {
-  uint64_t shard_id, client_id, series_id, responded_to;
-};
-static_assert(sizeof(RawSession) == sizeof(Session));
+// A Session whose next proposal registers it, with a client id the
+// simulation chose (NodeHost::RegisterSession would choose one from the
+// host's random source, and the simulated clients' ids name them in traces).
 Session RegistrationOf(uint64_t shard, uint64_t client) {
-  return std::bit_cast<Session>(RawSession{shard, client, Session::kRegisterSeries, 0});
+  return Session(shard, client, Session::kRegisterSeries, 0);
 }
 
 struct ReplicaSpec {
@@ -806,7 +801,8 @@ size_t Simulator::BusiestLeaderHost() {
   for (size_t i = 0; i < hosts_.size(); ++i) {
     if (!Up(hosts_[i])) continue;
     size_t count = 0;
-    for (const ReplicaInfo& ri : hosts_[i].nh->GetInfo().replicas) count += ri.role == ReplicaRole::kLeader;
+    for (const ReplicaInfo& ri : hosts_[i].nh->GetInfo().replicas)
+      count += ri.role == ReplicaRole::kLeader;
     if (count > best_count) {
       best = i;
       best_count = count;
@@ -1513,8 +1509,9 @@ void Simulator::DumpState() {
       std::printf(
           "%s: shard %llu replica %llu %s term %llu leader %llu commit %llu applied %llu%s\n",
           h.name.c_str(), static_cast<unsigned long long>(ri.shard_id),
-          static_cast<unsigned long long>(ri.replica_id), std::string(ReplicaRoleName(ri.role)).c_str(),
-          static_cast<unsigned long long>(ri.term), static_cast<unsigned long long>(ri.leader_id),
+          static_cast<unsigned long long>(ri.replica_id),
+          std::string(ReplicaRoleName(ri.role)).c_str(), static_cast<unsigned long long>(ri.term),
+          static_cast<unsigned long long>(ri.leader_id),
           static_cast<unsigned long long>(ri.commit_index),
           static_cast<unsigned long long>(ri.applied_index), ri.quiesced ? " quiesced" : "");
     }
