@@ -416,9 +416,9 @@ class Cluster {
         sc.heartbeat_rtt = o_.heartbeat_rtt;
         sc.quiesce_after_election_timeouts = o_.quiesce ? 1 : 0;
         sc.snapshot_entries = o_.snapshot_entries;
-        flotilla::Status st = hosts_[h]->StartReplica(sc, members, false, [](uint64_t, uint64_t) {
-          return std::make_unique<BenchStateMachine>();
-        });
+        flotilla::Status st = hosts_[h]->StartReplica(
+            sc, members, flotilla::StartMode::kNewShard,
+            [](uint64_t, uint64_t) { return std::make_unique<BenchStateMachine>(); });
         if (!st.ok()) {
           std::fprintf(stderr, "shard %" PRIu64 ": %s\n", s, st.ToString().c_str());
           return false;

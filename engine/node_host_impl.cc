@@ -1476,21 +1476,21 @@ std::shared_ptr<Replica> NodeHostImpl::Find(uint64_t shard_id) {
   return it == replicas_.end() ? nullptr : it->second;
 }
 
-Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial, bool join,
+Status NodeHostImpl::StartReplica(const ShardConfig& sc, const Members& initial, StartMode mode,
                                   StateMachineFactory factory) {
-  return StartReplicaImpl(sc, initial, join, kInMemoryKind,
+  return StartReplicaImpl(sc, initial, mode, kInMemoryKind,
                           [factory, sc] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
 Status NodeHostImpl::StartConcurrentReplica(const ShardConfig& sc, const Members& initial,
-                                            bool join, ConcurrentStateMachineFactory factory) {
-  return StartReplicaImpl(sc, initial, join, kConcurrentKind,
+                                            StartMode mode, ConcurrentStateMachineFactory factory) {
+  return StartReplicaImpl(sc, initial, mode, kConcurrentKind,
                           [factory, sc] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
-Status NodeHostImpl::StartOnDiskReplica(const ShardConfig& sc, const Members& initial, bool join,
-                                        OnDiskStateMachineFactory factory) {
-  return StartReplicaImpl(sc, initial, join, kOnDiskKind,
+Status NodeHostImpl::StartOnDiskReplica(const ShardConfig& sc, const Members& initial,
+                                        StartMode mode, OnDiskStateMachineFactory factory) {
+  return StartReplicaImpl(sc, initial, mode, kOnDiskKind,
                           [factory, sc] { return Manage(factory(sc.shard_id, sc.replica_id)); });
 }
 
@@ -1524,10 +1524,15 @@ Status NodeHostImpl::ShardReservation::Commit(std::shared_ptr<Replica> r) {
 }
 
 Status NodeHostImpl::StartReplicaImpl(
-    const ShardConfig& sc, const Members& initial, bool join, uint8_t kind,
+    const ShardConfig& sc, const Members& initial, StartMode mode, uint8_t kind,
     const std::function<std::unique_ptr<ManagedStateMachine>()>& make) {
   if (closed_.load()) return Status::Terminated("NodeHost is closed");
   FLOTILLA_RETURN_IF_ERROR(Validate(sc));
+  if (mode == StartMode::kRestart && !initial.empty()) {
+    return Status::InvalidArgument(
+        "StartMode::kRestart takes no members: the stored ones are used");
+  }
+  const bool join = mode == StartMode::kJoin;
   // The shard is reserved before anything is read or built, so that of two
   // concurrent starts one fails here; the reservation ends on every return.
   ShardReservation reservation(this, sc.shard_id);
@@ -1543,6 +1548,11 @@ Status NodeHostImpl::StartReplicaImpl(
   if (st->bootstrap) {
     boot = *st->bootstrap;  // a restart: the stored state wins
   } else {
+    if (mode == StartMode::kRestart) {
+      return Status::NotFound("shard " + std::to_string(sc.shard_id) + " replica " +
+                              std::to_string(sc.replica_id) +
+                              ": nothing stored to restart from (StartMode::kRestart)");
+    }
     if (!join && initial.count(sc.replica_id) == 0) {
       return Status::InvalidArgument("initial members must include this replica");
     }

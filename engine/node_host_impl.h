@@ -221,11 +221,11 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // NodeHost.
   void Close() override;
   std::string raft_address() const override;
-  Status StartReplica(const ShardConfig& config, const Members& initial, bool join,
+  Status StartReplica(const ShardConfig& config, const Members& initial, StartMode mode,
                       StateMachineFactory factory) override;
-  Status StartConcurrentReplica(const ShardConfig& config, const Members& initial, bool join,
+  Status StartConcurrentReplica(const ShardConfig& config, const Members& initial, StartMode mode,
                                 ConcurrentStateMachineFactory factory) override;
-  Status StartOnDiskReplica(const ShardConfig& config, const Members& initial, bool join,
+  Status StartOnDiskReplica(const ShardConfig& config, const Members& initial, StartMode mode,
                             OnDiskStateMachineFactory factory) override;
   Status StopReplica(uint64_t shard_id) override;
   Status RemoveData(uint64_t shard_id, uint64_t replica_id) override;
@@ -352,7 +352,7 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   // nothing had failed. Counted and logged.
   Status ResumeStorage();
   Status StorageStatus();
-  Status StartReplicaImpl(const ShardConfig& config, const Members& initial, bool join,
+  Status StartReplicaImpl(const ShardConfig& config, const Members& initial, StartMode mode,
                           uint8_t kind,
                           const std::function<std::unique_ptr<ManagedStateMachine>()>& make);
   Status RestoreAtStart(Replica* r, const logdb::ReplicaState& st);

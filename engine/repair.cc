@@ -206,7 +206,8 @@ void NodeHostImpl::RestartNow(uint64_t shard_id) {
   const bool join = r->join;
   r.reset();
   if (!StopReplica(shard_id).ok()) return;
-  const Status s = StartReplicaImpl(sc, Members{}, join, kind, make);
+  const Status s =
+      StartReplicaImpl(sc, Members{}, join ? StartMode::kJoin : StartMode::kNewShard, kind, make);
   if (!s.ok()) {
     Log().error("shard {} replica {}: could not start again to repair: {}", sc.shard_id,
                 sc.replica_id, s.ToString());

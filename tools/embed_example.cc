@@ -73,7 +73,7 @@ int main() {
     sc.replica_id = i;
     sc.snapshot_entries = 1000;
     flotilla::Status s =
-        hosts[i - 1]->StartReplica(sc, members, /*join=*/false,
+        hosts[i - 1]->StartReplica(sc, members, flotilla::StartMode::kNewShard,
                                    [](uint64_t, uint64_t) { return std::make_unique<Counter>(); });
     if (!s.ok()) {
       std::fprintf(stderr, "StartReplica: %s\n", s.ToString().c_str());

@@ -114,8 +114,9 @@ int main(int argc, char** argv) {
     sc.replica_id = id;
     sc.snapshot_entries = 200;
     sc.compaction_overhead = 50;
-    flotilla::Status st = (*nh)->StartReplica(
-        sc, members, false, [](uint64_t, uint64_t) { return std::make_unique<Kv>(); });
+    flotilla::Status st =
+        (*nh)->StartReplica(sc, members, flotilla::StartMode::kNewShard,
+                            [](uint64_t, uint64_t) { return std::make_unique<Kv>(); });
     if (!st.ok()) {
       std::fprintf(stderr, "testd: start shard %llu: %s\n", static_cast<unsigned long long>(s),
                    st.ToString().c_str());

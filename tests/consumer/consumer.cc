@@ -200,18 +200,18 @@ void StartAll(flotilla::NodeHost* nh, const fs::path& dir, const flotilla::Membe
     sc.replica_id = 1;
     return sc;
   };
-  Expect(nh->StartReplica(config(1), members, false,
+  Expect(nh->StartReplica(config(1), members, flotilla::StartMode::kNewShard,
                           [](uint64_t, uint64_t) { return std::make_unique<Total>(); })
              .ok(),
          "start an in-memory replica");
   Expect(nh->StartConcurrentReplica(
-               config(2), members, false,
+               config(2), members, flotilla::StartMode::kNewShard,
                [](uint64_t, uint64_t) { return std::make_unique<ConcurrentTotal>(); })
              .ok(),
          "start a concurrent replica");
   const fs::path file = dir / "on-disk-total";
   Expect(nh->StartOnDiskReplica(
-               config(3), members, false,
+               config(3), members, flotilla::StartMode::kNewShard,
                [file](uint64_t, uint64_t) { return std::make_unique<OnDiskTotal>(file); })
              .ok(),
          "start an on-disk replica");
@@ -253,7 +253,7 @@ void AddAndRemoveAReplica(flotilla::NodeHost* nh, const fs::path& dir, uint64_t 
   // join = true: the membership comes from the leader; `initial` is only
   // the address book of the current members.
   Expect(second
-             ->StartReplica(sc, {{1, nh->raft_address()}}, /*join=*/true,
+             ->StartReplica(sc, {{1, nh->raft_address()}}, flotilla::StartMode::kJoin,
                             [](uint64_t, uint64_t) { return std::make_unique<Total>(); })
              .ok(),
          "start replica 2 on the second NodeHost");

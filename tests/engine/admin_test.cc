@@ -221,10 +221,12 @@ TEST(Admin, RemoveDataIsRefusedWhileRunningAndForgetsTheReplicaAfter) {
   ShardConfig sc;
   sc.shard_id = 1;
   sc.replica_id = 1;
-  EXPECT_EQ(c.host(0)->StartReplica(sc, {{2, "127.0.0.1:1"}}, false, KvFactory()).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      c.host(0)->StartReplica(sc, {{2, "127.0.0.1:1"}}, StartMode::kNewShard, KvFactory()).code(),
+      StatusCode::kInvalidArgument);
   // Started again as a new single-member shard, it has none of the old data.
-  ASSERT_TRUE(c.host(0)->StartReplica(sc, {{1, c.address(0)}}, false, KvFactory()).ok());
+  ASSERT_TRUE(
+      c.host(0)->StartReplica(sc, {{1, c.address(0)}}, StartMode::kNewShard, KvFactory()).ok());
   ASSERT_TRUE(c.WaitLeaders(1, 1, 30s));
   ASSERT_TRUE(ProposeRetry(c.host(0), 1, "b=2"));
   EXPECT_EQ(*c.host(0)->StaleRead(1, "a"), "");

@@ -102,7 +102,9 @@ class Cluster {
     ShardConfig sc = shard_config;
     sc.shard_id = shard;
     sc.replica_id = static_cast<uint64_t>(i + 1);
-    ASSERT_TRUE(hosts_[static_cast<size_t>(i)]->StartReplica(sc, m, false, KvFactory()).ok());
+    ASSERT_TRUE(hosts_[static_cast<size_t>(i)]
+                    ->StartReplica(sc, m, StartMode::kNewShard, KvFactory())
+                    .ok());
   }
 
   // Waits until every shard in [first, last] has a leader known to host 0.

@@ -124,14 +124,14 @@ TEST(EngineConfig, StartReplicaRefusesEachBadShardFieldWithoutAborting) {
     SCOPED_TRACE(field);
     ShardConfig sc = GoodShard();
     mutate(sc);
-    Status s = (*nh)->StartReplica(sc, {{1, (*nh)->raft_address()}}, false, [](uint64_t, uint64_t) {
-      return std::make_unique<testing::KvStateMachine>();
-    });
+    Status s = (*nh)->StartReplica(
+        sc, {{1, (*nh)->raft_address()}}, StartMode::kNewShard,
+        [](uint64_t, uint64_t) { return std::make_unique<testing::KvStateMachine>(); });
     ExpectInvalid(s, field);
   }
   // The refused starts left nothing behind: a good one still starts.
   EXPECT_TRUE((*nh)
-                  ->StartReplica(GoodShard(), {{1, (*nh)->raft_address()}}, false,
+                  ->StartReplica(GoodShard(), {{1, (*nh)->raft_address()}}, StartMode::kNewShard,
                                  [](uint64_t, uint64_t) {
                                    return std::make_unique<testing::KvStateMachine>();
                                  })
@@ -244,6 +244,30 @@ TEST(EngineConfig, ARefusalIsInErrorNeverInData) {
     EXPECT_TRUE(r.data.empty()) << r.data;
     EXPECT_NE(r.error.find("shard 99"), std::string::npos) << r.error;
   }
+  (*nh)->Close();
+  std::filesystem::remove_all(root);
+}
+
+// StartMode::kRestart (issue 18: `initial` no longer has three meanings):
+// refused with NotFound when nothing is stored for the replica, with
+// InvalidArgument when members are given, and a restart once stored.
+TEST(EngineConfig, StartModeRestartNeedsStoredStateAndNoMembers) {
+  const std::string root = TempRoot();
+  auto nh = NodeHost::Create(GoodHost(root));
+  ASSERT_TRUE(nh.ok()) << nh.status().ToString();
+  auto kv = [](uint64_t, uint64_t) { return std::make_unique<testing::KvStateMachine>(); };
+  const Status missing = (*nh)->StartReplica(GoodShard(), {}, StartMode::kRestart, kv);
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound) << missing.ToString();
+  const Status with_members =
+      (*nh)->StartReplica(GoodShard(), {{1, (*nh)->raft_address()}}, StartMode::kRestart, kv);
+  EXPECT_EQ(with_members.code(), StatusCode::kInvalidArgument) << with_members.ToString();
+  ASSERT_TRUE(
+      (*nh)
+          ->StartReplica(GoodShard(), {{1, (*nh)->raft_address()}}, StartMode::kNewShard, kv)
+          .ok());
+  ASSERT_TRUE((*nh)->StopReplica(1).ok());
+  const Status restarted = (*nh)->StartReplica(GoodShard(), {}, StartMode::kRestart, kv);
+  EXPECT_TRUE(restarted.ok()) << restarted.ToString();
   (*nh)->Close();
   std::filesystem::remove_all(root);
 }

@@ -72,7 +72,8 @@ class OneHostTwoShards : public ::testing::Test {
     return sc;
   }
   Status Start(uint64_t shard) {
-    return c_.host(0)->StartReplica(Shard(shard), c_.MembersOf(1), false, KvFactory());
+    return c_.host(0)->StartReplica(Shard(shard), c_.MembersOf(1), StartMode::kNewShard,
+                                    KvFactory());
   }
   void StartBoth() {
     ASSERT_TRUE(Start(1).ok());
@@ -274,7 +275,7 @@ TEST(SaveDamage, ADamagedRecordASaveReadsStopsOnlyItsReplica) {
     ShardConfig sc;
     sc.shard_id = shard;
     sc.replica_id = 1;
-    ASSERT_TRUE(nh->StartReplica(sc, self, false, KvFactory()).ok());
+    ASSERT_TRUE(nh->StartReplica(sc, self, StartMode::kNewShard, KvFactory()).ok());
     for (int k = 0; k < 5; ++k)
       ASSERT_TRUE(ProposeRetry(nh.get(), shard, "k=" + std::to_string(k)));
   }

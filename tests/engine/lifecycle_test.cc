@@ -82,7 +82,7 @@ class OneHost {
   Status Start(StateMachineFactory f = [](uint64_t, uint64_t) {
     return std::make_unique<testing::KvStateMachine>();
   }) {
-    return nh_->StartReplica(Shard(), Self(), false, std::move(f));
+    return nh_->StartReplica(Shard(), Self(), StartMode::kNewShard, std::move(f));
   }
   // One tick, one pass and one apply round.
   void Step() {
@@ -202,7 +202,7 @@ TEST(StartRace, AFailedStartReleasesTheShard) {
   // Refused after the shard was reserved: the members lack this replica.
   EXPECT_EQ(host.nh()
                 .StartReplica(
-                    OneHost::Shard(), {{2, "host2"}}, false,
+                    OneHost::Shard(), {{2, "host2"}}, StartMode::kNewShard,
                     [](uint64_t, uint64_t) { return std::make_unique<testing::KvStateMachine>(); })
                 .code(),
             StatusCode::kInvalidArgument);

@@ -65,7 +65,7 @@ void StartAndStopAReplica(uint64_t shard) {
     ShardConfig sc;
     sc.shard_id = shard;
     sc.replica_id = 1;
-    ASSERT_TRUE(nh.StartReplica(sc, {{1, "host1"}}, false, [](uint64_t, uint64_t) {
+    ASSERT_TRUE(nh.StartReplica(sc, {{1, "host1"}}, StartMode::kNewShard, [](uint64_t, uint64_t) {
                     return std::make_unique<testing::KvStateMachine>();
                   }).ok());
     nh.Close();

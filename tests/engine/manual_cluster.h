@@ -75,7 +75,7 @@ class ManualCluster {
       shard.shard_id = shard_id;
       shard.replica_id = i;
       EXPECT_TRUE(host(i)
-                      .StartReplica(shard, members, false,
+                      .StartReplica(shard, members, StartMode::kNewShard,
                                     [](uint64_t, uint64_t) {
                                       return std::make_unique<testing::KvStateMachine>();
                                     })

@@ -86,7 +86,7 @@ class OneHostMemoryLogDb : public ::testing::Test {
     ShardConfig sc;
     sc.shard_id = 1;
     sc.replica_id = 1;
-    ASSERT_TRUE(nh_->StartReplica(sc, {{1, nh_->raft_address()}}, false,
+    ASSERT_TRUE(nh_->StartReplica(sc, {{1, nh_->raft_address()}}, StartMode::kNewShard,
                                   [](uint64_t, uint64_t) {
                                     return std::make_unique<testing::KvStateMachine>();
                                   })
@@ -465,9 +465,9 @@ TEST(LeaseRead, RefusedWithoutCheckQuorum) {
   sc.replica_id = 1;
   sc.lease_read = true;
   sc.check_quorum = false;
-  Status s = nh.StartReplica(sc, {{1, nh.raft_address()}}, false, [](uint64_t, uint64_t) {
-    return std::make_unique<testing::KvStateMachine>();
-  });
+  Status s = nh.StartReplica(
+      sc, {{1, nh.raft_address()}}, StartMode::kNewShard,
+      [](uint64_t, uint64_t) { return std::make_unique<testing::KvStateMachine>(); });
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   nh.Close();
   std::filesystem::remove_all(root);

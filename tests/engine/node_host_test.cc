@@ -78,7 +78,7 @@ TEST(NodeHost, RestartFromDiskCatchesUp) {
   ShardConfig sc;
   sc.shard_id = 1;
   sc.replica_id = 3;
-  ASSERT_TRUE(c.host(2)->StartReplica(sc, {}, false, KvFactory()).ok());
+  ASSERT_TRUE(c.host(2)->StartReplica(sc, {}, StartMode::kNewShard, KvFactory()).ok());
   EXPECT_TRUE(c.WaitSame(1, 3, 30s)) << c.Fingerprint(0, 1) << " vs " << c.Fingerprint(2, 1);
 }
 
@@ -98,7 +98,7 @@ TEST(NodeHost, RestartedReplicaCatchesUpBySnapshotWhenTheLogWasCompacted) {
   ShardConfig sc = c.shard_config;
   sc.shard_id = 1;
   sc.replica_id = 3;
-  ASSERT_TRUE(c.host(2)->StartReplica(sc, {}, false, KvFactory()).ok());
+  ASSERT_TRUE(c.host(2)->StartReplica(sc, {}, StartMode::kNewShard, KvFactory()).ok());
   // The state, not the hash of applied entries, is what a snapshot carries.
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   std::string v;
@@ -120,7 +120,7 @@ TEST(NodeHost, RestartedReplicaCatchesUpBySnapshotWhenTheLogWasCompacted) {
   // Restarting from its own snapshot works too.
   c.Close(2);
   c.Reopen(2);
-  ASSERT_TRUE(c.host(2)->StartReplica(sc, {}, false, KvFactory()).ok());
+  ASSERT_TRUE(c.host(2)->StartReplica(sc, {}, StartMode::kNewShard, KvFactory()).ok());
   rr = ReadWithRetry(c.host(2), 1, "k30");
   ASSERT_TRUE(rr.ok()) << RequestCodeName(rr.code);
   EXPECT_EQ(rr.data, "30");
@@ -274,7 +274,7 @@ TEST(NodeHost, MembershipChangesAndLeaderTransferUnderLoadLoseNoWrite) {
   ShardConfig sc;
   sc.shard_id = 1;
   sc.replica_id = 4;
-  ASSERT_TRUE(c.host(3)->StartReplica(sc, c.MembersOf(3), true, KvFactory()).ok());
+  ASSERT_TRUE(c.host(3)->StartReplica(sc, c.MembersOf(3), StartMode::kJoin, KvFactory()).ok());
   wait_acked(acked.load() + 10);
   RequestResult promote = change([&](NodeHost* nh) {
     return nh->AddReplica(1, 4, c.address(3), NodeHost::MemberKind::kVoter, 5s);
@@ -337,7 +337,10 @@ TEST(NodeHost, EventsReachTheListener) {
   ShardConfig sc;
   sc.shard_id = 1;
   sc.replica_id = 1;
-  ASSERT_TRUE((*nh)->StartReplica(sc, {{1, (*nh)->raft_address()}}, false, KvFactory()).ok());
+  ASSERT_TRUE(
+      (*nh)
+          ->StartReplica(sc, {{1, (*nh)->raft_address()}}, StartMode::kNewShard, KvFactory())
+          .ok());
   // Until the single replica elects itself, proposals are dropped: retry.
   RequestResult r;
   r.code = RequestCode::kDropped;
@@ -422,7 +425,10 @@ TEST(NodeHost, SnapshotCompactionMembershipAndCloseEventsReachTheListener) {
   sc.replica_id = 1;
   sc.snapshot_entries = 5;
   sc.compaction_overhead = 1;
-  ASSERT_TRUE(hosts[0]->StartReplica(sc, {{1, hosts[0]->raft_address()}}, false, KvFactory()).ok());
+  ASSERT_TRUE(
+      hosts[0]
+          ->StartReplica(sc, {{1, hosts[0]->raft_address()}}, StartMode::kNewShard, KvFactory())
+          .ok());
   for (int i = 0; i < 20; ++i)
     ASSERT_TRUE(ProposeRetry(hosts[0].get(), 1, "k=" + std::to_string(i)));
   const auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -438,7 +444,9 @@ TEST(NodeHost, SnapshotCompactionMembershipAndCloseEventsReachTheListener) {
   ASSERT_TRUE(add->Wait().ok());
   EXPECT_GT(listeners[0]->Last("membership 1"), 20u);
   sc.replica_id = 2;
-  ASSERT_TRUE(hosts[1]->StartReplica(sc, {{1, hosts[0]->raft_address()}}, true, KvFactory()).ok());
+  ASSERT_TRUE(hosts[1]
+                  ->StartReplica(sc, {{1, hosts[0]->raft_address()}}, StartMode::kJoin, KvFactory())
+                  .ok());
   while (!listeners[1]->Saw("recovered 1") && std::chrono::steady_clock::now() < deadline + 20s)
     std::this_thread::sleep_for(10ms);
   EXPECT_GE(listeners[1]->Last("recovered 1"), 5u);
@@ -458,7 +466,8 @@ TEST(NodeHost, BadRequestsGetClearErrors) {
   ShardConfig sc;
   sc.shard_id = 1;
   sc.replica_id = 1;
-  EXPECT_EQ(c.host(0)->StartReplica(sc, {}, false, KvFactory()).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(c.host(0)->StartReplica(sc, {}, StartMode::kNewShard, KvFactory()).code(),
+            StatusCode::kAlreadyExists);
 }
 
 }  // namespace

@@ -93,7 +93,8 @@ class RepairFromPeers : public ::testing::Test {
     ShardConfig sc = c_->shard_config;
     sc.shard_id = 1;
     sc.replica_id = static_cast<uint64_t>(i + 1);
-    const Status s = c_->host(i)->StartReplica(sc, c_->MembersOf(hosts_), false, KvFactory());
+    const Status s =
+        c_->host(i)->StartReplica(sc, c_->MembersOf(hosts_), StartMode::kNewShard, KvFactory());
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   // New writes commit; every replica ends with the same state, holding every

@@ -71,7 +71,7 @@ class Fleet {
         sc.heartbeat_rtt = 2;
         sc.quiesce_after_election_timeouts = 2;
         ASSERT_TRUE(hosts_[static_cast<size_t>(i)]
-                        ->StartReplica(sc, members, false,
+                        ->StartReplica(sc, members, StartMode::kNewShard,
                                        [](uint64_t, uint64_t) {
                                          return std::make_unique<testing::KvStateMachine>();
                                        })

@@ -65,7 +65,7 @@ TEST(NodeHostScale, ThousandShardsHundredThousandProposals) {
   for (uint64_t s = 1; s <= kShards; ++s) {
     for (int i = 0; i < 3; ++i) {
       ASSERT_TRUE(hosts[static_cast<size_t>(i)]
-                      ->StartReplica(shard_config(s, i + 1), members, false, factory)
+                      ->StartReplica(shard_config(s, i + 1), members, StartMode::kNewShard, factory)
                       .ok());
     }
   }
@@ -137,7 +137,7 @@ TEST(NodeHostScale, ThousandShardsHundredThousandProposals) {
       hosts[2] = std::move(nh).value();
       for (uint64_t s = 1; s <= kShards; ++s) {
         ShardConfig sc = shard_config(s, 3);
-        ASSERT_TRUE(hosts[2]->StartReplica(sc, {}, false, factory).ok());
+        ASSERT_TRUE(hosts[2]->StartReplica(sc, {}, StartMode::kNewShard, factory).ok());
       }
     }
     send(i, 0);

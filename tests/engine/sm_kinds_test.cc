@@ -87,8 +87,9 @@ struct OnDiskFactory {
   void StartAll(Hosts& h, ShardConfig sc) {
     for (int i = 0; i < 3; ++i) {
       sc.replica_id = static_cast<uint64_t>(i + 1);
-      ASSERT_TRUE(
-          h.nhs[static_cast<size_t>(i)]->StartOnDiskReplica(sc, h.members, false, Make(i)).ok());
+      ASSERT_TRUE(h.nhs[static_cast<size_t>(i)]
+                      ->StartOnDiskReplica(sc, h.members, StartMode::kNewShard, Make(i))
+                      .ok());
     }
   }
   std::string root;
@@ -114,7 +115,7 @@ TEST(StateMachineKinds, ConcurrentKindServesReadsAndSnapshots) {
       sc.replica_id = i;
       ASSERT_TRUE(h.nhs[i - 1]
                       ->StartConcurrentReplica(
-                          sc, h.members, false,
+                          sc, h.members, StartMode::kNewShard,
                           [](uint64_t, uint64_t) { return std::make_unique<ConcurrentKv>(); })
                       .ok());
     }
@@ -141,7 +142,7 @@ TEST(StateMachineKinds, ConcurrentKindServesReadsAndSnapshots) {
     ASSERT_TRUE(h.nhs[2]->StopReplica(1).ok());
     sc.replica_id = 3;
     EXPECT_EQ(h.nhs[2]
-                  ->StartReplica(sc, h.members, false,
+                  ->StartReplica(sc, h.members, StartMode::kNewShard,
                                  [](uint64_t, uint64_t) { return std::unique_ptr<StateMachine>(); })
                   .code(),
               StatusCode::kInvalidArgument);
@@ -177,7 +178,7 @@ TEST(StateMachineKinds, ASnapshotDueWhileOneWasWrittenIsTakenWhenItEnds) {
     std::atomic<bool> release{false};
     const Members one{{1, h.members.at(1)}};
     ASSERT_TRUE(h.nhs[0]
-                    ->StartConcurrentReplica(sc, one, false,
+                    ->StartConcurrentReplica(sc, one, StartMode::kNewShard,
                                              [&](uint64_t, uint64_t) {
                                                return std::make_unique<SlowSnapshotKv>(&release);
                                              })
@@ -215,7 +216,7 @@ TEST(StateMachineKinds, OnDiskKindIsNotReappliedAfterRestart) {
     ASSERT_TRUE(nh.ok());
     h.nhs[2] = std::move(nh).value();
     sc.replica_id = 3;
-    ASSERT_TRUE(h.nhs[2]->StartOnDiskReplica(sc, {}, false, sms.Make(2)).ok());
+    ASSERT_TRUE(h.nhs[2]->StartOnDiskReplica(sc, {}, StartMode::kNewShard, sms.Make(2)).ok());
     ASSERT_TRUE(Put(h.nhs[0].get(), "after=1"));
     EXPECT_EQ(Get(h.nhs[2].get(), "after"), "1");
     EXPECT_EQ(Get(h.nhs[2].get(), "k5"), "5");
@@ -245,8 +246,9 @@ TEST(StateMachineKinds, OnDiskKindStreamsSnapshotsFromTheStateMachine) {
     sc.compaction_overhead = 2;
     for (int i = 0; i < 3; ++i) {
       sc.replica_id = static_cast<uint64_t>(i + 1);
-      ASSERT_TRUE(
-          h.nhs[static_cast<size_t>(i)]->StartOnDiskReplica(sc, h.members, false, factory(i)).ok());
+      ASSERT_TRUE(h.nhs[static_cast<size_t>(i)]
+                      ->StartOnDiskReplica(sc, h.members, StartMode::kNewShard, factory(i))
+                      .ok());
     }
     ASSERT_TRUE(Put(h.nhs[0].get(), "first=1"));
     ASSERT_TRUE(h.nhs[2]->StopReplica(1).ok());
@@ -265,7 +267,7 @@ TEST(StateMachineKinds, OnDiskKindStreamsSnapshotsFromTheStateMachine) {
         h.nhs[0]->GetMetrics().snapshots_sent + h.nhs[1]->GetMetrics().snapshots_sent;
     // Replica 3 comes back behind the compacted log: it needs a snapshot.
     sc.replica_id = 3;
-    ASSERT_TRUE(h.nhs[2]->StartOnDiskReplica(sc, {}, false, factory(2)).ok());
+    ASSERT_TRUE(h.nhs[2]->StartOnDiskReplica(sc, {}, StartMode::kNewShard, factory(2)).ok());
     ASSERT_TRUE(Put(h.nhs[0].get(), "after=1"));
     EXPECT_EQ(Get(h.nhs[2].get(), "after"), "1");
     EXPECT_EQ(Get(h.nhs[2].get(), "k30"), "30");
@@ -370,7 +372,8 @@ void RestartAfterASnapshotAtALeadersNoOp(bool ignore_noops) {
       ASSERT_TRUE(nh.ok());
       h.nhs[static_cast<size_t>(i)] = std::move(nh).value();
       sc.replica_id = static_cast<uint64_t>(i + 1);
-      Status s = h.nhs[static_cast<size_t>(i)]->StartOnDiskReplica(sc, {}, false, sms.Make(i));
+      Status s = h.nhs[static_cast<size_t>(i)]->StartOnDiskReplica(sc, {}, StartMode::kNewShard,
+                                                                   sms.Make(i));
       ASSERT_TRUE(s.ok()) << "host " << i << ": " << s.ToString();
     }
     ASSERT_TRUE(Put(h.nhs[1].get(), "after=1"));
@@ -430,7 +433,7 @@ TEST(StateMachineKinds, OnDiskReplicaRestartsAtTheIndexItsStateMachineReached) {
       auto nh = NodeHost::Create(h.configs[static_cast<size_t>(i)]);
       ASSERT_TRUE(nh.ok());
       sc.replica_id = static_cast<uint64_t>(i + 1);
-      ASSERT_TRUE((*nh)->StartOnDiskReplica(sc, {}, false, sms.Make(i)).ok());
+      ASSERT_TRUE((*nh)->StartOnDiskReplica(sc, {}, StartMode::kNewShard, sms.Make(i)).ok());
       const uint64_t reached = sms.sms[static_cast<size_t>(i)]->applied();
       EXPECT_GE(reached, last - 1) << "host " << i;
       EXPECT_GE((*nh)->GetReplicaInfo(1)->commit_index, reached) << "host " << i;
@@ -460,7 +463,7 @@ TEST(StateMachineKinds, ARetriedSessionWriteWhoseResultWasLostSaysSo) {
     sc.replica_id = 1;
     sc.snapshot_entries = 1000;  // no snapshot: the registry is in none
     const Members one{{1, h.members.at(1)}};
-    ASSERT_TRUE(h.nhs[0]->StartOnDiskReplica(sc, one, false, sms.Make(0)).ok());
+    ASSERT_TRUE(h.nhs[0]->StartOnDiskReplica(sc, one, StartMode::kNewShard, sms.Make(0)).ok());
     ASSERT_TRUE(Put(h.nhs[0].get(), "a=1"));
     Result<Session> session = h.nhs[0]->SyncRegisterSession(1, 5s);
     ASSERT_TRUE(session.ok()) << session.status().ToString();
@@ -475,7 +478,7 @@ TEST(StateMachineKinds, ARetriedSessionWriteWhoseResultWasLostSaysSo) {
     auto nh = NodeHost::Create(h.configs[0]);
     ASSERT_TRUE(nh.ok()) << nh.status().ToString();
     h.nhs[0] = std::move(nh).value();
-    ASSERT_TRUE(h.nhs[0]->StartOnDiskReplica(sc, {}, false, sms.Make(0)).ok());
+    ASSERT_TRUE(h.nhs[0]->StartOnDiskReplica(sc, {}, StartMode::kNewShard, sms.Make(0)).ok());
     ASSERT_TRUE(Put(h.nhs[0].get(), "c=3"));
     // The same series again, as a client that never saw the first answer.
     Result<RequestHandle> retry = h.nhs[0]->ProposeInSession(*session, "b=2", 5s);

@@ -30,14 +30,15 @@ enum class Kind { kInMemory, kConcurrent, kOnDisk };
 
 Status StartKind(NodeHost* nh, Kind kind, const ShardConfig& sc, const Members& m, bool join,
                  const std::string& sm_file) {
+  const StartMode mode = join ? StartMode::kJoin : StartMode::kNewShard;
   switch (kind) {
     case Kind::kInMemory:
-      return nh->StartReplica(sc, m, join, KvFactory());
+      return nh->StartReplica(sc, m, mode, KvFactory());
     case Kind::kConcurrent:
       return nh->StartConcurrentReplica(
-          sc, m, join, [](uint64_t, uint64_t) { return std::make_unique<ConcurrentKv>(); });
+          sc, m, mode, [](uint64_t, uint64_t) { return std::make_unique<ConcurrentKv>(); });
     case Kind::kOnDisk:
-      return nh->StartOnDiskReplica(sc, m, join, [sm_file](uint64_t, uint64_t) {
+      return nh->StartOnDiskReplica(sc, m, mode, [sm_file](uint64_t, uint64_t) {
         return std::make_unique<OnDiskKv>(sm_file);
       });
   }
@@ -221,7 +222,8 @@ class ReceivedSnapshots : public ::testing::Test {
     sc_.replica_id = 1;
     sc_.snapshot_entries = 10;
     sc_.compaction_overhead = 2;
-    ASSERT_TRUE(c_.host(0)->StartReplica(sc_, c_.MembersOf(1), false, KvFactory()).ok());
+    ASSERT_TRUE(
+        c_.host(0)->StartReplica(sc_, c_.MembersOf(1), StartMode::kNewShard, KvFactory()).ok());
     Write(0, 25);
   }
 
@@ -264,7 +266,7 @@ class ReceivedSnapshots : public ::testing::Test {
   Status Restart() {
     c_.Close(0);
     c_.Reopen(0);
-    return c_.host(0)->StartReplica(sc_, {}, false, KvFactory());
+    return c_.host(0)->StartReplica(sc_, {}, StartMode::kNewShard, KvFactory());
   }
 
   Cluster c_{1};
@@ -374,7 +376,7 @@ TEST(SnapshotDirs, AFollowerKeepsOnlyTheNewestReceivedSnapshot) {
   sc.replica_id = 1;
   sc.snapshot_entries = 10;
   sc.compaction_overhead = 2;
-  ASSERT_TRUE(c.host(0)->StartReplica(sc, c.MembersOf(1), false, KvFactory()).ok());
+  ASSERT_TRUE(c.host(0)->StartReplica(sc, c.MembersOf(1), StartMode::kNewShard, KvFactory()).ok());
   ShardConfig follower = sc;
   follower.replica_id = 2;
   follower.snapshot_entries = 0;
@@ -390,13 +392,13 @@ TEST(SnapshotDirs, AFollowerKeepsOnlyTheNewestReceivedSnapshot) {
   write(0, 25);
   auto added = c.host(0)->AddReplica(1, 2, c.address(1), NodeHost::MemberKind::kNonVoting, 5s);
   ASSERT_TRUE(added.ok() && added->Wait().ok());
-  ASSERT_TRUE(c.host(1)->StartReplica(follower, {}, true, KvFactory()).ok());
+  ASSERT_TRUE(c.host(1)->StartReplica(follower, {}, StartMode::kJoin, KvFactory()).ok());
   ASSERT_TRUE(catch_up());
   // Away while the leader's log moves on and is compacted: back, it needs
   // a second snapshot.
   ASSERT_TRUE(c.host(1)->StopReplica(1).ok());
   write(25, 60);
-  ASSERT_TRUE(c.host(1)->StartReplica(follower, {}, true, KvFactory()).ok());
+  ASSERT_TRUE(c.host(1)->StartReplica(follower, {}, StartMode::kJoin, KvFactory()).ok());
   ASSERT_TRUE(catch_up());
   EXPECT_GE(c.host(1)->GetMetrics().snapshots_received, 2u);
   EXPECT_EQ(SnapshotDirs(c.data_dir(1), 1, 2).size(), 1u);
@@ -558,9 +560,10 @@ constexpr uint64_t kStreamShards = 8;
   for (uint64_t s = 1; s <= kStreamShards; ++s) {
     sc.shard_id = s;
     const std::string file = root + "/sm-a-" + std::to_string(s);
-    if (!a->StartOnDiskReplica(sc, {{1, a->raft_address()}}, false, [file](uint64_t, uint64_t) {
-            return std::make_unique<OnDiskKv>(file);
-          }).ok()) {
+    if (!a->StartOnDiskReplica(
+              sc, {{1, a->raft_address()}}, StartMode::kNewShard,
+              [file](uint64_t, uint64_t) { return std::make_unique<OnDiskKv>(file); })
+             .ok()) {
       std::_Exit(2);
     }
     for (int k = 0; k < 12; ++k) {
@@ -578,7 +581,7 @@ constexpr uint64_t kStreamShards = 8;
     sc.shard_id = s;
     const std::string file = root + "/sm-b-" + std::to_string(s);
     if (!(*b)->StartOnDiskReplica(
-                 sc, {}, true,
+                 sc, {}, StartMode::kJoin,
                  [file](uint64_t, uint64_t) { return std::make_unique<OnDiskKv>(file); })
              .ok()) {
       std::_Exit(2);

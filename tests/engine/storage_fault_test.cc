@@ -66,7 +66,8 @@ TEST(LogDbNoSpace, WritesResumeAfterRocksDbHitTheFullDiskWithoutARestart) {
   const NodeHostConfig config = OnDisk(first.data_dir, nh->raft_address());
   const Members members = {{1, nh->raft_address()}};
   for (uint64_t shard : {1, 2}) {
-    ASSERT_TRUE(nh->StartReplica(OneReplica(shard), members, false, KvFactory()).ok());
+    ASSERT_TRUE(
+        nh->StartReplica(OneReplica(shard), members, StartMode::kNewShard, KvFactory()).ok());
   }
 
   std::map<std::string, std::string> acknowledged;
@@ -130,7 +131,8 @@ TEST(LogDbNoSpace, WritesResumeAfterRocksDbHitTheFullDiskWithoutARestart) {
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   nh = std::move(reopened).value();
   for (uint64_t shard : {1, 2}) {
-    ASSERT_TRUE(nh->StartReplica(OneReplica(shard), members, false, KvFactory()).ok());
+    ASSERT_TRUE(
+        nh->StartReplica(OneReplica(shard), members, StartMode::kNewShard, KvFactory()).ok());
   }
   check_all("after a restart");
   nh->Close();
@@ -250,7 +252,7 @@ TEST(DamagedLeaderSnapshot, AStateMachineThatCannotSnapshotStopsOnlyItsReplica) 
   auto start = [&](int i) {
     sc.replica_id = static_cast<uint64_t>(i + 1);
     auto flag = refuse[static_cast<size_t>(i)];
-    return c.host(i)->StartReplica(sc, members, false, [flag](uint64_t, uint64_t) {
+    return c.host(i)->StartReplica(sc, members, StartMode::kNewShard, [flag](uint64_t, uint64_t) {
       return std::make_unique<RefusingKv>(flag);
     });
   };
@@ -324,7 +326,8 @@ TEST(RocksDbDamage, ACorruptSstBlockStopsOnlyTheReplicasWhoseKeysItHolds) {
   constexpr uint64_t kShards = 3;
   const std::string pad(200, 'p');
   for (uint64_t shard = 1; shard <= kShards; ++shard) {
-    ASSERT_TRUE(nh->StartReplica(OneReplica(shard), members, false, KvFactory()).ok());
+    ASSERT_TRUE(
+        nh->StartReplica(OneReplica(shard), members, StartMode::kNewShard, KvFactory()).ok());
   }
   for (int k = 0; k < 150; ++k) {
     for (uint64_t shard = 1; shard <= kShards; ++shard) {
@@ -350,7 +353,8 @@ TEST(RocksDbDamage, ACorruptSstBlockStopsOnlyTheReplicasWhoseKeysItHolds) {
   nh = std::move(created).value();
   std::map<uint64_t, Status> started;
   for (uint64_t shard = 1; shard <= kShards; ++shard) {
-    started[shard] = nh->StartReplica(OneReplica(shard), members, false, KvFactory());
+    started[shard] =
+        nh->StartReplica(OneReplica(shard), members, StartMode::kNewShard, KvFactory());
   }
   // Shard 2 is named with the file, at start or as soon as it reads the block.
   const std::string file = sst.filename().string();

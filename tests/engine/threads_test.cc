@@ -78,7 +78,7 @@ class ThreadedCluster {
     Members m;
     for (int i = 1; i <= kHosts; ++i) m[static_cast<uint64_t>(i)] = Name(i);
     return hosts_[static_cast<size_t>(host - 1)]->StartReplica(
-        sc, m, false,
+        sc, m, StartMode::kNewShard,
         [](uint64_t, uint64_t) { return std::make_unique<testing::KvStateMachine>(); });
   }
   NodeHostImpl& host(int i) { return *hosts_[static_cast<size_t>(i - 1)]; }

@@ -209,7 +209,7 @@ class FuzzCluster {
       ShardConfig sc = shards_[shard - 1];
       sc.shard_id = shard;
       sc.replica_id = static_cast<uint64_t>(i);
-      Status s = nh->StartReplica(sc, members, false, [](uint64_t, uint64_t) {
+      Status s = nh->StartReplica(sc, members, StartMode::kNewShard, [](uint64_t, uint64_t) {
         return std::make_unique<testing::KvStateMachine>();
       });
       // A replica that cannot start again is missing from the checks.

@@ -505,16 +505,17 @@ void Simulator::StartReplicaOn(Host& h, const ReplicaSpec& spec) {
   sc.compaction_overhead = 2 + (seed_ + spec.shard) % 6;
   sc.quiesce_after_election_timeouts = Quiescing() ? 1 : 0;
   const int kind = shards_.at(spec.shard).sm_kind;
-  Status s = kind == 0   ? h.nh->StartReplica(sc, spec.members, spec.join,
+  const StartMode mode = spec.join ? StartMode::kJoin : StartMode::kNewShard;
+  Status s = kind == 0   ? h.nh->StartReplica(sc, spec.members, mode,
                                               [this](uint64_t shard, uint64_t rid) {
                                               return std::make_unique<SimKv>(shard, rid, this);
                                             })
-             : kind == 1 ? h.nh->StartConcurrentReplica(sc, spec.members, spec.join,
+             : kind == 1 ? h.nh->StartConcurrentReplica(sc, spec.members, mode,
                                                         [this](uint64_t shard, uint64_t rid) {
                                                           return std::make_unique<SimConcurrentKv>(
                                                               shard, rid, this);
                                                         })
-                         : h.nh->StartOnDiskReplica(sc, spec.members, spec.join,
+                         : h.nh->StartOnDiskReplica(sc, spec.members, mode,
                                                     [this, &h](uint64_t shard, uint64_t rid) {
                                                       return NewDiskKv(h, shard, rid);
                                                     });

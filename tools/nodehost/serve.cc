@@ -133,7 +133,8 @@ void StartReplicas(NodeHost* nh, const DaemonConfig& c, std::map<uint64_t, std::
     const std::string dir =
         c.data_dir + "/kv/shard-" + std::to_string(s.id) + "-replica-" + std::to_string(c.node_id);
     Status st = nh->StartOnDiskReplica(
-        c.ToShardConfig(s.id), c.InitialMembers(s), c.Joins(s),
+        c.ToShardConfig(s.id), c.InitialMembers(s),
+        c.Joins(s) ? StartMode::kJoin : StartMode::kNewShard,
         [dir](uint64_t, uint64_t) { return std::make_unique<KvStateMachine>(dir); });
     if (!st.ok()) {
       spdlog::error("nodehost: shard {} cannot start and is not served by this node: {}", s.id,
