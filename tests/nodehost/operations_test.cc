@@ -11,6 +11,9 @@
 // replica's key-value store is changed behind its back (its daemon stopped,
 // a value rewritten through RocksDB, the daemon started again): then that
 // replica, and only it, is named.
+//
+// `nodehost check perf --load`: a few seconds of closed-loop puts, reported
+// with the thresholds (never asserting a speed), its keys deleted after.
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -198,8 +201,9 @@ TEST(ConsistencyCheck, ReplicasAgreeThenTheOneAlteredBehindItsBackIsNamed) {
   ASSERT_EQ(s["replicas"].size(), 3u) << s.dump();
   for (const json& rep : s["replicas"])
     EXPECT_EQ(rep["result"], rep["replica"] == 3 ? "MISMATCH" : "match") << s.dump();
-  EXPECT_NE(s["summary"].get<std::string>().find("replica 3 (node 3) differ from the 2 that agree"),
-            std::string::npos)
+  EXPECT_NE(
+      s["summary"].get<std::string>().find("replica 3 (node 3) differs from the 2 that agree"),
+      std::string::npos)
       << s.dump();
   // The table names it too; shard 2, untouched, still agrees.
   r = Admin(cluster, {"check", "consistency"});
@@ -207,6 +211,39 @@ TEST(ConsistencyCheck, ReplicasAgreeThenTheOneAlteredBehindItsBackIsNamed) {
   EXPECT_NE(r.out.find("shard 1 at index"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("MISMATCH: replica 3 (node 3)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(": 3 replicas agree"), std::string::npos) << r.out;
+}
+
+TEST(CheckPerfLoad, PutsToTheDaemonsReportsRateAndP99AndCleansUp) {
+  TestCluster::Options o;
+  o.shards = 2;
+  TestCluster cluster(o);
+  ASSERT_TRUE(cluster.Start());
+  // Bounds no machine misses: PASS, with the figures.
+  CliResult r =
+      cluster.Cli({"-o", "json", "check", "perf", "--load", "--load-seconds", "1", "--load-clients",
+                   "4", "--min-puts-per-second", "0", "--max-put-p99-ms", "600000"});
+  EXPECT_EXIT_CODE(r, kExitOk);
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["result"], "PASS");
+  EXPECT_FALSE(j.contains("disk")) << "--load alone measures no disk";
+  EXPECT_GT(j["load"]["puts"].get<uint64_t>(), 0u);
+  EXPECT_GT(j["load"]["puts_per_second"].get<double>(), 0);
+  EXPECT_LE(j["load"]["put_p50_ms"].get<double>(), j["load"]["put_p99_ms"].get<double>());
+  EXPECT_EQ(j["load"]["keys_left"], 0);
+  // Its keys are gone afterwards.
+  CliResult scan = cluster.Cli({"-o", "json", "scan", "__nodehost_check_perf/"});
+  EXPECT_EQ(json::parse(scan.out, nullptr, false)["kvs"].size(), 0u) << scan.out;
+  // Bounds no machine meets: FAIL with both reasons, and the disk measured
+  // too when a directory is given.
+  r = cluster.Cli({"check", "perf", "--load", "--load-seconds", "0.5", "--dir", cluster.dir(),
+                   "--seconds", "0.2", "--max-fsync-p99-ms", "600000", "--min-puts-per-second",
+                   "1e12", "--max-put-p99-ms", "0"});
+  EXPECT_EXIT_CODE(r, kExitCheckFailed);
+  EXPECT_NE(r.out.find("disk " + cluster.dir() + ": "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("puts/s, p50 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("puts/s is below 1000000000000; put p99 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ms is above 0.00 ms"), std::string::npos) << r.out;
 }
 
 }  // namespace

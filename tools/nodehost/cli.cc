@@ -813,7 +813,22 @@ int RunCli(int argc, char** argv) {
   AddReadCommands(&app, &g, need_client, &rc, kv);
   AddLogdbCommands(&app, &g.output, &rc);
   AddRecoverCommand(&app, &g.output, &rc);
-  AddCheckCommands(&app, &g.output, &rc);
+  AddCheckCommands(
+      &app, &g.output,
+      [&g] {
+        PerfLoadTarget t;
+        t.endpoints = SplitList(g.endpoints);
+        t.timeout_ms = g.timeout_ms;
+        if (!g.token_file.empty()) {
+          Result<std::string> token = ReadTokenFile(g.token_file, "--token-file");
+          if (token.ok())
+            t.token = std::move(*token);
+          else
+            t.error = token.status().message();
+        }
+        return t;
+      },
+      &rc);
   const OpsEnvFn ops_env = [&](bool with_client) {
     OpsEnv e;
     e.json = Json(g);

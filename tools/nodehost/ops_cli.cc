@@ -424,8 +424,10 @@ void Judge(ShardCheck* sc) {
   const std::string where =
       "shard " + std::to_string(sc->shard) + " at index " + std::to_string(sc->index);
   if (sc->mismatch) {
+    const bool one = differ.find(',') == std::string::npos;
     sc->summary = where + ": MISMATCH: " + differ +
-                  (majority ? " differ from the " + std::to_string(best->second) + " that agree"
+                  (majority ? (one ? " differs" : " differ") + std::string(" from the ") +
+                                  std::to_string(best->second) + " that agree"
                             : " (no majority agrees)");
   } else if (sc->incomplete) {
     sc->summary = where + ": INCOMPLETE: not every replica could be compared";
