@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "tests/nodehost/test_cluster.h"
 #include "tools/nodehost/cli.h"
@@ -211,6 +212,34 @@ TEST(ConsistencyCheck, ReplicasAgreeThenTheOneAlteredBehindItsBackIsNamed) {
   EXPECT_NE(r.out.find("shard 1 at index"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("MISMATCH: replica 3 (node 3)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(": 3 replicas agree"), std::string::npos) << r.out;
+}
+
+// A witness has no state machine: it is left out, not reported unchecked.
+TEST(ConsistencyCheck, AWitnessIsLeftOut) {
+  TestCluster::Options o;
+  o.shards = 1;
+  o.spare_nodes = 1;  // node 4, the witness
+  TestCluster cluster(o);
+  ASSERT_TRUE(cluster.Start());
+  ASSERT_EQ(cluster.Cli({"put", "k", "v"}).exit_code, 0);
+  ASSERT_TRUE(cluster.StartNode(4, {1}));
+  const std::string all = cluster.endpoints() + "," + cluster.client_address(4);
+  CliResult r = Admin(cluster, {"--endpoints", all, "add-witness", "1", "4"});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.err;
+  bool knows_leader = false;
+  for (int i = 0; i < 100 && !knows_leader; ++i) {
+    const json j = json::parse(
+        cluster.Cli({"--endpoints", cluster.client_address(4), "-o", "json", "shards"}).out,
+        nullptr, false);
+    knows_leader = !j.is_discarded() && !j["replicas"].empty() &&
+                   j["replicas"][0]["role"] == "witness" && j["replicas"][0]["leader"] != 0;
+    if (!knows_leader) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(knows_leader) << "node 4 never became a witness that knows the leader";
+  r = Admin(cluster, {"--endpoints", all, "check", "consistency", "--shard", "1"});
+  EXPECT_EXIT_CODE(r, kExitOk);
+  EXPECT_NE(r.out.find(": 3 replicas agree"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("not checked"), std::string::npos) << r.out;
 }
 
 TEST(CheckPerfLoad, PutsToTheDaemonsReportsRateAndP99AndCleansUp) {

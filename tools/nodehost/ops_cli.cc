@@ -17,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -358,7 +359,7 @@ struct ShardCheck {
 
 // Polls the daemon at `endpoint` until its replica of the shard has applied
 // the HashOp at `index` (or a later one), or `deadline`. False when the
-// daemon does not host the shard.
+// daemon does not host the shard or hosts a witness of it.
 bool PollHash(Client* c, const std::string& endpoint, uint64_t shard, uint64_t index,
               Clock::time_point deadline, ReplicaHash* out) {
   GetHashRequest req;
@@ -368,6 +369,7 @@ bool PollHash(Client* c, const std::string& endpoint, uint64_t shard, uint64_t i
     GetHashResponse res;
     const CallInfo info = c->GetHash(endpoint, req, &res);
     if (NotHosted(info)) return false;
+    if (info.ok() && res.witness()) return false;  // nothing to compare
     if (info.ok()) {
       out->replica = res.replica();
       out->node = res.node_id();
@@ -441,8 +443,13 @@ void Judge(ShardCheck* sc) {
 void AddUnchecked(Client* c, ShardCheck* sc) {
   ShardResponse res;
   if (!c->Shard(sc->shard, &res).ok()) return;
+  // A witness may be listed as a voter too (it votes): leave out every id
+  // listed as a witness.
+  std::set<uint64_t> witnesses;
+  for (const Member& m : res.replica().members())
+    if (m.kind() == WITNESS) witnesses.insert(m.replica());
   for (const Member& m : res.replica().members()) {
-    if (m.kind() == WITNESS) continue;
+    if (witnesses.count(m.replica()) != 0) continue;
     const bool seen = std::any_of(sc->replicas.begin(), sc->replicas.end(),
                                   [&m](const ReplicaHash& r) { return r.replica == m.replica(); });
     if (seen) continue;

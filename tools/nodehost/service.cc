@@ -744,6 +744,13 @@ grpc::ServerUnaryReactor* AdminService::GetHash(grpc::CallbackServerContext* ctx
   nodehost::Query q;
   q.mutable_hash();
   QueryResult out;
+  if (s.ok() && info->role == ReplicaRole::kWitness) {
+    res->set_node_id(c_->config->node_id);
+    res->set_replica(info->replica_id);
+    res->set_witness(true);
+    reactor->Finish(timed.Done(s));
+    return reactor;
+  }
   if (s.ok()) {
     Result<std::string> r = c_->nh->StaleRead(req->shard(), q.SerializeAsString());
     if (!r.ok()) {
