@@ -257,5 +257,77 @@ TEST(KvStateMachine, AFullDiskFailsWritesWithoutAborting) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/LOG")) << "RocksDB's info log is on the data disk";
 }
 
+std::string HashCmd() {
+  Command c;
+  c.mutable_hash();
+  return c.SerializeAsString();
+}
+
+QueryResult Ask(KvStateMachine* sm, bool dump) {
+  Query q;
+  if (dump)
+    q.mutable_dump();
+  else
+    q.mutable_hash();
+  Result<std::string> r = sm->Lookup(q.SerializeAsString());
+  QueryResult out;
+  EXPECT_TRUE(r.ok() && out.ParseFromString(*r));
+  return out;
+}
+
+// A HashOp hashes the state as of its entry, the earlier entries of its own
+// batch included: replicas with the same history agree; one whose store
+// holds a different value does not.
+TEST(KvStateMachine, HashOpHashesTheStateAtItsEntryAndKeepsIt) {
+  TempDir a, b;
+  KvStateMachine x(a.path()), y(b.path());
+  ASSERT_TRUE(x.Open().ok());
+  ASSERT_TRUE(y.Open().ok());
+  EXPECT_EQ(Ask(&x, false).hash_index(), 0u) << "no hash yet";
+  // x in one batch, y in two: the same history.
+  std::vector<SMEntry> ex = Apply(&x, {PutCmd("a", "1"), PutCmd("b", "2"), HashCmd()}, 1);
+  Apply(&y, {PutCmd("a", "1"), PutCmd("b", "2")}, 1);
+  std::vector<SMEntry> ey = Apply(&y, {HashCmd()}, 3);
+  CommandResult rx, ry;
+  ASSERT_TRUE(rx.ParseFromString(ex[2].data));
+  ASSERT_TRUE(ry.ParseFromString(ey[0].data));
+  EXPECT_EQ(ex[2].result, kApplied);
+  EXPECT_EQ(rx.index(), 3u);
+  EXPECT_EQ(rx.hash(), ry.hash());
+  EXPECT_EQ(Ask(&x, false).hash_index(), 3u);
+  EXPECT_EQ(Ask(&x, false).hash(), rx.hash());
+  // A different value, then a hash: it differs, and the kept one moves on.
+  Apply(&y, {PutCmd("b", "3"), HashCmd()}, 4);
+  Apply(&x, {PutCmd("b", "2"), HashCmd()}, 4);
+  EXPECT_EQ(Ask(&y, false).hash_index(), 5u);
+  EXPECT_NE(Ask(&y, false).hash(), Ask(&x, false).hash());
+  EXPECT_EQ(Ask(&x, false).hash(), rx.hash()) << "the same state hashes the same";
+}
+
+TEST(KvStateMachine, DumpIsTheWholeStateAtItsAppliedIndex) {
+  TempDir d;
+  KvStateMachine sm(d.path());
+  ASSERT_TRUE(sm.Open().ok());
+  Apply(&sm, {PutCmd("a", "1"), PutCmd("b", std::string("\0two", 4)), DelCmd("a")}, 1);
+  Apply(&sm, {PutCmd("c", "3")}, 4);
+  const QueryResult dump = Ask(&sm, true);
+  EXPECT_EQ(dump.applied_index(), 4u);
+  uint64_t applied = 0;
+  std::vector<std::pair<std::string, std::string>> kvs;
+  ASSERT_TRUE(ParseKvState(dump.state(), &applied, [&](auto k, auto v) {
+                kvs.emplace_back(k, v);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(applied, 4u);
+  const std::vector<std::pair<std::string, std::string>> want = {{"b", std::string("\0two", 4)},
+                                                                 {"c", "3"}};
+  EXPECT_EQ(kvs, want);
+  // A stream cut short is refused.
+  std::string cut = dump.state();
+  cut.pop_back();
+  EXPECT_EQ(ParseKvState(cut, &applied, [](auto, auto) { return Status::Ok(); }).code(),
+            StatusCode::kCorruption);
+}
+
 }  // namespace
 }  // namespace flotilla::nodehost

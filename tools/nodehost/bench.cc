@@ -191,6 +191,7 @@ class BenchClient {
     const int n = std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(i));
     key_.assign(s_->o->key_size, 'k');
     std::copy_n(buf, std::min<size_t>(static_cast<size_t>(n), key_.size()), key_.begin());
+    key_.insert(0, s_->o->key_prefix);
   }
   // A key no other client writes: its id and sequence number.
   void UniqueKey() {
@@ -199,6 +200,7 @@ class BenchClient {
                                 static_cast<unsigned long long>(seq_++));
     key_.assign(s_->o->key_size, 'k');
     std::copy_n(buf, std::min<size_t>(static_cast<size_t>(n), key_.size()), key_.begin());
+    key_.insert(0, s_->o->key_prefix);
   }
 
   void Next() {
@@ -288,54 +290,45 @@ void RunPhase(Shared* s, std::vector<std::unique_ptr<BenchClient>>* clients, int
   s->idle.wait(l, [s] { return s->running == 0; });
 }
 
-void Print(const BenchOptions& o, const Shared& s, double seconds, double server_cpu,
-           double client_cpu) {
-  const uint64_t ok = s.latency.count();
-  uint64_t errors = 0;
-  for (const auto& [code, n] : s.errors) errors += n;
-  const double rate = static_cast<double>(ok) / seconds;
-  const auto per_op = [ok](double cpu) { return ok == 0 ? 0.0 : cpu * 1e6 / ok; };
-  const auto ms = [&s](double q) { return static_cast<double>(s.latency.Percentile(q)) / 1000; };
+void Print(const BenchOptions& o, const BenchResult& r) {
+  const auto per_op = [&r](double cpu) { return r.ok == 0 ? 0.0 : cpu * 1e6 / r.ok; };
   if (o.json) {
     json j = {{"op", o.op},
               {"clients", o.clients},
               {"conns", o.conns},
-              {"seconds", seconds},
+              {"seconds", r.seconds},
               {"key_size", o.key_size},
               {"val_size", o.val_size},
-              {"ok", ok},
-              {"ops_per_second", rate},
-              {"p50_ms", ms(0.5)},
-              {"p99_ms", ms(0.99)},
-              {"p999_ms", ms(0.999)},
-              {"errors", errors},
-              {"error_codes", s.errors},
-              {"client_cpu_us_per_op", per_op(client_cpu)}};
-    if (!o.pids.empty()) j["server_cpu_us_per_op"] = per_op(server_cpu);
+              {"ok", r.ok},
+              {"ops_per_second", r.ops_per_second},
+              {"p50_ms", r.p50_ms},
+              {"p99_ms", r.p99_ms},
+              {"p999_ms", r.p999_ms},
+              {"errors", r.errors},
+              {"error_codes", r.error_codes},
+              {"client_cpu_us_per_op", per_op(r.client_cpu_seconds)}};
+    if (!o.pids.empty()) j["server_cpu_us_per_op"] = per_op(r.server_cpu_seconds);
     std::cout << j.dump() << "\n";
     return;
   }
   std::printf(
       "%s: %u clients over %u connections per daemon, %.1f s, %u-byte keys, %u-byte values\n",
-      o.op.c_str(), o.clients, o.conns, seconds, o.key_size, o.val_size);
-  std::printf("  %.0f requests/s (%llu ok, %llu errors)\n", rate,
-              static_cast<unsigned long long>(ok), static_cast<unsigned long long>(errors));
-  std::printf("  latency ms: p50 %.3f  p99 %.3f  p99.9 %.3f\n", ms(0.5), ms(0.99), ms(0.999));
-  for (const auto& [code, n] : s.errors)
+      o.op.c_str(), o.clients, o.conns, r.seconds, o.key_size, o.val_size);
+  std::printf("  %.0f requests/s (%llu ok, %llu errors)\n", r.ops_per_second,
+              static_cast<unsigned long long>(r.ok), static_cast<unsigned long long>(r.errors));
+  std::printf("  latency ms: p50 %.3f  p99 %.3f  p99.9 %.3f\n", r.p50_ms, r.p99_ms, r.p999_ms);
+  for (const auto& [code, n] : r.error_codes)
     std::printf("  error %s: %llu\n", code.c_str(), static_cast<unsigned long long>(n));
-  if (!o.pids.empty()) std::printf("  server CPU per request: %.1f us\n", per_op(server_cpu));
-  std::printf("  this client's CPU per request: %.1f us\n", per_op(client_cpu));
+  if (!o.pids.empty())
+    std::printf("  server CPU per request: %.1f us\n", per_op(r.server_cpu_seconds));
+  std::printf("  this client's CPU per request: %.1f us\n", per_op(r.client_cpu_seconds));
 }
 
 }  // namespace
 
-int RunBench(const BenchOptions& o) {
+bool MeasureBench(const BenchOptions& o, BenchResult* out, std::string* error) {
   Cluster cluster;
-  std::string error;
-  if (!cluster.Connect(o, &error)) {
-    std::cerr << "nodehost bench: " << error << "\n";
-    return kExitUnreachable;
-  }
+  if (!cluster.Connect(o, error)) return false;
   Shared s;
   s.o = &o;
   s.cluster = &cluster;
@@ -346,7 +339,7 @@ int RunBench(const BenchOptions& o) {
   };
   // Reads need keys to find: write the key space first.
   if (o.op != "put") RunPhase(&s, &clients, 0, [] {});
-  double seconds = 0, server_cpu = 0, client_cpu = 0;
+  BenchResult& r = *out;
   RunPhase(&s, &clients, 1, [&] {
     sleep(o.warmup);
     const auto cpu = [&o] {
@@ -359,11 +352,29 @@ int RunBench(const BenchOptions& o) {
     s.phase = 2;
     sleep(o.seconds);
     s.phase = 3;
-    seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    server_cpu = cpu() - server0;
-    client_cpu = SelfCpuSeconds() - client0;
+    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    r.server_cpu_seconds = cpu() - server0;
+    r.client_cpu_seconds = SelfCpuSeconds() - client0;
   });
-  Print(o, s, seconds, server_cpu, client_cpu);
+  r.ok = s.latency.count();
+  r.error_codes = s.errors;
+  for (const auto& [code, n] : s.errors) r.errors += n;
+  r.ops_per_second = r.seconds > 0 ? static_cast<double>(r.ok) / r.seconds : 0;
+  const auto ms = [&s](double q) { return static_cast<double>(s.latency.Percentile(q)) / 1000; };
+  r.p50_ms = ms(0.5);
+  r.p99_ms = ms(0.99);
+  r.p999_ms = ms(0.999);
+  return true;
+}
+
+int RunBench(const BenchOptions& o) {
+  BenchResult r;
+  std::string error;
+  if (!MeasureBench(o, &r, &error)) {
+    std::cerr << "nodehost bench: " << error << "\n";
+    return kExitUnreachable;
+  }
+  Print(o, r);
   return kExitOk;
 }
 

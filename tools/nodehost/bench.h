@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,25 @@ struct BenchOptions {
   uint32_t timeout_ms = 5000;
   std::vector<int> pids;  // daemons whose CPU time per request is reported
   bool json = false;
+  // Put before every key (after which key_size bytes follow): `check perf`
+  // writes its keys under one prefix, to delete them afterwards.
+  std::string key_prefix;
 };
+
+// What a run measured.
+struct BenchResult {
+  double seconds = 0;  // measured
+  uint64_t ok = 0;
+  uint64_t errors = 0;
+  std::map<std::string, uint64_t> error_codes;  // by gRPC code name
+  double ops_per_second = 0;
+  double p50_ms = 0, p99_ms = 0, p999_ms = 0;
+  double server_cpu_seconds = 0, client_cpu_seconds = 0;
+};
+
+// Runs the load and returns what it measured; false with `error` when the
+// daemons could not be reached.
+bool MeasureBench(const BenchOptions& o, BenchResult* out, std::string* error);
 
 // Runs the benchmark and prints its result; returns a CLI exit code (0 when
 // it ran, whatever errors the requests met).

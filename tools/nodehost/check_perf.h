@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,17 @@ struct FsyncReport {
 };
 FsyncReport MeasureFsync(const std::string& dir, std::chrono::milliseconds duration);
 
-// Adds `check perf` to `app`; its exit code goes to *rc.
-void AddCheckCommands(CLI::App* app, const std::string* output, int* rc);
+// The daemons `check perf --load` puts to, from the global flags.
+struct PerfLoadTarget {
+  std::vector<std::string> endpoints;
+  std::string token;
+  uint32_t timeout_ms = 5000;
+  std::string error;  // set when the flags are wrong (an unreadable token file)
+};
+
+// Adds `check perf` to `app`; its exit code goes to *rc. `target` is asked
+// for the daemons when --load is given.
+void AddCheckCommands(CLI::App* app, const std::string* output,
+                      std::function<PerfLoadTarget()> target, int* rc);
 
 }  // namespace flotilla::nodehost

@@ -19,6 +19,7 @@
 #include "tools/nodehost/client.h"
 #include "tools/nodehost/config.h"
 #include "tools/nodehost/logdb_tool.h"
+#include "tools/nodehost/ops_cli.h"
 #include "tools/nodehost/recover.h"
 #include "tools/nodehost/serve.h"
 
@@ -516,9 +517,18 @@ void AddAdminCommands(CLI::App* app, const Globals* g, const ClientFn& client, i
       std::cout << "shard " << *shard << ": leader is now replica " << res.leader() << " (term "
                 << res.term() << ")\n";
   });
-  auto* snap = app->add_subcommand("snapshot", "snapshot a shard's replicas now (and compact)");
-  snap->add_option("SHARD", *shard, "shard id")->required();
+  auto* snap = app->add_subcommand(
+      "snapshot", "snapshot a shard's replicas now (and compact); export, verify, restore");
+  // Optional here, so that `snapshot export ...` parses; required without
+  // a subcommand.
+  auto* shard_opt = snap->add_option("SHARD", *shard, "shard id");
   snap->callback([=] {
+    if (!snap->get_subcommands().empty()) return;
+    if (shard_opt->count() == 0) {
+      std::cerr << "nodehost snapshot: give a SHARD, or one of export, verify, restore\n";
+      *rc = kExitUsage;
+      return;
+    }
     Client* c = client();
     if (c != nullptr) *rc = CmdSnapshot(*g, c, *shard);
   });
@@ -803,7 +813,32 @@ int RunCli(int argc, char** argv) {
   AddReadCommands(&app, &g, need_client, &rc, kv);
   AddLogdbCommands(&app, &g.output, &rc);
   AddRecoverCommand(&app, &g.output, &rc);
-  AddCheckCommands(&app, &g.output, &rc);
+  AddCheckCommands(
+      &app, &g.output,
+      [&g] {
+        PerfLoadTarget t;
+        t.endpoints = SplitList(g.endpoints);
+        t.timeout_ms = g.timeout_ms;
+        if (!g.token_file.empty()) {
+          Result<std::string> token = ReadTokenFile(g.token_file, "--token-file");
+          if (token.ok())
+            t.token = std::move(*token);
+          else
+            t.error = token.status().message();
+        }
+        return t;
+      },
+      &rc);
+  const OpsEnvFn ops_env = [&](bool with_client) {
+    OpsEnv e;
+    e.json = Json(g);
+    e.timeout_ms = g.timeout_ms;
+    e.fail = [&g](const CallInfo& info, std::string_view what) { return Fail(g, info, what); };
+    if (with_client) e.client = need_client();
+    return e;
+  };
+  AddArchiveCommands(app.get_subcommand("snapshot"), ops_env, &rc);
+  AddConsistencyCommand(app.get_subcommand("check"), ops_env, &rc);
   AddBenchCommand(&app, &g, &rc);
 
   try {

@@ -98,6 +98,8 @@ std::shared_ptr<Client::Channel> Client::ChannelFor(const std::string& endpoint)
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // An exported shard comes in one message (ExportShard).
+    args.SetMaxReceiveMessageSize(static_cast<int>(kMaxDumpBytes + (64 << 20)));
     ch->channel = grpc::CreateCustomChannel(endpoint, creds_, args);
     ch->kv = KV::NewStub(ch->channel);
     ch->admin = Admin::NewStub(ch->channel);
@@ -450,6 +452,32 @@ CallInfo Client::Snapshot(const std::string& endpoint, const SnapshotRequest& re
       endpoint,
       [&](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
         return admin->Snapshot(ctx, req, out);
+      },
+      Clock::now() + options_.timeout);
+}
+
+CallInfo Client::ExportShard(const std::string& endpoint, const ExportShardRequest& req,
+                             ExportShardResponse* out) {
+  return CallOnce(
+      endpoint,
+      [&](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
+        return admin->ExportShard(ctx, req, out);
+      },
+      Clock::now() + options_.timeout);
+}
+
+CallInfo Client::ComputeHash(const ComputeHashRequest& req, ComputeHashResponse* out) {
+  return OnLeader(req.shard(), [&](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
+    return admin->ComputeHash(ctx, req, out);
+  });
+}
+
+CallInfo Client::GetHash(const std::string& endpoint, const GetHashRequest& req,
+                         GetHashResponse* out) {
+  return CallOnce(
+      endpoint,
+      [&](KV::Stub*, Admin::Stub* admin, grpc::ClientContext* ctx) {
+        return admin->GetHash(ctx, req, out);
       },
       Clock::now() + options_.timeout);
 }

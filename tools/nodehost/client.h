@@ -113,6 +113,13 @@ class Client {
   CallInfo TransferLeader(const TransferLeaderRequest& req, TransferLeaderResponse* out);
   // On the daemon at `endpoint` (each replica snapshots its own log).
   CallInfo Snapshot(const std::string& endpoint, const SnapshotRequest& req, SnapshotResponse* out);
+  // The replica of the daemon at `endpoint`, in one attempt of the whole
+  // timeout (a large shard takes a while).
+  CallInfo ExportShard(const std::string& endpoint, const ExportShardRequest& req,
+                       ExportShardResponse* out);
+  // Proposed through the shard's leader.
+  CallInfo ComputeHash(const ComputeHashRequest& req, ComputeHashResponse* out);
+  CallInfo GetHash(const std::string& endpoint, const GetHashRequest& req, GetHashResponse* out);
 
   const ClientOptions& options() const { return options_; }
 

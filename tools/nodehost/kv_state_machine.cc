@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "logdb/rocks_logdb.h"
 #include "proto/kv.pb.h"
@@ -17,6 +18,9 @@ namespace {
 
 constexpr char kDataPrefix = 'd';
 constexpr std::string_view kAppliedKey = "m/applied";
+// The last HashOp's index and the state's hash there (u64 each), written in
+// the batch of that entry.
+constexpr std::string_view kHashKey = "m/hash";
 // One past every data key: the end of the range a recovery deletes.
 constexpr std::string_view kDataEnd = "e";
 
@@ -104,7 +108,102 @@ std::string Outcome(uint64_t index, bool found, const std::string& previous) {
   return r.SerializeAsString();
 }
 
+// FNV-1a (64 bits) of every data record, framed by its sizes so that
+// moving a byte between a key and its value changes the hash.
+class StateHasher {
+ public:
+  void Add(std::string_view key, std::string_view value) {
+    std::string sizes;
+    PutU32(&sizes, static_cast<uint32_t>(key.size()));
+    PutU32(&sizes, static_cast<uint32_t>(value.size()));
+    Mix(sizes);
+    Mix(key);
+    Mix(value);
+  }
+  uint64_t value() const { return h_; }
+
+ private:
+  void Mix(std::string_view bytes) {
+    for (const char c : bytes) {
+      h_ ^= static_cast<unsigned char>(c);
+      h_ *= 0x100000001b3ULL;
+    }
+  }
+  uint64_t h_ = 0xcbf29ce484222325ULL;
+};
+
+// Writes the snapshot stream of the data `it` walks (positioned by this
+// function), with `applied` (8 bytes) as its index, to `sink` in chunks.
+Status WriteStateStream(rocksdb::Iterator* it, const std::string& applied,
+                        const std::function<Status(std::string_view)>& sink) {
+  std::string out(kSnapshotMagic);
+  out.append(applied);
+  uint64_t count = 0;
+  for (it->Seek(std::string(1, kDataPrefix)); it->Valid() && it->key()[0] == kDataPrefix;
+       it->Next()) {
+    PutU32(&out, static_cast<uint32_t>(it->key().size() - 1));
+    PutU32(&out, static_cast<uint32_t>(it->value().size()));
+    out.append(it->key().data() + 1, it->key().size() - 1);
+    out.append(it->value().data(), it->value().size());
+    ++count;
+    if (out.size() >= kSnapshotChunkBytes) {
+      FLOTILLA_RETURN_IF_ERROR(sink(out));
+      out.clear();
+    }
+  }
+  FLOTILLA_RETURN_IF_ERROR(FromRocks(it->status(), "kv snapshot: iterate"));
+  PutU32(&out, kEndMarker);
+  PutU64(&out, count);
+  return sink(out);
+}
+
+// The applied index record as of `ro` (8 zero bytes when there is none).
+Status ReadAppliedRecord(rocksdb::DB* db, const rocksdb::ReadOptions& ro, std::string* applied) {
+  rocksdb::Status s = db->Get(ro, std::string(kAppliedKey), applied);
+  if (s.IsNotFound()) {
+    applied->assign(8, '\0');
+    return Status::Ok();
+  }
+  FLOTILLA_RETURN_IF_ERROR(FromRocks(s, "kv: applied index"));
+  if (applied->size() != 8) return Status::Corruption("kv: applied index record has a bad size");
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status ParseKvState(std::string_view state, uint64_t* applied,
+                    const std::function<Status(std::string_view, std::string_view)>& fn) {
+  const auto bad = [](std::string_view why) {
+    return Status::Corruption("kv state: " + std::string(why));
+  };
+  size_t pos = 0;
+  const auto take = [&](size_t n, std::string_view* out) {
+    if (state.size() - pos < n) return false;
+    *out = state.substr(pos, n);
+    pos += n;
+    return true;
+  };
+  std::string_view v;
+  if (!take(kSnapshotMagic.size(), &v) || v != kSnapshotMagic) return bad("bad magic");
+  if (!take(8, &v)) return bad("ends in its header");
+  *applied = GetFixed(v, 8);
+  uint64_t count = 0;
+  while (true) {
+    if (!take(4, &v)) return bad("ends early");
+    const uint32_t ksize = static_cast<uint32_t>(GetFixed(v, 4));
+    if (ksize == kEndMarker) break;
+    if (!take(4, &v)) return bad("ends early");
+    const uint32_t vsize = static_cast<uint32_t>(GetFixed(v, 4));
+    std::string_view key, value;
+    if (!take(ksize, &key) || !take(vsize, &value)) return bad("ends inside a record");
+    FLOTILLA_RETURN_IF_ERROR(fn(key, value));
+    ++count;
+  }
+  if (!take(8, &v)) return bad("ends before its record count");
+  if (GetFixed(v, 8) != count) return bad("record count does not match its trailer");
+  if (pos != state.size()) return bad("bytes after its end");
+  return Status::Ok();
+}
 
 KvStateMachine::KvStateMachine(std::string dir) : dir_(std::move(dir)) {}
 KvStateMachine::~KvStateMachine() {
@@ -190,6 +289,9 @@ Status KvStateMachine::Update(std::span<SMEntry> entries) {
         e.data = Outcome(e.index, found, current);
         break;
       }
+      case Command::kHash:
+        FLOTILLA_RETURN_IF_ERROR(ApplyHash(&batch, &e));
+        break;
       case Command::OP_NOT_SET:
         break;
     }
@@ -204,12 +306,77 @@ Status KvStateMachine::Update(std::span<SMEntry> entries) {
   return Status::Ok();
 }
 
+Status KvStateMachine::ApplyHash(rocksdb::WriteBatchWithIndex* batch, SMEntry* e) {
+  // The state as of this entry: the database under this Update's batch.
+  std::unique_ptr<rocksdb::Iterator> it(
+      batch->NewIteratorWithBase(db_->NewIterator(rocksdb::ReadOptions())));
+  StateHasher h;
+  for (it->Seek(std::string(1, kDataPrefix)); it->Valid() && it->key()[0] == kDataPrefix;
+       it->Next()) {
+    h.Add(std::string_view(it->key().data() + 1, it->key().size() - 1), it->value().ToStringView());
+  }
+  FLOTILLA_RETURN_IF_ERROR(FromRocks(it->status(), "kv hash"));
+  std::string record;
+  PutU64(&record, e->index);
+  PutU64(&record, h.value());
+  FLOTILLA_RETURN_IF_ERROR(FromRocks(batch->Put(std::string(kHashKey), record), "kv hash"));
+  CommandResult r;
+  r.set_index(e->index);
+  r.set_hash(h.value());
+  e->result = kApplied;
+  e->data = r.SerializeAsString();
+  return Status::Ok();
+}
+
+Result<std::string> KvStateMachine::Dump() {
+  // One RocksDB snapshot: the applied index and the data it reflects are
+  // written in one batch, so they agree.
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::string applied, state;
+  Status s = ReadAppliedRecord(db_.get(), ro, &applied);
+  if (s.ok()) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    s = WriteStateStream(it.get(), applied, [&state](std::string_view b) {
+      if (state.size() + b.size() > kMaxDumpBytes) {
+        return Status::TooLarge("kv dump: the shard's state exceeds " +
+                                std::to_string(kMaxDumpBytes >> 20) + " MiB");
+      }
+      state.append(b);
+      return Status::Ok();
+    });
+  }
+  db_->ReleaseSnapshot(snap);
+  FLOTILLA_RETURN_IF_ERROR(s);
+  QueryResult out;
+  out.set_applied_index(GetFixed(applied, 8));
+  out.set_state(std::move(state));
+  return out.SerializeAsString();
+}
+
+Result<std::string> KvStateMachine::LastHash() {
+  std::string rec;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), std::string(kHashKey), &rec);
+  QueryResult out;
+  out.set_applied_index(applied_);
+  if (!s.IsNotFound()) {
+    FLOTILLA_RETURN_IF_ERROR(FromRocks(s, "kv hash record"));
+    if (rec.size() != 16) return Status::Corruption("kv: hash record has a bad size");
+    out.set_hash_index(GetFixed(rec, 8));
+    out.set_hash(GetFixed(std::string_view(rec).substr(8), 8));
+  }
+  return out.SerializeAsString();
+}
+
 Result<std::string> KvStateMachine::Lookup(std::string_view query) {
   Query q;
   if (!q.ParseFromArray(query.data(), static_cast<int>(query.size())) ||
       q.q_case() == Query::Q_NOT_SET) {
     return Status::InvalidArgument("malformed query: not a flotilla.nodehost.Query");
   }
+  if (q.q_case() == Query::kDump) return Dump();
+  if (q.q_case() == Query::kHash) return LastHash();
   QueryResult out;
   if (q.q_case() == Query::kGet) {
     std::string v;
@@ -261,31 +428,9 @@ Status KvStateMachine::SaveSnapshot(std::shared_ptr<void> prepared, SnapshotWrit
   rocksdb::ReadOptions ro;
   ro.snapshot = static_cast<const rocksdb::Snapshot*>(prepared.get());
   std::string applied;
-  rocksdb::Status s = db_->Get(ro, std::string(kAppliedKey), &applied);
-  if (s.IsNotFound())
-    applied.assign(8, '\0');
-  else
-    FLOTILLA_RETURN_IF_ERROR(FromRocks(s, "kv snapshot: applied index"));
-  std::string out(kSnapshotMagic);
-  out.append(applied);
-  uint64_t count = 0;
+  FLOTILLA_RETURN_IF_ERROR(ReadAppliedRecord(db_.get(), ro, &applied));
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  for (it->Seek(std::string(1, kDataPrefix)); it->Valid() && it->key()[0] == kDataPrefix;
-       it->Next()) {
-    PutU32(&out, static_cast<uint32_t>(it->key().size() - 1));
-    PutU32(&out, static_cast<uint32_t>(it->value().size()));
-    out.append(it->key().data() + 1, it->key().size() - 1);
-    out.append(it->value().data(), it->value().size());
-    ++count;
-    if (out.size() >= kSnapshotChunkBytes) {
-      FLOTILLA_RETURN_IF_ERROR(w->Write(out));
-      out.clear();
-    }
-  }
-  FLOTILLA_RETURN_IF_ERROR(FromRocks(it->status(), "kv snapshot: iterate"));
-  PutU32(&out, kEndMarker);
-  PutU64(&out, count);
-  return w->Write(out);
+  return WriteStateStream(it.get(), applied, [w](std::string_view b) { return w->Write(b); });
 }
 
 Status KvStateMachine::RecoverFromSnapshot(SnapshotReader* r) {

@@ -13,14 +13,17 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "flotilla/state_machine.h"
 
 namespace rocksdb {
 class DB;
 class Status;
+class WriteBatchWithIndex;
 }  // namespace rocksdb
 
 namespace flotilla::nodehost {
@@ -35,6 +38,14 @@ enum ApplyResult : uint64_t {
 // Bounds of one scan answer.
 inline constexpr uint32_t kMaxScanKeys = 1000;
 inline constexpr uint64_t kMaxScanBytes = 4 << 20;
+// A dump (snapshot export) larger than this is refused: it is one message.
+inline constexpr uint64_t kMaxDumpBytes = uint64_t{1} << 30;
+
+// Walks a state stream (a DumpQuery's QueryResult::state, the format of the
+// engine snapshots this state machine writes): `applied` gets its index,
+// `fn` every key and value in key order. Corruption when it is malformed.
+Status ParseKvState(std::string_view state, uint64_t* applied,
+                    const std::function<Status(std::string_view, std::string_view)>& fn);
 
 class KvStateMachine final : public OnDiskStateMachine {
  public:
@@ -49,7 +60,10 @@ class KvStateMachine final : public OnDiskStateMachine {
   // CommandResult (the index, and for delete and cas the previous value).
   Status Update(std::span<SMEntry> entries) override;
   // `query` is a serialized Query; the answer a serialized QueryResult.
-  // InvalidArgument for a malformed query.
+  // InvalidArgument for a malformed query. A HashOp command hashes the
+  // state as of its entry (FNV-1a 64 of every key and value) and keeps its
+  // index and the hash; a HashQuery returns them, a DumpQuery the whole
+  // state at one applied index.
   Result<std::string> Lookup(std::string_view query) override;
   Result<std::shared_ptr<void>> PrepareSnapshot() override;
   Status SaveSnapshot(std::shared_ptr<void> prepared, SnapshotWriter* w) override;
@@ -58,6 +72,9 @@ class KvStateMachine final : public OnDiskStateMachine {
   uint64_t applied_index() const { return applied_; }
 
  private:
+  Status ApplyHash(rocksdb::WriteBatchWithIndex* batch, SMEntry* e);
+  Result<std::string> Dump();
+  Result<std::string> LastHash();
   // Records a failed write in failed_ and returns it.
   Status Written(const rocksdb::Status& s, std::string_view what);
 

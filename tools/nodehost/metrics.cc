@@ -121,7 +121,9 @@ std::string_view MethodName(Method m) {
       "Status",        "Shards",
       "Shard",         "AddReplica",
       "RemoveReplica", "TransferLeader",
-      "Snapshot",      "RegisterSession"};
+      "Snapshot",      "RegisterSession",
+      "ExportShard",   "ComputeHash",
+      "GetHash"};
   return kNames[static_cast<size_t>(m)];
 }
 

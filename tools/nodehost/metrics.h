@@ -70,6 +70,9 @@ enum class Method : uint8_t {
   kTransferLeader,
   kSnapshot,
   kRegisterSession,
+  kExportShard,
+  kComputeHash,
+  kGetHash,
   kCount,
 };
 std::string_view MethodName(Method m);

@@ -668,3 +668,106 @@ grpc::ServerUnaryReactor* AdminService::Snapshot(grpc::CallbackServerContext* ct
 }
 
 }  // namespace flotilla::nodehost
+
+namespace flotilla::nodehost {
+
+grpc::ServerUnaryReactor* AdminService::ExportShard(grpc::CallbackServerContext* ctx,
+                                                    const ExportShardRequest* req,
+                                                    ExportShardResponse* res) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const Timed timed(c_, Method::kExportShard);
+  // The whole shard's data leaves the cluster: an admin operation.
+  if (FinishIfFailed(reactor, timed, Authorize(*c_, *ctx))) return reactor;
+  const uint64_t shard = req->shard();
+  Result<ReplicaInfo> info = c_->nh->GetReplicaInfo(shard);
+  if (!info.ok()) {
+    reactor->Finish(timed.Done(FromStatus(*c_, ctx, shard, info.status())));
+    return reactor;
+  }
+  // The membership and term as this replica knows them now; the completion
+  // runs on the engine's thread, which may not ask the NodeHost.
+  ReplicaStatus now;
+  FillReplica(*c_, *info, &now);
+  res->set_node_id(c_->config->node_id);
+  res->set_replica(now.replica());
+  res->set_term(now.term());
+  *res->mutable_members() = now.members();
+  // A linearizable read of this replica (a follower asks the leader for the
+  // read index): the dump holds every write acknowledged before the call.
+  nodehost::Query q;
+  q.mutable_dump();
+  const Timeout t = req->timeout_ms() > 0 ? Timeout(req->timeout_ms()) : Budget(*c_, *ctx);
+  Result<RequestHandle> h = c_->nh->Read(shard, q.SerializeAsString(), t);
+  if (!h.ok()) {
+    reactor->Finish(timed.Done(FromStatus(*c_, ctx, shard, h.status())));
+    return reactor;
+  }
+  h->OnComplete([ctx, reactor, timed, shard, t, res](const RequestResult& r) {
+    QueryResult answer;
+    if (!r.ok()) return reactor->Finish(timed.Done(FromResult(ctx, shard, r, t)));
+    if (!answer.ParseFromString(r.data)) {
+      return reactor->Finish(
+          timed.Done({grpc::StatusCode::INTERNAL, "the state machine's answer does not parse"}));
+    }
+    res->set_applied_index(answer.applied_index());
+    res->set_state(std::move(*answer.mutable_state()));
+    reactor->Finish(timed.Done(grpc::Status::OK));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminService::ComputeHash(grpc::CallbackServerContext* ctx,
+                                                    const ComputeHashRequest* req,
+                                                    ComputeHashResponse* res) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const Timed timed(c_, Method::kComputeHash);
+  if (FinishIfFailed(reactor, timed, Authorize(*c_, *ctx))) return reactor;
+  Command cmd;
+  cmd.mutable_hash();
+  res->set_node_id(c_->config->node_id);
+  StartWrite(*c_, ctx, req->shard(), cmd, nullptr,
+             [reactor, timed, res](const grpc::Status& st, uint64_t, const CommandResult& out) {
+               res->set_index(out.index());
+               res->set_hash(out.hash());
+               reactor->Finish(timed.Done(st));
+             });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminService::GetHash(grpc::CallbackServerContext* ctx,
+                                                const GetHashRequest* req, GetHashResponse* res) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const Timed timed(c_, Method::kGetHash);
+  grpc::Status s = AuthorizeEveryCall(*c_, *ctx);
+  Result<ReplicaInfo> info = c_->nh->GetReplicaInfo(req->shard());
+  if (s.ok() && !info.ok()) s = FromStatus(*c_, ctx, req->shard(), info.status());
+  nodehost::Query q;
+  q.mutable_hash();
+  QueryResult out;
+  if (s.ok() && info->role == ReplicaRole::kWitness) {
+    res->set_node_id(c_->config->node_id);
+    res->set_replica(info->replica_id);
+    res->set_witness(true);
+    reactor->Finish(timed.Done(s));
+    return reactor;
+  }
+  if (s.ok()) {
+    Result<std::string> r = c_->nh->StaleRead(req->shard(), q.SerializeAsString());
+    if (!r.ok()) {
+      s = FromStatus(*c_, ctx, req->shard(), r.status());
+    } else if (!out.ParseFromString(*r)) {
+      s = {grpc::StatusCode::INTERNAL, "the state machine's answer does not parse"};
+    }
+  }
+  if (s.ok()) {
+    res->set_node_id(c_->config->node_id);
+    res->set_replica(info->replica_id);
+    res->set_index(out.hash_index());
+    res->set_hash(out.hash());
+    res->set_applied_index(out.applied_index());
+  }
+  reactor->Finish(timed.Done(s));
+  return reactor;
+}
+
+}  // namespace flotilla::nodehost

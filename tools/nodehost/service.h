@@ -1,6 +1,7 @@
 // The daemon's gRPC services on its client address: KV (Put, Get, Delete,
 // Cas, Scan, ShardMap, RegisterSession) and Admin (Status, Shards, Shard, AddReplica,
-// RemoveReplica, TransferLeader, Snapshot). docs/cli.md describes them.
+// RemoveReplica, TransferLeader, Snapshot, ExportShard, ComputeHash,
+// GetHash). docs/cli.md describes them.
 //
 // Thread-safety: gRPC calls the handlers from many threads, and the engine
 // finishes them from its own; the services hold only immutable state and
@@ -94,6 +95,14 @@ class AdminService final : public Admin::CallbackService {
                                            TransferLeaderResponse* res) override;
   grpc::ServerUnaryReactor* Snapshot(grpc::CallbackServerContext* ctx, const SnapshotRequest* req,
                                      SnapshotResponse* res) override;
+  grpc::ServerUnaryReactor* ExportShard(grpc::CallbackServerContext* ctx,
+                                        const ExportShardRequest* req,
+                                        ExportShardResponse* res) override;
+  grpc::ServerUnaryReactor* ComputeHash(grpc::CallbackServerContext* ctx,
+                                        const ComputeHashRequest* req,
+                                        ComputeHashResponse* res) override;
+  grpc::ServerUnaryReactor* GetHash(grpc::CallbackServerContext* ctx, const GetHashRequest* req,
+                                    GetHashResponse* res) override;
 
  private:
   const ServiceContext* c_;
