@@ -1773,7 +1773,7 @@ Result<RequestHandle> NodeHostImpl::RequestSnapshot(uint64_t shard_id, Timeout t
   if (!r->AddPending(key, s)) return ReplicaStopped(shard_id);
   r->PushSnapshotRequest(key);
   apply_worker_for(shard_id)->Notify(r.get());
-  return RequestHandle(std::move(s));
+  return internal::HandleAccess::Make(std::move(s));
 }
 
 Result<RequestHandle> NodeHostImpl::Propose(uint64_t shard_id, std::string_view cmd, Timeout t) {
@@ -1824,7 +1824,7 @@ Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::En
                         " is full (max_proposal_queue_length / max_proposal_queue_bytes)");
   }
   step_[shard_id % step_.size()]->Notify(r.get());
-  return RequestHandle(std::move(s));
+  return internal::HandleAccess::Make(std::move(s));
 }
 
 Result<NodeHost::PendingSession> NodeHostImpl::RegisterSession(uint64_t shard_id, Timeout t) {
@@ -1871,7 +1871,7 @@ Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view que
   }
   Counters::Add(counters_.reads, 1);
   step_[shard_id % step_.size()]->Notify(r.get());
-  return RequestHandle(std::move(s));
+  return internal::HandleAccess::Make(std::move(s));
 }
 
 Result<std::string> NodeHostImpl::StaleRead(uint64_t shard_id, std::string_view query) {
@@ -1890,7 +1890,7 @@ Result<RequestHandle> NodeHostImpl::ProposeConf(uint64_t shard_id, raft::ConfCha
   if (!r->AddPending(c.key, s)) return ReplicaStopped(shard_id);
   r->PushConfChange(std::move(c));
   step_[shard_id % step_.size()]->Notify(r.get());
-  return RequestHandle(std::move(s));
+  return internal::HandleAccess::Make(std::move(s));
 }
 
 Result<RequestHandle> NodeHostImpl::AddReplica(uint64_t shard_id, uint64_t replica_id,

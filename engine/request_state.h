@@ -104,4 +104,10 @@ class RequestState {
   std::function<void(const RequestResult&)> callback_;  // guarded by mu_
 };
 
+// The one way to make a valid RequestHandle (its constructor is private:
+// embedders get handles only from the NodeHost).
+struct HandleAccess {
+  static RequestHandle Make(std::shared_ptr<RequestState> s) { return RequestHandle(std::move(s)); }
+};
+
 }  // namespace flotilla::internal

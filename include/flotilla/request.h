@@ -45,13 +45,15 @@ struct RequestResult {
 };
 
 namespace internal {
-class RequestState;
-}
+class RequestState;  // the engine's; opaque here
+struct HandleAccess;
+}  // namespace internal
 
 class RequestHandle {
  public:
+  // An invalid handle (valid() is false; Wait() answers kAborted). Only
+  // the engine makes valid ones.
   RequestHandle() = default;
-  explicit RequestHandle(std::shared_ptr<internal::RequestState> s) : state_(std::move(s)) {}
 
   // Blocks until the request completes or its deadline passes (then kTimeout).
   RequestResult Wait() const;
@@ -75,6 +77,8 @@ class RequestHandle {
   bool valid() const { return state_ != nullptr; }
 
  private:
+  friend struct internal::HandleAccess;
+  explicit RequestHandle(std::shared_ptr<internal::RequestState> s) : state_(std::move(s)) {}
   std::shared_ptr<internal::RequestState> state_;
 };
 
