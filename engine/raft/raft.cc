@@ -147,6 +147,7 @@ Raft::Raft(const Config& config, LogReader* reader, const HardState& hs, const M
     }
     conf_applied_index_ = log_.committed();
   }
+  if (hard_state_lost_ && m.voters.empty()) LearnVotersOfLog(m);
   tracker_.SetMembership(m, log_.LastIndex() + 1);
   log_.SetApplied(std::max({snap.index, std::min(cfg_.applied, log_.committed()), log_.applied()}));
   BecomeFollower(term_, kNoReplica);

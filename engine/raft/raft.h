@@ -211,6 +211,8 @@ class Raft {
   // Repair (raft.cc): the term probe of a replica that lost its hard state,
   // and the end of repair once a leader's log matches far enough.
   void TickTermProbe();
+  void LearnVotersOfLog(Membership m);
+  std::vector<ReplicaId> TermProbeVoters() const;
   void AnswerTermProbe(const Message& m);
   void HandleTermProbeAnswer(const Message& m);
   void MaybeEndRepair(Index matched);
@@ -309,6 +311,9 @@ class Raft {
   Term repair_term_ = 0;
   bool hard_state_lost_ = false;
   std::vector<ReplicaId> term_heard_from_;  // voters that answered the term probe
+  // The voters of the newest configuration in the log, committed or not:
+  // asked by the term probe while the committed membership is unknown.
+  std::vector<ReplicaId> log_voters_;
   uint32_t term_probe_elapsed_ = 0;
   bool told_removed_ = false;
   std::vector<ReplicaId> told_by_;  // members that sent kRemovedNotice

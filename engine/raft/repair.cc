@@ -5,6 +5,7 @@
 // may have acknowledged); the core then refuses every vote, never campaigns,
 // and fetches the entries again through ordinary replication until the rule
 // below says that its vote is safe again.
+#include "engine/raft/conf_change.h"
 #include "engine/raft/raft.h"
 
 namespace flotilla::raft {
@@ -39,19 +40,53 @@ void Raft::MaybeEndRepair(Index matched) {
 void Raft::TickTermProbe() {
   if (!hard_state_lost_) return;
   if (term_probe_elapsed_++ % cfg_.election_ticks != 0) return;
-  const Membership& mem = tracker_.membership();
-  for (const std::vector<ReplicaId>* half : {&mem.voters, &mem.voters_outgoing}) {
-    for (ReplicaId to : *half) {
-      if (to == id() || Contains(term_heard_from_, to)) continue;
-      Message m;
-      m.type = MessageType::kRequestPreVote;
-      m.to = to;
-      m.ctx = kTermProbe;
-      m.log_index = log_.LastIndex();
-      m.log_term = log_.LastTerm();
-      Send(std::move(m));
-    }
+  for (ReplicaId to : TermProbeVoters()) {
+    if (to == id() || Contains(term_heard_from_, to)) continue;
+    Message m;
+    m.type = MessageType::kRequestPreVote;
+    m.to = to;
+    m.ctx = kTermProbe;
+    m.log_index = log_.LastIndex();
+    m.log_term = log_.LastTerm();
+    Send(std::move(m));
   }
+}
+
+// Without its hard state a replica knows no commit index, so, without a
+// snapshot, no member either: its membership is what its committed log
+// holds. It would ask no one, and if no one sends it anything (it was
+// removed while it was down, after the leader's notices ran out) it would
+// wait for ever. So until the committed membership is known it asks the
+// voters of the newest configuration its log holds, committed or not;
+// those that removed it answer so (flotilla_sim --areas all --seed 990).
+void Raft::LearnVotersOfLog(Membership m) {
+  std::vector<Entry> ents;
+  if (log_.Entries(log_.committed() + 1, log_.LastIndex() + 1, UINT64_MAX, &ents) !=
+      LogStatus::kOk) {
+    return;
+  }
+  for (const Entry& e : ents) {
+    ConfChange cc;
+    if (e.type != EntryType::kConfChange || !DecodeConfChange(e.cmd, &cc)) continue;
+    ChangeResult r = ApplyConfChange(m, cc);
+    if (r.ok) m = std::move(r.membership);
+  }
+  log_voters_ = m.voters;
+  for (ReplicaId v : m.voters_outgoing) {
+    if (!Contains(log_voters_, v)) log_voters_.push_back(v);
+  }
+}
+
+// The voters the term probe asks: those of the committed membership once it
+// is known, else those of the log (LearnVotersOfLog).
+std::vector<ReplicaId> Raft::TermProbeVoters() const {
+  const Membership& mem = tracker_.membership();
+  if (mem.voters.empty()) return log_voters_;
+  std::vector<ReplicaId> voters = mem.voters;
+  for (ReplicaId v : mem.voters_outgoing) {
+    if (!Contains(voters, v)) voters.push_back(v);
+  }
+  return voters;
 }
 
 void Raft::AnswerTermProbe(const Message& m) {
@@ -68,14 +103,13 @@ void Raft::AnswerTermProbe(const Message& m) {
 // its current term either (vote_ is set to itself), and from then on it
 // repairs like a replica that lost entries found in that term.
 void Raft::HandleTermProbeAnswer(const Message& m) {
-  if (!hard_state_lost_ || !tracker_.IsVoter(m.from) || m.from == id()) return;
+  if (!hard_state_lost_ || m.from == id()) return;
+  const std::vector<ReplicaId> voters = TermProbeVoters();
+  if (!Contains(voters, m.from)) return;
   if (m.term > term_) BecomeFollower(m.term, kNoReplica);
   if (!Contains(term_heard_from_, m.from)) term_heard_from_.push_back(m.from);
-  const Membership& mem = tracker_.membership();
-  for (const std::vector<ReplicaId>* half : {&mem.voters, &mem.voters_outgoing}) {
-    for (ReplicaId v : *half) {
-      if (v != id() && !Contains(term_heard_from_, v)) return;
-    }
+  for (ReplicaId v : voters) {
+    if (v != id() && !Contains(term_heard_from_, v)) return;
   }
   hard_state_lost_ = false;
   term_heard_from_.clear();
