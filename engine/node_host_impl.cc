@@ -1019,6 +1019,10 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   r->PublishMembership();
   r->applied_term = meta.term;
   r->last_snapshot_index = meta.index;
+  // The state machine now holds the snapshot's state, even when it had
+  // applied more before (a repairing replica can be sent a snapshot below
+  // that): the entries after the snapshot must all reach it again.
+  r->skip_through = std::min(r->skip_through, meta.index);
   r->applied.store(meta.index, std::memory_order_release);
   Log().info("shard {} replica {}: restored snapshot {}", r->shard_id, r->replica_id, meta.index);
   if (auto* l = nh_->listener()) l->SnapshotRecovered(r->shard_id, r->replica_id, meta.index);
@@ -1581,11 +1585,10 @@ Status NodeHostImpl::StartReplicaImpl(
     return Status(opened.status().code(),
                   "opening the state machine: " + opened.status().message());
   // A repairing replica's log view may end below what its on-disk state
-  // machine applied (the entries after a damaged one left it). Skipping
-  // those entries when they come again would skip the session registry
-  // they carry (the simulation diverged so: seeds 4263, 4341, 4766 of
-  // 2,501-5,000), so such a replica is refused, as before repair.
-  if (*opened > st->last_index) {
+  // machine applied (the entries after a damaged one left it): those
+  // entries come again from the leader and are skipped like any others the
+  // state machine holds (docs/raft-core.md, Repair).
+  if (*opened > st->last_index && !st->repair) {
     return Status::Corruption("state machine reports applied index " + std::to_string(*opened) +
                               " beyond the log's last index " + std::to_string(st->last_index));
   }
