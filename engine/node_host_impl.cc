@@ -793,7 +793,7 @@ void StepWorker::AfterPersist(Replica* r) {
   }
   r->log->Append(std::move(u.entries_to_save));
   ReleaseCachedEntries(r);
-  nh_->EndRepairIfDone(r);
+  nh_->TrackRepair(r);
   Counters& c = nh_->counters();
   // Sent with those of the other replicas once the pass is done.
   for (raft::Message& m : u.messages_after_persist) outbox_.push_back(std::move(m));
@@ -1806,6 +1806,7 @@ Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::En
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
   if (r->stopped.load()) return ReplicaStopped(shard_id);
+  if (r->unrepairable.load(std::memory_order_acquire)) return r->UnrepairableError();
   // Back-pressure: refused before anything is queued, so memory stays bounded.
   if (r->log_full.load(std::memory_order_relaxed)) {
     return Status::Busy("shard " + std::to_string(shard_id) +
@@ -1863,6 +1864,7 @@ Result<RequestHandle> NodeHostImpl::CloseSession(const Session& session, Timeout
 Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view query, Timeout t) {
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  if (r->unrepairable.load(std::memory_order_acquire)) return r->UnrepairableError();
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
   s->MakeCancellable();  // a read applies nothing: a cancel only answers it early
   s->query.assign(query);

@@ -40,12 +40,18 @@ void Raft::MaybeEndRepair(Index matched) {
 void Raft::TickTermProbe() {
   if (!hard_state_lost_) return;
   if (term_probe_elapsed_++ % cfg_.election_ticks != 0) return;
+  ProbeVoters(kTermProbe, term_heard_from_);
+}
+
+// A pre-vote request that is no campaign (`ctx` says what it asks) to every
+// voter the term probe asks but this replica and those in `skip`.
+void Raft::ProbeVoters(uint64_t ctx, const std::vector<ReplicaId>& skip) {
   for (ReplicaId to : TermProbeVoters()) {
-    if (to == id() || Contains(term_heard_from_, to)) continue;
+    if (to == id() || Contains(skip, to)) continue;
     Message m;
     m.type = MessageType::kRequestPreVote;
     m.to = to;
-    m.ctx = kTermProbe;
+    m.ctx = ctx;
     m.log_index = log_.LastIndex();
     m.log_term = log_.LastTerm();
     Send(std::move(m));
@@ -89,12 +95,16 @@ std::vector<ReplicaId> Raft::TermProbeVoters() const {
   return voters;
 }
 
-void Raft::AnswerTermProbe(const Message& m) {
+// The answer to a term or repair probe: a refused pre-vote response with the
+// same ctx, carrying this replica's term and its repair_until (0 when it is
+// not repairing).
+void Raft::AnswerProbe(const Message& m) {
   Message resp;
   resp.type = MessageType::kRequestPreVoteResp;
   resp.to = m.from;
   resp.reject = true;
-  resp.ctx = kTermProbe;
+  resp.ctx = m.ctx;
+  resp.log_index = repair_until_;
   Send(std::move(resp));
 }
 
@@ -115,6 +125,41 @@ void Raft::HandleTermProbeAnswer(const Message& m) {
   term_heard_from_.clear();
   repair_term_ = term_;
   if (vote_ == kNoReplica) vote_ = id();
+}
+
+// A repairing replica can only be repaired by a leader, and only voters
+// that are not repairing can be elected. When every voter lost entries (no
+// undamaged copy is left among them) the shard would stop without a word.
+// So a repairing replica that has heard no leader for two election timeouts
+// asks every voter, once per election timeout, whether it repairs too, and
+// reports the shard as unrepairable when every other voter says so. It
+// still takes no vote: it keeps what it may have acknowledged unavailable
+// rather than lose it.
+void Raft::TickRepairProbe() {
+  if (!repairing() || election_elapsed_ < 2 * cfg_.election_ticks) {
+    repairing_voters_.clear();
+    unrepairable_ = false;
+    repair_probe_elapsed_ = 0;
+    return;
+  }
+  if (repair_probe_elapsed_++ % cfg_.election_ticks != 0) return;
+  ProbeVoters(kRepairProbe, {});
+}
+
+void Raft::HandleRepairProbeAnswer(const Message& m) {
+  if (!repairing() || m.from == id()) return;
+  const std::vector<ReplicaId> voters = TermProbeVoters();
+  if (!Contains(voters, m.from)) return;
+  if (m.log_index == 0) {
+    std::erase(repairing_voters_, m.from);
+    unrepairable_ = false;
+    return;
+  }
+  if (!Contains(repairing_voters_, m.from)) repairing_voters_.push_back(m.from);
+  for (ReplicaId v : voters) {
+    if (v != id() && !Contains(repairing_voters_, v)) return;
+  }
+  unrepairable_ = true;
 }
 
 }  // namespace flotilla::raft

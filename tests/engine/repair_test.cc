@@ -301,5 +301,41 @@ TEST_F(RepairFromPeers, AnOnDiskStateMachinePastTheDamagedEntryIsRepaired) {
   ExpectRepaired({f});
 }
 
+// The same committed entry is damaged on every voter: no undamaged copy is
+// left, no voter can be elected, and none can be repaired. The shard says
+// so, naming the replicas and what they lost, instead of stalling in
+// silence: proposals and reads are refused with that error, and nothing
+// they may have acknowledged is served without it.
+TEST_F(RepairFromPeers, EveryVoterDamagedIsAClearErrorNotASilentStall) {
+  SetUpCluster(3, 0);
+  for (int i = 0; i < 3; ++i) c_->Close(i);
+  for (int i = 0; i < 3; ++i) DamageEntry(c_->data_dir(i), static_cast<uint64_t>(i + 1), 5);
+  for (int i = 0; i < 3; ++i) {
+    c_->Reopen(i);
+    StartAgain(i);
+  }
+  // Each replica finds out within a few election timeouts of the others.
+  const auto refusal = [](const std::function<Result<RequestHandle>()>& request) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      Result<RequestHandle> h = request();
+      if (!h.ok() && h.status().code() == StatusCode::kCorruption) return h.status();
+      if (h.ok()) {
+        EXPECT_FALSE(h->Wait().ok()) << "served with every voter repairing";
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    return Status::Ok();
+  };
+  const Status refused = refusal([&] { return c_->host(0)->Propose(1, "k99=99", 200ms); });
+  ASSERT_EQ(refused.code(), StatusCode::kCorruption) << "no error within 30 s";
+  EXPECT_NE(refused.message().find("every voter lost stored entries"), std::string::npos)
+      << refused.ToString();
+  EXPECT_NE(refused.message().find("replicas 1, 2, 3 are all repairing"), std::string::npos)
+      << refused.ToString();
+  const Status read = refusal([&] { return c_->host(1)->Read(1, "k7", 200ms); });
+  EXPECT_EQ(read.code(), StatusCode::kCorruption) << "no error within 30 s";
+}
+
 }  // namespace
 }  // namespace flotilla::testing

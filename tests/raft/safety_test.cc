@@ -386,5 +386,47 @@ TEST(Safety, Repair_AReplicaThatLostItsHardStateAsksTheVotersOfItsLog) {
   EXPECT_TRUE(h.node(2).peer->raft().told_removed()) << "it never learned that it was removed";
 }
 
+// Voters 1-3 commit entry "x", then each of `losers` restarts having lost
+// it, and all tick for five election timeouts.
+void CommitXThenLoseIt(Harness& h, const std::vector<ReplicaId>& losers) {
+  ElectOneOfThree(h);
+  const Index keep = h.node(1).peer->raft().log().LastIndex();
+  ProposeOn(h, 1, "x");
+  h.Stabilize();
+  for (ReplicaId id : losers) RestartHavingLost(h, id, keep);
+  for (int i = 0; i < 5 * static_cast<int>(NoPreVote().election_ticks); ++i) {
+    for (ReplicaId id = 1; id <= 3; ++id) h.Tick(id);
+    h.Stabilize();
+  }
+}
+
+// Every voter lost the same committed entry: none holds a copy, none votes,
+// and no leader can ever be elected to repair them. Each asks the others
+// whether they repair too (once per election timeout while it hears no
+// leader) and, when every other voter says so, reports the shard as
+// unrepairable (the driver names the damage and the replicas) instead of
+// waiting in silence; it still takes no vote, so nothing is lost.
+TEST(Safety, Repair_EveryVoterLostTheSameEntryIsReportedNotASilentStall) {
+  Harness h;
+  CommitXThenLoseIt(h, {1, 2, 3});
+  for (ReplicaId id = 1; id <= 3; ++id) {
+    const Raft& r = h.node(id).peer->raft();
+    EXPECT_TRUE(r.repairing()) << id;
+    EXPECT_FALSE(r.is_leader()) << id;
+    EXPECT_TRUE(r.unrepairable()) << "replica " << id << " waits in silence";
+  }
+}
+
+// One voter still holds the entry: the others are not reported, and they
+// are repaired from it.
+TEST(Safety, Repair_AVoterWithTheEntryKeepsTheShardRepairable) {
+  Harness h;
+  CommitXThenLoseIt(h, {2, 3});
+  for (ReplicaId id = 2; id <= 3; ++id) {
+    EXPECT_FALSE(h.node(id).peer->raft().unrepairable()) << id;
+    EXPECT_FALSE(h.node(id).peer->raft().repairing()) << id;
+  }
+}
+
 }  // namespace
 }  // namespace flotilla::raft::testing
