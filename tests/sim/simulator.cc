@@ -1630,11 +1630,10 @@ constexpr AreaName kAreaNames[] = {
 
 }  // namespace
 
-// The areas that pass on main today: all but repair (docs/simulation.md,
-// "Areas"; removed-stops since the leader tells the replicas it removes).
-// repair joins them once its sweep of 10,000 seeds is clean (seed 194: an
-// on-disk state machine that applied past the damage).
-uint32_t DefaultAreas() { return kAllAreas & ~kAreaRepair; }
+// The areas that pass on main today: all of them (docs/simulation.md,
+// "Areas"; removed-stops since the leader tells the replicas it removes,
+// repair since session 7's fixes).
+uint32_t DefaultAreas() { return kAllAreas; }
 
 bool ParseAreas(const std::string& text, uint32_t* out) {
   if (text == "all") {
