@@ -30,6 +30,10 @@ void Raft::MaybeEndRepair(Index matched) {
   if (matched < repair_until_ && !later_term) return;
   repair_until_ = 0;
   repair_term_ = 0;
+  // The repair probe runs only while repairing (TickRepairProbe): its
+  // report ends here, or it would outlive the repair.
+  unrepairable_ = false;
+  repairing_voters_.clear();
 }
 
 // A replica whose hard state was lost recovered its term from its log, but it

@@ -386,18 +386,26 @@ TEST(Safety, Repair_AReplicaThatLostItsHardStateAsksTheVotersOfItsLog) {
   EXPECT_TRUE(h.node(2).peer->raft().told_removed()) << "it never learned that it was removed";
 }
 
+void TickAll(Harness& h, int election_timeouts) {
+  for (int i = 0; i < election_timeouts * static_cast<int>(NoPreVote().election_ticks); ++i) {
+    for (ReplicaId id = 1; id <= 3; ++id) h.Tick(id);
+    h.Stabilize();
+  }
+}
+
 // Voters 1-3 commit entry "x", then each of `losers` restarts having lost
-// it, and all tick for five election timeouts.
-void CommitXThenLoseIt(Harness& h, const std::vector<ReplicaId>& losers) {
+// it, and all tick for five election timeouts. Returns the lost entries.
+std::vector<Entry> CommitXThenLoseIt(Harness& h, const std::vector<ReplicaId>& losers) {
   ElectOneOfThree(h);
   const Index keep = h.node(1).peer->raft().log().LastIndex();
   ProposeOn(h, 1, "x");
   h.Stabilize();
+  std::vector<Entry> lost;
+  const Index last = h.node(1).log->LastIndex();
+  EXPECT_EQ(h.node(1).log->Entries(keep + 1, last + 1, UINT64_MAX, &lost), LogStatus::kOk);
   for (ReplicaId id : losers) RestartHavingLost(h, id, keep);
-  for (int i = 0; i < 5 * static_cast<int>(NoPreVote().election_ticks); ++i) {
-    for (ReplicaId id = 1; id <= 3; ++id) h.Tick(id);
-    h.Stabilize();
-  }
+  TickAll(h, 5);
+  return lost;
 }
 
 // Every voter lost the same committed entry: none holds a copy, none votes,
@@ -426,6 +434,32 @@ TEST(Safety, Repair_AVoterWithTheEntryKeepsTheShardRepairable) {
     EXPECT_FALSE(h.node(id).peer->raft().unrepairable()) << id;
     EXPECT_FALSE(h.node(id).peer->raft().repairing()) << id;
   }
+}
+
+// Every voter lost "x"; then an operator restores voters 1 and 2 from a
+// backup (they hold "x" again and are no longer repairing). 1 is elected
+// with 2's vote and repairs 3, which is no longer reported unrepairable:
+// the report ends with the repair, even when the append that ends it came
+// before any tick (before, the flag stayed set and the NodeHost refused
+// every request of a repaired replica).
+TEST(Safety, Repair_TheUnrepairableReportEndsWithTheRepair) {
+  Harness h;
+  const std::vector<Entry> lost = CommitXThenLoseIt(h, {1, 2, 3});
+  ASSERT_TRUE(h.node(3).peer->raft().unrepairable());
+  for (ReplicaId id = 1; id <= 2; ++id) {
+    Node& n = h.node(id);
+    h.Crash(id);
+    n.log->Append(lost);
+    n.cfg.repair_until = 0;
+    n.cfg.repair_term = 0;
+    h.Restart(id);
+  }
+  h.node(1).peer->Campaign();
+  h.Stabilize();
+  ASSERT_TRUE(h.node(1).peer->raft().is_leader());
+  const Raft& r3 = h.node(3).peer->raft();
+  EXPECT_FALSE(r3.repairing());
+  EXPECT_FALSE(r3.unrepairable()) << "a repaired replica is still reported unrepairable";
 }
 
 }  // namespace
