@@ -33,8 +33,7 @@ TEST(Simulation, WithoutFaultsAlmostEveryOperationSucceeds) {
 // The default areas reach what they claim: on-disk and concurrent state
 // machines, witnesses and non-voting replicas, removed replicas left
 // running, crashes after a granted vote, a binding campaign cap, dead
-// hosts, damage on more than one host and in hard states and snapshot
-// files, in a small range of seeds.
+// hosts and damage on more than one host, in a small range of seeds.
 TEST(Simulation, TheDefaultAreasReachTheirFaults) {
   SimResult sum;
   uint64_t cap_seeds = 0;
@@ -52,8 +51,6 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
     sum.dead_hosts += r.dead_hosts;
     cap_seeds += r.cap <= 4;
     multi_damage += r.damaged_hosts >= 2;
-    sum.hard_state_flips += r.hard_state_flips;
-    sum.snapshot_flips += r.snapshot_flips;
   }
   EXPECT_GT(sum.ondisk_shards, 0u);
   EXPECT_GT(sum.concurrent_shards, 0u);
@@ -65,8 +62,9 @@ TEST(Simulation, TheDefaultAreasReachTheirFaults) {
   EXPECT_GT(sum.dead_hosts, 0u);
   EXPECT_GT(cap_seeds, 0u);
   EXPECT_GT(multi_damage, 0u);
-  EXPECT_GT(sum.hard_state_flips, 0u);
-  EXPECT_GT(sum.snapshot_flips, 0u);
+  // The repair area (damage in every record kind: hard_state_flips,
+  // snapshot_flips) is not a default one until its sweep is clean
+  // (simulator.cc, DefaultAreas).
 }
 
 TEST(Simulation, AreasParse) {
@@ -83,7 +81,7 @@ TEST(Simulation, AreasParse) {
   EXPECT_NE(DefaultAreas() & kAreaSessionResults, 0u);
   EXPECT_NE(DefaultAreas() & kAreaRemovedLeftRunning, 0u);
   EXPECT_NE(DefaultAreas() & kAreaRemovedStops, 0u);
-  EXPECT_EQ(DefaultAreas(), kAllAreas);  // docs/simulation.md
+  EXPECT_EQ(DefaultAreas(), kAllAreas & ~kAreaRepair);  // docs/simulation.md
 }
 
 // Each found a bug in the engine (docs/simulation.md, "Found"). Which seeds
