@@ -793,7 +793,7 @@ void StepWorker::AfterPersist(Replica* r) {
   }
   r->log->Append(std::move(u.entries_to_save));
   ReleaseCachedEntries(r);
-  nh_->EndRepairIfDone(r);
+  nh_->TrackRepair(r);
   Counters& c = nh_->counters();
   // Sent with those of the other replicas once the pass is done.
   for (raft::Message& m : u.messages_after_persist) outbox_.push_back(std::move(m));
@@ -1019,6 +1019,10 @@ bool ApplyWorker::Restore(Replica* r, const raft::SnapshotMeta& meta) {
   r->PublishMembership();
   r->applied_term = meta.term;
   r->last_snapshot_index = meta.index;
+  // The state machine now holds the snapshot's state, even when it had
+  // applied more before (a repairing replica can be sent a snapshot below
+  // that): the entries after the snapshot must all reach it again.
+  r->skip_through = std::min(r->skip_through, meta.index);
   r->applied.store(meta.index, std::memory_order_release);
   Log().info("shard {} replica {}: restored snapshot {}", r->shard_id, r->replica_id, meta.index);
   if (auto* l = nh_->listener()) l->SnapshotRecovered(r->shard_id, r->replica_id, meta.index);
@@ -1581,11 +1585,10 @@ Status NodeHostImpl::StartReplicaImpl(
     return Status(opened.status().code(),
                   "opening the state machine: " + opened.status().message());
   // A repairing replica's log view may end below what its on-disk state
-  // machine applied (the entries after a damaged one left it). Skipping
-  // those entries when they come again would skip the session registry
-  // they carry (the simulation diverged so: seeds 4263, 4341, 4766 of
-  // 2,501-5,000), so such a replica is refused, as before repair.
-  if (*opened > st->last_index) {
+  // machine applied (the entries after a damaged one left it): those
+  // entries come again from the leader and are skipped like any others the
+  // state machine holds (docs/raft-core.md, Repair).
+  if (*opened > st->last_index && !st->repair) {
     return Status::Corruption("state machine reports applied index " + std::to_string(*opened) +
                               " beyond the log's last index " + std::to_string(st->last_index));
   }
@@ -1803,6 +1806,7 @@ Result<RequestHandle> NodeHostImpl::ProposeEntryImpl(uint64_t shard_id, raft::En
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
   if (r->stopped.load()) return ReplicaStopped(shard_id);
+  if (r->unrepairable.load(std::memory_order_acquire)) return r->UnrepairableError();
   // Back-pressure: refused before anything is queued, so memory stays bounded.
   if (r->log_full.load(std::memory_order_relaxed)) {
     return Status::Busy("shard " + std::to_string(shard_id) +
@@ -1860,6 +1864,7 @@ Result<RequestHandle> NodeHostImpl::CloseSession(const Session& session, Timeout
 Result<RequestHandle> NodeHostImpl::Read(uint64_t shard_id, std::string_view query, Timeout t) {
   std::shared_ptr<Replica> r = Find(shard_id);
   if (!r) return Status::NotFound("shard " + std::to_string(shard_id) + " is not on this NodeHost");
+  if (r->unrepairable.load(std::memory_order_acquire)) return r->UnrepairableError();
   auto s = std::make_shared<internal::RequestState>(internal::RequestState::Clock::now() + t);
   s->MakeCancellable();  // a read applies nothing: a cancel only answers it early
   s->query.assign(query);

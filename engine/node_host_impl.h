@@ -306,7 +306,9 @@ class NodeHostImpl final : public NodeHost, public transport::Handler {
   void RestartToRepair(uint64_t shard_id);
   void RunPendingRepairs();
   // Step worker: ends the recorded repair once the core says it ended.
+  void TrackRepair(Replica* r);
   void EndRepairIfDone(Replica* r);
+  void ReportUnrepairable(Replica* r);
   static Status ReplicaStopped(uint64_t shard_id);
   // Counts and logs a Corruption status of replica `r` (other codes are
   // ignored): damaged data at rest, which stops that replica only.

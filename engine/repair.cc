@@ -214,6 +214,46 @@ void NodeHostImpl::RestartNow(uint64_t shard_id) {
   }
 }
 
+// After each pass of a replica's step worker.
+void NodeHostImpl::TrackRepair(Replica* r) {
+  ReportUnrepairable(r);
+  EndRepairIfDone(r);
+}
+
+// Every voter lost entries it may have acknowledged (raft::Raft::
+// unrepairable): no leader can be elected to repair any of them. The shard
+// keeps what it may have acknowledged unavailable rather than serve without
+// it, and says so, naming the replicas and what this one lost, once when it
+// starts and once when it ends (a voter whose data an operator restored can
+// lead again).
+void NodeHostImpl::ReportUnrepairable(Replica* r) {
+  const raft::Raft& raft = r->peer->raft();
+  const bool stuck = raft.unrepairable();
+  if (stuck == r->unrepairable.load(std::memory_order_relaxed)) return;
+  if (!stuck) {
+    r->unrepairable.store(false, std::memory_order_release);
+    Log().info("shard {} replica {}: a voter that can repair the shard answers again", r->shard_id,
+               r->replica_id);
+    return;
+  }
+  std::vector<raft::ReplicaId> ids = raft.repairing_voters();
+  ids.push_back(r->replica_id);
+  std::sort(ids.begin(), ids.end());
+  std::string names;
+  for (raft::ReplicaId id : ids) names += (names.empty() ? "" : ", ") + std::to_string(id);
+  Status s = Status::Corruption(
+      "shard " + std::to_string(r->shard_id) +
+      " cannot be repaired: every voter lost stored entries it may have acknowledged (replicas " +
+      names + " are all repairing; replica " + std::to_string(r->replica_id) +
+      " holds its log up to index " + std::to_string(raft.log().LastIndex()) +
+      " and lost what it held up to index " + std::to_string(raft.repair_until()) +
+      "), so no undamaged copy is left to repair them from; the shard serves nothing rather "
+      "than serve without them");
+  Log().error("{}", s.message());
+  r->SetUnrepairableError(std::move(s));
+  r->unrepairable.store(true, std::memory_order_release);
+}
+
 void NodeHostImpl::EndRepairIfDone(Replica* r) {
   if (!r->repair_recorded || r->peer->raft().repairing()) return;
   const Status s = logdb_->SaveRepair(r->shard_id, r->replica_id, std::nullopt);

@@ -165,6 +165,18 @@ class Replica {
   // The LogDB holds a repair record for it (step worker only): removed
   // once the core says the repair ended.
   bool repair_recorded = false;
+  // Set while the core reports the shard unrepairable (every voter lost
+  // entries, engine/repair.cc): proposals and reads are refused with
+  // UnrepairableError() instead of waiting for a leader that cannot come.
+  std::atomic<bool> unrepairable{false};
+  Status UnrepairableError() {
+    std::lock_guard<std::mutex> l(unrepairable_mu_);
+    return unrepairable_error_;
+  }
+  void SetUnrepairableError(Status s) {
+    std::lock_guard<std::mutex> l(unrepairable_mu_);
+    unrepairable_error_ = std::move(s);
+  }
   // A snapshot worker is writing a snapshot of this replica: at most one
   // snapshot job per shard at a time.
   std::atomic<bool> snapshot_in_flight{false};
@@ -192,6 +204,8 @@ class Replica {
   std::atomic<bool> apply_queued{false};
 
  private:
+  std::mutex unrepairable_mu_;
+  Status unrepairable_error_;
   std::mutex mu_;
   std::vector<raft::Message> inbound_;
   std::vector<raft::Entry> proposals_;

@@ -147,6 +147,7 @@ Raft::Raft(const Config& config, LogReader* reader, const HardState& hs, const M
     }
     conf_applied_index_ = log_.committed();
   }
+  if (hard_state_lost_ && m.voters.empty()) LearnVotersOfLog(m);
   tracker_.SetMembership(m, log_.LastIndex() + 1);
   log_.SetApplied(std::max({snap.index, std::min(cfg_.applied, log_.committed()), log_.applied()}));
   BecomeFollower(term_, kNoReplica);
@@ -274,6 +275,7 @@ void Raft::TickElection() {
   if (!Promotable()) {
     TickRemovalProbe();
     TickTermProbe();
+    TickRepairProbe();
     return;
   }
   if (election_elapsed_ < randomized_election_timeout_) return;
@@ -716,14 +718,17 @@ void Raft::Step(Message m) {
     if (state_ != State::kLeader) LearnCommit(m);
     return;
   }
-  // A term probe of a replica that lost its hard state, and its answer
-  // (repair.cc): before the lease and without waking.
-  if (m.ctx == kTermProbe && m.type == MessageType::kRequestPreVote) {
-    AnswerTermProbe(m);
-    return;
-  }
-  if (m.ctx == kTermProbe && m.type == MessageType::kRequestPreVoteResp) {
-    HandleTermProbeAnswer(m);
+  // A term probe of a replica that lost its hard state, a repairing
+  // replica's repair probe, and their answers (repair.cc): before the lease
+  // and without waking.
+  const bool pre_vote =
+      m.type == MessageType::kRequestPreVote || m.type == MessageType::kRequestPreVoteResp;
+  if (pre_vote && (m.ctx == kTermProbe || m.ctx == kRepairProbe)) {
+    if (m.type == MessageType::kRequestPreVote) {
+      AnswerProbe(m);
+    } else {
+      m.ctx == kTermProbe ? HandleTermProbeAnswer(m) : HandleRepairProbeAnswer(m);
+    }
     return;
   }
   const bool vote_response =

@@ -144,6 +144,14 @@ class Raft {
   Index repair_until() const { return repair_until_; }
   Term repair_term() const { return repair_term_; }
   bool hard_state_lost() const { return hard_state_lost_; }
+  // True while every other voter answered this repairing replica's repair
+  // probe saying that it repairs too: no voter can be elected, so none can
+  // be repaired (no undamaged copy is left among the voters). The driver
+  // reports it; it clears once a leader is heard from again.
+  bool unrepairable() const { return unrepairable_; }
+  // The voters that said they repair (with unrepairable(): every voter but
+  // this replica).
+  const std::vector<ReplicaId>& repairing_voters() const { return repairing_voters_; }
   // Set when a member answered this replica's vote request with
   // kRemovedNotice: its removal committed (it may not have learned so from
   // the log). It never campaigns again; the driver stops it.
@@ -211,8 +219,13 @@ class Raft {
   // Repair (raft.cc): the term probe of a replica that lost its hard state,
   // and the end of repair once a leader's log matches far enough.
   void TickTermProbe();
-  void AnswerTermProbe(const Message& m);
+  void LearnVotersOfLog(Membership m);
+  std::vector<ReplicaId> TermProbeVoters() const;
+  void AnswerProbe(const Message& m);
   void HandleTermProbeAnswer(const Message& m);
+  void TickRepairProbe();
+  void ProbeVoters(uint64_t ctx, const std::vector<ReplicaId>& skip);
+  void HandleRepairProbeAnswer(const Message& m);
   void MaybeEndRepair(Index matched);
   // Advances the commit index to `m.commit` when this log holds that entry
   // with the term `m.hint_term` (the same prefix, by log matching).
@@ -309,6 +322,12 @@ class Raft {
   Term repair_term_ = 0;
   bool hard_state_lost_ = false;
   std::vector<ReplicaId> term_heard_from_;  // voters that answered the term probe
+  // The voters of the newest configuration in the log, committed or not:
+  // asked by the term probe while the committed membership is unknown.
+  std::vector<ReplicaId> log_voters_;
+  std::vector<ReplicaId> repairing_voters_;  // answered the repair probe as repairing
+  uint32_t repair_probe_elapsed_ = 0;
+  bool unrepairable_ = false;
   uint32_t term_probe_elapsed_ = 0;
   bool told_removed_ = false;
   std::vector<ReplicaId> told_by_;  // members that sent kRemovedNotice

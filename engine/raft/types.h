@@ -161,6 +161,13 @@ inline constexpr uint64_t kLostEntries = 3;
 // voted in is at most the term of the candidate it voted for).
 inline constexpr uint64_t kTermProbe = 4;
 
+// The `ctx` of a pre-vote request that asks only whether the receiver is
+// repairing, and of its answer (a refused pre-vote response whose
+// `log_index` is the receiver's repair_until, 0 when it is not repairing):
+// a repairing replica that hears no leader learns so whether any voter is
+// left that could lead and repair it.
+inline constexpr uint64_t kRepairProbe = 5;
+
 // True for message types that carry no entries and must never wait behind
 // appends or snapshot chunks in the transport.
 inline bool IsControlMessage(MessageType t) {

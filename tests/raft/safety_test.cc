@@ -215,6 +215,15 @@ TEST(Safety, AllRulesHoldOverRandomizedRuns) {
   }
 }
 
+// Voters 1, 2 and 3, with 1 elected.
+void ElectOneOfThree(Harness& h) {
+  Membership m;
+  m.voters = {1, 2, 3};
+  for (ReplicaId id = 1; id <= 3; ++id) h.AddNode(id, NoPreVote(), m);
+  h.node(1).peer->Campaign();
+  h.Stabilize();
+}
+
 // Repair (docs/raft-core.md, Repair). Replica `id` restarts having lost
 // every entry above `keep` (damaged at rest); it may have acknowledged up to
 // its old last index, which it remembers.
@@ -243,11 +252,7 @@ void ProposeOn(Harness& h, ReplicaId id, const std::string& cmd) {
 // "x" again from it.
 TEST(Safety, Repair_AReplicaThatLostAcknowledgedEntriesVotesForNobodyUntilRepaired) {
   Harness h;
-  Membership m;
-  m.voters = {1, 2, 3};
-  for (ReplicaId id = 1; id <= 3; ++id) h.AddNode(id, NoPreVote(), m);
-  h.node(1).peer->Campaign();
-  h.Stabilize();
+  ElectOneOfThree(h);
   ASSERT_TRUE(h.node(1).peer->raft().is_leader());
   const Index before_x = h.node(1).peer->raft().log().LastIndex();
   h.Isolate(3);
@@ -284,11 +289,7 @@ TEST(Safety, Repair_AReplicaThatLostAcknowledgedEntriesVotesForNobodyUntilRepair
 // (kLostEntries on appends), and the leader sends them again.
 TEST(Safety, Repair_TheLeaderSendsAgainWhatAFollowerLost) {
   Harness h;
-  Membership m;
-  m.voters = {1, 2, 3};
-  for (ReplicaId id = 1; id <= 3; ++id) h.AddNode(id, NoPreVote(), m);
-  h.node(1).peer->Campaign();
-  h.Stabilize();
+  ElectOneOfThree(h);
   const Index keep = h.node(1).peer->raft().log().LastIndex();
   ProposeOn(h, 1, "x");
   ProposeOn(h, 1, "y");
@@ -309,11 +310,7 @@ TEST(Safety, Repair_TheLeaderSendsAgainWhatAFollowerLost) {
 // every vote.
 TEST(Safety, Repair_AReplicaThatLostItsHardStateAsksEveryVotersTerm) {
   Harness h;
-  Membership m;
-  m.voters = {1, 2, 3};
-  for (ReplicaId id = 1; id <= 3; ++id) h.AddNode(id, NoPreVote(), m);
-  h.node(1).peer->Campaign();
-  h.Stabilize();
+  ElectOneOfThree(h);
   // 3 campaigns alone in term 3 and 2 votes for it; then 2 loses its hard state.
   h.Isolate(1);
   h.node(3).peer->Campaign();
@@ -351,6 +348,118 @@ TEST(Safety, Repair_AReplicaThatLostItsHardStateAsksEveryVotersTerm) {
   EXPECT_GE(h.node(2).peer->raft().term(), 3u);
   EXPECT_FALSE(h.node(2).peer->raft().hard_state_lost());
   EXPECT_FALSE(h.node(2).peer->raft().repairing());
+}
+
+// A replica that lost its hard state knows no commit index, so no member
+// either (without a snapshot, the membership is what the committed log
+// holds). It asks the voters of the newest configuration its log holds:
+// removed while it was down, after the leader's removal notices ran out, it
+// is told so by them (flotilla_sim --areas all --seed 990: it asked no one,
+// no one sent it anything, and it stayed running for ever).
+TEST(Safety, Repair_AReplicaThatLostItsHardStateAsksTheVotersOfItsLog) {
+  Harness h;
+  ElectOneOfThree(h);
+  Node& n = h.node(2);
+  const Index last = n.log->LastIndex();
+  const Term term = n.peer->raft().term();
+  h.Crash(2);
+  const ConfChange cc{ConfTransition::kAuto, {{ConfChangeType::kRemove, 2, ""}}};
+  ASSERT_EQ(h.node(1).peer->ProposeConfChange(cc, 0), ProposeResult::kOk);
+  const int timeout = static_cast<int>(NoPreVote().election_ticks);
+  for (int i = 0; i < 12 * timeout; ++i) {
+    h.Tick(1);
+    h.Tick(3);
+    h.Stabilize({1, 3});
+  }
+  ASSERT_FALSE(h.node(1).peer->raft().tracker().IsMember(2));
+  std::erase_if(h.queue(), [](const Message& msg) { return msg.to == 2; });  // lost while down
+  n.log->set_hard_state(HardState{term, kNoReplica, 0});
+  n.cfg.repair_until = last;
+  n.cfg.repair_term = term;
+  n.cfg.hard_state_lost = true;
+  h.Restart(2);
+  ASSERT_TRUE(h.node(2).peer->raft().membership().voters.empty());
+  for (int i = 0; i < 3 * timeout; ++i) {
+    for (ReplicaId id = 1; id <= 3; ++id) h.Tick(id);
+    h.Stabilize();
+  }
+  EXPECT_TRUE(h.node(2).peer->raft().told_removed()) << "it never learned that it was removed";
+}
+
+void TickAll(Harness& h, int election_timeouts) {
+  for (int i = 0; i < election_timeouts * static_cast<int>(NoPreVote().election_ticks); ++i) {
+    for (ReplicaId id = 1; id <= 3; ++id) h.Tick(id);
+    h.Stabilize();
+  }
+}
+
+// Voters 1-3 commit entry "x", then each of `losers` restarts having lost
+// it, and all tick for five election timeouts. Returns the lost entries.
+std::vector<Entry> CommitXThenLoseIt(Harness& h, const std::vector<ReplicaId>& losers) {
+  ElectOneOfThree(h);
+  const Index keep = h.node(1).peer->raft().log().LastIndex();
+  ProposeOn(h, 1, "x");
+  h.Stabilize();
+  std::vector<Entry> lost;
+  const Index last = h.node(1).log->LastIndex();
+  EXPECT_EQ(h.node(1).log->Entries(keep + 1, last + 1, UINT64_MAX, &lost), LogStatus::kOk);
+  for (ReplicaId id : losers) RestartHavingLost(h, id, keep);
+  TickAll(h, 5);
+  return lost;
+}
+
+// Every voter lost the same committed entry: none holds a copy, none votes,
+// and no leader can ever be elected to repair them. Each asks the others
+// whether they repair too (once per election timeout while it hears no
+// leader) and, when every other voter says so, reports the shard as
+// unrepairable (the driver names the damage and the replicas) instead of
+// waiting in silence; it still takes no vote, so nothing is lost.
+TEST(Safety, Repair_EveryVoterLostTheSameEntryIsReportedNotASilentStall) {
+  Harness h;
+  CommitXThenLoseIt(h, {1, 2, 3});
+  for (ReplicaId id = 1; id <= 3; ++id) {
+    const Raft& r = h.node(id).peer->raft();
+    EXPECT_TRUE(r.repairing()) << id;
+    EXPECT_FALSE(r.is_leader()) << id;
+    EXPECT_TRUE(r.unrepairable()) << "replica " << id << " waits in silence";
+  }
+}
+
+// One voter still holds the entry: the others are not reported, and they
+// are repaired from it.
+TEST(Safety, Repair_AVoterWithTheEntryKeepsTheShardRepairable) {
+  Harness h;
+  CommitXThenLoseIt(h, {2, 3});
+  for (ReplicaId id = 2; id <= 3; ++id) {
+    EXPECT_FALSE(h.node(id).peer->raft().unrepairable()) << id;
+    EXPECT_FALSE(h.node(id).peer->raft().repairing()) << id;
+  }
+}
+
+// Every voter lost "x"; then an operator restores voters 1 and 2 from a
+// backup (they hold "x" again and are no longer repairing). 1 is elected
+// with 2's vote and repairs 3, which is no longer reported unrepairable:
+// the report ends with the repair, even when the append that ends it came
+// before any tick (before, the flag stayed set and the NodeHost refused
+// every request of a repaired replica).
+TEST(Safety, Repair_TheUnrepairableReportEndsWithTheRepair) {
+  Harness h;
+  const std::vector<Entry> lost = CommitXThenLoseIt(h, {1, 2, 3});
+  ASSERT_TRUE(h.node(3).peer->raft().unrepairable());
+  for (ReplicaId id = 1; id <= 2; ++id) {
+    Node& n = h.node(id);
+    h.Crash(id);
+    n.log->Append(lost);
+    n.cfg.repair_until = 0;
+    n.cfg.repair_term = 0;
+    h.Restart(id);
+  }
+  h.node(1).peer->Campaign();
+  h.Stabilize();
+  ASSERT_TRUE(h.node(1).peer->raft().is_leader());
+  const Raft& r3 = h.node(3).peer->raft();
+  EXPECT_FALSE(r3.repairing());
+  EXPECT_FALSE(r3.unrepairable()) << "a repaired replica is still reported unrepairable";
 }
 
 }  // namespace

@@ -1632,8 +1632,8 @@ constexpr AreaName kAreaNames[] = {
 
 // The areas that pass on main today: all but repair (docs/simulation.md,
 // "Areas"; removed-stops since the leader tells the replicas it removes).
-// repair joins them once its sweep of 10,000 seeds is clean (seed 194: an
-// on-disk state machine that applied past the damage).
+// repair joins them once its sweep of 10,000 seeds is clean: session 7's
+// failed seeds 8069 and 8343 (docs/simulation.md, "Session 7").
 uint32_t DefaultAreas() { return kAllAreas & ~kAreaRepair; }
 
 bool ParseAreas(const std::string& text, uint32_t* out) {
