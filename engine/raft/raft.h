@@ -144,6 +144,8 @@ class Raft {
   Index repair_until() const { return repair_until_; }
   Term repair_term() const { return repair_term_; }
   bool hard_state_lost() const { return hard_state_lost_; }
+  // The last read round this leader started (heartbeats carry it; 0: none).
+  uint64_t read_round() const { return reads_.last_round(); }
   // Set when a member answered this replica's vote request with
   // kRemovedNotice: its removal committed (it may not have learned so from
   // the log). It never campaigns again; the driver stops it.
