@@ -203,6 +203,25 @@ TEST_F(HostileInput, ATermNearTheEndOfTheTermSpaceIsDropped) {
   ExpectHealthy();
 }
 
+// Issue 14: "a term never advances by more than a bound in one message".
+// The test above stays beyond 2^62, the end of the term space; this one is
+// far below it, one past the bound of one message's advance (2^32), from the
+// leader itself, as a heartbeat and as a vote request.
+TEST_F(HostileInput, ATermAdvanceBeyondTheBoundOfOneMessageIsDropped) {
+  raft::Message hb = From(leader_, raft::MessageType::kHeartbeat);
+  hb.term = term_ + (uint64_t{1} << 32) + 1;
+  Inject(follower_, hb);
+  raft::Message v = From(other_, raft::MessageType::kRequestPreVote);
+  v.term = term_ + (uint64_t{1} << 32) + 1;
+  v.log_index = 1'000'000;
+  v.log_term = term_;
+  Inject(follower_, v);
+  EXPECT_EQ(Rejected(follower_, "term_too_far"), 2u);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->term, term_);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->leader_id, leader_);
+  ExpectHealthy();
+}
+
 TEST_F(HostileInput, ANonMemberIsNeitherFollowedNorDialledNorGivenVotes) {
   // A heartbeat in the current term from anyone but the leader.
   Inject(follower_, From(kOutsider, raft::MessageType::kHeartbeat));
