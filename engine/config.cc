@@ -89,10 +89,14 @@ Status ValidatePeerLimits(const NodeHostConfig& c) {
                                    0, s.idle_timeout_ms));
   const BatchStreamLimits& b = c.batch_streams;
   // A correct peer holds two Batches streams: its control and data lanes.
+  FLOTILLA_RETURN_IF_ERROR(
+      InRange("NodeHostConfig.batch_streams.max_streams", b.max_streams, 2, kMaxStreamLimit));
   FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.batch_streams.max_streams_per_peer",
-                                   b.max_streams_per_peer, 2, kMaxStreamLimit));
+                                   b.max_streams_per_peer, 2, b.max_streams));
+  FLOTILLA_RETURN_IF_ERROR(InRange("NodeHostConfig.batch_streams.max_inflight_bytes",
+                                   b.max_inflight_bytes, 1, UINT64_MAX));
   return InRange("NodeHostConfig.batch_streams.max_inflight_bytes_per_peer",
-                 b.max_inflight_bytes_per_peer, 1, UINT64_MAX);
+                 b.max_inflight_bytes_per_peer, 1, b.max_inflight_bytes);
 }
 
 }  // namespace

@@ -40,6 +40,8 @@ std::string_view RejectionName(Rejection r) {
       return "bad_snapshot";
     case Rejection::kStorageLow:
       return "storage_low";
+    case Rejection::kNoRequest:
+      return "no_request";
     case Rejection::kCount:
       break;
   }
@@ -166,6 +168,112 @@ Rejection CheckIndexes(const raft::Raft& raft, const raft::Message& m) {
   }
 }
 
+// An answer of a later term to a replica that sent nothing in it: a
+// follower that hears its leader (or a leader) would step down to that term
+// and forget its leader, bypassing the lease that guards it against vote
+// requests. One that follows no live leader (it just campaigned or stepped
+// down) may well receive a late answer of a later term, and learns the term
+// from it, as it would from a vote request.
+bool DisruptsALeader(const raft::Raft& raft, const raft::Message& m) {
+  return m.term > raft.term() && (raft.is_leader() || raft.HeardFromLeaderRecently());
+}
+
+// An acknowledgement of an index the leader never sent that peer. A follower
+// answers an append below its commit index with that index, which it may
+// have learned from other replicas (a vote answer carries it): plausible
+// when the leader knows it committed, or for an entry of an earlier term,
+// which an earlier leader may have committed. Such an entry never counts
+// towards committing one of this term (Raft 5.4.2), so only entries of this
+// term above the commit index must have been sent.
+bool AcknowledgesUnsentEntries(const raft::Raft& raft, const raft::Progress& pr,
+                               const raft::Message& m) {
+  if (m.log_index <= pr.sent_last) return false;
+  // A rejection names the index of the append it refuses.
+  if (m.reject) return true;
+  if (m.log_index <= raft.log().committed()) return false;
+  raft::Term t = 0;
+  return raft.log().TermAt(m.log_index, &t) != raft::LogStatus::kOk || t >= raft.term();
+}
+
+// An answer to a leader's append or heartbeat. A leader sends each member an
+// append at once (its no-op), and heartbeats at every heartbeat interval.
+Rejection CheckLeaderAnswer(const raft::Raft& raft, const raft::Message& m) {
+  if (m.term < raft.term()) return Rejection::kNone;  // late: the core ignores it
+  if (!raft.is_leader()) {
+    // Ignored by the core, unless of a later term.
+    return DisruptsALeader(raft, m) ? Rejection::kNoRequest : Rejection::kNone;
+  }
+  const auto& progress = raft.tracker().progress();
+  const auto it = progress.find(m.from);
+  if (it == progress.end()) return Rejection::kNoRequest;
+  const raft::Progress& pr = it->second;
+  if (m.type == MessageType::kReplicateResp) {
+    // Entries counted as held where they were never sent would be
+    // committed without a quorum.
+    return AcknowledgesUnsentEntries(raft, pr, m) ? Rejection::kNoRequest : Rejection::kNone;
+  }
+  // A heartbeat answer confirms the read round it carries: a round not
+  // started yet would confirm later reads without a quorum.
+  if (!pr.heartbeat_sent || m.ctx > raft.read_round()) return Rejection::kNoRequest;
+  return Rejection::kNone;
+}
+
+// An answer to a (pre-)vote request. Removal notices, which a leader also
+// sends unasked, and term-probe answers, which the core takes only while it
+// probes and only from voters, have rules of their own in the core.
+Rejection CheckVoteAnswer(const raft::Raft& raft, const raft::Message& m) {
+  const bool pre = m.type == MessageType::kRequestPreVoteResp;
+  if ((m.reject && m.ctx == raft::kRemovedNotice) || (pre && m.ctx == raft::kTermProbe)) {
+    return Rejection::kNone;
+  }
+  const raft::Term term = raft.term();
+  if (m.term < term) return Rejection::kNone;  // late: the core ignores it
+  // A vote is answered in the candidate's term (a voter in a later one does
+  // not answer), a granted pre-vote in the term asked for: ours plus one.
+  if (!pre && m.term > term) return Rejection::kNoRequest;
+  if (pre && !m.reject && m.term > term + 1) return Rejection::kNoRequest;
+  const bool campaigning =
+      raft.role() == (pre ? raft::Role::kPreCandidate : raft::Role::kCandidate);
+  if (!campaigning) {
+    // Ignored by the core, except a refusal of a later term.
+    return pre && m.reject && DisruptsALeader(raft, m) ? Rejection::kNoRequest : Rejection::kNone;
+  }
+  // A campaign asks the voters of its membership, and no one else.
+  return raft.tracker().IsVoter(m.from) ? Rejection::kNone : Rejection::kNoRequest;
+}
+
+// A follower forwards reads to the leader it follows, which answers in its
+// term; the core takes an answer of its term or a later one as a read. A
+// follower that has since lost track of its leader (it stepped down to
+// campaign, and lost) still waits for the answer of the one leader of its
+// term.
+Rejection CheckReadAnswer(const raft::Raft& raft, const raft::Message& m) {
+  if (m.term < raft.term()) return Rejection::kNone;  // late: the core ignores it
+  if (m.term > raft.term()) return Rejection::kNoRequest;
+  if (raft.role() == raft::Role::kLeader || raft.role() == raft::Role::kCandidate ||
+      raft.role() == raft::Role::kPreCandidate) {
+    return Rejection::kNone;  // ignored by the core
+  }
+  return m.from == raft.leader() || raft.leader() == raft::kNoReplica ? Rejection::kNone
+                                                                      : Rejection::kNoRequest;
+}
+
+// Responses matched with the requests in flight (inbound_check.h).
+Rejection CheckResponse(const raft::Raft& raft, const raft::Message& m) {
+  switch (m.type) {
+    case MessageType::kReplicateResp:
+    case MessageType::kHeartbeatResp:
+      return CheckLeaderAnswer(raft, m);
+    case MessageType::kRequestVoteResp:
+    case MessageType::kRequestPreVoteResp:
+      return CheckVoteAnswer(raft, m);
+    case MessageType::kReadIndexResp:
+      return CheckReadAnswer(raft, m);
+    default:
+      return Rejection::kNone;
+  }
+}
+
 }  // namespace
 
 Rejection CheckSnapshotStreamStart(const PublishedState& s, const raft::Message& m) {
@@ -244,7 +352,8 @@ Rejection CheckInbound(const raft::Raft& raft, const raft::Message& m,
     return CheckEntries(m, limits);
   }
   if (!m.entries.empty()) return Rejection::kEntryType;
-  return CheckIndexes(raft, m);
+  if (Rejection r = CheckIndexes(raft, m); r != Rejection::kNone) return r;
+  return CheckResponse(raft, m);
 }
 
 }  // namespace flotilla::engine

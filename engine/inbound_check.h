@@ -38,6 +38,7 @@ enum class Rejection : uint8_t {
   kCommitBeyondLog,  // a heartbeat's commit index beyond our log
   kBadSnapshot,      // a snapshot whose metadata cannot be right
   kStorageLow,       // entries to store while free space is below the reserve
+  kNoRequest,        // a response to nothing this replica sent and waits for
   kCount,
 };
 
@@ -61,7 +62,17 @@ struct InboundLimits {
 Rejection CheckBatchMessage(const raft::Message& m);
 
 // Checks `m` against the state of `raft`, the replica it is addressed to.
-// kInstallSnapshot reaches this only from the snapshot stream.
+// kInstallSnapshot reaches this only from the snapshot stream. A response the
+// core would act on (step down to its term, record an acknowledgement, a
+// vote or a read) must answer a request this replica sent and still waits
+// for: an acknowledgement of this term's entries at most the last index sent
+// to that peer in this leadership; a heartbeat answer only from a peer a
+// heartbeat went to, for a read round that was started; votes only while
+// campaigning, from voters, in the term asked; read answers only from the
+// leader followed in this term; an answer of a later term not to a replica
+// that leads or hears its leader. A late answer the core ignores (an older
+// term, a role the replica has left) is left to it: a correct peer's answers
+// arrive late all the time.
 Rejection CheckInbound(const raft::Raft& raft, const raft::Message& m, const InboundLimits& limits);
 
 // What a replica has published for other threads (its atomics and the

@@ -167,8 +167,9 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
     // has it. Over the bound the batch is dropped, and the stream ended so
     // that its sender backs off before it reconnects.
     const uint64_t bytes = batch_.ByteSizeLong();
-    if (Status s = stream_->Take(bytes); !s.ok()) {
-      t_->refusals()->Refused(StreamRefusal::kPeerInflightBytes, stream_->peer(), s.message());
+    StreamRefusal why = StreamRefusal::kCount;
+    if (Status s = stream_->Take(bytes, &why); !s.ok()) {
+      t_->refusals()->Refused(why, stream_->peer(), s.message());
       return Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, s.message()));
     }
     Status s = DeliverWireBatch(&batch_, t_->limits(), source_, t_->handler());
@@ -204,9 +205,11 @@ class BatchReactor final : public grpc::ServerBidiReactor<wire::MessageBatch, wi
     }
     source_ = batch_.header().source_address();
     const std::string peer = PeerIdentity(t_->config(), *ctx_, source_);
-    Result<std::unique_ptr<BatchStreamBudget::Stream>> stream = t_->batch_budget()->Open(peer);
+    StreamRefusal why = StreamRefusal::kCount;
+    Result<std::unique_ptr<BatchStreamBudget::Stream>> stream =
+        t_->batch_budget()->Open(peer, &why);
     if (!stream.ok()) {
-      t_->refusals()->Refused(StreamRefusal::kPeerBatchStreams, peer, stream.status().message());
+      t_->refusals()->Refused(why, peer, stream.status().message());
       return Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, stream.status().message()));
     }
     stream_ = std::move(stream).value();

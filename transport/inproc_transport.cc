@@ -179,7 +179,7 @@ void InProcNetwork::Execute(Packet& p, Fate fate, InProcTransport* from, InProcT
   const bool is_snapshot = p.snapshot != nullptr;
   if (fate == Fate::kDeliver) {
     if (is_snapshot) {
-      to->ReceiveSnapshot(*p.snapshot, p.message, from, !p.duplicate, p.cut_after_chunks);
+      to->ReceiveSnapshot(*p.snapshot, p.message, p.from, from, !p.duplicate, p.cut_after_chunks);
     } else {
       std::vector<raft::Message> batch;
       batch.push_back(std::move(p.message));
@@ -282,11 +282,16 @@ Status InProcTransport::SendSnapshot(SnapshotJob job) {
 }
 
 void InProcTransport::ReceiveSnapshot(const InProcNetwork::SnapshotPacket& s,
-                                      const raft::Message& install, InProcTransport* sender,
+                                      const raft::Message& install,
+                                      const std::string& source_address, InProcTransport* sender,
                                       bool report_status, size_t cut_after_chunks) {
   SnapshotReceiver rx(config_.snapshot_dir, SnapshotReceiverLimits{config_.max_snapshot_bytes,
                                                                    config_.max_snapshot_files});
-  Status st = rx.Begin(install);
+  // As the gRPC transport does at a stream's first chunk (wire_receive.cc):
+  // the engine refuses a sender that cannot be the shard's leader before
+  // anything is written.
+  Status st = handler_->AdmitSnapshot(install, source_address);
+  if (st.ok()) st = rx.Begin(install);
   for (size_t i = 0; st.ok() && i < s.chunks.size(); ++i) {
     if (i == cut_after_chunks) st = Status::Unavailable("snapshot stream cut (simulated)");
     if (st.ok()) st = rx.Add(s.chunks[i].view);

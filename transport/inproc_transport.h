@@ -155,7 +155,8 @@ class InProcTransport final : public Transport {
  private:
   friend class InProcNetwork;
   void ReceiveSnapshot(const InProcNetwork::SnapshotPacket& s, const raft::Message& install,
-                       InProcTransport* sender, bool report_status, size_t cut_after_chunks);
+                       const std::string& source_address, InProcTransport* sender,
+                       bool report_status, size_t cut_after_chunks);
 
   InProcNetwork* const network_;
   const TransportConfig config_;

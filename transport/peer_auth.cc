@@ -166,6 +166,10 @@ std::string_view StreamRefusalName(StreamRefusal r) {
       return "peer_inflight_bytes";
     case StreamRefusal::kSnapshotSender:
       return "snapshot_sender";
+    case StreamRefusal::kBatchStreams:
+      return "batch_streams";
+    case StreamRefusal::kBatchInflightBytes:
+      return "batch_inflight_bytes";
     case StreamRefusal::kCount:
       break;
   }
@@ -254,12 +258,16 @@ void RefusalLog::Refused(StreamRefusal why, std::string_view peer, std::string_v
   if (handler_ == nullptr) return;
   handler_->HandleStreamRefused(why);
   if (logged_.size() >= kMaxLoggedPeers) logged_.clear();
-  std::string key = std::string(StreamRefusalName(why)) + " " + std::string(peer);
+  // A bound over all peers is logged once per interval in all: the peers it
+  // refuses may be any number of claimed addresses.
+  const bool total =
+      why == StreamRefusal::kBatchStreams || why == StreamRefusal::kBatchInflightBytes;
+  std::string key = std::string(StreamRefusalName(why)) + (total ? "" : " " + std::string(peer));
   auto [it, fresh] = logged_.try_emplace(std::move(key), now);
   if (!fresh && now - it->second < kLogInterval) return;
   it->second = now;
-  Log().error("transport: refused {} ({}): {} (logged at most once per 10 s per peer)",
-              EscapeForLog(peer), StreamRefusalName(why), detail);
+  Log().error("transport: refused {} ({}): {} (logged at most once per 10 s {})",
+              EscapeForLog(peer), StreamRefusalName(why), detail, total ? "in all" : "per peer");
 }
 
 void RefusalLog::Detach() {

@@ -35,6 +35,8 @@ enum class StreamRefusal : int {
   kPeerInflightBytes,   // the peer's batches in flight reached
                         // batch_receive.max_inflight_bytes_per_peer
   kSnapshotSender,      // a snapshot stream's sender is no member or not the shard's leader
+  kBatchStreams,        // all peers together hold batch_receive.max_streams Batches streams
+  kBatchInflightBytes,  // all peers' batches in flight reached batch_receive.max_inflight_bytes
   kCount,
 };
 std::string_view StreamRefusalName(StreamRefusal r);

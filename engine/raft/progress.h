@@ -66,6 +66,12 @@ struct Progress {
   uint64_t read_round_acked = 0;
   // The commit index this follower can derive from what it was last sent.
   Index commit_sent = 0;
+  // Leader: the highest index sent to this replica in this leadership (an
+  // append's last entry, an empty append's index, a snapshot's index) and
+  // whether a heartbeat went to it. A correct answer acknowledges no more,
+  // and answers a heartbeat only once one was sent (engine/inbound_check.h).
+  Index sent_last = 0;
+  bool heartbeat_sent = false;
   Inflights inflights;
 
   void BecomeProbe();

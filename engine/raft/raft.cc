@@ -998,6 +998,7 @@ bool Raft::SendAppend(ReplicaId to, bool send_if_empty) {
   if (pr->is_witness) StripForWitness(&m.entries);
   const Index sent_last = prev_index + m.entries.size();
   pr->commit_sent = std::max(pr->commit_sent, std::min(m.commit, sent_last));
+  pr->sent_last = std::max(pr->sent_last, sent_last);
   if (pr->state == ProgressState::kReplicate && !m.entries.empty()) {
     pr->OptimisticUpdate(sent_last);
     pr->inflights.Add(sent_last, m.SizeBytes());
@@ -1015,6 +1016,7 @@ void Raft::SendSnapshot(ReplicaId to, Progress* pr) {
   pr->BecomeSnapshot(snap.index);
   // Installing (or already holding) the snapshot commits up to its index.
   pr->commit_sent = std::max(pr->commit_sent, snap.index);
+  pr->sent_last = std::max(pr->sent_last, snap.index);
   Message m;
   m.type = MessageType::kInstallSnapshot;
   m.to = to;
@@ -1048,6 +1050,7 @@ void Raft::BroadcastHeartbeat(uint64_t round) {
     m.commit = std::min(pr.match, log_.committed());
     m.ctx = round;
     pr.commit_sent = std::max(pr.commit_sent, m.commit);
+    pr.heartbeat_sent = true;
     Send(std::move(m));
   }
 }
@@ -1225,6 +1228,7 @@ void Raft::FlushCommit() {
     m.to = rid;
     m.commit = can_commit;
     pr.commit_sent = can_commit;
+    pr.heartbeat_sent = true;
     Send(std::move(m));
   }
 }

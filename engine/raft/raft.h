@@ -152,6 +152,8 @@ class Raft {
   // The voters that said they repair (with unrepairable(): every voter but
   // this replica).
   const std::vector<ReplicaId>& repairing_voters() const { return repairing_voters_; }
+  // The last read round this leader started (heartbeats carry it; 0: none).
+  uint64_t read_round() const { return reads_.last_round(); }
   // Set when a member answered this replica's vote request with
   // kRemovedNotice: its removal committed (it may not have learned so from
   // the log). It never campaigns again; the driver stops it.

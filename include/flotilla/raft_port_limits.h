@@ -47,6 +47,15 @@ struct BatchStreamLimits {
   // is always taken, so one message up to the largest accepted gRPC message
   // still passes.
   uint64_t max_inflight_bytes_per_peer = uint64_t{64} << 20;
+  // The same over all peers together. Without TLS a peer's identity is the
+  // source address it claims, and a holder of the deployment secret can
+  // claim as many as it likes: these bound what all of them hold at once.
+  // Batches streams open at once (a correct NodeHost holds two per peer).
+  size_t max_streams = 512;
+  // Bytes (as sent) of all peers' batches read and not yet handed to the
+  // engine. A batch beyond it is dropped and its stream ended, unless
+  // nothing is in flight at all (one batch always fits alone).
+  uint64_t max_inflight_bytes = uint64_t{256} << 20;
 };
 
 }  // namespace flotilla

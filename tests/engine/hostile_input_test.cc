@@ -203,6 +203,25 @@ TEST_F(HostileInput, ATermNearTheEndOfTheTermSpaceIsDropped) {
   ExpectHealthy();
 }
 
+// Issue 14: "a term never advances by more than a bound in one message".
+// The test above stays beyond 2^62, the end of the term space; this one is
+// far below it, one past the bound of one message's advance (2^32), from the
+// leader itself, as a heartbeat and as a vote request.
+TEST_F(HostileInput, ATermAdvanceBeyondTheBoundOfOneMessageIsDropped) {
+  raft::Message hb = From(leader_, raft::MessageType::kHeartbeat);
+  hb.term = term_ + (uint64_t{1} << 32) + 1;
+  Inject(follower_, hb);
+  raft::Message v = From(other_, raft::MessageType::kRequestPreVote);
+  v.term = term_ + (uint64_t{1} << 32) + 1;
+  v.log_index = 1'000'000;
+  v.log_term = term_;
+  Inject(follower_, v);
+  EXPECT_EQ(Rejected(follower_, "term_too_far"), 2u);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->term, term_);
+  EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->leader_id, leader_);
+  ExpectHealthy();
+}
+
 TEST_F(HostileInput, ANonMemberIsNeitherFollowedNorDialledNorGivenVotes) {
   // A heartbeat in the current term from anyone but the leader.
   Inject(follower_, From(kOutsider, raft::MessageType::kHeartbeat));
@@ -402,6 +421,83 @@ TEST_F(HostileInput, AnOutsidersVoteRequestFlaggedAsATransferIsDropped) {
   EXPECT_EQ(Rejected(follower_, "non_member"), 1u);
   EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->term, term_);
   EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->leader_id, leader_);
+  ExpectHealthy();
+}
+
+// Issue 14: responses only for requests in flight. A leader cut off from
+// both followers keeps appending; the follower's progress is probing, so
+// after one probe the leader sends it nothing more. An acknowledgement of
+// an entry it was never sent (within the leader's log, so the older check
+// passes) counted before as held there: with the leader's own copy, a
+// quorum, and the leader committed and applied an entry no one else holds.
+TEST_F(HostileInput, AnAcknowledgementOfEntriesNeverSentCommitsNothing) {
+  const raft::Index committed = LastIndex(leader_);
+  cl_->net().Isolate(ManualCluster::Name(static_cast<int>(leader_)));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(cl_->host(leader_).Propose(1, "cut=" + std::to_string(i), 3600s).ok());
+    for (int k = 0; k < 4; ++k) cl_->Step(1);  // no tick: the leader stays leader
+  }
+  const raft::Index last = committed + 3;
+  raft::Message ack = From(follower_, raft::MessageType::kReplicateResp);
+  ack.log_index = last;
+  Inject(leader_, ack);
+  EXPECT_GE(Rejected(leader_, "no_request"), 1u);
+  EXPECT_LT(cl_->host(leader_).GetReplicaInfo(1)->commit_index, last)
+      << "an entry only the leader holds was committed on a forged acknowledgement";
+  cl_->net().HealAll();
+  ExpectHealthy();
+}
+
+// A heartbeat answer confirms the read round it carries. One for a round
+// the leader never started confirmed every later round: a leader cut off
+// from the shard served a linearizable read with no quorum behind it.
+TEST_F(HostileInput, AHeartbeatAnswerForARoundNeverStartedConfirmsNoRead) {
+  cl_->net().Isolate(ManualCluster::Name(static_cast<int>(leader_)));
+  auto read = cl_->host(leader_).Read(1, "a", 3600s);
+  ASSERT_TRUE(read.ok());
+  for (int k = 0; k < 4; ++k) cl_->Step(1);
+  raft::Message hb = From(follower_, raft::MessageType::kHeartbeatResp);
+  hb.ctx = uint64_t{1} << 40;
+  Inject(leader_, hb);
+  EXPECT_GE(Rejected(leader_, "no_request"), 1u);
+  EXPECT_FALSE(read->Done()) << "a leader cut off from its shard served a read";
+  cl_->net().HealAll();
+  ExpectHealthy();
+}
+
+// Answers of a later term to requests this replica never sent: before, each
+// moved a follower that hears its leader (and is within its lease, which
+// guards it against vote requests) to that term and made it forget its
+// leader; a vote answer of a later term deposed the leader.
+TEST_F(HostileInput, AnswersToRequestsNeverSentChangeNoTerm) {
+  for (raft::MessageType type :
+       {raft::MessageType::kReplicateResp, raft::MessageType::kHeartbeatResp,
+        raft::MessageType::kRequestVoteResp, raft::MessageType::kRequestPreVoteResp,
+        raft::MessageType::kReadIndexResp}) {
+    raft::Message m = From(other_, type);
+    m.term = term_ + 5;
+    m.reject = true;
+    Inject(follower_, m);
+    EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->term, term_) << raft::MessageTypeName(type);
+    EXPECT_EQ(cl_->host(follower_).GetReplicaInfo(1)->leader_id, leader_)
+        << raft::MessageTypeName(type);
+  }
+  raft::Message vote = From(follower_, raft::MessageType::kRequestVoteResp);
+  vote.term = term_ + 5;
+  Inject(leader_, vote);
+  EXPECT_EQ(cl_->host(leader_).GetReplicaInfo(1)->leader_id, leader_);
+  EXPECT_EQ(Rejected(follower_, "no_request") + Rejected(leader_, "no_request"), 6u);
+  ExpectHealthy();
+}
+
+// A follower forwards its reads to the leader it follows; an answer from
+// another member is no answer (before, the core took it as the read's index).
+TEST_F(HostileInput, AReadAnswerFromAnyoneButTheLeaderIsDropped) {
+  raft::Message m = From(other_, raft::MessageType::kReadIndexResp);
+  m.ctx = 1;
+  m.log_index = 1;
+  Inject(follower_, m);
+  EXPECT_EQ(Rejected(follower_, "no_request"), 1u);
   ExpectHealthy();
 }
 

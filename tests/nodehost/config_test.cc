@@ -275,7 +275,8 @@ TEST(Config, PeerLimitsReachTheEngine) {
             "[peer_limits]\nsnapshot_streams = 3\nsnapshot_streams_per_peer = 1\n"
             "snapshot_bytes_per_peer = 1000\nsnapshot_idle_timeout_ms = 500\n"
             "snapshot_total_timeout_ms = 9000\nsnapshot_evict_idle_ms = 100\n"
-            "batch_streams_per_peer = 4\nbatch_inflight_bytes_per_peer = 2048\n" +
+            "batch_streams_per_peer = 4\nbatch_inflight_bytes_per_peer = 2048\n"
+            "batch_streams = 6\nbatch_inflight_bytes = 4096\n" +
             shards);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   const NodeHostConfig nc = c->ToNodeHostConfig();
@@ -287,6 +288,8 @@ TEST(Config, PeerLimitsReachTheEngine) {
   EXPECT_EQ(nc.snapshot_streams.evict_idle_ms, 100u);
   EXPECT_EQ(nc.batch_streams.max_streams_per_peer, 4u);
   EXPECT_EQ(nc.batch_streams.max_inflight_bytes_per_peer, 2048u);
+  EXPECT_EQ(nc.batch_streams.max_streams, 6u);
+  EXPECT_EQ(nc.batch_streams.max_inflight_bytes, 4096u);
   for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
            {"[peer_limits]\nsnapshot_streams = 2\nsnapshot_streams_per_peer = 3\n",
             "snapshot_streams.max_streams_per_peer"},
@@ -295,7 +298,11 @@ TEST(Config, PeerLimitsReachTheEngine) {
            {"[peer_limits]\nbatch_streams_per_peer = 1\n", "peer_limits.batch_streams_per_peer"},
            {"[peer_limits]\nbatch_inflight_bytes_per_peer = 0\n",
             "peer_limits.batch_inflight_bytes_per_peer"},
-           {"[peer_limits]\nbatch_streams = 4\n", "unknown key peer_limits.batch_streams"},
+           {"[peer_limits]\nbatch_streams = 2\nbatch_streams_per_peer = 3\n",
+            "batch_streams.max_streams_per_peer"},
+           {"[peer_limits]\nbatch_inflight_bytes = 1000\n",
+            "batch_streams.max_inflight_bytes_per_peer"},
+           {"[peer_limits]\nbatch_stream = 4\n", "unknown key peer_limits.batch_stream"},
        }) {
     Result<DaemonConfig> bad = Parse(head + text + shards);
     ASSERT_FALSE(bad.ok()) << text;

@@ -68,6 +68,11 @@ class GrpcPeerLimitsTest : public ::testing::Test {
     ASSERT_TRUE(node_->transport->Start().ok());
     address_ = node_->transport->address();
   }
+  // Waits until `n` batches are held in the engine (HoldAppends).
+  bool WaitHeld(size_t n) {
+    for (int i = 0; i < 250 && node_->handler.Held() < n; ++i) std::this_thread::sleep_for(20ms);
+    return node_->handler.Held() == n;
+  }
   TempDir tmp_;
   Registry registry_;
   std::unique_ptr<Node> node_;
@@ -125,8 +130,7 @@ TEST_F(GrpcPeerLimitsTest, APeersBatchesInFlightAreBounded) {
   ASSERT_TRUE(a1.accepted() && a2.accepted() && b1.accepted());
   // 200 KiB of peer a's stays in flight (held in the engine).
   ASSERT_TRUE(a1.Send({MakeAppend(1, 1, 2, 10, std::string(200u << 10, 'a'))}));
-  for (int i = 0; i < 250 && node_->handler.Held() < 1; ++i) std::this_thread::sleep_for(20ms);
-  ASSERT_EQ(node_->handler.Held(), 1u);
+  ASSERT_TRUE(WaitHeld(1));
   // 200 KiB more of peer a's, on its other stream, exceed its 256 KiB.
   ASSERT_TRUE(a2.Send({MakeAppend(1, 1, 2, 11, std::string(200u << 10, 'b'))}));
   const grpc::Status st = a2.Finish();
@@ -135,8 +139,7 @@ TEST_F(GrpcPeerLimitsTest, APeersBatchesInFlightAreBounded) {
   EXPECT_TRUE(log.Contains("peer_inflight_bytes")) << "the refusal is logged";
   // Peer b has nothing in flight: its 200 KiB are taken.
   ASSERT_TRUE(b1.Send({MakeAppend(1, 5, 2, 12, std::string(200u << 10, 'c'))}));
-  for (int i = 0; i < 250 && node_->handler.Held() < 2; ++i) std::this_thread::sleep_for(20ms);
-  EXPECT_EQ(node_->handler.Held(), 2u);
+  EXPECT_TRUE(WaitHeld(2));
   node_->handler.HoldAppends(false);
   ASSERT_TRUE(node_->handler.WaitFor([&] { return node_->handler.messages().size() >= 2; }));
   std::this_thread::sleep_for(100ms);  // nothing else arrives
@@ -145,6 +148,73 @@ TEST_F(GrpcPeerLimitsTest, APeersBatchesInFlightAreBounded) {
   for (const raft::Message& m : node_->handler.messages()) firsts += m.entries.at(0).cmd.data()[0];
   std::sort(firsts.begin(), firsts.end());
   EXPECT_EQ(firsts, "ac") << "peer a's refused batch reached the engine";
+}
+
+// Without TLS a peer's identity is the source address it claims, and a
+// holder of the deployment secret can claim as many as it likes: the
+// per-peer bounds alone bounded nothing in total. Before, every claimed
+// address got its streams.
+TEST_F(GrpcPeerLimitsTest, ManyClaimedPeersTogetherHoldAtMostTheGlobalQuotaOfStreams) {
+  TransportConfig c = FastConfig(tmp_.Sub("b"));
+  c.batch_receive.max_streams_per_peer = 2;
+  c.batch_receive.max_streams = 4;
+  Start(c);
+  LogCapture log;
+  std::vector<std::unique_ptr<RawBatchStream>> streams;
+  for (int i = 0; i < 4; ++i) {
+    streams.push_back(
+        std::make_unique<RawBatchStream>(address_, "claimed-" + std::to_string(i) + ":1"));
+    ASSERT_TRUE(streams.back()->accepted()) << i;
+  }
+  RawBatchStream fifth(address_, "claimed-4:1");
+  EXPECT_FALSE(fifth.accepted()) << "a fifth stream was accepted over a bound of four";
+  const grpc::Status st = fifth.Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  // More claimed addresses: each refusal is counted, and the bound over all
+  // peers is logged once per interval in all, not once per claimed address.
+  for (int i = 6; i < 9; ++i) {
+    RawBatchStream more(address_, "claimed-" + std::to_string(i) + ":1");
+    EXPECT_FALSE(more.accepted());
+    (void)more.Finish();
+  }
+  EXPECT_EQ(node_->handler.Refused(StreamRefusal::kBatchStreams), 4u);
+  EXPECT_EQ(log.Count("(batch_streams)"), 1u) << "the refusal is logged, once";
+  // A stream closed gives its place back, to any peer.
+  (void)streams[0]->Finish();
+  streams[0].reset();
+  bool again = false;
+  for (int i = 0; i < 100 && !again; ++i) {
+    again = RawBatchStream(address_, "claimed-5:1").accepted();
+    if (!again) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(again);
+}
+
+// The bytes in flight over all peers: with 200 KiB of one claimed peer held
+// in the engine, another's 200 KiB exceed a 256 KiB bound. Before, each
+// peer had its own 64 MiB, so N claimed addresses held N times that.
+TEST_F(GrpcPeerLimitsTest, AllPeersBatchesInFlightAreBounded) {
+  TransportConfig c = FastConfig(tmp_.Sub("b"));
+  c.batch_receive.max_inflight_bytes = 256u << 10;
+  Start(c);
+  LogCapture log;
+  node_->handler.HoldAppends(true);
+  RawBatchStream a(address_, "claimed-a:1");
+  RawBatchStream b(address_, "claimed-b:1");
+  ASSERT_TRUE(a.accepted() && b.accepted());
+  ASSERT_TRUE(a.Send({MakeAppend(1, 1, 2, 10, std::string(200u << 10, 'a'))}));
+  ASSERT_TRUE(WaitHeld(1));
+  ASSERT_TRUE(b.Send({MakeAppend(1, 5, 2, 11, std::string(200u << 10, 'b'))}));
+  const grpc::Status st = b.Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  EXPECT_EQ(node_->handler.Refused(StreamRefusal::kBatchInflightBytes), 1u);
+  EXPECT_TRUE(log.Contains("(batch_inflight_bytes)")) << "the refusal is logged";
+  node_->handler.HoldAppends(false);
+  ASSERT_TRUE(node_->handler.WaitFor([&] { return node_->handler.messages().size() >= 1; }));
+  std::this_thread::sleep_for(100ms);  // nothing else arrives
+  std::lock_guard lock(node_->handler.mu());
+  ASSERT_EQ(node_->handler.messages().size(), 1u) << "the batch over the bound reached the engine";
+  EXPECT_EQ(node_->handler.messages()[0].entries.at(0).cmd.data()[0], 'a');
 }
 
 }  // namespace

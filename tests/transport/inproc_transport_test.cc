@@ -225,6 +225,33 @@ TEST_F(InProcTest, CutSnapshotStreamLeavesNothingAndFailsAtTheSender) {
   EXPECT_EQ(left, 0u);
 }
 
+// Issue 14: the in-process transport (tests, the simulator) asks the
+// engine about a snapshot stream at its start, as the gRPC one does
+// (Handler::AdmitSnapshot): a refused stream writes nothing, never reaches
+// HandleSnapshot, and fails at the sender. Before, it was received in full.
+TEST_F(InProcTest, ASnapshotTheHandlerRefusesWritesNothing) {
+  std::filesystem::create_directories(tmp_.Sub("src"));
+  testing::WriteRandomFile(tmp_.Sub("src/state"), 12345, 9);
+  h_[1].RefuseSnapshotsFrom(1);
+  auto source = NewFileSnapshotSource(tmp_.Sub("src"));
+  ASSERT_TRUE(source.ok());
+  ASSERT_TRUE(t_[0]->SendSnapshot({MakeInstall(1, 1, 2, 50), std::move(*source)}).ok());
+  net_.DeliverAll(rng_);
+  EXPECT_TRUE(h_[1].snapshots().empty()) << "a refused snapshot was received";
+  ASSERT_EQ(h_[0].statuses().size(), 1u);
+  EXPECT_TRUE(h_[0].statuses()[0].failed);
+  EXPECT_TRUE(!std::filesystem::exists(tmp_.Sub("b")) || std::filesystem::is_empty(tmp_.Sub("b")));
+  // Another sender's snapshot still arrives.
+  h_[1].RefuseSnapshotsFrom(9);
+  source = NewFileSnapshotSource(tmp_.Sub("src"));
+  ASSERT_TRUE(source.ok());
+  ASSERT_TRUE(t_[0]->SendSnapshot({MakeInstall(1, 1, 2, 50), std::move(*source)}).ok());
+  net_.DeliverAll(rng_);
+  EXPECT_EQ(h_[1].snapshots().size(), 1u);
+  ASSERT_EQ(h_[0].statuses().size(), 2u);
+  EXPECT_FALSE(h_[0].statuses()[1].failed);
+}
+
 TEST_F(InProcTest, InstallSnapshotViaSendIsRefused) {
   EXPECT_FALSE(t_[0]->Send(MakeInstall(1, 1, 2, 5)));
   EXPECT_EQ(t_[0]->SendSnapshot({MakeInstall(1, 1, 2, 5), nullptr}).code(),
