@@ -389,6 +389,7 @@ void StepWorker::HandToApply(Replica* r) {
   Counters::Add(nh_->counters().entries_committed, u.committed_entries.size());
   ApplyTask t;
   t.snapshot = u.snapshot;
+  if (u.snapshot) t.snapshot_pin = r->snapshot_pins->Pin(u.snapshot->index);
   t.entries = std::move(u.committed_entries);
   t.reads = std::move(u.ready_reads);
   t.dropped_reads = std::move(u.dropped_reads);

@@ -36,6 +36,9 @@ namespace flotilla::engine {
 // Work handed from the step worker to the apply worker.
 struct ApplyTask {
   std::optional<raft::SnapshotMeta> snapshot;  // restore this first
+  // Keeps `snapshot`'s directory until it is restored: a later snapshot that
+  // the step worker records meanwhile prunes the ones below it.
+  std::shared_ptr<void> snapshot_pin;
   std::vector<raft::Entry> entries;
   std::vector<raft::ReadState> reads;
   std::vector<uint64_t> dropped_reads;

@@ -24,7 +24,14 @@ grpc::ChannelArguments ChannelArgs(const TransportConfig& c) {
   // returning peer would be found only after gRPC's default 2 minutes.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(c.reconnect_backoff_initial_ms));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(c.reconnect_backoff_initial_ms));
+  // Despite its name, gRPC takes GRPC_ARG_MIN_RECONNECT_BACKOFF_MS as the
+  // time a connection attempt may take until the peer's SETTINGS frame
+  // arrives, not as a backoff. Set to the short backoff, a peer that answers
+  // later than that (far away, or on a loaded machine) failed every call of
+  // the first attempts, snapshots included; it gets connect_timeout_ms, as a
+  // lane's Connect() does.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(std::max(c.connect_timeout_ms, c.reconnect_backoff_initial_ms)));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(c.reconnect_backoff_max_ms));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(c.keepalive_interval_ms));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(c.keepalive_timeout_ms));

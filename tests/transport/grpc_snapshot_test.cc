@@ -180,6 +180,22 @@ TEST_F(GrpcSnapshotTest, ConnectionCutMidStreamLeavesNothingAndRetrySucceeds) {
   ExpectReceived(1);
 }
 
+// A peer whose connection answers late (far away, or on a loaded machine)
+// but within connect_timeout_ms (500 ms here) gets its snapshot at the first
+// attempt: gRPC gives a connection attempt only GRPC_ARG_MIN_RECONNECT_BACKOFF_MS
+// to receive the peer's SETTINGS frame, so that must not be the short
+// reconnect backoff.
+TEST_F(GrpcSnapshotTest, SlowConnectionWithinConnectTimeoutStillDelivers) {
+  TcpProxy proxy(b_->transport->address());
+  proxy.SetConnectDelay(150ms);
+  registry_.Add(1, 2, proxy.address());
+  ASSERT_TRUE(a_->transport->SendSnapshot({MakeInstall(1, 1, 2, 77), Source()}).ok());
+  bool failed = true;
+  ASSERT_TRUE(WaitStatus(1, &failed));
+  EXPECT_FALSE(failed);
+  ExpectReceived(1);
+}
+
 TEST_F(GrpcSnapshotTest, SourceFailureAbortsCleanly) {
   auto failing = std::make_unique<InterruptingSource>(
       Source(), 8u << 20, [] {}, true);

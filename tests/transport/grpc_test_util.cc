@@ -91,6 +91,7 @@ void TcpProxy::AcceptLoop() {
     if (::poll(&p, 1, 50) <= 0) continue;
     int client = ::accept(listen_fd_, nullptr, nullptr);
     if (client < 0) continue;
+    std::this_thread::sleep_for(std::chrono::milliseconds(connect_delay_ms_.load()));
     int server = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;

@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -53,6 +55,9 @@ class TcpProxy {
   ~TcpProxy();
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   void Cut();
+  // Holds each new connection this long before joining it to the upstream,
+  // as a far or overloaded peer would: its first bytes arrive that late.
+  void SetConnectDelay(std::chrono::milliseconds delay) { connect_delay_ms_ = delay.count(); }
 
  private:
   void AcceptLoop();
@@ -63,6 +68,7 @@ class TcpProxy {
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> connect_delay_ms_{0};
   std::mutex mu_;
   std::vector<int> fds_;              // guarded by mu_
   std::vector<std::thread> threads_;  // guarded by mu_
