@@ -29,6 +29,7 @@
 #include "engine/snapshot_stream.h"
 #include "flotilla/metrics.h"
 #include "flotilla/node_host.h"
+#include "logdb/latency_recorder.h"
 #include "logdb/logdb.h"
 #include "transport/registry.h"
 #include "transport/transport.h"

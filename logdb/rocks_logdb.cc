@@ -1,4 +1,5 @@
 #include "logdb/rocks_logdb.h"
+#include "logdb/latency_recorder.h"
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>

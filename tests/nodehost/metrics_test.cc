@@ -1,5 +1,6 @@
 // The Prometheus text the daemon writes is valid, and its counters count.
 #include "tools/nodehost/metrics.h"
+#include "logdb/latency_recorder.h"
 
 #include <gtest/gtest.h>
 
