@@ -156,12 +156,16 @@ TEST(NodeHost, SessionProposalRetriedAfterTimeoutIsAppliedOnce) {
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   Session session = *s;
   // The first attempt times out on the client side (a deadline too short to
-  // wait for the commit), but the proposal itself goes through.
+  // wait for the commit), but the proposal itself goes through. (On a
+  // loaded machine the commit may even beat the waiter: then it completed.)
   auto first = c.host(0)->ProposeInSession(session, "x=1", 1ms);
   ASSERT_TRUE(first.ok());
-  EXPECT_EQ(first->Wait().code, RequestCode::kTimeout);
+  const RequestCode first_code = first->Wait().code;
+  EXPECT_TRUE(first_code == RequestCode::kTimeout || first_code == RequestCode::kCompleted)
+      << RequestCodeName(first_code);
   // The retry carries the same series id: it must not apply again.
   std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(c.WaitSame(1, 3, 10s));
   const uint64_t before = AppliedCount(c, 0, 1);
   auto retry = c.host(0)->ProposeInSession(session, "x=1", 10s);
   ASSERT_TRUE(retry.ok());
@@ -175,8 +179,11 @@ TEST(NodeHost, SessionProposalRetriedAfterTimeoutIsAppliedOnce) {
   const RequestResult r2 = again->Wait();
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2.value, r1.value) << "a duplicate answers with the first result";
-  // The next proposal of the session is new.
+  // The next proposal of the session is new. Host 0 may not have applied
+  // the writes acknowledged through host 1 yet: count once all agree (CI saw
+  // 14 vs 13 here when the count was read first).
   session.ProposalCompleted();
+  ASSERT_TRUE(c.WaitSame(1, 3, 10s));
   const uint64_t before_next = AppliedCount(c, 0, 1);
   RequestResult r3 = c.host(0)->ProposeInSession(session, "x=2", 10s)->Wait();
   ASSERT_TRUE(r3.ok());

@@ -676,10 +676,10 @@ std::string Describe(FuzzCluster& cl, uint64_t shard) {
       out += info.status().ToString();
       continue;
     }
-    out += info->role + " term " + std::to_string(info->term) + " leader " +
-           std::to_string(info->leader_id) + " commit " + std::to_string(info->commit_index) +
-           " applied " + std::to_string(info->applied_index) + " state " +
-           ReadKey(cl, i, shard, "__hash", "?");
+    out += std::string(ReplicaRoleName(info->role)) + " term " + std::to_string(info->term) +
+           " leader " + std::to_string(info->leader_id) + " commit " +
+           std::to_string(info->commit_index) + " applied " + std::to_string(info->applied_index) +
+           " state " + ReadKey(cl, i, shard, "__hash", "?");
   }
   return out;
 }
